@@ -9,7 +9,7 @@ TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup book chapter test lab clean-book clean-results
+.PHONY: setup book chapter test lab screenshots clean-book clean-results
 
 setup: $(STAMP)
 
@@ -30,6 +30,12 @@ chapter: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# the built book in headless Chromium (every page checked) + the committed chapter screenshots
+screenshots: setup
+	$(PY) -m helpers.browsercheck _build/html \
+		--screenshot book/executed/05_correlation.html=results/screenshots/correlation.png \
+		--screenshot book/executed/06_reproduction.html=results/screenshots/reproduction.png
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/

@@ -1,0 +1,113 @@
+"""The built book opened in headless Chromium: no missing image, no broken internal link, no traceback.
+
+``test_checker_*`` build a tiny site with known defects and make sure the checker reports each of them, so the
+book test below can fail. ``test_built_book_in_browser`` checks ``_build/html`` (or ``$BOOK_HTML``): it skips
+when the book has not been built or Chromium is absent, unless ``REQUIRE_BROWSER_CHECK=1`` (set by ``.ci/run``,
+which builds the book before running the tests), where those are failures.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import browsercheck
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIRED = os.environ.get("REQUIRE_BROWSER_CHECK") == "1"
+
+
+def _need_browser():
+    try:
+        browsercheck.find_browser()
+        import selenium  # noqa: F401
+    except (RuntimeError, ImportError) as err:
+        if REQUIRED:
+            pytest.fail(f"browser check required but unavailable: {err}")
+        pytest.skip(str(err))
+
+
+def _png(path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(path)
+
+
+def _page(body: str) -> str:
+    return f"<!doctype html><html><head><title>t</title></head><body><main>{body}</main></body></html>"
+
+
+@pytest.fixture(scope="module")
+def broken_site(tmp_path_factory):
+    site = tmp_path_factory.mktemp("site")
+    (site / "sub").mkdir()
+    _png(site / "ok.png")
+    (site / "index.html").write_text(_page(
+        '<h1 id="top">Home</h1><img src="ok.png"><a href="sub/good.html#part">good</a>'
+        '<a href="sub/">folder index</a><a href="https://example.org/x">external</a><a href="#top">self</a>'))
+    (site / "sub" / "index.html").write_text(_page("<p>folder</p>"))
+    (site / "sub" / "good.html").write_text(_page('<h2 id="part">Part</h2><img src="../ok.png">'
+                                                  '<a href="../index.html">home</a>'))
+    (site / "missing_image.html").write_text(_page('<img src="_images/gone.png">'))
+    (site / "corrupt_image.html").write_text(_page('<img src="not_a_png.png">'))
+    (site / "not_a_png.png").write_text("this is not an image")
+    (site / "broken_link.html").write_text(_page('<a href="nowhere.html">x</a>'))
+    (site / "broken_anchor.html").write_text(_page('<a href="sub/good.html#no-such-part">x</a>'))
+    (site / "traceback_text.html").write_text(_page(
+        "<pre>Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: boom</pre>"))
+    (site / "error_output.html").write_text(_page(
+        '<div class="cell_output docutils container"><div class="output traceback highlight-ipythontb">'
+        "<pre>ValueError</pre></div></div>"))
+    return site
+
+
+def test_checker_reports_each_defect(broken_site):
+    _need_browser()
+    reports = {r.page: r for r in browsercheck.check_site(broken_site, progress=False)}
+    assert reports["index.html"].ok, reports["index.html"].problems()
+    assert reports["sub/good.html"].ok, reports["sub/good.html"].problems()
+    assert reports["missing_image.html"].bad_images == ["_images/gone.png"]
+    assert reports["corrupt_image.html"].bad_images == ["not_a_png.png"]
+    assert reports["broken_link.html"].broken_links == ["/nowhere.html"]
+    assert reports["broken_anchor.html"].broken_links == ["/sub/good.html#no-such-part (no such anchor)"]
+    assert reports["traceback_text.html"].traceback
+    assert reports["error_output.html"].traceback
+    assert not any(r.traceback for p, r in reports.items() if p not in {"traceback_text.html", "error_output.html"})
+
+
+def test_checker_cli_exit_status_and_screenshot(broken_site, tmp_path, capsys):
+    _need_browser()
+    shot = tmp_path / "home.png"
+    status = browsercheck.main([str(broken_site), "--screenshot", f"index.html={shot}"])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "broken internal link /nowhere.html" in out and "missing image _images/gone.png" in out
+    assert shot.stat().st_size > 0 and (tmp_path / "home_figure.png").is_file()
+
+
+def test_checker_names_a_missing_build(tmp_path):
+    with pytest.raises(FileNotFoundError, match="build the book first"):
+        browsercheck.check_site(tmp_path)
+
+
+def _toc_pages() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc.get("parts", [toc]) for c in part.get("chapters", [])]
+    return [f + ".html" for f in files]
+
+
+def test_built_book_in_browser():
+    site = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html"))
+    if not (site / "index.html").is_file():
+        if REQUIRED:
+            pytest.fail(f"no built book at {site}: run `make book` before the tests")
+        pytest.skip(f"no built book at {site} (run `make book` first)")
+    _need_browser()
+    reports = browsercheck.check_site(site, progress=False)
+    opened = {r.page for r in reports}
+    missing = [p for p in _toc_pages() if p not in opened]
+    assert not missing, f"chapters of _toc.yml missing from the built book: {missing}"
+    problems = [p for r in reports for p in r.problems()]
+    assert not problems, "\n".join(problems)
