@@ -10,9 +10,12 @@ Synthetic data: C = 5 Gaussian classes in D dimensions (class means on a random 
 10-class source head's logits. For each N the table has one row per metric: our time per device, the
 baseline's time (a direct NumPy / SciPy / scikit-learn computation of the same definition, where one
 exists) and |ours - baseline|. Expected differences: PARC (ours breaks no ties by rounding residue, see
-``parc(label_rdm=...)``; above 5000 samples ours is subsampled), NLEEP (GMM initialisations differ), LP (torch
-L-BFGS vs SciPy L-BFGS-B), linear probe (optimiser and folds differ). At N = 10k it also prints the error of the large-N forms (PARC on a
-5000-sample subset, LP with NCA fitted on 3000 samples) against their exact forms.
+``parc(label_rdm=...)``, and runs the PCA in float64; above 5000 samples ours is subsampled), NLEEP (GMM
+initialisations differ), LP (torch L-BFGS vs SciPy L-BFGS-B), linear probe (optimiser and folds differ).
+At N = 10k it also prints the error of the large-N forms against their exact forms: PARC on a 5000-sample
+subset, LP with NCA fitted on 3000 samples, and the query-subset form of kNN accuracy and of LP's 5-NN step
+(used above 10 000 samples) with 1000 and 5000 stratified queries, seeds 0-2, next to the standard error
+sqrt(acc (1 - acc) / m * (1 - m / N)) expected of a random subset of m queries.
 """
 from __future__ import annotations
 
@@ -325,7 +328,31 @@ def main(argv=None):
             ex, t1 = timed(lambda: M.lp(X, y, nca_max_n=N))
             ap_, t2 = timed(lambda: M.lp(X, y))
             print(f"lp   exact-NCA {ex:.4f} ({t1:.1f} s)  NCA-on-3000 {ap_:.4f} ({t2:.1f} s)  abs err {abs(ex - ap_):.4f}")
-            print("knn  exact at every N (chunked)")
+            lp_ref = ap_
+            ex, t1 = timed(lambda: M.knn_accuracy(X, y))
+            print(f"knn  exact {ex:.4f} ({t1:.1f} s); query-subset form (default above 10000 samples):")
+            for m in (1000, 5000):
+                errs, ts = [], []
+                for seed in range(3):
+                    ap_, t2 = timed(lambda: M.knn_accuracy(X, y, max_exact=m, subsample_seed=seed))
+                    errs.append(ap_ - ex)
+                    ts.append(t2)
+                se = np.sqrt(ex * (1 - ex) / m * (1 - m / N))
+                print(f"     {m:5d} queries: err (seeds 0-2) " + " ".join(f"{e:+.4f}" for e in errs)
+                      + f"  max |err| {max(map(abs, errs)):.4f}  expected s.e. {se:.4f}  ({np.mean(ts):.1f} s each)")
+            print(f"lp   5-NN step exact {lp_ref:.4f} (NCA-on-3000 as above); query-subset form, same NCA:")
+            for m in (1000,):
+                errs, ts = [], []
+                for seed in range(3):
+                    # subsample_seed also seeds the NCA subset: compare with the exact 5-NN on that same NCA
+                    exs = M.lp(X, y, subsample_seed=seed)
+                    ap_, t2 = timed(lambda: M.lp(X, y, max_exact=m, subsample_seed=seed))
+                    errs.append(ap_ - exs)
+                    ts.append(t2)
+                se = np.sqrt(lp_ref * (1 - lp_ref) / m * (1 - m / N))
+                print(f"     {m:5d} queries: err (seeds 0-2) " + " ".join(f"{e:+.4f}" for e in errs)
+                      + f"  max |err| {max(map(abs, errs)):.4f}  (s.e. bound {se:.4f}; {np.mean(ts):.1f} s each)")
+            print("linear_probe: exact at every N (full-batch L-BFGS, O(N D C) per step, no N x N)")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,16 @@
 """Linear-algebra building blocks shared by the metrics (torch, any device).
 
 * :func:`pca` reproduces scikit-learn's ``PCA`` (``full``, ``covariance_eigh`` and ``randomized`` solvers, the
-  ``auto`` policy, sign convention ``svd_flip(u_based_decision=False)``). The randomised solver draws its
+  ``auto`` policy, sign convention of scikit-learn >= 1.5 ``svd_flip(u_based_decision=False)``, or the
+  U-based convention of scikit-learn <= 1.4 with ``sign="u"``). The randomised solver draws its
   Gaussian test matrix from ``numpy.random.RandomState(random_state)`` exactly as scikit-learn does, so a
   given ``random_state`` selects the same random subspace and the reference numbers of PARC / NCTI are
   reproduced; the products, LU/QR normalisations and SVDs run in torch on the input's device.
+* :func:`randomized_pca_numpy` - the same randomised PCA in NumPy/SciPy on the host, operation for operation
+  as scikit-learn >= 1.8 computes it in the input's precision (float32 stays float32). Used only where a
+  reference number must be reproduced to the last digits: with one power iteration the float32 subspace
+  differs from the float64 one by up to ~3e-3 relative per component, and torch's float32 products round
+  differently from OpenBLAS's, so only the same arithmetic gives the same PARC (see ``parc(backend=...)``).
 * covariance helpers (biased empirical covariance, linear shrinkage towards ``trace/D * I``),
   the power-iteration estimate of the largest eigenvalue used by SFDA's adaptive shrinkage, Ledoit-Wolf.
 * :func:`lda_fit` - the shrinkage LDA of scikit-learn's ``eigen`` solver and of SFDA, and
@@ -29,6 +35,24 @@ def _svd_flip_v(U: torch.Tensor | None, Vt: torch.Tensor):
     if U is not None:
         U = U * signs[None, : U.shape[1]]
     return U, Vt
+
+
+def _svd_flip_u(U: torch.Tensor, Vt: torch.Tensor):
+    """scikit-learn <= 1.4's ``svd_flip(u_based_decision=True)``: largest |entry| of each column of U positive."""
+    idx = torch.argmax(U.abs(), dim=0)
+    signs = torch.sign(U[idx, torch.arange(U.shape[1], device=U.device)])
+    signs[signs == 0] = 1
+    return U * signs[None, :], Vt * signs[: Vt.shape[0], None]
+
+
+def _flip(U, Vt, sign: str):
+    if sign == "v":
+        return _svd_flip_v(U, Vt)
+    if sign == "u":
+        if U is None:
+            raise ValueError("sign='u' needs U (not available with the covariance_eigh solver)")
+        return _svd_flip_u(U, Vt)
+    raise ValueError(f"sign must be 'v' (scikit-learn >= 1.5) or 'u' (scikit-learn <= 1.4), got {sign!r}")
 
 
 def _randomized_svd(M: torch.Tensor, k: int, *, n_oversamples: int, n_iter, random_state: int):
@@ -69,13 +93,16 @@ class PCAResult:
 
 
 def pca(X: torch.Tensor, n_components, *, solver: str = "auto", random_state: int = 0,
-        iterated_power="auto", n_oversamples: int = 10) -> PCAResult:
+        iterated_power="auto", n_oversamples: int = 10, sign: str = "v") -> PCAResult:
     """PCA of ``X`` (N, D) as scikit-learn computes it, in ``X``'s dtype and on its device.
 
     ``n_components``: an int, or a float in (0, 1) for the fraction of variance to keep (exact solvers).
     ``solver``: ``"auto"`` (scikit-learn 1.5+ policy: ``covariance_eigh`` when N >= 10 D and D <= 1000, ``full``
     when max(N, D) <= 500 or a variance fraction is asked, ``randomized`` when k < 0.8 min(N, D)),
     ``"full"``, ``"covariance_eigh"`` or ``"randomized"``.
+    ``sign``: ``"v"`` (default, scikit-learn >= 1.5: the largest |entry| of each component is positive) or
+    ``"u"`` (scikit-learn <= 1.4: the largest |entry| of each column of U is positive; not for
+    ``covariance_eigh``). The sign of a component changes row-wise statistics of the projection (PARC).
     """
     N, D = X.shape
     frac = isinstance(n_components, float) and 0 < n_components < 1
@@ -99,12 +126,12 @@ def pca(X: torch.Tensor, n_components, *, solver: str = "auto", random_state: in
         Xc = X - mean
         U, S, Vt = _randomized_svd(Xc, n_components, n_oversamples=n_oversamples, n_iter=iterated_power,
                                    random_state=random_state)
-        U, Vt = _svd_flip_v(U, Vt)
+        U, Vt = _flip(U, Vt, sign)
         return PCAResult(U * S, Vt, S**2 / (N - 1), mean, solver)
     if solver == "full":
         Xc = X - mean
         U, S, Vt = torch.linalg.svd(Xc, full_matrices=False)
-        U, Vt = _svd_flip_v(U, Vt)
+        U, Vt = _flip(U, Vt, sign)
         ev = S**2 / (N - 1)
     elif solver == "covariance_eigh":
         C = X.T @ X - N * torch.outer(mean, mean)
@@ -113,7 +140,7 @@ def pca(X: torch.Tensor, n_components, *, solver: str = "auto", random_state: in
         ev = ev.flip(0).clamp_min(0)
         Vt = V.flip(1).T
         U = None
-        _, Vt = _svd_flip_v(None, Vt)
+        _, Vt = _flip(None, Vt, sign)
     else:
         raise ValueError(f"unknown PCA solver {solver!r}")
     if frac:
@@ -129,6 +156,54 @@ def pca(X: torch.Tensor, n_components, *, solver: str = "auto", random_state: in
     else:
         Z = (X - mean) @ comps.T
     return PCAResult(Z, comps, ev[:k], mean, solver)
+
+
+def randomized_pca_numpy(X: np.ndarray, n_components: int, *, random_state: int, iterated_power: int,
+                         n_oversamples: int = 10, sign: str = "v") -> np.ndarray:
+    """Randomised PCA projection ``U * S`` in NumPy/SciPy, in ``X``'s float dtype, on the host.
+
+    The arithmetic of scikit-learn >= 1.8's ``PCA(svd_solver="randomized").fit_transform`` step by step (mean
+    in the input dtype, in-place centring, float64 Gaussian test matrix from ``RandomState(random_state)`` cast
+    to the input dtype, power iterations without normaliser when ``iterated_power`` <= 2 and LU otherwise,
+    economic QR, SVD by LAPACK ``gesdd``, transposed problem when N < D, sign ``"v"`` or ``"u"`` as in
+    :func:`pca`), so that on the same NumPy/SciPy builds the projection is the same to the last bits.
+    """
+    import scipy.linalg
+
+    X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    N, D = X.shape
+    k = int(n_components)
+    Xc = X.copy()
+    Xc -= np.mean(X, axis=0)
+    M = Xc.T if N < D else Xc
+    Q = np.random.RandomState(random_state).normal(size=(M.shape[1], k + n_oversamples)).astype(X.dtype,
+                                                                                                  copy=False)
+    for _ in range(iterated_power):
+        if iterated_power <= 2:
+            Q = M @ Q
+            Q = M.T @ Q
+        else:
+            Q = scipy.linalg.lu(M @ Q, permute_l=True, check_finite=False)[0]
+            Q = scipy.linalg.lu(M.T @ Q, permute_l=True, check_finite=False)[0]
+    Q = scipy.linalg.qr(M @ Q, mode="economic", check_finite=False)[0]
+    Uhat, s, Vt = scipy.linalg.svd(Q.T @ M, full_matrices=False, lapack_driver="gesdd")
+    U = Q @ Uhat
+    if N < D:
+        U, s, Vt = Vt[:k].T, s[:k], U[:, :k].T
+    else:
+        U, s, Vt = U[:, :k], s[:k], Vt[:k]
+    if sign == "v":
+        signs = np.sign(Vt[np.arange(k), np.argmax(np.abs(Vt), axis=1)])
+    elif sign == "u":
+        signs = np.sign(U[np.argmax(np.abs(U), axis=0), np.arange(k)])
+    else:
+        raise ValueError(f"sign must be 'v' or 'u', got {sign!r}")
+    signs[signs == 0] = 1
+    U = U * signs.astype(U.dtype)
+    U *= s
+    return U
 
 
 # --------------------------------------------------------------------------------------------- covariance
