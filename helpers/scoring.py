@@ -57,11 +57,11 @@ def _file_hash(path) -> str:
 
 
 def profile_metrics(profile: dict) -> list[str]:
-    """The profile's ``metrics`` list (default: every registered pairwise metric and the set-level ones), with
-    ``lp_fu`` added when both ``lp`` and ``fu`` are listed."""
+    """The profile's ``metrics`` list (default: every registered classification metric, pairwise and set-level;
+    the segmentation ones have their own stage), with ``lp_fu`` added when both ``lp`` and ``fu`` are listed."""
     names = profile.get("metrics")
     if not names:
-        names = [m for m in REGISTRY if not REGISTRY[m].returns_parts]
+        names = [m for m in REGISTRY if not REGISTRY[m].returns_parts and REGISTRY[m].task == "classification"]
     names = list(dict.fromkeys(names))
     if "lp" in names and "fu" in names and "lp_fu" not in names:
         names.append("lp_fu")  # [D]'s proposed score comes with its two parts

@@ -56,3 +56,13 @@ def test_scoring_rows_skip_and_resume(tiny_profile, tmp_path, shared_data_root, 
     again = S.run_scoring(tiny_profile, ["random", "breastmnist"], ["breastmnist"], tmp_path,
                           root=shared_data_root, device="cpu", progress=False)
     pd.testing.assert_frame_equal(again.drop(columns="seconds"), table.drop(columns="seconds"))
+
+
+def test_default_metrics_are_the_classification_ones():
+    from helpers.metrics import REGISTRY
+    from helpers.scoring import profile_metrics
+
+    names = profile_metrics({"metrics": None})
+    assert "logme" in names and "ncti" in names and "lp_fu" in names
+    assert not [n for n in names if REGISTRY[n].task != "classification"]  # CC-FV has its own stage
+    assert "ccfv" not in names and "ncti_parts" not in names

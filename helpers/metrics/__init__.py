@@ -9,19 +9,32 @@ function                      inputs      notes
 ``leep(logits, labels)``      logits      source-head logits
 ``nleep(features, labels)``   features    PCA 80 % + GMM 5C, mean p(y|x) (``log=True`` variant)
 ``sfda(features, labels)``    features    saturates at 1.0 when N is small vs D (documented)
-``parc(features, labels)``    features    x100; multi-label; subsampled above 5000 samples
+``parc(features, labels)``    features    x100; multi-label; subset above 5000; reference arithmetic ``backend="numpy"``
 ``ncti_parts(...)``           features    NamedTuple (seli, ncc, vc); combine with ``ncti``
-``lp(features, labels)``      features    NCA 50 + 5-NN on the same set
+``lp(features, labels)``      features    NCA 50 + 5-NN on the same set; NCA on 3000, 5-NN on 10k queries above
 ``h_score``, ``regularized_h_score``, ``gbc``, ``transrate``, ``etran_parts``   features
 ``nce(logits, labels)``       logits
-``knn_accuracy``, ``linear_probe``  features    baselines; multi-label
+``knn_accuracy``, ``linear_probe``  features    baselines; multi-label; kNN on 10k stratified queries above 10k
 ``fu(model, first, second, images, labels)``  model   gradient-norm ratio under a triplet loss
 ============================  ==========  =====================================================
+
+Segmentation (CC-FV, [S]; pixel features of decoder layers, see :mod:`helpers.metrics.ccfv`):
+
+==============================================  ===============  ==============================================
+function                                        inputs           notes
+==============================================  ===============  ==============================================
+``sample_pixels(masks)`` / ``gather_pixels``    masks, features  same pixels for every model; proportional
+``ccfv_parts(features, labels, cases, ...)``    pixel features   NamedTuple (cc, fv), both lower = better
+``ccfv(parts_by_layer)``                        ccfv_parts       -sum over layers of log(fv * cc); higher = better
+``gaussian_w2``, ``gaussian_kl``, ...           Gaussians        batched, float64; W2 / KL / Bhattacharyya
+==============================================  ===============  ==============================================
 
 Set-level (dict source -> parts/values, returns dict source -> float): ``ncti``, ``etran``, ``lp_fu``.
 ``REGISTRY`` / ``list_metrics()`` / ``score(name, **inputs)`` describe and dispatch all of them.
 All scores are "higher = better" (see each docstring; ``REGISTRY[name].higher_is_better``).
 """
+from .ccfv import (CCFVParts, PixelSample, SampleRows, ccfv, ccfv_parts, class_consistency, feature_variety,
+                   gather_pixels, gaussian_bhattacharyya, gaussian_kl, gaussian_w2, sample_pixels, sample_rows)
 from .fu import cudnn_settings, fu, resolve_layer
 from .gmm import nleep
 from .neighbours import knn_accuracy, lp, parc
@@ -35,5 +48,7 @@ __all__ = [
     "logme", "leep", "nleep", "sfda", "parc", "ncti_parts", "NCTIParts", "lp", "h_score", "regularized_h_score",
     "nce", "gbc", "transrate", "etran_parts", "ETranParts", "knn_accuracy", "linear_probe", "fu",
     "resolve_layer", "cudnn_settings", "ncti", "etran", "lp_fu", "REGISTRY", "MetricInfo", "list_metrics",
-    "score",
+    "score", "sample_pixels", "gather_pixels", "sample_rows", "PixelSample", "SampleRows", "gaussian_w2",
+    "gaussian_kl", "gaussian_bhattacharyya", "class_consistency", "feature_variety", "ccfv_parts", "CCFVParts",
+    "ccfv",
 ]

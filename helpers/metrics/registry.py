@@ -5,6 +5,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .ccfv import ccfv as _ccfv_fn, ccfv_parts as _ccfv_parts_fn
 from .fu import fu as _fu_fn
 from . import gmm, neighbours, pairwise, probe, setlevel
 
@@ -22,6 +23,7 @@ class MetricInfo:
     set_level: bool = False
     returns_parts: bool = False
     defaults: dict = field(default_factory=dict)
+    task: str = "classification"  # "segmentation": needs pixel samples of masks (CC-FV), not image labels
 
 
 def _defaults(fn) -> dict:
@@ -54,6 +56,9 @@ REGISTRY: dict[str, MetricInfo] = {m.name: m for m in [
     _m("ncti", setlevel.ncti, ["ncti_parts"], "Wang et al., ICCV 2023", set_level=True),
     _m("etran", setlevel.etran, ["etran_parts"], "Gholami et al., ICCV 2023", set_level=True),
     _m("lp_fu", setlevel.lp_fu, ["lp", "fu"], "Juodelyte et al., 2024 [D]", set_level=True),
+    _m("ccfv_parts", _ccfv_parts_fn, ["features", "cases", "global_features", "global_cases"],
+       "Yang et al., MICCAI 2023 [S]", returns_parts=True, higher_is_better=False, task="segmentation"),
+    _m("ccfv", _ccfv_fn, ["ccfv_parts"], "Yang et al., MICCAI 2023 [S]", task="segmentation"),
 ]}
 
 
