@@ -489,9 +489,10 @@ def cd_diagram(avg_ranks: pd.Series, cd: float, labels: Mapping | None = None, t
 
 def scatter_grid(scores: Mapping[str, pd.DataFrame], truth: pd.DataFrame, metrics=None, targets=None,
                  exclude_self: bool = True, labels: Mapping | None = None, panel: float = 1.7,
-                 key: Callable = canonical_name):
-    """One panel per (target row, metric column): score (x) against fine-tuned AUC (y) over the sources,
-    with a least-squares line and the weighted tau in the panel title, as in [D]. Returns a Figure."""
+                 key: Callable = canonical_name, truth_label: str = "fine-tuned test AUC"):
+    """One panel per (target row, metric column): score (x) against the fine-tuned ground truth (y, named by
+    ``truth_label``) over the sources, with a least-squares line and the weighted tau in the panel title, as in
+    [D]. Returns a Figure."""
     import matplotlib.pyplot as plt
 
     metrics = list(metrics or scores)
@@ -524,7 +525,7 @@ def scatter_grid(scores: Mapping[str, pd.DataFrame], truth: pd.DataFrame, metric
             if c == 0:
                 ax.set_ylabel(str(target).replace("mnist", ""), fontsize=8)
     fig.supxlabel("transferability score", fontsize=9)
-    fig.supylabel("fine-tuned test AUC", fontsize=9)
+    fig.supylabel(truth_label, fontsize=9)
     fig.tight_layout(h_pad=0.6, w_pad=0.3)
     return fig
 

@@ -49,8 +49,55 @@ def load_profile(name_or_path: str | os.PathLike) -> dict:
         raise ProfileError(f"{path}: data.file_size must be one of {SIZES}")
     if not set(profile["targets"]) <= set(data["flags"]):
         raise ProfileError(f"{path}: every target must be among data.flags")
+    if profile.get("segmentation") is not None:
+        validate_segmentation_section(profile["segmentation"], path)
     profile["_path"] = str(path)
     return profile
+
+
+SEGMENTATION_SPECIAL_SOURCES = ("random", "imagenet", "union")
+SEGMENTATION_SCORING_KEYS = ("max_images", "per_case", "global_per_case", "layers")
+
+
+def validate_segmentation_section(seg, path) -> None:
+    """Check a profile's optional ``segmentation`` section (PROTOCOL.md section 7): sets, targets among them,
+    sources, an image size that is a multiple of 32, positive epochs and batch sizes, and the scoring keys
+    (``layers`` are decoder block names ``dec<i>``, i below the number of decoder blocks)."""
+    if not isinstance(seg, dict):
+        raise ProfileError(f"{path}: segmentation must be a mapping")
+    sets = seg.get("sets")
+    if not isinstance(sets, list) or not sets or not all(isinstance(s, str) for s in sets):
+        raise ProfileError(f"{path}: segmentation.sets must be a non-empty list of set names")
+    targets = seg.get("targets", sets)
+    if not set(targets) <= set(sets):
+        raise ProfileError(f"{path}: every segmentation target must be among segmentation.sets")
+    bad = [s for s in seg.get("sources", []) if s not in SEGMENTATION_SPECIAL_SOURCES and s not in sets]
+    if bad:
+        raise ProfileError(f"{path}: segmentation sources {bad} are neither {SEGMENTATION_SPECIAL_SOURCES} nor "
+                           "among segmentation.sets")
+    size = seg.get("image_size")
+    if not isinstance(size, int) or size < 32 or size % 32:
+        raise ProfileError(f"{path}: segmentation.image_size must be a positive multiple of 32 (the U-Net "
+                           f"downsamples 32x), got {size!r}")
+    for stage in ("pretraining", "finetuning"):
+        rec = seg.get(stage)
+        if not isinstance(rec, dict):
+            raise ProfileError(f"{path}: segmentation.{stage} must be a mapping")
+        for key in ("epochs", "batch_size"):
+            v = rec.get(key)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ProfileError(f"{path}: segmentation.{stage}.{key} must be a positive integer, got {v!r}")
+    n_blocks = len((seg.get("model") or {}).get("decoder_channels", [0] * 5))
+    scoring = seg.get("scoring")
+    if scoring is not None:
+        missing = [k for k in SEGMENTATION_SCORING_KEYS if k not in scoring]
+        if missing:
+            raise ProfileError(f"{path}: segmentation.scoring lacks {missing}")
+        names = {f"dec{i}" for i in range(n_blocks)}
+        bad = [layer for layer in scoring["layers"] if layer not in names]
+        if bad or not scoring["layers"]:
+            raise ProfileError(f"{path}: segmentation.scoring.layers {bad or '[]'} must be decoder blocks among "
+                               f"{sorted(names)}")
 
 
 def profile_flags(profile: dict, root=None) -> list[str]:

@@ -81,3 +81,32 @@ def augmentation_grid(data: MedMNISTData, image_size: int, n_images: int = 4, n_
     fig.suptitle(f"{data.flag}: device-side augmentation at {image_size} px", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def segmentation_grid(datasets, n_images: int = 4, split: str = "train", seed: int = 0):
+    """One row per segmentation set: ``n_images`` random images of ``split`` (fixed seed) with their masks
+    drawn as coloured contours (one colour per foreground class). ``datasets``: loaded
+    :class:`helpers.segmentation.SegmentationData` objects."""
+    from matplotlib.lines import Line2D
+
+    colours = plt.get_cmap("tab10").colors
+    fig, axes = plt.subplots(len(datasets), n_images, figsize=(1.6 * n_images + 1.6, 1.6 * len(datasets)),
+                             squeeze=False)
+    for r, d in enumerate(datasets):
+        images, masks = d.split(split)
+        idx = np.sort(np.random.default_rng(seed).choice(len(images), min(n_images, len(images)), replace=False))
+        for c, ax in enumerate(axes[r]):
+            ax.axis("off")
+            if c >= len(idx):
+                continue
+            img, m = images[idx[c]], masks[idx[c]]
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+            for k in range(1, d.n_classes):
+                if (m == k).any():
+                    ax.contour(m == k, levels=[0.5], colors=[colours[(k - 1) % 10]], linewidths=0.8)
+        axes[r, 0].text(-0.08, 0.5, d.name, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8)
+        handles = [Line2D([], [], color=colours[(k - 1) % 10], lw=1.5) for k in range(1, d.n_classes)]
+        axes[r, -1].legend(handles, d.class_names[1:], loc="center left", bbox_to_anchor=(1.02, 0.5),
+                           fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig

@@ -317,6 +317,26 @@ def test_ccfv_combination_and_parts():
     assert M.REGISTRY["ccfv_parts"].returns_parts and M.REGISTRY["ccfv_parts"].defaults["official_average"] is False
 
 
+def test_unit_features_remove_the_scale_of_a_layer():
+    rng = np.random.default_rng(5)
+    masks = rng.integers(0, 3, size=(5, 12, 12))
+    s = M.sample_pixels(masks, per_case=60, global_per_case=40)
+    fmap = torch.from_numpy(rng.normal(size=(5, 6, 12, 12)) + 0.5)
+    f, g = M.gather_pixels(s, fmap), M.gather_pixels(s, fmap, which="global")
+
+    def score(scale, **kw):
+        return M.ccfv([M.ccfv_parts(f * scale, s.label, s.case, g * scale, s.global_case, **kw)])
+
+    # default: W2 (unsquared) grows linearly with the scale, the energy of normalised means does not
+    assert score(0.01) == pytest.approx(score(1.0) + math.log(100.0), rel=1e-9)
+    # on the unit sphere the score does not see the scale; and it is the default applied to unit rows
+    assert score(0.01, unit_features=True) == pytest.approx(score(1.0, unit_features=True), rel=1e-9)
+    unit_f, unit_g = M.unit_rows(f), M.unit_rows(g)
+    assert torch.allclose(torch.linalg.vector_norm(unit_f, dim=1), torch.ones(len(unit_f), dtype=torch.float64))
+    assert M.ccfv_parts(f, s.label, s.case, g, s.global_case, unit_features=True) == \
+        M.ccfv_parts(unit_f, s.label, s.case, unit_g, s.global_case)
+
+
 # --------------------------------------------------------------------------------------------- bad inputs
 
 def test_bad_inputs_raise_clear_errors():

@@ -34,7 +34,8 @@ Set-level (dict source -> parts/values, returns dict source -> float): ``ncti``,
 All scores are "higher = better" (see each docstring; ``REGISTRY[name].higher_is_better``).
 """
 from .ccfv import (CCFVParts, PixelSample, SampleRows, ccfv, ccfv_parts, class_consistency, feature_variety,
-                   gather_pixels, gaussian_bhattacharyya, gaussian_kl, gaussian_w2, sample_pixels, sample_rows)
+                   gather_pixels, gaussian_bhattacharyya, gaussian_kl, gaussian_w2, sample_pixels, sample_rows,
+                   unit_rows)
 from .fu import cudnn_settings, fu, resolve_layer
 from .gmm import nleep
 from .neighbours import knn_accuracy, lp, parc
@@ -50,5 +51,5 @@ __all__ = [
     "resolve_layer", "cudnn_settings", "ncti", "etran", "lp_fu", "REGISTRY", "MetricInfo", "list_metrics",
     "score", "sample_pixels", "gather_pixels", "sample_rows", "PixelSample", "SampleRows", "gaussian_w2",
     "gaussian_kl", "gaussian_bhattacharyya", "class_consistency", "feature_variety", "ccfv_parts", "CCFVParts",
-    "ccfv",
+    "ccfv", "unit_rows",
 ]

@@ -97,7 +97,7 @@ from ._common import _check_matrix, finite_float, to_tensor
 
 __all__ = ["PixelSample", "SampleRows", "CCFVParts", "sample_pixels", "gather_pixels", "sample_rows",
            "gaussian_w2", "gaussian_kl", "gaussian_bhattacharyya", "class_consistency", "feature_variety",
-           "ccfv_parts", "ccfv"]
+           "ccfv_parts", "ccfv", "unit_rows"]
 
 _DISTANCES = ("wasserstein", "kl", "bhattacharyya")
 _BUDGET = 1 << 27  # bytes of float64 temporaries per chunk of case pairs (128 MiB)
@@ -590,9 +590,16 @@ class CCFVParts(NamedTuple):
     fv: float
 
 
+def unit_rows(features, name: str = "features") -> torch.Tensor:
+    """Every row L2-normalised onto the unit sphere (float64, the input's device); all-zero rows stay zero."""
+    X = _check_matrix(features, name, torch.float64)
+    norm = torch.linalg.vector_norm(X, dim=1, keepdim=True)
+    return X / torch.where(norm == 0, torch.ones_like(norm), norm)
+
+
 def ccfv_parts(features, labels, cases, global_features, global_cases, *, distance: str = "wasserstein",
                official_average: bool = False, shrinkage: float | None = None, eps: float | None = None,
-               squared: bool = False, normalize: bool = True) -> CCFVParts:
+               squared: bool = False, normalize: bool = True, unit_features: bool = False) -> CCFVParts:
     """CC-FV parts of one layer: ``CCFVParts(cc, fv)``.
 
     ``features``/``labels``/``cases``: the class samples (``gather_pixels(..., which="class")`` with
@@ -600,8 +607,16 @@ def ccfv_parts(features, labels, cases, global_features, global_cases, *, distan
     (``which="global"``, ``sample.global_case``). ``cc`` = :func:`class_consistency` (``distance``,
     ``official_average``, ``shrinkage``, ``eps``, ``squared``), ``fv`` = :func:`feature_variety`
     (``normalize``). Both lower = better; :func:`ccfv` turns the parts of all layers into one score.
+    ``unit_features=True`` (ours, not in [S]) first puts every sampled pixel feature on the unit sphere, for CC
+    as well as FV. The 2-Wasserstein distance grows with the scale of the features while the energy of
+    normalised means does not, so with the default a layer whose features are simply smaller (an untrained
+    network's often are, by one to two orders of magnitude) looks more consistent; on the unit sphere the
+    score no longer sees the scale.
     Reference: Yang et al., MICCAI 2023 [S].
     """
+    if unit_features:
+        features = unit_rows(features, "features")
+        global_features = unit_rows(global_features, "global features")
     cc = class_consistency(features, labels, cases, distance=distance, shrinkage=shrinkage, eps=eps,
                            squared=squared, official_average=official_average)
     fv = feature_variety(global_features, global_cases, normalize=normalize)

@@ -1,0 +1,838 @@
+"""Segmentation training: Dice + cross-entropy, Dice per class, a resumable train loop, the union label space
+and the leave-one-out model bank (pretraining and fine-tuning stages) of PROTOCOL.md section 7.
+
+Loss
+    ``ce_weight * CE + dice_weight * (1 - soft Dice)``. CE is the pixel-wise cross-entropy over all classes
+    (background included), averaged over pixels. Soft Dice is computed per foreground class ``k >= 1`` over the
+    whole batch, ``(2 sum p_k g_k + smooth) / (sum p_k + sum g_k + smooth)`` with ``p`` the softmax and ``g``
+    the one-hot mask, sums over every pixel of every image of the batch, ``smooth = 1``; it is averaged over the
+    foreground classes. (A class absent from the batch then pushes its probabilities towards 0.)
+
+Dice on evaluation splits (:func:`dice_per_class`)
+    Hard Dice of the argmax prediction, per case (image) and foreground class:
+    ``2 |P_k & G_k| / (|P_k| + |G_k|)``. A case where class ``k`` is absent from both the prediction and the
+    ground truth is **excluded** from class ``k``'s mean (it has no Dice); a case where it is absent from the
+    ground truth but predicted scores 0. Dice per class is the mean over the cases that have one; the mean
+    foreground Dice (``test_dice``) is the mean of the per-class values (classes with no defined value
+    skipped). Evaluation runs at the profile's ``image_size`` (masks resized nearest).
+
+Recipe (per stage, from the profile's ``segmentation`` section)
+    Adam (or SGD with Nesterov momentum), cosine annealing of the learning rate over the epoch budget, shuffled
+    augmented batches (flip, small rotation and zoom, identical for image and mask), evaluation on the val
+    subset after every epoch. The best epoch by ``monitor`` (``val_dice``, higher is better, or ``val_loss``)
+    is kept (ties: the earlier one) and its weights are restored at the end; ``patience`` epochs without
+    improvement stop training early (``null``: never). Seeded: model init, batch order and augmentation
+    depend only on ``seed`` and the epoch, so a resumed run continues exactly.
+
+Union pretraining (:class:`SegUnionLabels`)
+    One joint label space for several sets: 0 is the background of every set, and each set's foreground
+    classes get their own channels, in the order of the sets: e.g. kvasir_seg, busi, ph2, acdc, monuseg ->
+    1 kvasir_seg:polyp, 2 busi:lesion, 3 ph2:lesion, 4 acdc:right ventricle, 5 acdc:myocardium,
+    6 acdc:left ventricle, 7 monuseg:nucleus. A mask of set ``s`` maps class ``k >= 1`` to ``offset_s + k``.
+    The model is trained with the same Dice + CE loss over the joint channels (CE over all 8 outputs).
+
+The model bank (leave one out)
+    For each target set, its candidate sources are ``random`` (random initialisation), ``imagenet``
+    (torchvision's ImageNet ResNet-18 encoder, random decoder; unavailable offline), each other set by name
+    (a UNet pre-trained on that set alone, shared by every target) and ``union`` (a UNet pre-trained on the
+    union of all the other sets, one per target). Each source is fine-tuned on the target with a new head for
+    the target's classes and no frozen layer; its test Dice is the ground truth.
+
+Outputs under ``results_dir``
+    ``segmentation_sources/<name>.safetensors`` (+ ``.json``): the pre-trained sources (``<set>`` and
+    ``union__<target>``); ``segmentation_pretraining.csv``: one row per source; ``segmentation_finetuning.csv``:
+    one row per (source, target, fold); ``segmentation_ground_truth.csv``: ``test_dice`` as source x target.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .. import models as M
+from ..data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, SPLITS
+from ..runner import Stage, atomic_write_csv, config_key
+from .data import (SEGMENTATION_SETS, SegAugmentConfig, SegmentationData, SegmentationTensorDataset,
+                   load_segmentation)
+from .model import (DEFAULT_DECODER_CHANNELS, UNet, load_segmentation_checkpoint, replace_head,
+                    save_segmentation_checkpoint)
+
+SOURCES_DIRNAME = "segmentation_sources"
+SPECIAL_SOURCES = ("random", "imagenet", "union")
+
+# ----------------------------------------------------------------------------------------------------------
+# loss and Dice
+
+
+def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0, ce_weight: float = 1.0,
+                 smooth: float = 1.0) -> torch.Tensor:
+    """``ce_weight * CE + dice_weight * (1 - soft Dice)`` (module docstring). ``logits`` (B, K, H, W),
+    ``target`` (B, H, W) int64 class ids; K >= 2."""
+    logits = logits.float()
+    k = logits.shape[1]
+    if k < 2:
+        raise ValueError("segmentation needs at least 2 classes (background and one foreground)")
+    loss = logits.new_zeros(())
+    if ce_weight:
+        loss = loss + ce_weight * F.cross_entropy(logits, target)
+    if dice_weight:
+        p = torch.softmax(logits, 1)[:, 1:]
+        g = F.one_hot(target, k).permute(0, 3, 1, 2)[:, 1:].to(p.dtype)
+        inter = (p * g).sum((0, 2, 3))
+        denom = p.sum((0, 2, 3)) + g.sum((0, 2, 3))
+        dice = (2 * inter + smooth) / (denom + smooth)
+        loss = loss + dice_weight * (1 - dice.mean())
+    return loss
+
+
+def _as_tensor(a) -> torch.Tensor:
+    return a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
+
+
+def dice_counts(pred, mask, n_classes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per case and class: ``|P & G|``, ``|P|``, ``|G|`` as int64 tensors (N, n_classes).
+
+    ``pred`` and ``mask`` are label maps (N, H, W) (or one map (H, W)) of class ids, tensors or arrays."""
+    pred, mask = _as_tensor(pred).long(), _as_tensor(mask).long().to(_as_tensor(pred).device)
+    if pred.shape != mask.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and mask {tuple(mask.shape)} differ in shape")
+    if pred.ndim == 2:
+        pred, mask = pred[None], mask[None]
+    n = len(pred)
+    p1 = F.one_hot(pred.reshape(n, -1).clamp(0, n_classes - 1), n_classes)
+    g1 = F.one_hot(mask.reshape(n, -1).clamp(0, n_classes - 1), n_classes)
+    return (p1 & g1).sum(1), p1.sum(1), g1.sum(1)
+
+
+def dice_from_counts(inter, psum, gsum) -> np.ndarray:
+    """Per-case Dice of the foreground classes (N, K-1) float64; NaN where the class is absent from both."""
+    inter, psum, gsum = (np.asarray(t.cpu() if isinstance(t, torch.Tensor) else t, dtype=np.float64)[:, 1:]
+                         for t in (inter, psum, gsum))
+    denom = psum + gsum
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, 2 * inter / np.where(denom > 0, denom, 1), np.nan)
+
+
+def dice_per_case(pred, mask, n_classes: int) -> np.ndarray:
+    """(N, n_classes - 1): Dice per case and foreground class, NaN where absent from prediction and mask."""
+    return dice_from_counts(*dice_counts(pred, mask, n_classes))
+
+
+def _nanmean(a, axis=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=axis)
+
+
+def dice_per_class(pred, mask, n_classes: int) -> np.ndarray:
+    """Dice per foreground class (n_classes - 1,): per-case Dice averaged over the cases where the class is
+    in the prediction or the ground truth (module docstring); NaN when it is in neither for every case."""
+    per_case = dice_per_case(pred, mask, n_classes)
+    return np.asarray(_nanmean(per_case, 0), dtype=np.float64).reshape(-1)
+
+
+def mean_foreground_dice(per_class) -> float:
+    """Mean of the per-class Dice values that are defined (NaN when none is)."""
+    per_class = np.asarray(per_class, dtype=np.float64)
+    return float(_nanmean(per_class)) if np.isfinite(per_class).any() else float("nan")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the union label space
+
+
+@dataclass(frozen=True)
+class SegUnionLabels:
+    """Joint label space of several sets: background 0, then each set's foreground classes in set order."""
+
+    sets: tuple[str, ...]
+    offsets: dict            # set -> offset added to its foreground class ids
+    class_names: tuple[str, ...]
+
+    @classmethod
+    def build(cls, class_names_by_set: dict) -> "SegUnionLabels":
+        """From ``{set: [background, fg1, ...]}`` (dict order is the channel order)."""
+        offsets, names, at = {}, ["background"], 0
+        for s, classes in class_names_by_set.items():
+            if len(classes) < 2:
+                raise ValueError(f"set {s!r} has no foreground class")
+            offsets[s] = at
+            names += [f"{s}:{c}" for c in list(classes)[1:]]
+            at += len(classes) - 1
+        return cls(tuple(class_names_by_set), offsets, tuple(names))
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def encode(self, set_name: str, mask) -> np.ndarray:
+        """A set's mask in the joint space: 0 stays 0, class ``k >= 1`` becomes ``offset + k`` (uint8)."""
+        m = np.asarray(mask)
+        n_fg = len(self.channels(set_name))
+        if m.size and int(m.max()) > n_fg:
+            raise ValueError(f"{set_name}: mask value {int(m.max())} beyond its {n_fg} foreground classes")
+        return np.where(m > 0, m.astype(np.int64) + self.offsets[set_name], 0).astype(np.uint8)
+
+    def channels(self, set_name: str) -> list[int]:
+        """The joint channels of a set's foreground classes."""
+        n = sum(1 for c in self.class_names if c.startswith(f"{set_name}:"))
+        return [self.offsets[set_name] + k for k in range(1, n + 1)]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the training loop
+
+
+@dataclass
+class SegRecipe:
+    """One training run's recipe (see the module docstring)."""
+
+    epochs: int
+    batch_size: int = 16
+    optimizer: str = "adam"      # adam | sgd (Nesterov when momentum > 0)
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: str | None = "cosine"
+    monitor: str = "val_dice"    # val_dice (max) | val_loss (min)
+    patience: int | None = None
+    dice_weight: float = 1.0
+    ce_weight: float = 1.0
+    smooth: float = 1.0
+    seed: int = 0
+    eval_batch_size: int = 64
+
+    @classmethod
+    def from_dict(cls, recipe: dict, loss: dict | None = None, seed: int = 0) -> "SegRecipe":
+        opt = recipe.get("optimizer", {}) or {}
+        loss = loss or {}
+        monitor = recipe.get("monitor", "val_dice")
+        if monitor not in ("val_dice", "val_loss"):
+            raise ValueError(f"monitor must be val_dice or val_loss, got {monitor!r}")
+        return cls(epochs=int(recipe["epochs"]), batch_size=int(recipe.get("batch_size", 16)),
+                   optimizer=str(opt.get("name", "adam")), lr=float(opt.get("lr", 1e-3)),
+                   momentum=float(opt.get("momentum", 0.9)), weight_decay=float(opt.get("weight_decay", 0.0)),
+                   scheduler=recipe.get("scheduler", "cosine"), monitor=monitor,
+                   patience=recipe.get("patience"), dice_weight=float(loss.get("dice_weight", 1.0)),
+                   ce_weight=float(loss.get("ce_weight", 1.0)), smooth=float(loss.get("smooth", 1.0)),
+                   seed=int(seed), eval_batch_size=int(recipe.get("eval_batch_size", 64)))
+
+    def loss(self, logits, target):
+        return dice_ce_loss(logits, target, self.dice_weight, self.ce_weight, self.smooth)
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate_segmentation(model: UNet, dataset: SegmentationTensorDataset, n_classes: int,
+                          recipe: SegRecipe | None = None, batch_size: int = 64) -> dict:
+    """Loss (mean over batches weighted by their size; with ``recipe``), per-class Dice and mean foreground
+    Dice of ``model`` on ``dataset`` (no augmentation). Returns ``{"loss", "dice", "dice_per_class"}``."""
+    device = dataset.device
+    was_training = model.training
+    model.eval()
+    counts, loss_sum = [], torch.zeros((), device=device)
+    try:
+        for x, m in dataset.batches(batch_size):
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device):
+                logits = model(x)
+            logits = logits.float()
+            if recipe is not None:
+                loss_sum += recipe.loss(logits, m) * len(x)
+            counts.append(dice_counts(logits.argmax(1), m, n_classes))
+    finally:
+        model.train(was_training)
+    inter, psum, gsum = (torch.cat([c[i] for c in counts]) for i in range(3))
+    per_class = _nanmean(dice_from_counts(inter, psum, gsum), 0)
+    per_class = np.asarray(per_class, dtype=np.float64).reshape(-1)
+    loss = float(loss_sum) / len(dataset) if recipe is not None else float("nan")
+    return {"loss": loss, "dice": mean_foreground_dice(per_class), "dice_per_class": per_class}
+
+
+class _Trainer:
+    """A model under training with optimizer, scheduler, history, best weights and per-epoch resume."""
+
+    def __init__(self, model: UNet, recipe: SegRecipe, device, workdir=None, save_every_s: float = 60.0):
+        self.recipe = recipe
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        params = self.model.parameters()
+        if recipe.optimizer == "adam":
+            self.opt = torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        elif recipe.optimizer == "sgd":
+            self.opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                                       weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0)
+        else:
+            raise ValueError(f"unknown optimizer {recipe.optimizer!r}")
+        if recipe.scheduler == "cosine":
+            self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, recipe.epochs))
+        elif recipe.scheduler in (None, "none"):
+            self.sched = None
+        else:
+            raise ValueError(f"unknown scheduler {recipe.scheduler!r} (cosine or none)")
+        self.epoch, self.history, self.best, self.best_state = 0, [], None, None
+        self.bad_epochs, self.stopped = 0, False
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.save_every_s = save_every_s
+        self._last_save = time.monotonic()
+
+    def _state(self) -> dict:
+        return {"epoch": self.epoch, "history": self.history, "best": self.best, "bad_epochs": self.bad_epochs,
+                "stopped": self.stopped, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict() if self.sched is not None else None,
+                "best_state": self.best_state}
+
+    def save(self):
+        from ..training import save_state
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        save_state(self.workdir / "state.json", self._state())
+        self._last_save = time.monotonic()
+
+    def try_resume(self) -> bool:
+        from ..training import load_state
+
+        if self.workdir is None:
+            return False
+        state = load_state(self.workdir / "state.json", self.device)
+        if state is None:
+            return False
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.sched is not None and state["scheduler"] is not None:
+            self.sched.load_state_dict(state["scheduler"])
+        self.epoch, self.history, self.best = state["epoch"], state["history"], state["best"]
+        self.bad_epochs, self.stopped, self.best_state = state["bad_epochs"], state["stopped"], state["best_state"]
+        return True
+
+    def clear_workdir(self):
+        if self.workdir is not None:
+            for p in self.workdir.glob("state*"):
+                p.unlink(missing_ok=True)
+
+    def train_epoch(self, train: SegmentationTensorDataset) -> float:
+        r = self.recipe
+        gen = torch.Generator(device=train.device)
+        gen.manual_seed(r.seed * 7_919 + self.epoch + 1)
+        n = len(train)
+        order = torch.randperm(n, generator=gen, device=train.device)
+        self.model.train()
+        loss_sum, seen = torch.zeros((), device=self.device), 0
+        for s in range(0, n, r.batch_size):
+            idx = order[s:s + r.batch_size]
+            if len(idx) < 2:  # BatchNorm needs two samples
+                continue
+            x, m = train.batch(idx, augment=True, generator=gen)
+            if self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(self.device):
+                logits = self.model(x)
+            loss = r.loss(logits, m)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            loss_sum += loss.detach() * len(idx)
+            seen += len(idx)
+        if self.sched is not None:
+            self.sched.step()
+        return float(loss_sum) / max(1, seen)
+
+    def end_epoch(self, train_loss: float, val: dict, n_classes: int, seconds: float) -> dict:
+        self.epoch += 1
+        row = {"epoch": self.epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_dice": val["dice"],
+               "seconds": seconds}
+        self.history.append(row)
+        key = self.recipe.monitor
+        value = row[key]
+        if self.best is None:
+            better = True
+        elif key == "val_loss":
+            better = value < self.best[key]
+        else:
+            better = value > self.best[key] or (math.isnan(self.best[key]) and not math.isnan(value))
+        if better:
+            self.best = dict(row)
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        patience = self.recipe.patience
+        if self.epoch >= self.recipe.epochs or (patience is not None and self.bad_epochs >= patience):
+            self.stopped = True
+        # periodic resume points only: a stopped run is finished by the caller right away (saving the full
+        # state of a run that is about to be cleared would only cost time)
+        if self.workdir is not None and not self.stopped and time.monotonic() - self._last_save >= self.save_every_s:
+            self.save()
+        return row
+
+
+def train_segmentation(model: UNet, train: SegmentationTensorDataset, val: SegmentationTensorDataset,
+                       recipe: SegRecipe, n_classes: int, workdir=None, progress: bool = False,
+                       callback=None, save_every_s: float = 60.0, desc: str | None = None) -> dict:
+    """Train ``model`` on ``train`` with the recipe, evaluating on ``val`` after every epoch (module
+    docstring). Resumes from ``workdir`` when it holds a saved state. ``callback(epoch_row)`` runs after each
+    epoch (it may raise to interrupt). The best weights are loaded into ``model`` at the end.
+
+    Returns ``{"model", "history", "best", "epochs_run", "seconds"}``.
+    """
+    from tqdm.auto import tqdm
+
+    if model.n_classes != n_classes:
+        raise ValueError(f"the model has {model.n_classes} outputs but the data {n_classes} classes")
+    trainer = _Trainer(model, recipe, train.device, workdir, save_every_s)
+    trainer.try_resume()
+    start = time.perf_counter()
+    bar = tqdm(total=recipe.epochs, initial=trainer.epoch, desc=desc or "train", disable=not progress,
+               leave=False)
+    try:
+        while not trainer.stopped:
+            t0 = time.perf_counter()
+            train_loss = trainer.train_epoch(train)
+            val_res = evaluate_segmentation(trainer.model, val, n_classes, recipe, recipe.eval_batch_size)
+            row = trainer.end_epoch(train_loss, val_res, n_classes, time.perf_counter() - t0)
+            bar.update(1)
+            bar.set_postfix(val_dice=f"{row['val_dice']:.3f}", val_loss=f"{row['val_loss']:.3f}")
+            if callback is not None:
+                callback(row)
+    finally:
+        bar.close()
+    if trainer.best_state is not None:
+        trainer.model.load_state_dict(trainer.best_state)
+    trainer.clear_workdir()
+    return {"model": trainer.model, "history": trainer.history, "best": trainer.best,
+            "epochs_run": trainer.epoch, "seconds": time.perf_counter() - start}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# profiles -> configs
+
+_SECTION_DEFAULTS = {
+    "image_size": 128,
+    "seed": 0,
+    "model": {"encoder": "resnet18", "decoder_channels": list(DEFAULT_DECODER_CHANNELS)},
+    "loss": {"dice_weight": 1.0, "ce_weight": 1.0, "smooth": 1.0},
+    "augment": {"flip_p": 0.5, "rotation_degrees": 10.0, "scale": [0.9, 1.1]},
+    "pretraining": {"epochs": 50, "batch_size": 32, "optimizer": {"name": "adam", "lr": 0.001},
+                    "scheduler": "cosine", "monitor": "val_dice", "patience": None,
+                    "max_train_images": None, "max_val_images": None},
+    "finetuning": {"epochs": 50, "batch_size": 16, "optimizer": {"name": "adam", "lr": 0.001},
+                   "scheduler": "cosine", "monitor": "val_dice", "patience": None,
+                   "max_train_images": None, "max_val_images": None, "max_test_images": None},
+}
+
+
+def segmentation_section(profile: dict) -> dict:
+    """The profile's ``segmentation`` section with defaults filled in (sets, targets, sources, recipes)."""
+    if "segmentation" not in profile or not profile["segmentation"]:
+        raise ValueError(f"profile {profile.get('name', '?')!r} has no segmentation section")
+    seg = dict(profile["segmentation"])
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in _SECTION_DEFAULTS.items()}
+    for k, v in seg.items():
+        out[k] = {**out[k], **v} if isinstance(out.get(k), dict) and isinstance(v, dict) else v
+    out.setdefault("sets", list(SEGMENTATION_SETS))
+    out.setdefault("targets", list(out["sets"]))
+    out.setdefault("sources", ["random", "imagenet", "union", *out["sets"]])
+    bad = [t for t in out["targets"] if t not in out["sets"]]
+    if bad:
+        raise ValueError(f"segmentation targets {bad} are not among the sets {out['sets']}")
+    bad = [s for s in out["sources"] if s not in SPECIAL_SOURCES and s not in out["sets"]]
+    if bad:
+        raise ValueError(f"segmentation sources {bad} are neither {SPECIAL_SOURCES} nor among the sets")
+    return out
+
+
+def union_source_name(target: str) -> str:
+    return f"union__{target}"
+
+
+def union_pool(section: dict, target: str) -> list[str]:
+    """The sets of ``target``'s union source: all the other sets, in the profile's order."""
+    return [s for s in section["sets"] if s != target]
+
+
+def segmentation_sources(profile: dict, target: str) -> list[str]:
+    """Candidate source names for ``target``, in the profile's order (the target itself left out)."""
+    sec = segmentation_section(profile)
+    return [s for s in sec["sources"] if s != target]
+
+
+def _recipe(sec: dict, stage: str, kind: str | None = None) -> dict:
+    base = dict(sec[stage])
+    own = base.pop("union", None) or {}
+    base.pop("single", None)
+    if kind == "union":
+        base.update(own)
+    return base
+
+
+def segmentation_pretraining_configs(profile: dict) -> list[dict]:
+    """One unit per source to pre-train: each set that is a source of some target (shared by every target),
+    and, when ``union`` is a source, one union of the other sets per target (with at least two sets)."""
+    sec = segmentation_section(profile)
+    common = {"stage": "segmentation_pretraining", "image_size": int(sec["image_size"]), "model": sec["model"],
+              "loss": sec["loss"], "augment": sec["augment"], "seed": int(sec["seed"])}
+    out = []
+    for s in sec["sets"]:
+        if s in sec["sources"] and any(t != s for t in sec["targets"]):
+            out.append({**common, "kind": "single", "name": s, "sets": [s],
+                        "recipe": _recipe(sec, "pretraining", "single")})
+    if "union" in sec["sources"]:
+        for t in sec["targets"]:
+            pool = union_pool(sec, t)
+            if len(pool) >= 2:
+                out.append({**common, "kind": "union", "name": union_source_name(t), "sets": pool,
+                            "recipe": _recipe(sec, "pretraining", "union")})
+    return out
+
+
+def subset_indices(n: int, limit: int | None, seed: int, split: str) -> np.ndarray:
+    """The first-come subset rule of the bank: all of ``range(n)`` without a limit, else ``limit`` indices
+    drawn without replacement by ``numpy.random.default_rng([seed, split number])``, sorted."""
+    if limit is None or int(limit) >= n:
+        return np.arange(n)
+    rng = np.random.default_rng([int(seed), SPLITS.index(split)])
+    return np.sort(rng.choice(n, int(limit), replace=False))
+
+
+def _load(name: str, root, cache: dict) -> SegmentationData:
+    if name not in cache:
+        cache[name] = load_segmentation(name, root)
+    return cache[name]
+
+
+def segmentation_normalization(source: str):
+    """ImageNet mean/std for the ``imagenet`` source, else 0.5/0.5 (PROTOCOL.md section 4)."""
+    return (IMAGENET_MEAN, IMAGENET_STD) if str(source) == "imagenet" else (HALF_MEAN, HALF_STD)
+
+
+def _as_rgb(x: np.ndarray) -> np.ndarray:
+    return np.repeat(x[..., None], 3, -1) if x.ndim == 3 else x
+
+
+def _resolve_device(device):
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _profile_device(profile: dict) -> str:
+    from ..profiles import resolve_device
+
+    return resolve_device(profile)
+
+
+def sources_dir(results_dir) -> Path:
+    return Path(results_dir) / SOURCES_DIRNAME
+
+
+def _seeded_unet(seed: int, n_classes: int, model_cfg: dict, encoder_weights=None) -> UNet:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return UNet(n_classes, encoder=model_cfg.get("encoder", "resnet18"), encoder_weights=encoder_weights,
+                    decoder_channels=model_cfg.get("decoder_channels", DEFAULT_DECODER_CHANNELS))
+
+
+def pretrain_segmentation_unit(config: dict, workdir, results_dir, root=None, device=None, cache=None,
+                               progress: bool = False, callback=None) -> dict:
+    """Pre-train one source (a set, or the union of several) from random initialisation and write it to
+    ``<results>/segmentation_sources/<name>.safetensors``. Returns its result row."""
+    cache = {} if cache is None else cache
+    device = _resolve_device(device)
+    recipe = SegRecipe.from_dict(config["recipe"], config["loss"], config["seed"])
+    datas = {s: _load(s, root, cache) for s in config["sets"]}
+    if config["kind"] == "union":
+        space = SegUnionLabels.build({s: d.class_names for s, d in datas.items()})
+        classes = list(space.class_names)
+    else:
+        space, classes = None, datas[config["sets"][0]].class_names
+    parts = {"train": ([], []), "val": ([], [])}
+    limits = {"train": config["recipe"].get("max_train_images"), "val": config["recipe"].get("max_val_images")}
+    for i, (s, d) in enumerate(datas.items()):
+        for split in ("train", "val"):
+            x, m = d.split(split)
+            lim = limits[split]
+            per_set = None if lim is None else max(2, int(lim) // len(datas))
+            idx = subset_indices(len(x), per_set, config["seed"] * 1000 + i, split)
+            x, m = x[idx], m[idx]
+            if space is not None:
+                x, m = _as_rgb(x), space.encode(s, m)
+            parts[split][0].append(x)
+            parts[split][1].append(m)
+    aug = SegAugmentConfig.from_dict(config["augment"])
+    kw = dict(image_size=config["image_size"], device=device, augment=aug)
+    train = SegmentationTensorDataset(np.concatenate(parts["train"][0]), np.concatenate(parts["train"][1]), **kw)
+    val = SegmentationTensorDataset(np.concatenate(parts["val"][0]), np.concatenate(parts["val"][1]), **kw)
+    model = _seeded_unet(config["seed"], len(classes), config["model"])
+    res = train_segmentation(model, train, val, recipe, len(classes), workdir=workdir, progress=progress,
+                             callback=callback, desc=config["name"])
+    path = save_segmentation_checkpoint(res["model"], sources_dir(results_dir) / config["name"], {
+        "source": config["name"], "kind": config["kind"], "sets": config["sets"], "classes": classes,
+        "image_size": config["image_size"], "recipe": config["recipe"], "loss": config["loss"],
+        "normalization": "half", "files": {s: d.path.name for s, d in datas.items()},
+        "train_images": len(train), "best": res["best"], "epochs_run": res["epochs_run"]})
+    return {"source": config["name"], "kind": config["kind"], "sets": ",".join(config["sets"]),
+            "n_classes": len(classes), "classes": json.dumps(classes), "train_images": len(train),
+            "val_images": len(val), "epochs_run": res["epochs_run"], "best_epoch": res["best"]["epoch"],
+            "val_loss": res["best"]["val_loss"], "val_dice": res["best"]["val_dice"],
+            "train_seconds": res["seconds"], "checkpoint": str(path), "history": res["history"]}
+
+
+def run_segmentation_pretraining(profile: dict, results_dir, root=None, device=None,
+                                 progress: bool = True) -> pd.DataFrame:
+    """Run (or resume) every pretraining unit of the bank via ``Stage("segmentation_pretraining")``, on
+    ``device`` (default: the profile's ``device`` through :func:`helpers.profiles.resolve_device`).
+
+    Returns the tidy table (one row per source: ``source, kind, sets, n_classes, classes, train_images,
+    val_images, epochs_run, best_epoch, val_loss, val_dice, train_seconds, checkpoint, history`` plus the
+    stage's ``key``, ``unit_seconds`` and ``config.*`` columns) and writes it, without ``history``, to
+    ``<results>/segmentation_pretraining.csv``. A finished unit whose checkpoint file has gone is run again.
+    """
+    device = device or _profile_device(profile)
+    stage = Stage("segmentation_pretraining", results_dir)
+    configs = segmentation_pretraining_configs(profile)
+    for c in configs:  # a unit whose checkpoint was deleted is not done
+        if stage.is_done(c) and not (sources_dir(results_dir) / f"{c['name']}.safetensors").is_file():
+            stage.unit_path(config_key(c)).unlink(missing_ok=True)
+    cache: dict = {}
+
+    def fn(config, ctx):
+        return pretrain_segmentation_unit(config, ctx.workdir, results_dir, root, device, cache)
+
+    df = stage.run(configs, fn, progress=progress, desc="segmentation pretraining")
+    if not df.empty:
+        stage.write_table(df.drop(columns=["history"], errors="ignore"))
+    return df
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sources
+
+
+def _pretraining_unit_for(profile: dict, source: str, target: str) -> dict | None:
+    name = union_source_name(target) if source == "union" else source
+    return next((c for c in segmentation_pretraining_configs(profile) if c["name"] == name), None)
+
+
+def resolve_segmentation_source(profile: dict, source: str, target: str, results_dir) -> str:
+    """``"random"``, ``"imagenet"`` or the checkpoint path of a source for ``target``;
+    :class:`helpers.models.SourceUnavailable` (with the reason) when it cannot be had here."""
+    sec = segmentation_section(profile)
+    if source == target:
+        raise ValueError(f"{source!r} is the target itself, not a source for it")
+    if source == "random":
+        return "random"
+    if source == "imagenet":
+        from .model import imagenet_resnet18
+
+        imagenet_resnet18()
+        return "imagenet"
+    if source == "union" and len(union_pool(sec, target)) < 2:
+        raise M.SourceUnavailable("union", f"the union for {target} needs at least two other sets, the profile "
+                                  f"has {union_pool(sec, target)}")
+    if source != "union" and source not in sec["sets"]:
+        raise ValueError(f"unknown segmentation source {source!r}")
+    name = union_source_name(target) if source == "union" else source
+    path = sources_dir(results_dir) / f"{name}.safetensors"
+    if not path.is_file():
+        raise M.SourceUnavailable(source, f"no pre-trained checkpoint {path}: run the segmentation pretraining "
+                                  "stage first")
+    return str(path)
+
+
+def _target_classes(target: str, root, cache: dict | None = None) -> list[str]:
+    return _load(target, root, {} if cache is None else cache).class_names
+
+
+def load_segmentation_source(source: str, target: str, profile: dict, results_dir, root=None, device=None,
+                             cache: dict | None = None) -> UNet:
+    """The *source* model for ``target`` with its source head, in eval mode: a pre-trained set or union
+    model as stored (its own classes), ``random``: a random UNet with the target's number of classes
+    (seeded by the profile's seed, the same initialisation fine-tuning starts from), ``imagenet``: the
+    ImageNet encoder with a random decoder and head (target's classes). Raises
+    :class:`helpers.models.SourceUnavailable` when the source cannot be had. The model carries
+    ``source_name`` and ``normalization`` ((mean, std) its inputs need)."""
+    sec = segmentation_section(profile)
+    spec = resolve_segmentation_source(profile, source, target, results_dir)
+    if spec in ("random", "imagenet"):
+        n = len(_target_classes(target, root, cache))
+        model = _seeded_unet(sec["seed"], n, sec["model"], "imagenet" if spec == "imagenet" else None)
+    else:
+        model = load_segmentation_checkpoint(spec)
+    model.source_name = source
+    model.normalization = segmentation_normalization(source)
+    model.eval()
+    return model.to(device) if device is not None else model
+
+
+def segmentation_source_table(profile: dict, results_dir) -> pd.DataFrame:
+    """One row per (target, source): ``target, source, kind`` (random | imagenet | single | union),
+    ``available``, ``checkpoint`` (path, or empty), ``sets`` (what it was trained on) and ``reason``."""
+    sec = segmentation_section(profile)
+    rows = []
+    for t in sec["targets"]:
+        for s in segmentation_sources(profile, t):
+            kind = s if s in ("random", "imagenet", "union") else "single"
+            sets = ",".join(union_pool(sec, t)) if s == "union" else (s if kind == "single" else "")
+            try:
+                spec = resolve_segmentation_source(profile, s, t, results_dir)
+                rows.append({"target": t, "source": s, "kind": kind, "available": True,
+                             "checkpoint": spec if spec not in ("random", "imagenet") else "", "sets": sets,
+                             "reason": ""})
+            except M.SourceUnavailable as exc:
+                rows.append({"target": t, "source": s, "kind": kind, "available": False, "checkpoint": "",
+                             "sets": sets, "reason": exc.reason})
+    return pd.DataFrame(rows, columns=["target", "source", "kind", "available", "checkpoint", "sets", "reason"])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# fine-tuning (ground truth)
+
+
+def dice_column(class_name: str) -> str:
+    """``dice_<class>`` with the class name in lower case and non-alphanumerics as ``_``."""
+    return "dice_" + re.sub(r"[^0-9a-z]+", "_", class_name.lower()).strip("_")
+
+
+def segmentation_finetuning_configs(profile: dict) -> list[dict]:
+    """One unit per (source, target, fold=1). ``source_key`` is the pretraining unit's key, so that a
+    re-trained source gives new fine-tuning units."""
+    sec = segmentation_section(profile)
+    recipe = _recipe(sec, "finetuning")
+    out = []
+    for t in sec["targets"]:
+        for s in segmentation_sources(profile, t):
+            unit = _pretraining_unit_for(profile, s, t) if s not in ("random", "imagenet") else None
+            out.append({"stage": "segmentation_finetuning", "source": s, "target": t, "fold": 1,
+                        "source_key": config_key(unit) if unit is not None else None,
+                        "image_size": int(sec["image_size"]), "model": sec["model"], "loss": sec["loss"],
+                        "augment": sec["augment"], "recipe": recipe, "seed": int(sec["seed"])})
+    return out
+
+
+def target_datasets(target: str, image_size: int, source: str = "random", recipe: dict | None = None,
+                    seed: int = 0, root=None, device=None, augment: dict | None = None, cache=None):
+    """``(data, train, val, test)`` of a target: the fine-tuning subsets (``max_train_images``,
+    ``max_val_images``, ``max_test_images`` of ``recipe``, drawn by :func:`subset_indices`) as device datasets,
+    normalised for ``source``."""
+    recipe = recipe or {}
+    d = _load(target, root, {} if cache is None else cache)
+    mean, std = segmentation_normalization(source)
+    kw = dict(image_size=image_size, mean=mean, std=std, device=_resolve_device(device),
+              augment=SegAugmentConfig.from_dict(augment))
+    out = [d]
+    for split in SPLITS:
+        lim = recipe.get(f"max_{split}_images")
+        idx = subset_indices(len(d.masks[split]), lim, seed, split)
+        out.append(SegmentationTensorDataset.from_data(d, split, indices=idx, **kw))
+    return tuple(out)
+
+
+def finetune_segmentation_unit(config: dict, profile: dict, workdir, results_dir, root=None, device=None,
+                               cache=None, progress: bool = False, callback=None) -> dict:
+    """Fine-tune one source on one target (new head, no frozen layer) and test it. Returns its result row."""
+    cache = {} if cache is None else cache
+    device = _resolve_device(device)
+    s, t = config["source"], config["target"]
+    d, train, val, test = target_datasets(t, config["image_size"], s, config["recipe"], config["seed"], root,
+                                          device, config["augment"], cache)
+    model = load_segmentation_source(s, t, profile, results_dir, root, cache=cache)
+    if model.n_classes != d.n_classes or s not in ("random", "imagenet"):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(config["seed"]))
+            replace_head(model, d.n_classes)
+    recipe = SegRecipe.from_dict(config["recipe"], config["loss"], config["seed"])
+    res = train_segmentation(model, train, val, recipe, d.n_classes, workdir=workdir, progress=progress,
+                             callback=callback, desc=f"{s} -> {t}")
+    test_res = evaluate_segmentation(res["model"], test, d.n_classes, recipe, recipe.eval_batch_size)
+    spec = resolve_segmentation_source(profile, s, t, results_dir)
+    row = {"source": s, "target": t, "fold": config["fold"], "n_classes": d.n_classes,
+           "classes": json.dumps(d.class_names), "train_images": len(train), "val_images": len(val),
+           "test_images": len(test), "epochs_run": res["epochs_run"], "best_epoch": res["best"]["epoch"],
+           "val_loss": res["best"]["val_loss"], "val_dice": res["best"]["val_dice"],
+           "test_loss": test_res["loss"], "test_dice": test_res["dice"]}
+    for name, value in zip(d.foreground_classes, test_res["dice_per_class"]):
+        row[dice_column(name)] = float(value)
+    row.update({"seconds": res["seconds"], "source_checkpoint": spec if spec not in ("random", "imagenet") else "",
+                "history": res["history"]})
+    return row
+
+
+FINETUNING_COLUMNS = ["source", "target", "fold", "n_classes", "classes", "train_images", "val_images",
+                      "test_images", "epochs_run", "best_epoch", "val_loss", "val_dice", "test_loss", "test_dice",
+                      "seconds", "source_checkpoint"]
+
+
+def run_segmentation_finetuning(profile: dict, results_dir, root=None, device=None, progress: bool = True):
+    """Fine-tune every available (source, target) pair of the bank (or resume) via
+    ``Stage("segmentation_finetuning")``, on ``device`` (default: the profile's, as for pretraining).
+
+    Returns ``(runs, unavailable)``: ``runs`` has one row per (source, target, fold=1) with
+    :data:`FINETUNING_COLUMNS`, one ``dice_<class>`` column per foreground class of the targets (NaN for the
+    other targets' classes), ``history`` and the stage's ``key``/``unit_seconds``/``config.*`` columns;
+    ``unavailable`` has ``source, target, fold, reason``. Writes ``<results>/segmentation_finetuning.csv``
+    (``runs`` without ``history``) and ``<results>/segmentation_ground_truth.csv``
+    (:func:`segmentation_ground_truth`).
+    """
+    device = device or _profile_device(profile)
+    stage = Stage("segmentation_finetuning", results_dir)
+    cache: dict = {}
+    todo, unavailable = [], []
+    for c in segmentation_finetuning_configs(profile):
+        try:
+            resolve_segmentation_source(profile, c["source"], c["target"], results_dir)
+            todo.append(c)
+        except M.SourceUnavailable as exc:
+            unavailable.append({"source": c["source"], "target": c["target"], "fold": c["fold"],
+                                "reason": exc.reason})
+
+    def fn(config, ctx):
+        return finetune_segmentation_unit(config, profile, ctx.workdir, results_dir, root, device, cache)
+
+    runs = stage.run(todo, fn, progress=progress, desc="segmentation fine-tuning")
+    if not runs.empty:
+        stage.write_table(runs.drop(columns=["history"], errors="ignore"))
+        write_segmentation_ground_truth(runs, results_dir)
+    return runs, pd.DataFrame(unavailable, columns=["source", "target", "fold", "reason"])
+
+
+def segmentation_ground_truth(runs: pd.DataFrame, value: str = "test_dice") -> pd.DataFrame:
+    """Ground truth, source x target: ``test_dice`` (mean foreground Dice on the test subset) of the
+    fine-tuned source, averaged over folds (the bank has one)."""
+    table = runs.pivot_table(index="source", columns="target", values=value, aggfunc="mean")
+    table.index.name, table.columns.name = "source", "target"
+    return table
+
+
+def write_segmentation_ground_truth(runs: pd.DataFrame, results_dir) -> Path:
+    """``<results>/segmentation_ground_truth.csv``: a ``source`` column and one ``test_dice`` column per
+    target."""
+    path = Path(results_dir) / "segmentation_ground_truth.csv"
+    atomic_write_csv(segmentation_ground_truth(runs).reset_index(), path)
+    return path
+
+
+def dice_long_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Tidy Dice per class: one row per (source, target, fold, class) with ``dice`` (from the ``dice_<class>``
+    columns of ``runs``; classes not of the target dropped)."""
+    rows = []
+    for _, r in runs.iterrows():
+        for name in json.loads(r["classes"])[1:]:
+            rows.append({"source": r["source"], "target": r["target"], "fold": r["fold"], "class_name": name,
+                         "dice": r[dice_column(name)]})
+    return pd.DataFrame(rows, columns=["source", "target", "fold", "class_name", "dice"])

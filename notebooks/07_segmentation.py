@@ -1,0 +1,384 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Segmentation: CC-FV and its baselines
+#
+# ## Overview
+# The classification chapters rank pre-trained *classifiers*. For segmentation, Yang et al. [S]
+# {cite}`yang2023pick` argue that the usual metrics (LogME, TransRate, LEEP, GBC), built for one label per
+# image, miss what matters for a segmenter, and propose **CC-FV**: the *class consistency* of a model's decoder
+# features (the features of one structure should look alike from one case to the next) and their *feature
+# variety* (features spread over the sphere rather than collapsed). This chapter builds a leave-one-out model
+# bank on five public 2D sets, fine-tunes every source on every target to get the ground truth (test Dice), and
+# asks how well CC-FV and the baselines rank the sources.
+#
+# 1. The benchmark: five 2D sets
+# 2. The model bank: pre-trained sources and their fine-tuned Dice
+# 3. Scoring: CC-FV, its parts and the baselines
+# 4. How well each score ranks the sources, beside [S]'s published means
+# 5. The ablations of [S] Table 2, and the official code's averaging
+#
+# ## Prerequisites
+# | Concept | Importance | Notes |
+# | --- | --- | --- |
+# | [Correlation chapter](05_correlation) | Necessary | weighted Kendall's τ, regret |
+# | U-Net {cite}`ronneberger2015unet` | Helpful | encoder, decoder blocks, skip connections |
+# | Dice coefficient | Necessary | overlap of a predicted and a true mask, 0 to 1 |
+# | 2-Wasserstein distance | Helpful | a distance between Gaussians: means and covariances |
+#
+# - **Time to run**: about 10 minutes on the quick profile (2-core CPU).
+
+# %% tags=["parameters"]
+profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
+data_root = None    # None: $DATA_ROOT, else data/
+device = None       # None: the profile's device (auto: cuda when present)
+
+# %% [markdown]
+# ## Imports
+
+# %%
+# %matplotlib inline
+import os
+
+# Passive OpenMP waiting: on a CPU shared with other work, spinning threads slow training several-fold.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown, display
+
+from helpers import evaluation as E
+from helpers import segmentation as S
+from helpers import viz
+from helpers.paths import results_root
+from helpers.profiles import load_profile, resolve_device
+from helpers.scoring import score_tables
+from helpers.segmentation import scoring as SS
+
+# %%
+cfg = load_profile(profile)
+sec = S.segmentation_section(cfg)
+device = device or resolve_device(cfg)
+out = results_root(cfg["name"])
+print(f"profile {cfg['name']!r}: sets {sec['sets']}, targets {sec['targets']}, {sec['image_size']} px, "
+      f"device {device}")
+
+# %% [markdown]
+# ## The benchmark: five 2D sets
+# [S] used five CT tasks of the Medical Segmentation Decathlon in 3D. Here the same leave-one-out design runs on
+# five public 2D sets of different modalities, resized to 128 px and read from the data root's
+# `segmentation/` folder: colonoscopy polyps (Kvasir-SEG {cite}`jha2020kvasirseg`), breast ultrasound lesions
+# (BUSI {cite}`aldhabyani2020busi`), dermoscopy lesions (PH2 {cite}`mendonca2013ph2`), cardiac MRI with three
+# structures (ACDC {cite}`bernard2018acdc`) and H&E nuclei (MoNuSeg {cite}`kumar2017monuseg`).
+
+# %%
+data = {name: S.load_segmentation(name, data_root) for name in sec["sets"]}
+overview = pd.DataFrame([{"set": d.name, "modality": d.info.get("modality", ""),
+                          "classes": ", ".join(d.foreground_classes), "train": len(d.masks["train"]),
+                          "val": len(d.masks["val"]), "test": len(d.masks["test"]),
+                          "size": f"{d.image_size[0]} px"} for d in data.values()]).set_index("set")
+display(overview)
+display(Markdown("**Table 1.** The five sets: modality, foreground classes (background is class 0 everywhere), "
+                 "the number of images per split as stored, and their stored size. The model bank resizes them to "
+                 f"{sec['image_size']} px on this profile."))
+
+# %%
+fig = viz.segmentation_grid(list(data.values()), n_images=4)
+plt.show()
+display(Markdown("**Figure 1.** Four random training images of each set with the outlines of their masks (one "
+                 "colour per foreground class). The sets differ in modality, colour, object size and number of "
+                 "objects: a nucleus covers a few pixels, a skin lesion most of the image."))
+
+# %%
+pix = pd.concat([d.class_pixel_table() for d in data.values()])
+pix = pix[(pix["split"] == "train") & (pix["class_id"] > 0)]
+display(pix[["set", "class_name", "images_with_class", "images", "pixel_share"]].set_index(["set", "class_name"])
+        .style.format({"pixel_share": "{:.1%}"}))
+display(Markdown("**Table 2.** Per foreground class of each training split: in how many images it appears and "
+                 "its share of all pixels. CC-FV samples pixels of each class in proportion to its size, so "
+                 "small structures get fewer samples (but at least a floor per case)."))
+
+# %% [markdown]
+# ## The model bank
+# For each target set, as in [S], the candidate sources are U-Nets with a ResNet-18 encoder pre-trained on each
+# of the *other* sets, one pre-trained on the union of the other sets (one joint label space: background plus
+# every foreground class of each set), a randomly initialised U-Net, and a U-Net whose encoder carries ImageNet
+# weights (unavailable here: the weights cannot be downloaded on this machine). Single-set sources are shared by
+# every target they are a candidate for; the union source is trained once per target.
+
+# %%
+pre = S.run_segmentation_pretraining(cfg, out, root=data_root, device=device)
+cols = [c for c in ["source", "kind", "sets", "train_images", "val_images", "epochs_run", "best_epoch",
+                    "val_loss", "val_dice", "train_seconds"] if c in pre.columns]
+display(pre[cols].round(3).set_index("source"))
+display(Markdown("**Table 3.** The pre-trained sources: the sets each was trained on, the images used, epochs, "
+                 "the epoch kept (best validation Dice) with its validation loss and mean foreground Dice, and "
+                 "the training time. `union__<target>` is the union of every set except that target."))
+
+# %%
+table = S.segmentation_source_table(cfg, out)
+display(table.pivot_table(index="source", columns="target", values="available", aggfunc="first")
+        .replace({True: "yes", False: "no"}))
+why = table[~table["available"]].drop_duplicates("source")[["source", "reason"]]
+display(Markdown("**Table 4.** The candidate sources of each target (the target itself is never its own "
+                 "source). " + ("Unavailable here: " + "; ".join(f"`{r.source}`: {r.reason}" for r in
+                                                                   why.itertuples()) if len(why) else "")))
+
+# %% [markdown]
+# ## Fine-tuning: the ground truth
+# Every available source is fine-tuned on every target with a new head for the target's classes and no frozen
+# layer, with Dice + cross-entropy loss, and the checkpoint with the best validation Dice is tested. The ground
+# truth of a (source, target) pair is the mean foreground Dice on the target's test subset.
+
+# %%
+runs, unavailable = S.run_segmentation_finetuning(cfg, out, root=data_root, device=device)
+truth = S.segmentation_ground_truth(runs)
+fig, ax = plt.subplots(figsize=(1.3 * truth.shape[1] + 2.5, 0.45 * truth.shape[0] + 1.2))
+sns.heatmap(truth, annot=True, fmt=".3f", cmap="viridis", ax=ax, cbar_kws={"label": "test Dice"})
+ax.set_xlabel("target")
+ax.set_ylabel("source")
+fig.tight_layout()
+plt.show()
+display(Markdown("**Figure 2.** Test Dice (mean over foreground classes) after fine-tuning each source (row) on "
+                 "each target (column); blank cells are the target itself. This is the ranking a "
+                 "transferability score should predict."))
+
+# %%
+spread = pd.DataFrame({"best": truth.idxmax(), "best Dice": truth.max(), "worst": truth.idxmin(),
+                       "worst Dice": truth.min(), "range": truth.max() - truth.min()})
+display(spread.round(3))
+display(Markdown("**Table 5.** Per target, the best and worst source and the Dice between them. A small range "
+                 "means the choice of source matters little for that target on this budget, and any score's "
+                 "ranking there is close to a coin toss."))
+n_random = int((truth.idxmax() == "random").sum())
+display(Markdown(f"Random initialisation is the best source on {n_random} of the {truth.shape[1]} targets. On "
+                 "this profile the sources are pre-trained for a few epochs on a few hundred images at 64 px, so "
+                 "pre-training has little to give and can cost more than it brings. The median gap between the best "
+                 f"and the worst source of a target is {spread['range'].median():.3f} Dice, and neighbouring "
+                 "sources are often within a point or two of each other, the order of the noise of a test subset "
+                 "of at most 100 images."))
+
+# %%
+dice_long = S.dice_long_table(runs)
+multi = dice_long[dice_long["target"].isin([t for t in truth.columns if data[t].n_classes > 2])]
+if len(multi):
+    display(multi.pivot_table(index="source", columns=["target", "class_name"], values="dice").round(3))
+    display(Markdown("**Table 6.** Test Dice per class for the multi-structure target(s): the mean in Figure 2 "
+                     "averages these."))
+
+# %% [markdown]
+# ## Scoring: CC-FV and the baselines
+# Each source model (with its own head, in evaluation mode) runs once over the first images of the target's
+# fine-tuning train subset. The pixels read are chosen from the target masks alone, so every source is scored on
+# the same pixels: per image, foreground pixels split across the classes present in proportion to their size,
+# and pixels drawn uniformly over the image. At those pixels CC-FV reads the outputs of several decoder blocks,
+# upsampled to the output size:
+#
+# - **class consistency** (CC): for each class and each pair of images, a Gaussian is fitted to the class's
+#   sampled features in each image and the 2-Wasserstein distance between the two is taken; CC is the mean over
+#   classes of the mean over image pairs (lower = the structure looks alike across images);
+# - **feature variety** (FV): the hyperspherical energy of the images' L2-normalised mean features, the mean over
+#   image pairs of 1 / distance (lower = spread more evenly over the sphere);
+# - the score sums −log(CC · FV) over the decoder blocks: higher = predicted to transfer better.
+#
+# The baselines (LogME, TransRate, GBC, LEEP) get the same pixels of the last decoder block, the features the
+# segmentation head reads, with each pixel's class as its label.
+
+# %%
+scores = SS.run_segmentation_scoring(cfg, out, root=data_root, device=device)
+status = scores.pivot_table(index="metric", columns="status", values="score", aggfunc="size", fill_value=0)
+display(status.reindex([m for m in SS.SCORES if m in status.index]))
+display(Markdown("**Table 7.** Rows of `segmentation_scores.csv` per score and status: `ok` rows have a score, "
+                 "`unavailable` rows belong to sources that cannot be had here, `error` rows carry the reason."))
+bad = scores[scores["status"].isin(["error", "nan"])]
+if len(bad):
+    display(bad[["source", "target", "metric", "status", "reason"]].drop_duplicates(["metric", "reason"]))
+
+# %%
+tables = score_tables(scores, SS.SCORES)
+main = ["ccfv", "ccfv_unit", "logme", "transrate", "gbc", "leep"]
+fig, axes = plt.subplots(1, len(main), figsize=(3.3 * len(main), 0.42 * truth.shape[0] + 1.6), squeeze=False)
+for ax, m in zip(axes[0], main):
+    if m not in tables:
+        ax.axis("off")
+        continue
+    w = tables[m].reindex(index=truth.index, columns=truth.columns)
+    norm = (w - w.min()) / (w.max() - w.min()).replace(0, np.nan)
+    sns.heatmap(norm, ax=ax, cmap="viridis", vmin=0, vmax=1, cbar=False, annot=w.to_numpy(), fmt=".3g",
+                annot_kws={"fontsize": 6})
+    ax.set_title(SS.LABELS[m], fontsize=9)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.tick_params(labelsize=7)
+fig.tight_layout()
+plt.show()
+display(Markdown("**Figure 3.** Scores of CC-FV (as defined, and on the unit sphere) and the four baselines per source (row) and target (column). The "
+                 "numbers are the raw scores; the colour is min-max normalised within each target column "
+                 "(brighter = ranked higher). Compare each panel with the ground truth of Figure 2."))
+
+# %%
+parts = SS.layer_parts_table(scores, "ccfv").assign(random=lambda d: np.where(d["source"] == "random",
+                                                                              "random", "pre-trained"))
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+for ax, what, label in ((axes[0], "cc", "class consistency CC (2-Wasserstein, lower = better)"),
+                        (axes[1], "fv", "feature variety FV (energy, lower = better)")):
+    sns.stripplot(data=parts, x="layer", y=what, hue="random", ax=ax, size=4, palette=["tab:blue", "tab:red"],
+                  hue_order=["pre-trained", "random"])
+    ax.set_yscale("log")
+    ax.set_title(label, fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+fig.tight_layout()
+plt.show()
+ratio = (parts[parts["random"] == "pre-trained"].groupby("layer")["cc"].median()
+         / parts[parts["random"] == "random"].groupby("layer")["cc"].median())
+display(Markdown("**Figure 4.** The two parts of CC-FV per decoder block (deep to shallow) for every (source, "
+                 "target) pair; red points are the randomly initialised source. The median CC of the pre-trained "
+                 "sources is " + ", ".join(f"{v:.0f}x" for v in ratio.reindex(SS.scoring_section(cfg)["layers"]))
+                 + " that of the random one (per block, deep to shallow): see *A confound: feature scale* below."))
+
+# %% [markdown]
+# ## How well each score ranks the sources
+# Per target, the weighted Kendall's τ and Pearson's r between each score and the fine-tuned Dice over the
+# available sources (`helpers.evaluation.correlate`, as in the Correlation chapter), then the mean over
+# targets. [S] reports weighted τ on 3D CT tasks of the Medical Segmentation Decathlon with its own model bank;
+# the published means are set beside ours only as a reference point: **a different benchmark** (2D, other
+# modalities, other sources and training budgets), so agreement is not expected.
+
+# %%
+results = E.correlate_many(tables, truth, exclude_self=True)
+long = E.tidy(results)
+# metrics x targets tables of one statistic
+wt = E.wide(long, "weighted_tau").T.reindex([m for m in SS.SCORES if m in tables])
+pr = E.wide(long, "pearson").T.reindex(wt.index)
+published = pd.Series({"logme": 0.022, "transrate": 0.269, "leep": 0.394, "gbc": 0.411, "ccfv": 0.499})
+main_rows = [m for m in ["ccfv", "ccfv_unit", "logme", "transrate", "leep", "gbc", "scale_control"] if m in wt.index]
+summary = pd.DataFrame({"weighted τ (mean)": wt.mean(axis=1), "Pearson (mean)": pr.mean(axis=1),
+                        "[S] weighted τ (MSD CT)": published}).reindex(main_rows)
+summary.index = [SS.LABELS[m] for m in summary.index]
+display(summary.style.format("{:.3f}", na_rep="–"))
+n_src = int(long["n_sources"].max())
+display(Markdown(f"**Table 8.** Mean over the {truth.shape[1]} targets of the weighted τ and Pearson's r between "
+                 f"each score and the fine-tuned test Dice (at most {n_src} sources per target), beside the "
+                 "means [S] published on five MSD CT tasks (LogME .022, TransRate .269, LEEP .394, GBC .411, "
+                 "CC-FV .499). Different data, models and budgets: the published column is context, not a "
+                 "target to match. The last row is a control, not a metric (see below)."))
+
+# %%
+show = wt.loc[main_rows].rename(index=SS.LABELS)
+display(show.style.format("{:.3f}", na_rep="NaN").background_gradient(axis=None, cmap="RdBu", vmin=-1, vmax=1))
+display(Markdown("**Table 9.** Weighted τ per score (rows) and target (columns): blue = the score ranks the "
+                 "sources as fine-tuning does, red = the reverse. NaN marks a constant score column."))
+
+# %%
+fig = E.scatter_grid({m: tables[m] for m in main if m in tables}, truth, targets=list(truth.columns),
+                     labels=SS.LABELS, panel=1.9, truth_label="fine-tuned test Dice")
+plt.show()
+display(Markdown("**Figure 5.** Score (x) against fine-tuned test Dice (y) per target (row) and score (column); "
+                 "each point is a source and the line a least-squares fit; τw is the panel's weighted τ."))
+
+# %%
+practical = E.practical_summary(long).reindex(main_rows)
+practical.index = [SS.LABELS.get(m, m) for m in practical.index]
+display(practical.round(3))
+display(Markdown("**Table 10.** What trusting each score costs: mean top-1 relative Dice (Dice of the top-scored "
+                 "source over the best one), mean / median / worst regret (Dice lost by fine-tuning the "
+                 "top-scored source instead of the best), and the expected number of targets where its first "
+                 "choice is the best source."))
+
+# %% [markdown]
+# ## A confound: feature scale
+# The 2-Wasserstein distance between two Gaussians is measured in the units of the features: multiply a
+# layer's features by s and CC is multiplied by s, while the hyperspherical energy of normalised mean features
+# does not move. CC-FV therefore prefers a model whose decoder features are merely *small*. The control score
+# `scale_control` is minus the log of the features' root-mean-square, a score that knows nothing else; the
+# variant `ccfv_unit` puts every sampled feature on the unit sphere first, so it cannot see the scale.
+
+# %%
+rms = np.exp(-tables["scale_control"])
+display(rms.reindex(index=truth.index, columns=truth.columns).style.format("{:.3f}", na_rep=""))
+rho = pd.Series({t: tables["ccfv"][t].corr(tables["scale_control"][t], method="spearman")
+                 for t in truth.columns}, name="Spearman(ccfv, scale control)")
+rho_unit = pd.Series({t: tables["ccfv_unit"][t].corr(tables["scale_control"][t], method="spearman")
+                      for t in truth.columns}, name="Spearman(ccfv_unit, scale control)")
+display(pd.concat([rho, rho_unit], axis=1).round(3).T)
+top = pd.DataFrame({m: tables[m].idxmax() for m in ["ccfv", "ccfv_unit", "scale_control"]}).T
+display(top.rename(index=SS.LABELS))
+smallest = rms.idxmin().value_counts()
+display(Markdown(
+    "**Table 11.** Root-mean-square of the sampled decoder features per source (row) and target (column), "
+    "averaged over the scored blocks; then, per target, the Spearman correlation of the CC-FV scores with the "
+    "scale control over the sources, and the source each score ranks first. "
+    f"The source with the smallest features is `{smallest.index[0]}` on {int(smallest.iloc[0])} of the "
+    f"{truth.shape[1]} targets; CC-FV's scores follow the scale control with a median Spearman correlation of "
+    f"{rho.median():.2f} ({rho_unit.median():.2f} on the unit sphere). Where random initialisation also fine-tunes "
+    "best, as on this quick profile, the confound makes CC-FV look right for the wrong reason."))
+
+# %% [markdown]
+# ## Ablations and the official averaging
+# [S] Table 2 removes one part of CC-FV at a time: without class consistency, without feature variety, a single
+# decoder scale, and other distances between the class Gaussians (KL divergence, Bhattacharyya distance) instead
+# of Wasserstein. Two more rows isolate what we changed in the official code:
+#
+# - **official averaging**: the official code accumulates the per-class sums of distances into a running total
+#   that it also rescales at each class (`w += w / (L²/2) / K`), so with more than one foreground class the
+#   classes are weighted unequally and the pair count is wrong. We take the mean over classes of the mean over
+#   image pairs. With one foreground class the two differ by a constant factor and rank sources identically; only
+#   ACDC (three structures) can tell them apart here;
+# - **official code**: also the official combination `log(FV / CC)` on raw (unnormalised) mean features, in
+#   which a *higher* energy raises the score, the opposite of what "variety" means. Our default uses the
+#   energy of normalised features with the sign that rewards variety.
+
+# %%
+ablation = wt.loc[[m for m in SS.CCFV_VARIANTS if m in wt.index]]
+abl = pd.DataFrame({"weighted τ (mean)": ablation.mean(axis=1), "Pearson (mean)": pr.reindex(ablation.index).mean(axis=1)})
+abl = abl.join(ablation)
+abl.index = [SS.LABELS[m] for m in abl.index]
+display(abl.style.format("{:.3f}", na_rep="NaN"))
+display(Markdown("**Table 12.** The CC-FV variants: mean weighted τ and Pearson over the targets, then the weighted "
+                 "τ per target. Rows: our CC-FV; the official averaging of the class distances; the official "
+                 "code as published; without CC; without FV; only the shallowest decoder block; KL and "
+                 "Bhattacharyya distances instead of 2-Wasserstein; every feature on the unit sphere."))
+
+# %%
+same = {}
+for t in truth.columns:
+    a, b = tables["ccfv"][t].dropna(), tables["ccfv_official_average"][t].dropna()
+    same[t] = bool((a.rank() == b.reindex(a.index).rank()).all())
+classes = {t: data[t].n_classes - 1 for t in truth.columns}
+display(pd.DataFrame({"foreground classes": classes, "same ranking as fixed averaging": same}))
+display(Markdown("**Table 13.** Whether the official averaging ranks the sources of each target exactly as the "
+                 "fixed averaging does. With one foreground class it must (the two differ by a constant factor); "
+                 "with several classes it need not, and whether it does depends on the sources."))
+
+# %% [markdown]
+# ## Summary
+# - A leave-one-out bank of U-Nets (ResNet-18 encoder) on five 2D sets gives, per target, a ranking of the
+#   sources by fine-tuned test Dice (Figure 2). On the quick profile the gaps between sources are small and
+#   random initialisation is often best: short pre-training on small sets brings little.
+# - CC-FV and the four baselines of [S] score every source from one forward pass over the same sampled pixels;
+#   Tables 8 and 9 say how well each ranks the sources, Table 10 what trusting it costs.
+# - CC-FV's class consistency is measured in the units of the features, so the score partly tracks feature
+#   scale (Table 11); the unit-sphere variant removes that confound.
+# - The ablations (Table 12) show which part of CC-FV carries its ranking on this benchmark; the official
+#   averaging can differ from ours only on the multi-structure target (Table 13).
+# - With five targets and at most six sources each, and a quick-profile training budget, these correlations are
+#   illustrative: a single swapped pair moves a weighted τ a lot.
+#
+# ## What's next
+# The `paper` profile runs the same bank at 128 px with every image and longer training, for a GPU, where the
+# pre-trained sources have something to transfer. The `helpers.metrics.ccfv` functions score any user's
+# segmentation model: sample pixels from the target masks, gather decoder features there, and call
+# `ccfv_parts` per layer and `ccfv` across layers (see the README).
