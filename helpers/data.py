@@ -297,6 +297,23 @@ def default_device() -> "torch.device":
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def iterate_batches(dataset, batch_size: int, shuffle: bool = False, augment: bool = False, seed: int = 0,
+                    drop_last: bool = False):
+    """Batches ``dataset.batch(index, augment, generator)`` over a device dataset: one generator on its device,
+    seeded by ``seed``, draws the order (``shuffle``) and the augmentation, so a run is reproducible."""
+    import torch
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    gen = torch.Generator(device=dataset.device)
+    gen.manual_seed(int(seed))
+    n = len(dataset)
+    order = torch.randperm(n, generator=gen, device=dataset.device) if shuffle else torch.arange(n, device=dataset.device)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        yield dataset.batch(order[start:start + batch_size], augment=augment, generator=gen)
+
+
 class TensorImageDataset:
     """Images and labels held as tensors on one device, transformed there a batch at a time.
 
@@ -371,17 +388,7 @@ class TensorImageDataset:
     def batches(self, batch_size: int, shuffle: bool = False, augment: bool = False, seed: int = 0,
                 drop_last: bool = False):
         """Iterate over the dataset in batches; shuffling and augmentation draw from a generator seeded by ``seed``."""
-        import torch
-
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(int(seed))
-        n = len(self)
-        order = torch.randperm(n, generator=gen, device=self.device) if shuffle else torch.arange(n, device=self.device)
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            yield self.batch(order[start:start + batch_size], augment=augment, generator=gen)
+        return iterate_batches(self, batch_size, shuffle, augment, seed, drop_last)
 
     @classmethod
     def from_medmnist(cls, data: MedMNISTData, split: str, image_size: int, indices=None, **kwargs):

@@ -293,9 +293,10 @@ def tidy_scores(units: pd.DataFrame, unavailable, metrics) -> pd.DataFrame:
     return table.drop(columns="_o").reset_index(drop=True)
 
 
-def extraction_times(results_dir) -> pd.DataFrame:
-    """Seconds spent extracting (or loading cached) features per (source, target) unit."""
-    df = Stage("scoring", results_dir).collect()
+def extraction_times(results_dir, stage: str = "scoring") -> pd.DataFrame:
+    """Seconds spent extracting (or loading cached) features per (source, target) unit of a scoring ``stage``
+    (its ``_extract`` rows)."""
+    df = Stage(stage, results_dir).collect()
     if df.empty:
         return pd.DataFrame(columns=["source", "target", "images", "seconds", "note"])
     e = df[df["metric"] == "_extract"]

@@ -305,7 +305,54 @@ def _seeded_rng_state(seed: int, device: torch.device):
     return g.get_state()
 
 
-class Run:
+def make_optimizer(params, name: str, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+    """Adam, or SGD with Nesterov momentum when ``momentum > 0`` (PROTOCOL.md section 4)."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    raise ValueError(f"unknown optimizer {name!r} (adam or sgd)")
+
+
+class ResumableTraining:
+    """Per-epoch resume for a training loop object: ``save`` writes its state (model, optimizer, scheduler,
+    history, best weights) atomically as ``<workdir>/state.json`` + tensors, ``try_resume`` reads it back,
+    ``clear_workdir`` removes it once the run is finished. Subclasses set ``model``, ``opt``, ``sched``,
+    ``epoch``, ``history``, ``best``, ``bad_epochs``, ``stopped``, ``best_state``, ``workdir``, ``device`` and
+    ``_last_save``."""
+
+    def _state(self) -> dict:
+        return {"epoch": self.epoch, "history": self.history, "best": self.best, "bad_epochs": self.bad_epochs,
+                "stopped": self.stopped, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict() if self.sched is not None else None,
+                "best_state": self.best_state}
+
+    def save(self):
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        save_state(self.workdir / "state.json", self._state())
+        self._last_save = time.monotonic()
+
+    def try_resume(self) -> bool:
+        if self.workdir is None:
+            return False
+        state = load_state(self.workdir / "state.json", self.device)
+        if state is None:
+            return False
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.sched is not None and state["scheduler"] is not None:
+            self.sched.load_state_dict(state["scheduler"])
+        self.epoch, self.history, self.best = state["epoch"], state["history"], state["best"]
+        self.bad_epochs, self.stopped, self.best_state = state["bad_epochs"], state["stopped"], state["best_state"]
+        return True
+
+    def clear_workdir(self):
+        if self.workdir is not None:
+            for p in self.workdir.glob("state*"):
+                p.unlink(missing_ok=True)
+
+
+class Run(ResumableTraining):
     """A model under training with its optimizer, scheduler, RNG state, history and best weights."""
 
     def __init__(self, model: nn.Module, cfg: RunConfig, task: str, device, workdir=None, save_every_s=60.0,
@@ -316,14 +363,7 @@ class Run:
         self.model = model.to(self.device)
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
-        params = self.model.parameters()
-        if cfg.optimizer == "adam":
-            self.opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        elif cfg.optimizer == "sgd":
-            self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                       nesterov=cfg.momentum > 0)
-        else:
-            raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+        self.opt = make_optimizer(self.model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
         if cfg.scheduler == "cosine":
             self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, cfg.epochs))
         elif cfg.scheduler == "step":
@@ -410,37 +450,6 @@ class Run:
             self.stopped = True
         if self.workdir is not None and (self.stopped or time.monotonic() - self._last_save >= self.save_every_s):
             self.save()
-
-    # -- resume --------------------------------------------------------------------------------------
-    def _state(self) -> dict:
-        return {"epoch": self.epoch, "history": self.history, "best": self.best, "bad_epochs": self.bad_epochs,
-                "stopped": self.stopped, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict() if self.sched is not None else None,
-                "best_state": self.best_state}
-
-    def save(self):
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        save_state(self.workdir / "state.json", self._state())
-        self._last_save = time.monotonic()
-
-    def try_resume(self) -> bool:
-        if self.workdir is None:
-            return False
-        state = load_state(self.workdir / "state.json", self.device)
-        if state is None:
-            return False
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        if self.sched is not None and state["scheduler"] is not None:
-            self.sched.load_state_dict(state["scheduler"])
-        self.epoch, self.history, self.best = state["epoch"], state["history"], state["best"]
-        self.bad_epochs, self.stopped, self.best_state = state["bad_epochs"], state["stopped"], state["best_state"]
-        return True
-
-    def clear_workdir(self):
-        if self.workdir is not None:
-            for p in self.workdir.glob("state*"):
-                p.unlink(missing_ok=True)
 
     def load_best(self):
         if self.best_state is not None:

@@ -506,14 +506,6 @@ class SegmentationTensorDataset:
     def batches(self, batch_size: int, shuffle: bool = False, augment: bool = False, seed: int = 0,
                 drop_last: bool = False):
         """Iterate in batches; shuffling and augmentation draw from a generator seeded by ``seed``."""
-        import torch
+        from ..data import iterate_batches
 
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(int(seed))
-        n = len(self)
-        order = torch.randperm(n, generator=gen, device=self.device) if shuffle else torch.arange(n, device=self.device)
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            yield self.batch(order[start:start + batch_size], augment=augment, generator=gen)
+        return iterate_batches(self, batch_size, shuffle, augment, seed, drop_last)

@@ -62,6 +62,7 @@ from ..metrics.ccfv import PixelSample, ccfv, ccfv_parts, gather_pixels, sample_
 from ..metrics import gbc, leep, logme, transrate
 from ..runner import Stage, atomic_write_csv
 from ..scoring import COLUMNS, _file_hash
+from ..scoring import extraction_times as _extraction_times
 from .training import (load_segmentation_source, resolve_segmentation_source, segmentation_section,
                        segmentation_sources, target_datasets)
 
@@ -298,11 +299,7 @@ def run_segmentation_scoring(profile: dict, results_dir, root=None, device=None,
 
 def extraction_times(results_dir) -> pd.DataFrame:
     """Seconds spent extracting (or loading cached) sampled features per (source, target) unit."""
-    df = Stage("segmentation_scoring", results_dir).collect()
-    if df.empty:
-        return pd.DataFrame(columns=["source", "target", "images", "seconds", "note"])
-    e = df[df["metric"] == "_extract"]
-    return e.rename(columns={"score": "images", "reason": "note"})[["source", "target", "images", "seconds", "note"]]
+    return _extraction_times(results_dir, "segmentation_scoring")
 
 
 def read_segmentation_scores(results_dir) -> pd.DataFrame:

@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import models as M
+from ..training import ResumableTraining, make_optimizer
 from ..data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, SPLITS
 from ..runner import Stage, atomic_write_csv, config_key
 from .data import (SEGMENTATION_SETS, SegAugmentConfig, SegmentationData, SegmentationTensorDataset,
@@ -263,7 +264,7 @@ def evaluate_segmentation(model: UNet, dataset: SegmentationTensorDataset, n_cla
     return {"loss": loss, "dice": mean_foreground_dice(per_class), "dice_per_class": per_class}
 
 
-class _Trainer:
+class _Trainer(ResumableTraining):
     """A model under training with optimizer, scheduler, history, best weights and per-epoch resume."""
 
     def __init__(self, model: UNet, recipe: SegRecipe, device, workdir=None, save_every_s: float = 60.0):
@@ -272,14 +273,8 @@ class _Trainer:
         self.model = model.to(self.device)
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
-        params = self.model.parameters()
-        if recipe.optimizer == "adam":
-            self.opt = torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-        elif recipe.optimizer == "sgd":
-            self.opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
-                                       weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0)
-        else:
-            raise ValueError(f"unknown optimizer {recipe.optimizer!r}")
+        self.opt = make_optimizer(self.model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum,
+                                  recipe.weight_decay)
         if recipe.scheduler == "cosine":
             self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, recipe.epochs))
         elif recipe.scheduler in (None, "none"):
@@ -291,40 +286,6 @@ class _Trainer:
         self.workdir = Path(workdir) if workdir is not None else None
         self.save_every_s = save_every_s
         self._last_save = time.monotonic()
-
-    def _state(self) -> dict:
-        return {"epoch": self.epoch, "history": self.history, "best": self.best, "bad_epochs": self.bad_epochs,
-                "stopped": self.stopped, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict() if self.sched is not None else None,
-                "best_state": self.best_state}
-
-    def save(self):
-        from ..training import save_state
-
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        save_state(self.workdir / "state.json", self._state())
-        self._last_save = time.monotonic()
-
-    def try_resume(self) -> bool:
-        from ..training import load_state
-
-        if self.workdir is None:
-            return False
-        state = load_state(self.workdir / "state.json", self.device)
-        if state is None:
-            return False
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        if self.sched is not None and state["scheduler"] is not None:
-            self.sched.load_state_dict(state["scheduler"])
-        self.epoch, self.history, self.best = state["epoch"], state["history"], state["best"]
-        self.bad_epochs, self.stopped, self.best_state = state["bad_epochs"], state["stopped"], state["best_state"]
-        return True
-
-    def clear_workdir(self):
-        if self.workdir is not None:
-            for p in self.workdir.glob("state*"):
-                p.unlink(missing_ok=True)
 
     def train_epoch(self, train: SegmentationTensorDataset) -> float:
         r = self.recipe
