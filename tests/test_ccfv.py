@@ -266,6 +266,10 @@ def test_class_consistency_case_order_and_absent_class():
     sel = np.sort(np.r_[np.flatnonzero(keep), stray])
     got = M.class_consistency(X[sel], y[sel], c[sel])
     assert got == pytest.approx(cc_direct(X[sel], y[sel], c[sel]), rel=1e-8)
+    # strict mode: the absent class is a clear error naming the class and the cases
+    with pytest.raises(ValueError, match=r"class 2 is absent .* case\(s\) \[0, 1\]"):
+        M.class_consistency(X[sel], y[sel], c[sel], absent="error")
+    assert M.class_consistency(X, y, c, absent="error") == base  # nothing absent: same value
 
 
 def test_feature_variety_matches_double_loop():

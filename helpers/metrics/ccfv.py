@@ -479,7 +479,8 @@ def _class_distances(X, counts, distance, shrinkage, eps, squared, k) -> torch.T
 
 
 def class_consistency(features, labels, cases, *, distance: str = "wasserstein", shrinkage: float | None = None,
-                      eps: float | None = None, squared: bool = False, official_average: bool = False) -> float:
+                      eps: float | None = None, squared: bool = False, official_average: bool = False,
+                      absent: str = "skip") -> float:
     """Class consistency (CC) of pixel features: lower = the classes look more alike across cases.
 
     ``features`` (M, D) sampled pixel features (NumPy or torch; float64 on their device), ``labels`` (M,)
@@ -498,8 +499,10 @@ def class_consistency(features, labels, cases, *, distance: str = "wasserstein",
     estimator); shrinkage = 0.1, eps = 1e-6 for kl and bhattacharyya (ours). Any shrinkage/eps > 0 is also
     applied to wasserstein.
     Absent classes: a (case, class) with fewer than 2 sampled pixels has no covariance and is left out; the
-    class is averaged over the pairs of the cases that hold it. ``ValueError`` when a class is held by fewer
-    than 2 cases, when there are fewer than 2 cases, on NaN/Inf features, mismatched lengths or negative ids.
+    class is averaged over the pairs of the cases that hold it (``absent="skip"``, the default: real masks often
+    lack a structure in some slices). ``absent="error"`` instead raises ``ValueError`` naming the class and the
+    cases that lack it (the official code fails there with a ``KeyError``). ``ValueError`` when a class is held
+    by fewer than 2 cases, when there are fewer than 2 cases, on NaN/Inf features, mismatched lengths or negative ids.
     ``official_average=True`` replaces the mean over classes of means over pairs by the expression of the
     official ``main.py`` (module docstring): acc = 0; for each class in id order: acc += S_k;
     acc += acc / (L_k^2 / 2) / K, with S_k the sum of the distances over pairs, L_k the cases holding k and K
@@ -507,6 +510,8 @@ def class_consistency(features, labels, cases, *, distance: str = "wasserstein",
     """
     if distance not in _DISTANCES:
         raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}")
+    if absent not in ("skip", "error"):
+        raise ValueError(f"absent must be 'skip' or 'error', got {absent!r}")
     lam = (0.0 if distance == "wasserstein" else 0.1) if shrinkage is None else float(shrinkage)
     eps_ = (0.0 if distance == "wasserstein" else 1e-6) if eps is None else float(eps)
     if not (0.0 <= lam <= 1.0) or eps_ < 0:
@@ -526,6 +531,11 @@ def class_consistency(features, labels, cases, *, distance: str = "wasserstein",
         sel, ck = sel[order], ck[order]
         ids, counts = torch.unique_consecutive(ck, return_counts=True)
         ok = counts >= 2
+        if absent == "error" and int(ok.sum()) < n_cases:
+            lacking = sorted(set(torch.unique(c).tolist()) - set(ids[ok].tolist()))
+            raise ValueError(f"class {k} is absent (fewer than 2 sampled pixels) from case(s) {lacking[:10]}"
+                             f"{' ...' if len(lacking) > 10 else ''}; absent='skip' averages it over the cases "
+                             "that hold it")
         if int(ok.sum()) < 2:
             held = ids[ok].tolist()
             raise ValueError(
@@ -599,13 +609,14 @@ def unit_rows(features, name: str = "features") -> torch.Tensor:
 
 def ccfv_parts(features, labels, cases, global_features, global_cases, *, distance: str = "wasserstein",
                official_average: bool = False, shrinkage: float | None = None, eps: float | None = None,
-               squared: bool = False, normalize: bool = True, unit_features: bool = False) -> CCFVParts:
+               squared: bool = False, normalize: bool = True, unit_features: bool = False,
+               absent: str = "skip") -> CCFVParts:
     """CC-FV parts of one layer: ``CCFVParts(cc, fv)``.
 
     ``features``/``labels``/``cases``: the class samples (``gather_pixels(..., which="class")`` with
     ``sample.label``, ``sample.case``); ``global_features``/``global_cases``: the global samples
     (``which="global"``, ``sample.global_case``). ``cc`` = :func:`class_consistency` (``distance``,
-    ``official_average``, ``shrinkage``, ``eps``, ``squared``), ``fv`` = :func:`feature_variety`
+    ``official_average``, ``shrinkage``, ``eps``, ``squared``, ``absent``), ``fv`` = :func:`feature_variety`
     (``normalize``). Both lower = better; :func:`ccfv` turns the parts of all layers into one score.
     ``unit_features=True`` (ours, not in [S]) first puts every sampled pixel feature on the unit sphere, for CC
     as well as FV. The 2-Wasserstein distance grows with the scale of the features while the energy of
@@ -618,7 +629,7 @@ def ccfv_parts(features, labels, cases, global_features, global_cases, *, distan
         features = unit_rows(features, "features")
         global_features = unit_rows(global_features, "global features")
     cc = class_consistency(features, labels, cases, distance=distance, shrinkage=shrinkage, eps=eps,
-                           squared=squared, official_average=official_average)
+                           squared=squared, official_average=official_average, absent=absent)
     fv = feature_variety(global_features, global_cases, normalize=normalize)
     return CCFVParts(cc, fv)
 
