@@ -80,6 +80,29 @@ def test_gaussian_w2_matches_sqrtm(D):
     assert abs(float(M.gaussian_w2(m1, c1, m1, c1))) <= 1e-10 * np.trace(c1)  # identical -> 0
 
 
+def test_w2_stable_at_512_dims_and_rank_deficient():
+    rng = np.random.default_rng(512)
+    D = 512
+    m1, m2, c1, c2 = rng.normal(size=D), rng.normal(size=D), spd(rng, D), spd(rng, D)
+    assert float(M.gaussian_w2(m1, c1, m2, c2)) == pytest.approx(w2_direct(m1, c1, m2, c2), rel=1e-8)
+    # rank-deficient covariances (30 samples per case in 512 dims), as sampled pixels usually are: the class
+    # consistency path (through an r x r factor) agrees with the full D x D formula and stays finite
+    X = rng.normal(size=(90, D)) * np.linspace(0.1, 3.0, D)
+    y, c = np.ones(90, dtype=np.int64), np.repeat(np.arange(3), 30)
+    got = M.class_consistency(X, y, c, squared=True)
+    def psd_sqrt(S):  # full D x D square root by symmetric eigendecomposition (sqrtm is slow on singular S)
+        w, V = np.linalg.eigh(S)
+        return (V * np.sqrt(np.clip(w, 0, None))) @ V.T
+
+    def w2_full(m1, c1, m2, c2):
+        s1 = psd_sqrt(c1)
+        return float(((m1 - m2) ** 2).sum() + np.trace(c1) + np.trace(c2) - 2 * np.trace(psd_sqrt(s1 @ c2 @ s1)))
+
+    gauss_ = [(X[c == i].mean(0), np.cov(X[c == i], rowvar=False)) for i in range(3)]
+    direct = np.mean([w2_full(*gauss_[i], *gauss_[j]) for i, j in ((0, 1), (0, 2), (1, 2))])
+    assert np.isfinite(got) and got == pytest.approx(direct, rel=1e-6)
+
+
 def test_gaussian_w2_batched_and_commuting():
     rng = np.random.default_rng(1)
     B, D = 4, 12
