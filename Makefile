@@ -35,7 +35,8 @@ test: setup
 screenshots: setup
 	$(PY) -m helpers.browsercheck _build/html \
 		--screenshot book/executed/05_correlation.html=results/screenshots/correlation.png \
-		--screenshot book/executed/06_reproduction.html=results/screenshots/reproduction.png
+		--screenshot book/executed/06_reproduction.html=results/screenshots/reproduction.png \
+		--screenshot book/executed/07_segmentation.html=results/screenshots/segmentation.png
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
