@@ -39,17 +39,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .names import canonical_name
+
 STAT_COLUMNS = ("weighted_tau", "kendall_tau", "spearman", "pearson", "top1_relative", "regret")
 
 
 # ----------------------------------------------------------------------------------------------------
 # names and input checks
-
-
-def canonical_name(name) -> str:
-    """Key that identifies a dataset across naming styles: ``"BloodMNIST"``, ``"blood"`` -> ``"blood"``."""
-    key = re.sub(r"[^a-z0-9]", "", str(name).lower())
-    return key[: -len("mnist")] if key.endswith("mnist") and len(key) > len("mnist") else key
 
 
 def _keys(labels, what: str, table: str, key: Callable) -> dict:

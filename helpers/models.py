@@ -19,6 +19,7 @@ Checkpoints written by :func:`save_checkpoint` are a ``<name>.safetensors`` file
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -46,32 +47,52 @@ class UnsafeCheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class Architecture:
-    """A torchvision architecture: its builder, ImageNet weights enum member, FU layer pair, head path."""
+    """A torchvision architecture: its builder, ImageNet weights enum member, FU layer pair, head and the layer
+    whose input [D] takes as the penultimate features.
+
+    ``head`` is the module a new head replaces (for architecture transfer [D] replaces efficientnet_v2_s's whole
+    ``classifier``, its dropout included, and the last Linear elsewhere); ``features`` is the module whose
+    *input* is the representation the metrics and FU see ([D] hooks ``classifier`` of mobilenet_v3_small, the
+    576-d pooled features, not the 1024-d input of its last Linear); ``None`` means the same as ``head``.
+    """
 
     name: str
     weights: str            # torchvision weights enum member used for the ``imagenet`` source
     fu_layers: tuple[str, str]
-    head: str               # dotted path of the last Linear layer (the classifier)
+    head: str               # dotted path of the classifier that a new head replaces
     builder_kwargs: tuple = ()
+    features: str | None = None
+
+    @property
+    def feature_layer(self) -> str:
+        return self.features or self.head
 
 
 #: The 9 architectures of PROTOCOL.md section 3 with the two early convolutions FU uses, as dotted names that
-#: :func:`get_submodule` resolves (numeric parts index into Sequentials).
+#: :func:`get_submodule` resolves (numeric parts index into Sequentials). Feature widths as [D]'s
+#: ``transferability_scores.py`` takes them (input of ``features``): densenet121 1024, efficientnet_v2_s 1280,
+#: googlenet 1024, mnasnet1_0 1280, mobilenet_v3_small 576, vgg11 4096, convnext_tiny 768, shufflenet_v2_x0_5
+#: 1024, resnet18 512 (:data:`FEATURE_WIDTHS`, tested).
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in [
     Architecture("densenet121", "IMAGENET1K_V1", ("features.conv0", "features.denseblock1.denselayer1.conv1"),
                  "classifier"),
     Architecture("efficientnet_v2_s", "IMAGENET1K_V1", ("features.0.0", "features.1.0.block.0.0"),
-                 "classifier.1"),
+                 "classifier"),
     Architecture("googlenet", "IMAGENET1K_V1", ("conv1.conv", "conv2.conv"), "fc",
                  (("aux_logits", False), ("init_weights", True))),
     Architecture("mnasnet1_0", "IMAGENET1K_V1", ("layers.0", "layers.3"), "classifier.1"),
     Architecture("mobilenet_v3_small", "IMAGENET1K_V1", ("features.0.0", "features.1.block.0.0"),
-                 "classifier.3"),
+                 "classifier.3", features="classifier"),
     Architecture("vgg11", "IMAGENET1K_V1", ("features.0", "features.3"), "classifier.6"),
     Architecture("convnext_tiny", "IMAGENET1K_V1", ("features.0.0", "features.1.0.block.0"), "classifier.2"),
     Architecture("shufflenet_v2_x0_5", "IMAGENET1K_V1", ("conv1.0", "stage2.0.branch1.0"), "fc"),
     Architecture("resnet18", "IMAGENET1K_V1", ("conv1", "layer1.0.conv1"), "fc"),
 ]}
+
+#: penultimate feature width per architecture, as [D] takes it (see :data:`ARCHITECTURES`)
+FEATURE_WIDTHS = {"densenet121": 1024, "efficientnet_v2_s": 1280, "googlenet": 1024, "mnasnet1_0": 1280,
+                  "mobilenet_v3_small": 576, "vgg11": 4096, "convnext_tiny": 768, "shufflenet_v2_x0_5": 1024,
+                  "resnet18": 512}
 
 HEADS = ("dropout_linear", "linear")
 
@@ -107,6 +128,15 @@ def head_path(model: nn.Module) -> str:
     if not last:
         raise ValueError("the model has no Linear layer to use as its head")
     return last[-1]
+
+
+def feature_path(model: nn.Module) -> str:
+    """Dotted path of the module whose input is the penultimate representation: [D]'s choice for the registered
+    architectures (:attr:`Architecture.feature_layer`), the last Linear for any other model."""
+    arch = getattr(model, "arch_name", None)
+    if arch in ARCHITECTURES:
+        return ARCHITECTURES[arch].feature_layer
+    return head_path(model)
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
@@ -176,10 +206,10 @@ def replace_head(model: nn.Module, num_outputs: int, head: str = "dropout_linear
 
 
 def penultimate_model(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """The model with its head removed (outputs = the input of the last Linear), for FU. A deep copy unless
-    ``inplace``."""
+    """The model with its feature layer (:func:`feature_path`) replaced by ``Identity``, so that it outputs the
+    penultimate representation (what FU's triplet loss sees). A deep copy unless ``inplace``."""
     out = model if inplace else copy.deepcopy(model)
-    _set_submodule(out, head_path(out), nn.Identity())
+    _set_submodule(out, feature_path(out), nn.Identity())
     return out
 
 
@@ -316,40 +346,68 @@ def normalization_for(source: str | os.PathLike):
 # feature extraction
 
 
-def autocast_context(device):
-    """bf16 autocast on CUDA, nothing elsewhere."""
-    import contextlib
+def autocast_context(device, enabled: bool = True):
+    """bf16 autocast on CUDA (and on the CPU when asked with ``enabled="cpu"``), nothing otherwise.
 
+    Training uses it for speed. Features that feed a metric never do: see :func:`extract`."""
     device = torch.device(device)
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if enabled == "cpu" or (enabled and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def full_precision():
+    """IEEE float32 inside: TF32 off for CUDA matmuls and cuDNN convolutions (PyTorch enables TF32 for cuDNN
+    convolutions by default, 10-bit mantissa), float32 matmul precision "highest"; all restored on exit."""
+    cuda_mm, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    precision = torch.get_float32_matmul_precision()
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = cuda_mm, cudnn
+        torch.set_float32_matmul_precision(precision)
+
+
 @torch.no_grad()
-def extract(model: nn.Module, dataset, batch_size: int = 256):
-    """Penultimate features (input of the last Linear), logits and labels of ``dataset``, in eval mode.
+def extract(model: nn.Module, dataset, batch_size: int = 256, autocast: bool | str = False):
+    """Penultimate features (input of :func:`feature_path`'s module: the last Linear's input, or [D]'s choice for
+    the registered architectures), logits and labels of ``dataset``, in eval mode.
 
     ``dataset`` is a :class:`helpers.data.TensorImageDataset` (no augmentation is applied). Runs on the
-    dataset's device (bf16 autocast on CUDA, channels_last); returns float32 tensors ``features (N, D)``,
-    ``logits (N, C)`` and the labels ``(N,)`` or ``(N, L)``, all on that device.
+    dataset's device (channels_last on CUDA) and returns float32 tensors ``features (N, D)``, ``logits (N, C)``
+    and the labels ``(N,)`` or ``(N, L)``, all on that device.
+
+    By default the forward pass is plain float32 with TF32 off (:func:`full_precision`): these features feed
+    the transferability metrics, and a bf16 forward moves them by about 0.7 % (on a real network LogME moved
+    8.252 -> 8.308 and PARC 0.186 -> -0.022, more than the gaps between sources in [D]'s tables).
+    ``autocast=True`` runs under bf16 autocast on CUDA for speed where only speed matters (``"cpu"``: on the
+    CPU too). A model whose parameters are not float32 is run as a float32 copy unless ``autocast`` is set.
     """
     device = dataset.device
+    if not autocast and any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
+        model = copy.deepcopy(model).float()
     was_training = model.training
     model.eval().to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     captured = []
-    hook = last_linear(model).register_forward_hook(lambda m, inp, out: captured.append(inp[0].float()))
+    feature_module = get_submodule(model, feature_path(model))
+    hook = feature_module.register_forward_hook(lambda m, inp, out: captured.append(inp[0].flatten(1).float()))
     feats, logits = [], []
+    precision = full_precision() if not autocast else contextlib.nullcontext()
     try:
-        for x, _ in dataset.batches(batch_size):
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_context(device):
-                out = model(x)
-            logits.append(out.float())
-            feats.append(captured.pop())
+        with precision:
+            for x, _ in dataset.batches(batch_size):
+                if device.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast_context(device, autocast):
+                    out = model(x)
+                logits.append(out.float())
+                feats.append(captured.pop())
     finally:
         hook.remove()
         model.train(was_training)

@@ -32,6 +32,7 @@ from . import models as M
 from .data import TensorImageDataset, paper_fold_indices
 from .metrics import REGISTRY
 from .metrics import setlevel as SL
+from .names import is_self
 from .runner import Stage, atomic_write_csv
 
 COLUMNS = ["source", "target", "fold", "metric", "score", "seconds", "status", "reason"]
@@ -215,13 +216,18 @@ def score_unit(config: dict, workdir, root=None, device=None, cache=None) -> lis
 # set-level and the stage
 
 
-def set_level_rows(unit_rows: pd.DataFrame, metrics) -> list[dict]:
-    """Set-level rows per target from the unit rows (parts, lp, fu) of its available sources."""
+def set_level_rows(unit_rows: pd.DataFrame, metrics, include_self: bool = False) -> list[dict]:
+    """Set-level rows per target from the unit rows (parts, lp, fu) of its available sources.
+
+    The target's own source is left out before every set-level normalisation, as [D] does (it gets a
+    ``skipped`` row); ``include_self=True`` normalises over it too (this project's earlier form, kept to show
+    the difference: an extreme self source re-weights the parts and reorders the others)."""
     out = []
     wanted = [m for m in metrics if m in SET_LEVEL]
     if unit_rows.empty:
         return out
     for (target, fold), g in unit_rows.groupby(["target", "fold"], sort=False):
+        own = None if include_self else target
         for m in wanted:
             base = {"target": target, "fold": fold, "metric": m}
             t0 = time.perf_counter()
@@ -231,7 +237,7 @@ def set_level_rows(unit_rows: pd.DataFrame, metrics) -> list[dict]:
                     inputs = {r.source: json.loads(r.parts) for r in p.itertuples()}
                     spent = dict(zip(p["source"], p["seconds"]))
                     missing = sorted(set(g["source"]) - set(inputs))
-                    values = (SL.ncti if m == "ncti" else SL.etran)(inputs) if inputs else {}
+                    values = (SL.ncti if m == "ncti" else SL.etran)(inputs, target=own) if inputs else {}
                 else:
                     lp = g[(g["metric"] == "lp") & (g["status"] == "ok")].set_index("source")
                     fu = g[(g["metric"] == "fu") & (g["status"] == "ok")].set_index("source")
@@ -239,11 +245,21 @@ def set_level_rows(unit_rows: pd.DataFrame, metrics) -> list[dict]:
                     spent = {s: lp.loc[s, "seconds"] + fu.loc[s, "seconds"] for s in both}
                     missing = sorted(set(g["source"]) - set(both))
                     values = SL.lp_fu({s: lp.loc[s, "score"] for s in both},
-                                      {s: fu.loc[s, "score"] for s in both}) if both else {}
+                                      {s: fu.loc[s, "score"] for s in both}, target=own) if both else {}
+                selves = [s for s, v in values.items() if is_self(s, own)]
+                n_cand = len(values) - len(selves)
                 comb = (time.perf_counter() - t0) / max(len(values), 1)
                 for s, v in values.items():
+                    if s in selves:
+                        out.append({"source": s, **base, "score": float("nan"), "seconds": float(spent[s]),
+                                    "status": "skipped", "reason": "the target's own source is not a candidate "
+                                    "(left out before normalising, as [D])"})
+                        continue
+                    note = f"normalised across {n_cand} sources" + (" (the target's own included)"
+                                                                   if include_self and any(is_self(x, target)
+                                                                                           for x in values) else "")
                     out.append({"source": s, **base, "score": float(v), "seconds": float(spent[s]) + comb,
-                                "status": "ok", "reason": f"normalised across {len(values)} sources"})
+                                "status": "ok", "reason": note})
                 for s in missing:
                     out.append({"source": s, **base, "score": float("nan"), "seconds": 0.0, "status": "skipped",
                                 "reason": f"the per-source inputs of {m} are missing for this source"})
@@ -252,6 +268,27 @@ def set_level_rows(unit_rows: pd.DataFrame, metrics) -> list[dict]:
                     out.append({"source": s, **base, "score": float("nan"), "seconds": 0.0, "status": "error",
                                 "reason": f"{type(exc).__name__}: {str(exc)[:300]}"})
     return out
+
+
+def set_level_comparison(results_dir, metrics=SET_LEVEL) -> pd.DataFrame:
+    """The set-level scores of a finished scoring stage with the target's own source left out (the default, as
+    [D]) and included (the earlier form) side by side: columns source, target, fold, metric, ``excluded``,
+    ``included``, and each form's rank among the other candidates (1 = best)."""
+    units = Stage("scoring", results_dir).collect()
+    if units.empty:
+        return pd.DataFrame(columns=["source", "target", "fold", "metric", "excluded", "included",
+                                     "rank_excluded", "rank_included"])
+    units["parts"] = units.get("parts", pd.Series("", index=units.index)).fillna("")
+    keys = ["source", "target", "fold", "metric"]
+    forms = {}
+    for name, include in (("excluded", False), ("included", True)):
+        rows = pd.DataFrame(set_level_rows(units, list(metrics), include_self=include), columns=COLUMNS)
+        forms[name] = rows.set_index(keys)["score"].rename(name)
+    table = pd.concat(forms.values(), axis=1).reset_index()
+    table = table[[not is_self(s, t) for s, t in zip(table["source"], table["target"])]]
+    for name in forms:
+        table[f"rank_{name}"] = table.groupby(["target", "fold", "metric"])[name].rank(ascending=False)
+    return table.reset_index(drop=True)
 
 
 def run_scoring(profile: dict, sources, targets, results_dir, root=None, device=None, progress: bool = True,

@@ -357,23 +357,66 @@ def test_labels_column_vector_accepted():
 # ---------------------------------------------------------------------------------------------- set level
 
 def test_ncti_setlevel_sign_and_bug_switch():
-    parts = {"a": M.NCTIParts(10.0, 0.5, 1.0), "b": M.NCTIParts(20.0, 0.9, 3.0), "c": (15.0, 0.7, 2.0)}
+    parts = {"a": M.NCTIParts(10.0, 0.5, 1.0), "b": M.NCTIParts(20.0, 0.9, 3.0), "c": (15.0, 0.7, 2.0),
+             "d": M.NCTIParts(12.0, 0.6, 1.5)}
     s = M.ncti(parts)
-    assert s == pytest.approx({"a": 0.0, "b": 1.0, "c": 0.5})
+    assert s == pytest.approx({"a": 0.0, "b": 1.0, "c": 0.5, "d": 0.2 + 0.25 - 0.25})
     bug = M.ncti(parts, sign_bug=True)
-    assert bug == pytest.approx({"a": 0.0, "b": 3.0, "c": 1.5})
+    assert bug == pytest.approx({"a": 0.0, "b": 3.0, "c": 1.5, "d": 0.2 + 0.25 + 0.25})
     # the fix differs from the published combination only by the sign of the normalised vc
     for k in parts:
         assert bug[k] - s[k] == pytest.approx(2 * (parts[k][2] - 1.0) / 2.0)
 
 
+def _order(scores):
+    return sorted((k for k in scores if np.isfinite(scores[k])), key=lambda k: -scores[k])
+
+
+# Four candidates plus the target's own source (breastmnist for target BreastMNIST), whose extreme part
+# re-weights the normalisation: [D] leaves it out before normalising, and so must every set-level score.
+SELF_NCTI = {"a": M.NCTIParts(10.0, 0.50, 1.0), "b": M.NCTIParts(20.0, 0.60, 3.0),
+             "c": M.NCTIParts(15.0, 0.90, 2.0), "d": M.NCTIParts(12.0, 0.55, 1.2),
+             "breastmnist": M.NCTIParts(100.0, 0.55, 2.0)}
+SELF_LP = {"a": 0.7, "b": 0.5, "c": 0.9, "d": 0.6, "breastmnist": 0.1}
+SELF_FU = {"a": 2.0, "b": 1.0, "c": 3.0, "d": 2.5, "breastmnist": 2.0}
+SELF_ETRAN = {"a": M.ETranParts(1.0, 0.6, 0.0), "b": M.ETranParts(3.0, 0.5, 0.0),
+              "c": M.ETranParts(2.0, 0.2, 0.0), "d": M.ETranParts(1.5, 0.3, 0.0),
+              "breastmnist": M.ETranParts(100.0, 0.4, 0.0)}
+
+
+@pytest.mark.parametrize("name", ["ncti", "lp_fu", "etran"])
+def test_setlevel_leaves_the_targets_own_source_out_before_normalising(name):
+    def run(target, drop_self=False):
+        def d(x):
+            return {k: v for k, v in x.items() if not (drop_self and k == "breastmnist")}
+        if name == "ncti":
+            return M.ncti(d(SELF_NCTI), target=target)
+        if name == "etran":
+            return M.etran(d(SELF_ETRAN), target=target)
+        return M.lp_fu(d(SELF_LP), d(SELF_FU), target=target)
+
+    excluded = run("BreastMNIST")
+    assert np.isnan(excluded["breastmnist"]) and set(excluded) == set(SELF_LP)
+    # left out = normalised over the four other candidates only
+    assert {k: v for k, v in excluded.items() if k != "breastmnist"} == pytest.approx(run(None, drop_self=True))
+    included = run(None)
+    others = {k: v for k, v in included.items() if k != "breastmnist"}
+    assert _order(others) != _order(excluded), "the crafted self source must reorder the others when included"
+
+
+def test_setlevel_target_with_only_its_own_source_is_an_error():
+    with pytest.raises(ValueError, match="no candidate source"):
+        M.lp_fu({"breastmnist": 1.0}, {"breastmnist": 2.0}, target="breastmnist")
+
+
 def test_lp_fu_and_etran_setlevel():
-    out = M.lp_fu({"a": 0.7, "b": 0.5, "c": 0.9}, {"a": 2.0, "b": 1.0, "c": 3.0})
-    assert out == pytest.approx({"a": 0.5 * 0.5, "b": 0.0, "c": 1.0})
+    out = M.lp_fu({"a": 0.7, "b": 0.5, "c": 0.9, "d": 0.6}, {"a": 2.0, "b": 1.0, "c": 3.0, "d": 2.5})
+    assert out == pytest.approx({"a": 0.5 * 0.5, "b": 0.0, "c": 1.0, "d": 0.25 * 0.75})
     with pytest.raises(ValueError, match="same sources"):
         M.lp_fu({"a": 1.0}, {"b": 1.0})
-    e = M.etran({"a": M.ETranParts(1.0, 0.2, -1.0), "b": M.ETranParts(3.0, 0.4, -2.0)})
-    assert e == pytest.approx({"a": 0.0, "b": 2.0})
+    e = M.etran({"a": M.ETranParts(1.0, 0.2, -1.0), "b": M.ETranParts(3.0, 0.4, -2.0),
+                 "c": M.ETranParts(2.0, 0.3, -1.5), "d": M.ETranParts(1.5, 0.4, -1.0)})
+    assert e == pytest.approx({"a": 0.0, "b": 2.0, "c": 1.0, "d": 1.25})
     e3 = M.etran({"a": M.ETranParts(1.0, 0.2, -1.0), "b": M.ETranParts(3.0, 0.4, -2.0)}, include_svd=True)
     assert e3 == pytest.approx({"a": 1.0, "b": 2.0})
     assert M.lp_fu({"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 2.0}) == {"a": 0.0, "b": 0.0}  # documented tie rule

@@ -17,8 +17,37 @@ def test_zoo_fu_layers_resolve_to_convolutions():
             model = M._random_model(name, 10)
         first, second = M.fu_layers(model)
         assert isinstance(first, nn.Conv2d) and isinstance(second, nn.Conv2d), name
-        assert isinstance(M.get_submodule(model, spec.head), nn.Linear), name
-        assert M.last_linear(model) is M.get_submodule(model, spec.head), name
+        assert M.last_linear(model) is M.last_linear(M.get_submodule(model, spec.head)), name
+
+
+def test_feature_width_per_architecture_as_D_takes_it():
+    """The penultimate features are the input [D]'s transferability_scores.py hooks: mobilenet_v3_small's 576-d
+    classifier input (not the 1024-d input of its last Linear), efficientnet's input to the dropout+Linear."""
+    assert set(M.FEATURE_WIDTHS) == set(M.ARCHITECTURES)
+    for name, width in M.FEATURE_WIDTHS.items():
+        torch.manual_seed(0)
+        model = M._random_model(name, 7).eval()
+        seen = {}
+        feat = M.get_submodule(model, M.feature_path(model))
+        hook = feat.register_forward_hook(lambda m, inp, out: seen.update(x=inp[0]))
+        with torch.no_grad():
+            logits = model(torch.randn(2, 3, 64, 64))
+        hook.remove()
+        assert seen["x"].flatten(1).shape == (2, width), name
+        assert logits.shape == (2, 7), name
+        with torch.no_grad():
+            emb = M.penultimate_model(model)(torch.randn(2, 3, 64, 64))
+        assert emb.flatten(1).shape == (2, width), name  # what FU's triplet loss sees
+
+
+def test_architecture_heads_replace_what_D_replaces():
+    """Architecture transfer: [D] replaces efficientnet_v2_s's whole classifier (its dropout goes) and the last
+    Linear elsewhere (mobilenet_v3_small keeps its 576->1024 block)."""
+    eff = M.replace_head(M._random_model("efficientnet_v2_s"), 3, "linear")
+    assert isinstance(eff.classifier, nn.Linear) and eff.classifier.in_features == 1280
+    mob = M.replace_head(M._random_model("mobilenet_v3_small"), 3, "linear")
+    assert isinstance(mob.classifier, nn.Sequential) and mob.classifier[3].out_features == 3
+    assert mob.classifier[0].in_features == 576
 
 
 def test_heads_and_penultimate():
@@ -116,3 +145,48 @@ def test_extract_matches_model():
     with torch.no_grad():
         torch.testing.assert_close(logits, m(x), rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(feats, M.penultimate_model(m)(x), rtol=1e-4, atol=1e-4)
+
+
+def _real_breast_dataset(n=48):
+    from helpers.data import load_medmnist
+
+    d = load_medmnist("breastmnist", size=28)
+    return TensorImageDataset.from_medmnist(d, "train", image_size=28, indices=np.arange(n), device="cpu")
+
+
+def test_extract_is_full_precision_by_default():
+    """Features that feed a metric come from a plain float32 forward; the bf16 autocast path (speed only) is
+    an explicit argument and gives measurably different features."""
+    torch.manual_seed(0)
+    m = M.build_model("resnet18", 2, "random").eval()
+    ds = _real_breast_dataset()
+    x, _ = ds.batch(torch.arange(len(ds)))
+    with torch.no_grad():
+        ref_logits = m(x)
+        ref_feats = M.penultimate_model(m)(x)
+    feats, logits, _ = M.extract(m, ds, batch_size=16)
+    torch.testing.assert_close(feats, ref_feats, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-6)
+    bf_feats, bf_logits, _ = M.extract(m, ds, batch_size=16, autocast="cpu")
+    rel = float((bf_feats - ref_feats).norm() / ref_feats.norm())
+    assert rel > 1e-3, rel  # bf16 keeps 8 mantissa bits: features move by about a percent
+    assert bf_feats.dtype == torch.float32
+
+
+def test_extract_restores_precision_flags_and_runs_half_models_in_float32():
+    torch.manual_seed(0)
+    m = M.build_model("resnet18", 2, "random").eval()
+    ds = _real_breast_dataset(8)
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+              torch.get_float32_matmul_precision())
+    ref, _, _ = M.extract(m, ds)
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+            torch.get_float32_matmul_precision()) == before
+    with M.full_precision():
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    half = M.build_model("resnet18", 2, "random")
+    half.load_state_dict(m.state_dict())
+    half = half.to(torch.bfloat16)
+    feats, _, _ = M.extract(half, ds)
+    assert next(half.parameters()).dtype == torch.bfloat16  # the caller's model is left alone
+    assert feats.dtype == torch.float32 and torch.isfinite(feats).all()

@@ -1,4 +1,6 @@
 """Fast test of the scoring stage on a tiny real case (random-init resnet18 on a few breastmnist images)."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,3 +68,43 @@ def test_default_metrics_are_the_classification_ones():
     assert "logme" in names and "ncti" in names and "lp_fu" in names
     assert not [n for n in names if REGISTRY[n].task != "classification"]  # CC-FV has its own stage
     assert "ccfv" not in names and "ncti_parts" not in names
+
+
+def _unit_rows(target="breastmnist"):
+    """Unit rows as the scoring units store them: LP, FU and NCTI parts for four candidates and the target's
+    own source, whose extreme values reorder the others when it takes part in the normalisation."""
+    lp = {"a": 0.7, "b": 0.5, "c": 0.9, "d": 0.6, target: 0.1}
+    fu = {"a": 2.0, "b": 1.0, "c": 3.0, "d": 2.5, target: 2.0}
+    parts = {"a": (10.0, 0.50, 1.0), "b": (20.0, 0.60, 3.0), "c": (15.0, 0.90, 2.0), "d": (12.0, 0.55, 1.2),
+             target: (100.0, 0.55, 2.0)}
+    rows = []
+    for s in lp:
+        base = {"source": s, "target": target, "fold": 1, "seconds": 0.5, "status": "ok", "reason": "",
+                "parts": ""}
+        rows.append({**base, "metric": "lp", "score": lp[s]})
+        rows.append({**base, "metric": "fu", "score": fu[s]})
+        seli, ncc, vc = parts[s]
+        rows.append({**base, "metric": "ncti_parts", "score": float("nan"),
+                     "parts": json.dumps({"seli": seli, "ncc": ncc, "vc": vc})})
+    return pd.DataFrame(rows)
+
+
+def test_set_level_rows_leave_the_targets_own_source_out():
+    from helpers import metrics as M
+
+    units = _unit_rows()
+    rows = pd.DataFrame(S.set_level_rows(units, ["ncti", "lp_fu"]))
+    for m in ("ncti", "lp_fu"):
+        g = rows[rows["metric"] == m].set_index("source")
+        assert g.loc["breastmnist", "status"] == "skipped" and "own source" in g.loc["breastmnist", "reason"]
+        assert (g.drop(index="breastmnist")["status"] == "ok").all()
+        assert g.drop(index="breastmnist")["reason"].str.contains("across 4 sources").all()
+    lp_fu = rows[rows["metric"] == "lp_fu"].set_index("source")["score"].drop("breastmnist")
+    expected = M.lp_fu({"a": 0.7, "b": 0.5, "c": 0.9, "d": 0.6}, {"a": 2.0, "b": 1.0, "c": 3.0, "d": 2.5})
+    assert lp_fu.to_dict() == pytest.approx(expected)
+    # the earlier form (self included) reorders the other candidates: that is why it is not the default
+    old = pd.DataFrame(S.set_level_rows(units, ["ncti", "lp_fu"], include_self=True))
+    for m in ("ncti", "lp_fu"):
+        new_order = rows[(rows.metric == m) & (rows.status == "ok")].sort_values("score")["source"].tolist()
+        old_rows = old[(old.metric == m) & (old.source != "breastmnist")]
+        assert old_rows.sort_values("score")["source"].tolist() != new_order, m

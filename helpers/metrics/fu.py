@@ -62,9 +62,12 @@ def fu(model: torch.nn.Module, first_layer, second_layer, images, labels, *, n_b
     section 3 for the pair used per architecture.
     Side effects avoided: the model is run in eval mode and its previous train/eval mode restored; gradients
     are taken with ``torch.autograd.grad`` so no ``.grad`` is left on the model; ``requires_grad`` flags are
-    restored; cuDNN flags (the reference disables cuDNN globally) are changed only inside this call.
+    restored; cuDNN flags (the reference disables cuDNN globally) are changed only inside this call, which runs
+    in IEEE float32 (TF32 off, :func:`helpers.models.full_precision`).
     """
     from pytorch_metric_learning.losses import TripletMarginLoss
+
+    from ..models import full_precision
 
     l1 = resolve_layer(model, first_layer)
     l2 = resolve_layer(model, second_layer)
@@ -99,7 +102,7 @@ def fu(model: torch.nn.Module, first_layer, second_layer, images, labels, *, n_b
             prm.requires_grad_(False)
         w1.requires_grad_(True)
         w2.requires_grad_(True)
-        with cudnn_settings(enabled=cudnn_enabled), torch.enable_grad():
+        with cudnn_settings(enabled=cudnn_enabled), full_precision(), torch.enable_grad():
             for s in range(0, N, bs):
                 xb = x[s:s + bs].to(device=device, dtype=w1.dtype)
                 yb = y[s:s + bs].to(device)

@@ -161,7 +161,7 @@ def extract_sampled(model, dataset, n: int, sample: PixelSample, layers, batch_s
     keep = {k: [] for k in [*layers, "logits"]}
     glob = {k: [] for k in keep}
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), M.full_precision():  # features that feed a metric: IEEE float32, no TF32
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(n, start + batch_size), device=dataset.device)
             x, _ = dataset.batch(idx)
