@@ -14,7 +14,14 @@ parts across the available sources of one target; they are appended as rows. Sou
 (``imagenet`` offline, a missing checkpoint) give ``status == "unavailable"`` rows with the reason.
 
 The tidy table ``<results>/scores.csv`` has the columns :data:`COLUMNS`; :func:`score_tables` turns it into
-wide ``source x target`` tables per metric for :func:`helpers.evaluation.correlate`.
+wide ``source x target`` tables per metric for :func:`helpers.evaluation.correlate`. ``options`` records, per
+row, the options the metric ran with (its registered defaults updated by ``scoring.metric_options`` of the
+profile; for set-level rows whether the target's own source took part in the normalisation).
+
+Corrected forms and [D]'s: SFDA is scored in its non-saturating default form (``sfda``) and, beside it, in the
+reference arithmetic (``sfda_reference``, saturating at 1.0 on small binary targets); set-level scores leave
+the target's own source out before normalising, and :func:`set_level_comparison` gives the form that includes
+it beside them.
 """
 from __future__ import annotations
 
@@ -35,7 +42,10 @@ from .metrics import setlevel as SL
 from .names import is_self
 from .runner import Stage, atomic_write_csv
 
-COLUMNS = ["source", "target", "fold", "metric", "score", "seconds", "status", "reason"]
+COLUMNS = ["source", "target", "fold", "metric", "score", "seconds", "status", "reason", "options"]
+
+#: metrics whose reference arithmetic ([D]'s) is scored beside the corrected default, to show the difference
+REFERENCE_FORMS = {"sfda": "sfda_reference"}
 
 #: metrics whose per-source parts are computed in the unit and combined across sources afterwards
 PARTS = {"ncti": "ncti_parts", "etran": "etran_parts"}
@@ -66,7 +76,19 @@ def profile_metrics(profile: dict) -> list[str]:
     names = list(dict.fromkeys(names))
     if "lp" in names and "fu" in names and "lp_fu" not in names:
         names.append("lp_fu")  # [D]'s proposed score comes with its two parts
+    for corrected, reference in REFERENCE_FORMS.items():
+        if corrected in names and reference not in names:
+            names.insert(names.index(corrected) + 1, reference)
     return names
+
+
+def metric_options(profile: dict, name: str) -> dict:
+    """The keyword options a metric is computed with: its registered defaults, updated by the profile's
+    ``scoring.metric_options.<name>`` (recorded per row in the ``options`` column)."""
+    info = REGISTRY.get(name)
+    opts = dict(info.defaults) if info is not None else {}
+    opts.update(((profile.get("scoring") or {}).get("metric_options") or {}).get(name) or {})
+    return opts
 
 
 def pairwise_plan(metrics) -> list[str]:
@@ -93,6 +115,8 @@ def scoring_configs(profile: dict, sources, targets, results_dir, fold: int = 1)
     sc = profile.get("scoring", {}) or {}
     arch = profile.get("pretraining", {}).get("architecture", "resnet18")
     plan = pairwise_plan(profile_metrics(profile))
+    options = {m: metric_options(profile, m) for m in plan if m in REGISTRY and m != "fu"}
+    options = {m: o for m, o in options.items() if o}
     configs, unavailable = [], []
     for t in targets:
         for s in sources:
@@ -108,7 +132,7 @@ def scoring_configs(profile: dict, sources, targets, results_dir, fold: int = 1)
                 "image_size": int(sc.get("image_size", ft.get("image_size", data["image_size"]))),
                 "fold_seed": int(data.get("fold_seed", 24)),
                 "max_images": sc.get("max_images", ft.get("max_train_images")),
-                "batch_size": int(sc.get("batch_size", 256)), "metrics": plan, "seed": 0})
+                "batch_size": int(sc.get("batch_size", 256)), "metrics": plan, "options": options, "seed": 0})
     return configs, unavailable
 
 
@@ -147,9 +171,11 @@ def _cached_arrays(workdir: Path, compute):
 
 
 def _row(config, metric, score=float("nan"), seconds=0.0, status="ok", reason="", parts=None):
+    opts = (config.get("options") or {}).get(metric)
     return {"source": config["source"], "target": config["target"], "fold": config["fold"], "metric": metric,
             "score": float(score) if score is not None else float("nan"), "seconds": float(seconds),
-            "status": status, "reason": reason, "parts": json.dumps(parts) if parts is not None else ""}
+            "status": status, "reason": reason, "parts": json.dumps(parts) if parts is not None else "",
+            "options": json.dumps(opts, sort_keys=True) if opts else ""}
 
 
 def score_unit(config: dict, workdir, root=None, device=None, cache=None) -> list[dict]:
@@ -196,7 +222,7 @@ def score_unit(config: dict, workdir, root=None, device=None, cache=None) -> lis
                 value = info.fn(net, first, second, images, inputs["labels"])
             else:
                 kwargs = {k: inputs[k] for k in info.inputs}
-                value = info.fn(labels=inputs["labels"], **kwargs)
+                value = info.fn(labels=inputs["labels"], **kwargs, **(config.get("options") or {}).get(name, {}))
             secs = time.perf_counter() - t0
             if info.returns_parts:
                 parts = {f: float(getattr(value, f)) for f in value._fields}
@@ -229,7 +255,8 @@ def set_level_rows(unit_rows: pd.DataFrame, metrics, include_self: bool = False)
     for (target, fold), g in unit_rows.groupby(["target", "fold"], sort=False):
         own = None if include_self else target
         for m in wanted:
-            base = {"target": target, "fold": fold, "metric": m}
+            base = {"target": target, "fold": fold, "metric": m,
+                    "options": json.dumps({"own_source": "included" if include_self else "left out"})}
             t0 = time.perf_counter()
             try:
                 if m in PARTS:
@@ -313,14 +340,15 @@ def run_scoring(profile: dict, sources, targets, results_dir, root=None, device=
 def tidy_scores(units: pd.DataFrame, unavailable, metrics) -> pd.DataFrame:
     """The scores table from collected unit rows, the unavailable pairs and the metric list."""
     units = units.copy()
-    if "parts" not in units:
-        units["parts"] = ""
-    units["parts"] = units["parts"].fillna("")
+    for col in ("parts", "options"):
+        if col not in units:
+            units[col] = ""
+        units[col] = units[col].fillna("")
     setl = pd.DataFrame(set_level_rows(units, metrics), columns=COLUMNS)
     pair = units[~units["metric"].isin(["_extract", *PARTS.values()])
                  & units["metric"].isin([m for m in metrics if m not in SET_LEVEL])]
     unav = [{"source": u["source"], "target": u["target"], "fold": u["fold"], "metric": m, "score": float("nan"),
-             "seconds": 0.0, "status": "unavailable", "reason": u["reason"]}
+             "seconds": 0.0, "status": "unavailable", "reason": u["reason"], "options": ""}
             for u in unavailable for m in metrics]
     parts = [df for df in (pair[COLUMNS] if not pair.empty else None, setl if not setl.empty else None,
                            pd.DataFrame(unav, columns=COLUMNS) if unav else None) if df is not None]
@@ -341,7 +369,10 @@ def extraction_times(results_dir, stage: str = "scoring") -> pd.DataFrame:
 
 
 def read_scores(results_dir) -> pd.DataFrame:
-    return pd.read_csv(Path(results_dir) / "scores.csv", keep_default_na=True).fillna({"reason": ""})
+    table = pd.read_csv(Path(results_dir) / "scores.csv", keep_default_na=True)
+    if "options" not in table:
+        table["options"] = ""
+    return table.fillna({"reason": "", "options": ""})
 
 
 def score_tables(scores: pd.DataFrame, metrics=None, fold: int | None = None) -> dict[str, pd.DataFrame]:

@@ -79,19 +79,42 @@ def probabilities(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
     return torch.sigmoid(logits) if multilabel else torch.softmax(logits, -1)
 
 
-def safe_auc(y_true, y_score, task: str) -> float:
-    """:func:`medmnist_auc`, NaN where it is undefined (a class absent from ``y_true``); for multi-label, the
-    mean over the labels where it is defined."""
+def auc_over_present(y_true, y_score, task: str) -> tuple[float, int, int]:
+    """``(auc, used, total)``: :func:`medmnist_auc` averaged over the classes (labels) present in ``y_true``.
+
+    A small validation subset can miss a class (dermamnist's rare classes, about 1 fold in 6): MedMNIST's
+    multi-class AUC is then undefined (scikit-learn raises) and a NaN AUC would freeze early stopping at epoch 1.
+    Multi-class: the one-vs-rest AUC of each class that occurs in ``y_true`` (positives and negatives both
+    present), averaged; multi-label: the labels with both values present (as MedMNIST's per-label mean). Binary:
+    both classes are needed, else NaN. ``used < total`` records that classes were left out.
+    """
+    from sklearn.metrics import roc_auc_score
+
     y_true = np.asarray(y_true)
-    if task_kind(task) == "multilabel":
+    y_score = np.asarray(y_score, dtype=np.float64)
+    kind = task_kind(task)
+    if kind == "multilabel":
         ok = [i for i in range(y_true.shape[1]) if 0 < y_true[:, i].sum() < len(y_true)]
         if not ok:
-            return float("nan")
-        return medmnist_auc(y_true[:, ok], np.asarray(y_score)[:, ok], task)
-    try:
-        return medmnist_auc(y_true, y_score, task)
-    except ValueError:
-        return float("nan")
+            return float("nan"), 0, y_true.shape[1]
+        return medmnist_auc(y_true[:, ok], y_score[:, ok], task), len(ok), y_true.shape[1]
+    y = y_true.reshape(-1)
+    if kind == "binary":
+        if len(np.unique(y)) < 2:
+            return float("nan"), len(np.unique(y)), 2
+        return medmnist_auc(y, y_score, task), 2, 2
+    n_classes = y_score.shape[1]
+    present = [c for c in range(n_classes) if 0 < (y == c).sum() < len(y)]
+    if not present:
+        return float("nan"), 0, n_classes
+    auc = float(np.mean([roc_auc_score((y == c).astype(float), y_score[:, c]) for c in present]))
+    return auc, len(present), n_classes
+
+
+def safe_auc(y_true, y_score, task: str) -> float:
+    """:func:`medmnist_auc` over the classes present in ``y_true`` (:func:`auc_over_present`), NaN where no
+    class has both positives and negatives."""
+    return auc_over_present(y_true, y_score, task)[0]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -280,6 +303,7 @@ class RunConfig:
     monitor: str = "val_auc"        # early stopping and best checkpoint: val_auc (max) | val_loss (min)
     patience: int | None = None     # epochs without improvement before stopping; None = never
     balanced: bool = False          # class-balanced sampling with replacement (torch.multinomial)
+    augment: bool = True            # [D]'s training augmentation on the device; MedMNIST's recipe has none
     seed: int = 0
     compile: bool = False
 
@@ -433,6 +457,9 @@ class Run(ResumableTraining):
         row = {"epoch": self.epoch, "train_loss": train_loss, **val, "seconds": seconds}
         self.history.append(row)
         key = self.cfg.monitor
+        if key == "val_auc" and math.isnan(val[key]) and self.best is not None and math.isnan(self.best[key]):
+            key = "val_loss"  # the AUC is undefined on this validation set (e.g. one class): fall back, recorded
+            row["monitor_fallback"] = "val_loss"
         value = val[key]
         if self.best is None:
             better = True
@@ -496,8 +523,9 @@ def evaluate(runs: list[Run], dataset: TensorImageDataset, batch_size: int = 256
         logits = torch.cat(o)
         loss = float(r.loss(logits, y))
         p = probabilities(logits, r.kind == "multilabel").cpu().numpy()
-        res.append({"val_loss": loss, "val_auc": safe_auc(y_np, p, r.task),
-                    "val_acc": medmnist_acc(y_np, p, r.task)})
+        auc, used, total = auc_over_present(y_np, p, r.task)
+        res.append({"val_loss": loss, "val_auc": auc, "val_acc": medmnist_acc(y_np, p, r.task),
+                    "val_auc_classes": used, "val_auc_classes_total": total})
     return res
 
 
@@ -505,9 +533,9 @@ def train_runs(runs: list[Run], train: TensorImageDataset, val: TensorImageDatas
                callback=None, eval_batch_size: int = 256) -> list[Run]:
     """Advance ``runs`` (same training data) together until each stops (epoch budget or early stopping).
 
-    Runs that share ``batch_size`` and ``seed`` share each augmented batch. ``callback(run, epoch_row)`` is
-    called after each run's epoch (it may raise :class:`InterruptTraining`). Resumes each run from its
-    workdir when it holds a saved state.
+    Runs that share ``batch_size``, ``seed`` and the augmentation switch share each (augmented) batch.
+    ``callback(run, epoch_row)`` is called after each run's epoch (it may raise :class:`InterruptTraining`).
+    Resumes each run from its workdir when it holds a saved state.
     """
     for r in runs:
         r.try_resume()
@@ -518,8 +546,8 @@ def train_runs(runs: list[Run], train: TensorImageDataset, val: TensorImageDatas
             break
         groups: dict = {}
         for r in active:
-            groups.setdefault((r.cfg.batch_size, r.cfg.seed, r.epoch, r.cfg.balanced), []).append(r)
-        for (bs, seed, epoch, balanced), group in groups.items():
+            groups.setdefault((r.cfg.batch_size, r.cfg.seed, r.epoch, r.cfg.balanced, r.cfg.augment), []).append(r)
+        for (bs, seed, epoch, balanced, augment), group in groups.items():
             start = time.perf_counter()
             for r in group:
                 r.start_epoch()
@@ -528,7 +556,7 @@ def train_runs(runs: list[Run], train: TensorImageDataset, val: TensorImageDatas
                 idx = order[s:s + bs]
                 if len(idx) < 2:  # BatchNorm needs two samples
                     continue
-                x, y = train.batch(idx, augment=True, generator=gen)
+                x, y = train.batch(idx, augment=augment, generator=gen)
                 if x.device.type == "cuda":
                     x = x.contiguous(memory_format=torch.channels_last)
                 for r in group:
@@ -563,11 +591,14 @@ def _section(profile: dict, kind: str) -> dict:
     base = {k: v for k, v in pre.items() if k not in ("single_dataset", "union")}
     own = pre.get(kind, {})
     defaults = {
+        # MedMNIST's benchmark recipe: no augmentation
         "single_dataset": {"epochs": 100, "batch_size": 128, "optimizer": {"name": "adam", "lr": 0.001},
-                           "milestones": [50, 75], "gamma": 0.1, "monitor": "val_auc", "patience": None},
+                           "milestones": [50, 75], "gamma": 0.1, "monitor": "val_auc", "patience": None,
+                           "augment": False},
+        # [D]'s leave-one-out-pretrain.py: its training augmentation, early stopping on val loss
         "union": {"epochs": 45, "batch_size": 128,
                   "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4},
-                  "step_size": 15, "gamma": 0.1, "monitor": "val_loss", "patience": 20},
+                  "step_size": 15, "gamma": 0.1, "monitor": "val_loss", "patience": 20, "augment": True},
     }[kind]
     out = {**defaults, **base, **own}
     out.setdefault("architecture", "resnet18")
@@ -587,7 +618,8 @@ def _run_config(recipe: dict, seed: int = 0) -> RunConfig:
                      weight_decay=float(opt.get("weight_decay", 0.0)), scheduler=sched,
                      step_size=int(recipe.get("step_size", 15)), gamma=float(recipe.get("gamma", 0.1)),
                      milestones=tuple(recipe.get("milestones") or ()), monitor=recipe.get("monitor", "val_auc"),
-                     patience=recipe.get("patience"), balanced=bool(recipe.get("balanced", False)), seed=seed,
+                     patience=recipe.get("patience"), balanced=bool(recipe.get("balanced", False)),
+                     augment=bool(recipe.get("augment", True)), seed=seed,
                      compile=bool(recipe.get("compile", False)))
 
 
@@ -765,10 +797,11 @@ def read_image_folder(folder, size: int, classes: list[str] | None = None):
     return np.stack(xs), np.asarray(ys, dtype=np.int64), classes
 
 
-#: [D]'s RadImageNet recipe (PROTOCOL.md section 3)
-RADIMAGENET_RECIPE = {"epochs": 45, "batch_size": 256, "image_size": 224, "balanced": True,
+#: [D]'s RadImageNet recipe (PROTOCOL.md section 3; its radimagenet_pretraining.py): augmented, class-balanced,
+#: early stopping on val loss with patience 10, best checkpoint kept
+RADIMAGENET_RECIPE = {"epochs": 45, "batch_size": 256, "image_size": 224, "balanced": True, "augment": True,
                       "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4},
-                      "step_size": 15, "gamma": 0.1, "monitor": "val_loss", "patience": None}
+                      "step_size": 15, "gamma": 0.1, "monitor": "val_loss", "patience": 10}
 
 
 def pretrain_image_folder(root, out_path, workdir, recipe: dict | None = None, arch: str = "resnet18",
@@ -858,7 +891,8 @@ def source_table(profile: dict, targets, results_dir) -> pd.DataFrame:
 # fine-tuning stage (ground truth)
 
 RUN_COLUMNS = ["source", "target", "fold", "lr", "batch_size", "momentum", "weight_decay", "epochs_run",
-               "best_epoch", "val_auc", "val_acc", "val_loss", "test_auc", "test_acc", "test_loss", "seconds"]
+               "best_epoch", "val_auc", "val_acc", "val_loss", "val_auc_classes", "val_auc_classes_total", "test_auc",
+               "test_acc", "test_loss", "seconds"]
 
 
 def finetuning_configs(profile: dict, sources, targets, scenario: str = "dataset") -> list[dict]:
@@ -923,7 +957,9 @@ def finetune_group(configs: list[dict], spec: str, workdirs: list, root=None, de
         rows.append({"source": c["source"], "target": c["target"], "fold": c["fold"], "lr": c["lr"],
                      "batch_size": c["batch_size"], "momentum": c["momentum"], "weight_decay": c["weight_decay"],
                      "epochs_run": r.epoch, "best_epoch": r.best["epoch"], "val_auc": r.best["val_auc"],
-                     "val_acc": r.best["val_acc"], "val_loss": r.best["val_loss"], **test_res,
+                     "val_acc": r.best["val_acc"], "val_loss": r.best["val_loss"],
+                     "val_auc_classes": r.best.get("val_auc_classes"),
+                     "val_auc_classes_total": r.best.get("val_auc_classes_total"), **test_res,
                      "seconds": seconds, "history": r.history})
         r.clear_workdir()
     return rows
@@ -977,20 +1013,39 @@ def select_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return order.groupby(["source", "target", "fold"], sort=True).head(1).reset_index(drop=True)
 
 
-def ground_truth_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Ground truth (source x target): test AUC of the lowest-val-loss run, averaged over folds."""
+def ground_truth_table(runs: pd.DataFrame, fold: int | str = 1) -> pd.DataFrame:
+    """Ground truth (source x target): test AUC of the lowest-val-loss run.
+
+    ``fold=1`` (default) is [D]'s ground truth: its ``fine-tuning.py`` reads the fold-1 subsets only.
+    ``fold="mean"`` averages the selected runs' test AUC over the folds that ran (this project's extension,
+    a mean over [D]'s 5 folds; see :func:`ground_truth_folds` for the spread)."""
     sel = select_runs(runs)
+    if fold != "mean":
+        sel = sel[sel["fold"] == int(fold)]
     table = sel.pivot_table(index="source", columns="target", values="test_auc", aggfunc="mean")
     table.index.name, table.columns.name = "source", "target"
     return table
 
 
-def write_ground_truth(runs: pd.DataFrame, results_dir) -> Path:
-    """``<results>/ground_truth.csv`` (wide: a ``source`` column, one column per target) and
-    ``ground_truth_runs.csv`` (the selected runs)."""
-    table = ground_truth_table(runs)
-    path = Path(results_dir) / "ground_truth.csv"
-    atomic_write_csv(table.reset_index(), path)
+def ground_truth_folds(runs: pd.DataFrame) -> pd.DataFrame:
+    """Tidy per (source, target): the fold-1 ground truth ([D]'s), the mean and SD over the folds that ran and
+    their number (this project's extension)."""
     sel = select_runs(runs)
-    atomic_write_csv(sel[[c for c in RUN_COLUMNS if c in sel.columns]], Path(results_dir) / "ground_truth_runs.csv")
+    g = sel.groupby(["source", "target"])["test_auc"]
+    out = pd.DataFrame({"fold1": sel[sel["fold"] == 1].set_index(["source", "target"])["test_auc"],
+                        "mean": g.mean(), "sd": g.std(ddof=1), "n_folds": g.size()})
+    return out.reset_index()
+
+
+def write_ground_truth(runs: pd.DataFrame, results_dir) -> Path:
+    """``<results>/ground_truth.csv`` (wide, fold 1: [D]'s ground truth), ``ground_truth_mean.csv`` (wide, mean
+    over folds), ``ground_truth_folds.csv`` (tidy: fold 1, mean, SD, folds) and ``ground_truth_runs.csv`` (the
+    selected run of every (source, target, fold))."""
+    results_dir = Path(results_dir)
+    path = results_dir / "ground_truth.csv"
+    atomic_write_csv(ground_truth_table(runs, 1).reset_index(), path)
+    atomic_write_csv(ground_truth_table(runs, "mean").reset_index(), results_dir / "ground_truth_mean.csv")
+    atomic_write_csv(ground_truth_folds(runs), results_dir / "ground_truth_folds.csv")
+    sel = select_runs(runs)
+    atomic_write_csv(sel[[c for c in RUN_COLUMNS if c in sel.columns]], results_dir / "ground_truth_runs.csv")
     return path

@@ -143,6 +143,88 @@ def test_early_stopping_and_best_epoch():
     assert run.stopped and run.epoch == 3 and run.best["epoch"] == 2
 
 
+def test_auc_over_the_classes_present():
+    """A validation subset without one class: MedMNIST's multi-class AUC is undefined (scikit-learn raises or,
+    in recent versions, warns and gives NaN); ours averages the one-vs-rest AUC of the classes present and says
+    how many it used."""
+    import warnings
+
+    rng = np.random.default_rng(1)
+    y = np.array([0, 1, 0, 1, 1, 0, 0, 1, 1, 0])  # class 2 of 3 absent
+    s = rng.dirichlet(np.ones(3), size=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            reference = T.medmnist_auc(y[:, None], s, "multi-class")
+        except ValueError:
+            reference = float("nan")
+    assert math.isnan(reference)
+    auc, used, total = T.auc_over_present(y[:, None], s, "multi-class")
+    expected = np.mean([roc_auc_score(y == c, s[:, c]) for c in (0, 1)])
+    assert auc == pytest.approx(expected) and (used, total) == (2, 3)
+    assert T.safe_auc(y[:, None], s, "multi-class") == pytest.approx(expected)
+    assert math.isnan(T.safe_auc(np.zeros((4, 1)), np.full((4, 2), 0.5), "binary-class"))
+
+
+def test_early_stopping_on_a_validation_subset_missing_a_class(shared_data_root):
+    """retinamnist, 5 classes, a validation subset without grade 4: the AUC stays defined, the best epoch is the
+    one with the highest validation AUC (a NaN AUC used to freeze the run at its epoch-1 weights)."""
+    from helpers.data import load_medmnist
+
+    d = load_medmnist("retinamnist", size=28)
+    yv = d.labels["val"][:, 0]
+    va = np.flatnonzero(yv != 4)[:40]
+    train = TensorImageDataset.from_medmnist(d, "train", 16, indices=np.arange(80), device="cpu")
+    val = TensorImageDataset.from_medmnist(d, "val", 16, indices=va, device="cpu")
+    torch.manual_seed(0)
+    run = T.Run(Tiny(5), T.RunConfig(epochs=4, batch_size=16, lr=0.05, momentum=0.9, monitor="val_auc"),
+                d.task, "cpu")
+    T.train_runs([run], train, val)
+    aucs = [h["val_auc"] for h in run.history]
+    assert all(np.isfinite(aucs)), aucs
+    assert all(h["val_auc_classes"] == 4 and h["val_auc_classes_total"] == 5 for h in run.history)
+    assert run.best["val_auc"] == max(aucs) and run.best["epoch"] == 1 + int(np.argmax(aucs))
+
+
+def test_undefined_auc_falls_back_to_val_loss():
+    run = _run(T.RunConfig(epochs=3, patience=None, monitor="val_auc"))
+    for loss in [1.0, 0.5, 0.7]:
+        run.start_epoch()
+        run.end_epoch({"val_loss": loss, "val_auc": float("nan"), "val_acc": 0.5}, 0.0)
+    assert run.best["epoch"] == 2
+    assert [h.get("monitor_fallback") for h in run.history] == [None, "val_loss", "val_loss"]
+
+
+def test_recipes_augment_as_their_references():
+    """MedMNIST's recipe (single-dataset sources) has no augmentation; [D]'s union and RadImageNet recipes do,
+    and RadImageNet stops early on val loss (patience 10) as [D]'s radimagenet_pretraining.py."""
+    from helpers.profiles import load_profile
+
+    for name in ("quick", "paper"):
+        profile = load_profile(name)
+        assert T._section(profile, "single_dataset")["augment"] is False
+        assert T._section(profile, "union")["augment"] is True
+        assert T._run_config(T._section(profile, "single_dataset")).augment is False
+    assert T.RADIMAGENET_RECIPE["augment"] and T.RADIMAGENET_RECIPE["patience"] == 10
+    assert T.RADIMAGENET_RECIPE["monitor"] == "val_loss"
+
+
+def test_training_without_augmentation_never_augments(monkeypatch):
+    seen = []
+    original = TensorImageDataset.batch
+
+    def spy(self, index, augment=False, generator=None):
+        seen.append(augment)
+        return original(self, index, augment=augment, generator=generator)
+
+    monkeypatch.setattr(TensorImageDataset, "batch", spy)
+    T.train_runs([_run(T.RunConfig(epochs=1, batch_size=8, augment=False))], _data(16, 0), _data(8, 1))
+    assert seen and not any(seen)
+    seen.clear()
+    T.train_runs([_run(T.RunConfig(epochs=1, batch_size=8))], _data(16, 0), _data(8, 1))
+    assert any(seen)
+
+
 def test_selection_rule_lowest_val_loss():
     runs = pd.DataFrame({
         "source": ["a", "a", "a", "b", "b", "a", "a"], "target": ["t"] * 5 + ["u", "u"],
@@ -151,6 +233,21 @@ def test_selection_rule_lowest_val_loss():
     gt = T.ground_truth_table(runs)
     assert gt.loc["a", "t"] == 0.2 and gt.loc["b", "t"] == 0.5 and gt.loc["a", "u"] == 0.7
     assert math.isnan(gt.loc["b", "u"])
+
+
+def test_ground_truth_is_fold_1_as_D_and_the_fold_mean_is_extra(tmp_path):
+    runs = pd.DataFrame({
+        "source": ["a", "a", "a", "a", "b", "b"], "target": ["t"] * 6, "fold": [1, 1, 2, 2, 1, 2],
+        "val_loss": [0.5, 0.3, 0.4, 0.2, 0.9, 0.8], "test_auc": [0.1, 0.6, 0.3, 0.8, 0.5, 0.7]})
+    assert T.ground_truth_table(runs).loc["a", "t"] == 0.6  # fold 1 only: [D]'s fine-tuning.py
+    assert T.ground_truth_table(runs, "mean").loc["a", "t"] == pytest.approx(0.7)
+    folds = T.ground_truth_folds(runs).set_index("source")
+    assert folds.loc["b", "fold1"] == 0.5 and folds.loc["b", "mean"] == pytest.approx(0.6)
+    assert folds.loc["a", "n_folds"] == 2 and folds.loc["a", "sd"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    T.write_ground_truth(runs, tmp_path)
+    for name in ("ground_truth.csv", "ground_truth_mean.csv", "ground_truth_folds.csv", "ground_truth_runs.csv"):
+        assert (tmp_path / name).is_file(), name
+    assert pd.read_csv(tmp_path / "ground_truth.csv").set_index("source").loc["a", "t"] == 0.6
 
 
 def _weights(run):

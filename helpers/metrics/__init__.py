@@ -8,7 +8,8 @@ function                      inputs      notes
 ``logme(features, labels)``   features    fixed-point LogME, float64; multi-label (regression)
 ``leep(logits, labels)``      logits      source-head logits
 ``nleep(features, labels)``   features    PCA 80 % + GMM 5C, mean p(y|x) (``log=True`` variant)
-``sfda(features, labels)``    features    saturates at 1.0 when N is small vs D (documented)
+``sfda(features, labels)``    features    PCA-64 first (``remedy``); ``remedy=None`` / ``sfda_reference``: the
+                                          reference arithmetic, which saturates at 1.0 when N is small vs D
 ``parc(features, labels)``    features    x100; multi-label; subset above 5000; reference arithmetic ``backend="numpy"``
 ``ncti_parts(...)``           features    NamedTuple (seli, ncc, vc); combine with ``ncti``
 ``lp(features, labels)``      features    NCA 50 + 5-NN on the same set; NCA on 3000, 5-NN on 10k queries above
@@ -40,13 +41,14 @@ from .fu import cudnn_settings, fu, resolve_layer
 from .gmm import nleep
 from .neighbours import knn_accuracy, lp, parc
 from .pairwise import (ETranParts, NCTIParts, etran_parts, gbc, h_score, leep, logme, ncti_parts, nce,
-                       regularized_h_score, sfda, transrate)
+                       regularized_h_score, SFDA_DEFAULT_REMEDY, SFDA_REMEDIES, sfda, sfda_reference,
+                       transrate)
 from .probe import linear_probe
 from .registry import REGISTRY, MetricInfo, list_metrics, score
 from .setlevel import etran, lp_fu, ncti
 
 __all__ = [
-    "logme", "leep", "nleep", "sfda", "parc", "ncti_parts", "NCTIParts", "lp", "h_score", "regularized_h_score",
+    "logme", "leep", "nleep", "sfda", "sfda_reference", "SFDA_REMEDIES", "SFDA_DEFAULT_REMEDY", "parc", "ncti_parts", "NCTIParts", "lp", "h_score", "regularized_h_score",
     "nce", "gbc", "transrate", "etran_parts", "ETranParts", "knn_accuracy", "linear_probe", "fu",
     "resolve_layer", "cudnn_settings", "ncti", "etran", "lp_fu", "REGISTRY", "MetricInfo", "list_metrics",
     "score", "sample_pixels", "gather_pixels", "sample_rows", "PixelSample", "SampleRows", "gaussian_w2",

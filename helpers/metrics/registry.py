@@ -39,7 +39,9 @@ REGISTRY: dict[str, MetricInfo] = {m.name: m for m in [
     _m("logme", pairwise.logme, ["features"], "You et al., ICML 2021; JMLR 2022 (fixed point)", multilabel=True),
     _m("leep", pairwise.leep, ["logits"], "Nguyen et al., ICML 2020"),
     _m("nleep", gmm.nleep, ["features"], "Li et al., CVPR 2021"),
-    _m("sfda", pairwise.sfda, ["features"], "Shao et al., ECCV 2022"),
+    _m("sfda", pairwise.sfda, ["features"], "Shao et al., ECCV 2022 (non-saturating form, see sfda)"),
+    _m("sfda_reference", pairwise.sfda_reference, ["features"], "Shao et al., ECCV 2022 (reference arithmetic, "
+       "[D]; saturates at 1.0 on small targets)"),
     _m("parc", neighbours.parc, ["features"], "Bolya et al., NeurIPS 2021", multilabel=True),
     _m("ncti_parts", pairwise.ncti_parts, ["features"], "Wang et al., ICCV 2023", returns_parts=True),
     _m("lp", neighbours.lp, ["features"], "Juodelyte et al., 2024 [D]"),

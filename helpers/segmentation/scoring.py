@@ -194,10 +194,19 @@ def _cached(workdir: Path, names, compute) -> tuple[dict, bool]:
     return arrays, False
 
 
+def _options(metric) -> str:
+    """The keyword options of a CC-FV variant (what it changes against ``ccfv``), as JSON; "" otherwise."""
+    if metric not in CCFV_VARIANTS:
+        return ""
+    pk, ck, which = CCFV_VARIANTS[metric]
+    opts = {**pk, **ck, **({"layers": "last"} if which == "last" else {})}
+    return json.dumps(opts, sort_keys=True) if opts else ""
+
+
 def _row(config, metric, score=float("nan"), seconds=0.0, status="ok", reason="", parts=None):
     return {"source": config["source"], "target": config["target"], "fold": config["fold"], "metric": metric,
             "score": float(score), "seconds": float(seconds), "status": status, "reason": reason,
-            "parts": json.dumps(parts) if parts is not None else ""}
+            "options": _options(metric), "parts": json.dumps(parts) if parts is not None else ""}
 
 
 def score_unit(config: dict, workdir, profile: dict, results_dir, root=None, device=None, cache=None) -> list[dict]:
@@ -286,7 +295,8 @@ def run_segmentation_scoring(profile: dict, results_dir, root=None, device=None,
     table = units[units["metric"] != "_extract"][keep] if not units.empty else units
     scores = list(scoring_section(profile).get("scores", SCORES))
     unav = pd.DataFrame([{**u, "metric": m, "score": float("nan"), "seconds": 0.0, "status": "unavailable",
-                          "parts": ""} for u in unavailable for m in scores], columns=COLUMNS + ["parts"])
+                          "options": _options(m), "parts": ""} for u in unavailable for m in scores],
+                        columns=COLUMNS + ["parts"])
     table = pd.concat([t for t in (table, unav) if not t.empty], ignore_index=True) if len(unav) else table
     order = {m: i for i, m in enumerate(scores)}
     table = (table.assign(_o=table["metric"].map(order)).sort_values(["target", "_o", "source"], kind="stable")
