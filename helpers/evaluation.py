@@ -28,6 +28,15 @@ Over the sources present in both tables with finite values (source == target exc
 Across targets: :func:`summarize` (mean and median, NaN skipped and counted), :func:`bootstrap_means`
 (percentile intervals, sources resampled), :func:`rank_table`, :func:`friedman`, :func:`nemenyi` with
 :func:`nemenyi_cd` and :func:`cd_diagram`, and :func:`scatter_grid`.
+
+Which metric to trust
+---------------------
+Baselines without target features (:func:`training_set_sizes`, :func:`architecture_baselines`,
+:func:`loto_prior`), the noise ceiling of the ground truth (:func:`select_ground_truth`,
+:func:`ground_truth_noise`), rank-averaged ensembles and leave-one-target-out selection
+(:func:`rank_average`, :func:`ensembles`, :func:`loto_selection`) and cost against quality
+(:func:`read_metric_benchmark`, :func:`cost_quality`, :func:`pareto_front`, :func:`cost_quality_figure`) live
+in :mod:`helpers.evaluation_trust` and are reachable here as ``helpers.evaluation.<name>``.
 """
 from __future__ import annotations
 
@@ -277,22 +286,12 @@ def minmax_product(a: pd.DataFrame, b: pd.DataFrame, exclude_self: bool = False,
 # bootstrap over sources
 
 
-def bootstrap_means(scores: Mapping[str, pd.DataFrame], truth: pd.DataFrame, n_boot: int = 1000,
-                    seed: int = 0, level: float = 0.95, exclude_self: bool = True,
-                    key: Callable = canonical_name) -> pd.DataFrame:
-    """Percentile bootstrap of the mean weighted tau over targets, resampling sources.
-
-    In each replicate and for each target, the candidate sources (finite truth, self excluded) are drawn
-    with replacement, the same draw for every metric (paired), and the weighted tau is recomputed; the
-    replicate's statistic per metric is the mean over targets (NaN skipped). Returns, per metric,
-    ``mean`` (the full-sample value), ``ci_low``, ``ci_high``, ``boot_sd``, ``mean_rank`` (the metric's
-    average rank among the metrics over replicates, 1 = best) and ``p_best`` (share of replicates in which
-    it has the highest mean).
-    """
+def _bootstrap_replicates(scores: Mapping[str, pd.DataFrame], truth: pd.DataFrame, n_boot: int, seed: int,
+                          exclude_self: bool, key: Callable):
+    """(metrics, full-sample mean per metric, replicate means (n_boot x metrics)) of the paired bootstrap over
+    sources described in :func:`bootstrap_means`."""
     if n_boot < 1:
         raise ValueError("n_boot must be >= 1")
-    if not 0 < level < 1:
-        raise ValueError("level must be in (0, 1)")
     metrics = list(scores)
     aligned = {m: _align(scores[m], truth, key) for m in metrics}
     targets = list(dict.fromkeys(t for m in metrics for t in aligned[m][0].columns))
@@ -328,6 +327,24 @@ def bootstrap_means(scores: Mapping[str, pd.DataFrame], truth: pd.DataFrame, n_b
         warnings.simplefilter("ignore", RuntimeWarning)
         boots = np.nanmean(per_target, axis=2)
         point = np.nanmean(full, axis=1)
+    return metrics, point, boots
+
+
+def bootstrap_means(scores: Mapping[str, pd.DataFrame], truth: pd.DataFrame, n_boot: int = 1000,
+                    seed: int = 0, level: float = 0.95, exclude_self: bool = True,
+                    key: Callable = canonical_name) -> pd.DataFrame:
+    """Percentile bootstrap of the mean weighted tau over targets, resampling sources.
+
+    In each replicate and for each target, the candidate sources (finite truth, self excluded) are drawn
+    with replacement, the same draw for every metric (paired), and the weighted tau is recomputed; the
+    replicate's statistic per metric is the mean over targets (NaN skipped). Returns, per metric,
+    ``mean`` (the full-sample value), ``ci_low``, ``ci_high``, ``boot_sd``, ``mean_rank`` (the metric's
+    average rank among the metrics over replicates, 1 = best) and ``p_best`` (share of replicates in which
+    it has the highest mean). :func:`bootstrap_differences` gives paired differences from the same draws.
+    """
+    if not 0 < level < 1:
+        raise ValueError("level must be in (0, 1)")
+    metrics, point, boots = _bootstrap_replicates(scores, truth, n_boot, seed, exclude_self, key)
     alpha = (1 - level) / 2
     ranks = pd.DataFrame(boots).rank(axis=1, ascending=False, na_option="bottom").to_numpy()
     best = np.nanargmax(np.where(np.isnan(boots), -np.inf, boots), axis=1)
@@ -566,3 +583,22 @@ def practical_summary(long: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "metric"
     return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# the "which metric to trust" functions, forwarded from helpers.evaluation_trust (imported on first use, so
+# that the two modules can import each other in either order)
+
+
+def __getattr__(name):
+    from . import evaluation_trust
+
+    if name in evaluation_trust.__all__:
+        return getattr(evaluation_trust, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    from . import evaluation_trust
+
+    return sorted(set(globals()) | set(evaluation_trust.__all__))

@@ -18,7 +18,8 @@ licence). Their formats, as read here:
 ``finetuned_AUCs/fined_<short>.csv`` (dataset sweep) and ``fined_<short>_imnet.csv`` (architecture sweep)
     one row per fine-tuning run, ``<short>`` = the target without ``mnist`` (``blood``, ``organa`` ...);
     ``source_flag`` names the source (a dataset or an architecture), ``target_flag`` the target; the
-    metrics ``val_loss``, ``val_auc``, ``test_auc`` are fractions and empty for FAILED / RUNNING runs.
+    metrics ``val_loss``, ``val_auc``, ``val_acc``, ``test_auc`` are fractions and empty for FAILED / RUNNING
+    runs; ``Duration`` is the run's wall time as text (``29.1min``). There are no per-image predictions.
 
 Naming: sources and targets of the dataset scenario use the MedMNIST flag (``bloodmnist``) in every table
 and the sweep files use the short name; :func:`helpers.evaluation.canonical_name` maps both to one key.
@@ -26,6 +27,7 @@ and the sweep files use the short name; :func:`helpers.evaluation.canonical_name
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,7 @@ from helpers.evaluation import (
     canonical_name,
     correlate_many,
     minmax_product,
+    select_ground_truth,
     tidy,
 )
 from helpers.paths import PROJECT_ROOT, results_root
@@ -222,54 +225,74 @@ def sweep_path(target: str, scenario: str = "dataset", ref_dir=None) -> Path:
     return reference_dir(ref_dir) / "finetuned_AUCs" / f"fined_{short}{tail}.csv"
 
 
+_DURATION_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration_seconds(text) -> float:
+    """The sweep logs' ``Duration`` (``"29.1min"``, ``"1.4h"``, ``"18.4s"``) in seconds; NaN if empty."""
+    if not isinstance(text, str) or not text.strip():
+        return float("nan")
+    m = re.fullmatch(r"\s*([0-9.]+)\s*(s|min|h|d)\s*", text)
+    if not m:
+        raise ValueError(f"unreadable run duration {text!r}")
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+
+
 def load_sweep(target: str, scenario: str = "dataset", ref_dir=None, finished_only: bool = True) -> pd.DataFrame:
-    """All runs of one target's sweep: ``source, target, status, val_loss, val_auc, test_auc`` (+ hyper-
-    parameters). ``finished_only`` keeps runs with finite ``val_loss``, ``val_auc`` and ``test_auc`` (FAILED
+    """All runs of one target's sweep: ``source, target, status, val_loss, val_auc, val_acc, test_auc``,
+    ``duration_s`` (the logged wall time in seconds) and the hyperparameters. ``finished_only`` keeps runs with finite ``val_loss``, ``val_auc`` and ``test_auc`` (FAILED
     and RUNNING runs of the architecture sweep have none)."""
     path = sweep_path(target, scenario, ref_dir)
     if not path.is_file():
         raise FileNotFoundError(f"no sweep log {path}")
     raw = pd.read_csv(path)
     keep = ["source_flag", "target_flag", "Status", "batch_size", "lr", "momentum", "wd", "stopped_at",
-            "val_loss", "val_auc", "test_auc"]
+            "val_loss", "val_auc", "val_acc", "test_auc"]
     df = raw[[c for c in keep if c in raw.columns]].rename(
         columns={"source_flag": "source", "target_flag": "target", "Status": "status"})
+    if "Duration" in raw.columns:
+        df = df.assign(duration_s=raw["Duration"].map(_duration_seconds))
     if finished_only:
         df = df[np.isfinite(df[["val_loss", "val_auc", "test_auc"]].astype(float)).all(axis=1)]
     return df.reset_index(drop=True)
 
 
 def select_runs(runs: pd.DataFrame, rule: str = "min_val_loss") -> pd.Series:
-    """Ground-truth test AUC per source from one target's runs, by a rule of :data:`SELECTION_RULES`."""
+    """Ground-truth test AUC per source from one target's runs, by a rule of :data:`SELECTION_RULES`
+    (:func:`helpers.evaluation.select_ground_truth`)."""
     if rule not in SELECTION_RULES:
         raise ValueError(f"unknown rule {rule!r}; expected one of {sorted(SELECTION_RULES)}")
     if runs.empty:
         raise ValueError("no runs to select from")
-    if rule in ("min_val_loss", "top3_val_loss"):
-        order = runs.sort_values(["val_loss"], ascending=[True], kind="stable")
-    else:
-        order = runs.sort_values(["val_auc", "val_loss"], ascending=[False, True], kind="stable")
-    k = 3 if rule.startswith("top3") else 1
-    return order.groupby("source", sort=False)["test_auc"].apply(lambda s: s.iloc[:k].mean())
+    if runs["target"].nunique() != 1:
+        raise ValueError("select_runs takes the runs of one target; use derive_ground_truth for several")
+    return select_ground_truth(runs, rule).iloc[:, 0].rename("test_auc")
+
+
+def load_runs(scenario: str = "dataset", ref_dir=None, targets=TARGETS) -> pd.DataFrame:
+    """The finished runs of every target's sweep in one table (:func:`load_sweep` columns).
+
+    Architecture scenario: the ``_imnet`` sweeps hold eight architectures; [D]'s ``resnet`` row is the
+    ImageNet ResNet18 of the dataset scenario, so its runs are the ``imagenet`` runs of the dataset sweep,
+    renamed ``resnet``.
+    """
+    name = _scenario_name(scenario)
+    parts = []
+    for t in targets:
+        parts.append(load_sweep(t, name, ref_dir))
+        if name == "architecture":
+            resnet = load_sweep(t, "dataset", ref_dir)
+            parts.append(resnet[resnet["source"] == "imagenet"].assign(source="resnet"))
+    return pd.concat(parts, ignore_index=True)
 
 
 def derive_ground_truth(scenario: str = "dataset", rule: str = "min_val_loss", ref_dir=None,
                         targets=TARGETS) -> pd.DataFrame:
-    """Re-derive the ground truth (sources x targets, fractions) from the sweep logs.
-
-    Dataset scenario: ``fined_<target>.csv`` per target (``chestmnist`` too if asked for). Architecture
-    scenario: ``fined_<target>_imnet.csv`` holds eight architectures; [D]'s ``resnet`` row is the ImageNet
-    ResNet18 of the dataset scenario, so it is taken from the ``imagenet`` source of the dataset sweep.
-    """
-    name = _scenario_name(scenario)
-    cols = {}
-    for t in targets:
-        col = select_runs(load_sweep(t, name, ref_dir), rule)
-        if name == "architecture":
-            resnet = select_runs(load_sweep(t, "dataset", ref_dir), rule)
-            col = pd.concat([col, pd.Series({"resnet": resnet.loc["imagenet"]})])
-        cols[t] = col
-    df = pd.DataFrame(cols)
+    """Re-derive the ground truth (sources x targets, fractions) from the sweep logs (:func:`load_runs`)."""
+    if rule not in SELECTION_RULES:
+        raise ValueError(f"unknown rule {rule!r}; expected one of {sorted(SELECTION_RULES)}")
+    df = select_ground_truth(load_runs(scenario, ref_dir, targets), rule)
+    df = df[[t for t in targets if t in df.columns]]
     df.index.name, df.columns.name = "source", "target"
     return df
 
@@ -353,3 +376,65 @@ def ground_truth_agreement(scenario: str = "dataset", rules=tuple(SELECTION_RULE
         rows.append({"rule": rule, "kendall_tau_vs_D": float(np.mean(taus)),
                      "mean_abs_auc_diff": float(np.mean(diffs)), "targets_best_source_changes": changed})
     return pd.DataFrame(rows).set_index("rule")
+
+
+# ----------------------------------------------------------------------------------------------------
+# which metric to trust: [D]'s side of the baselines and of the cost table
+
+#: [D]'s architecture names -> the torchvision builders of PROTOCOL section 3 (ImageNet weights IMAGENET1K_V1)
+ARCHITECTURE_NAMES = {"densenet": "densenet121", "efficientnet": "efficientnet_v2_s", "googlenet": "googlenet",
+                      "mnasnet": "mnasnet1_0", "mobilenet": "mobilenet_v3_small", "vgg": "vgg11",
+                      "convnext": "convnext_tiny", "shufflenet": "shufflenet_v2_x0_5", "resnet": "resnet18"}
+
+#: display names of the baselines of :func:`baselines`
+BASELINE_LABELS = {"train_size": "train-set size", "loto_prior": "LOTO prior", "num_params": "parameter count",
+                   "imagenet_top1": "ImageNet top-1"}
+
+#: [D]'s metric -> its row in ``benchmarks/results/metrics_*.txt`` (NCTI: the per-source parts, whose
+#: set-level combination costs nothing; FU is not in the metrics benchmark: it needs the model itself)
+BENCHMARK_ROWS = {"logme": "logme", "sfda": "sfda", "leep": "leep", "parc": "parc", "ncti": "ncti_parts",
+                  "nleep": "nleep", "lp": "lp", "fu": None}
+
+
+def baselines(scenario: str = "dataset", ref_dir=None, truth: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """The baselines that use no target feature, as score tables over [D]'s sources and targets.
+
+    Dataset scenario: ``train_size`` (:func:`helpers.evaluation.training_set_sizes`: MedMNIST train splits
+    from ``medmnist.INFO``, ImageNet 1,281,167, RadImageNet 1.35 M, the leave-target-out union ``medmnist`` =
+    the sum of the other eleven 2D flags' train splits) and ``loto_prior``. Architecture scenario:
+    ``num_params`` and ``imagenet_top1`` (torchvision's IMAGENET1K_V1 metadata) and ``loto_prior``. The prior
+    is computed from ``truth`` (default: the published ground truth). Higher = predicted better, for all.
+    """
+    from helpers.evaluation import architecture_baselines, loto_prior, training_set_sizes
+
+    name = _scenario_name(scenario)
+    truth = load_ground_truth(name, ref_dir) if truth is None else truth
+    sources, targets = list(truth.index), list(truth.columns)
+    if name == "dataset":
+        out = {"train_size": training_set_sizes(sources, targets)}
+    else:
+        unknown = sorted(set(sources) - set(ARCHITECTURE_NAMES))
+        if unknown:
+            raise ValueError(f"architectures without a torchvision name: {unknown}")
+        out = architecture_baselines({s: ARCHITECTURE_NAMES[s] for s in sources}, targets)
+    out["loto_prior"] = loto_prior(truth)
+    return out
+
+
+def study_sizes(targets=TARGETS) -> pd.Series:
+    """[D]'s N per target: the fold-1 train subset the scores were computed on, ``num_classes * 100`` images
+    (PROTOCOL section 2), with the number of classes from ``medmnist.INFO``."""
+    from medmnist import INFO
+
+    return pd.Series({t: 100 * len(INFO[t]["label"]) for t in targets}, name="n_images")
+
+
+def display_name(name: str) -> str:
+    """Display name of a metric, a baseline or a rank-averaged ensemble (``"lp + fu"`` -> ``"LP + FU"``,
+    ``"all 8"`` -> ``"all 8 metrics"``)."""
+    labels = {**METRIC_LABELS, **BASELINE_LABELS}
+    if name in labels:
+        return labels[name]
+    if name.startswith("all ") and name[4:].isdigit():
+        return f"all {name[4:]} metrics"
+    return " + ".join(labels.get(p, p) for p in name.split(" + "))

@@ -1,0 +1,755 @@
+"""Which metric to trust: baselines that use no target features, the noise ceiling of the ground truth,
+rank-averaged ensembles with leave-one-target-out selection, and cost against quality.
+
+Every public name here is also reachable as ``helpers.evaluation.<name>`` (the evaluation module forwards
+unknown attributes to this one), and everything works on the wide tables of :mod:`helpers.evaluation`:
+score and ground-truth tables indexed by source with one column per target, names matched by
+:func:`helpers.evaluation.canonical_name`. Nothing here is specific to [D]'s published tables; the [D]
+specifics (which sweep files, which source names) live in :mod:`helpers.reference`.
+
+Baselines (higher score = predicted better source; the direction is declared here, before any result)
+---------------------------------------------------------------------------------------------------------
+* :func:`training_set_sizes`: the number of images the source was pre-trained on (more = better). MedMNIST
+  flags use the official train split size of ``medmnist.INFO[flag]["n_samples"]["train"]``; ImageNet the
+  1,281,167 images of the ILSVRC-2012 train split; RadImageNet its 1.35 million images (the whole set, as
+  published by Mei et al., Radiology: AI 2022); a leave-target-out MedMNIST union the sum of the train splits
+  of the 2D flags other than the target; random initialisation 0.
+* :func:`torchvision_imagenet_meta` / :func:`architecture_baselines`: parameter count (more = better) and
+  ImageNet-1k top-1 accuracy (higher = better) from torchvision's weight metadata
+  (``get_model_weights(arch).IMAGENET1K_V1.meta``: ``num_params`` and ``_metrics``; read offline).
+* :func:`loto_prior`: the leave-one-target-out prior. For target t, a source's score is one minus its mean
+  normalised ground-truth rank on the *other* targets (rank 1 = best, normalised to 0 .. 1 over that
+  target's candidates, the source equal to that target excluded). It uses ground truth, but never t's.
+
+Noise ceiling (:func:`ground_truth_noise`)
+------------------------------------------
+The ground truth of a (source, target) pair is the test value of the run a selection rule picks from a
+sweep (:func:`select_ground_truth`, rules in :func:`parse_rule`). Resampling the runs of every pair with
+replacement (paired across rules) and selecting again gives replicates of the ground truth; the weighted
+tau between a replicate and the reference ground truth (all runs, the reference rule) says how far the
+ranking moves. Its expectation is the **ceiling**: the weighted tau that a metric which reproduced the
+reference ranking exactly could expect against a ground truth measured again in the same way. A second,
+more pessimistic number is the weighted tau between two independent replicates.
+
+Ensembles and selection
+-----------------------
+:func:`rank_average` averages, per target, the percentile ranks of several metrics over the candidate
+sources; :func:`ensembles` builds all combinations of given sizes; :func:`loto_selection` picks the best
+candidate on all targets but one and scores it on the held-out one.
+
+Cost against quality
+--------------------
+:func:`read_metric_benchmark` parses ``benchmarks/results/metrics_*.txt``; :func:`nearest_size` picks the
+benchmark size closest (in log scale) to the N of a study; :func:`cost_quality` and :func:`pareto_front`
+find the metrics no other metric beats at lower cost, and :func:`cost_quality_figure` draws them.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .evaluation import _bootstrap_replicates, _check_table, _keys, _weighted_tau_fast, canonical_name
+
+# ----------------------------------------------------------------------------------------------------
+# baselines that use no target features
+
+#: ILSVRC-2012 (ImageNet-1k) training images (Russakovsky et al., IJCV 2015)
+IMAGENET_TRAIN_IMAGES = 1_281_167
+#: RadImageNet: 1.35 million CT, MRI and ultrasound images (Mei et al., Radiology: AI 2022), whole set
+RADIMAGENET_IMAGES = 1_350_000
+#: the 12 MedMNIST 2D flags (PROTOCOL section 1); a leave-target-out union is pre-trained on all but the target
+MEDMNIST_2D_FLAGS = ("pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist",
+                     "breastmnist", "bloodmnist", "tissuemnist", "organamnist", "organcmnist", "organsmnist")
+#: source names that denote the leave-target-out MedMNIST union ([D]: ``medmnist``; this book: ``medmnist_union``)
+UNION_SOURCES = ("medmnist", "medmnist_union")
+
+
+def medmnist_train_sizes(flags: Sequence[str] = MEDMNIST_2D_FLAGS) -> dict[str, int]:
+    """Official train split size per MedMNIST flag, from ``medmnist.INFO[flag]["n_samples"]["train"]``."""
+    from medmnist import INFO
+
+    unknown = [f for f in flags if f not in INFO]
+    if unknown:
+        raise ValueError(f"not MedMNIST flags: {unknown}")
+    return {f: int(INFO[f]["n_samples"]["train"]) for f in flags}
+
+
+def training_set_sizes(sources: Sequence[str], targets: Sequence[str], extra: Mapping | None = None,
+                       union_sources: Sequence[str] = UNION_SOURCES,
+                       union_flags: Sequence[str] = MEDMNIST_2D_FLAGS, key: Callable = canonical_name) -> pd.DataFrame:
+    """Baseline score table (sources x targets): the size of each source's pre-training set.
+
+    Known names (by ``key``): MedMNIST flags (official train split), ``imagenet``
+    (:data:`IMAGENET_TRAIN_IMAGES`), ``radimagenet`` (:data:`RADIMAGENET_IMAGES`), ``random`` (0) and the
+    union names of ``union_sources`` (per target: the sum of the train splits of ``union_flags`` other than the
+    target). ``extra`` maps a source to its own number (a scalar, or a ``{target: number}`` dict for sources
+    whose pre-training set depends on the target); it overrides the defaults. Any other source is NaN (not
+    ranked). Higher = predicted better.
+    """
+    if not len(sources) or not len(targets):
+        raise ValueError("need at least one source and one target")
+    flag_sizes = {key(f): n for f, n in medmnist_train_sizes(union_flags).items()}
+    fixed = {**flag_sizes, key("imagenet"): IMAGENET_TRAIN_IMAGES, key("radimagenet"): RADIMAGENET_IMAGES,
+             key("random"): 0}
+    unions = {key(u) for u in union_sources}
+    extra = {key(k): v for k, v in (extra or {}).items()}
+    out = pd.DataFrame(np.nan, index=pd.Index(list(sources), name="source"),
+                       columns=pd.Index(list(targets), name="target"))
+    for s in out.index:
+        k = key(s)
+        for t in out.columns:
+            if k in extra:
+                v = extra[k]
+                out.at[s, t] = v.get(t, v.get(key(t), np.nan)) if isinstance(v, Mapping) else v
+            elif k in unions:
+                out.at[s, t] = sum(n for f, n in flag_sizes.items() if f != key(t))
+            elif k in fixed:
+                out.at[s, t] = fixed[k]
+    return out
+
+
+def static_baseline(values: Mapping | pd.Series, targets: Sequence[str]) -> pd.DataFrame:
+    """A score table that gives every target the same per-source ``values`` (``{source: value}``)."""
+    s = pd.Series(values, dtype=float)
+    if s.empty or not len(targets):
+        raise ValueError("need at least one source value and one target")
+    out = pd.DataFrame({t: s for t in targets})
+    out.index.name, out.columns.name = "source", "target"
+    return out
+
+
+def torchvision_imagenet_meta(archs: Mapping[str, str] | Sequence[str], weights: str = "IMAGENET1K_V1") -> pd.DataFrame:
+    """Parameter count and ImageNet-1k accuracy of torchvision architectures, from the weights' metadata.
+
+    ``archs``: torchvision builder names, or ``{label: builder name}`` to index the result by other labels
+    (e.g. [D]'s ``densenet`` -> ``densenet121``). Columns ``arch``, ``weights``, ``num_params``,
+    ``imagenet_top1``, ``imagenet_top5``. Reads only metadata: no download, works offline.
+    """
+    import torchvision
+
+    mapping = dict(archs) if isinstance(archs, Mapping) else {a: a for a in archs}
+    if not mapping:
+        raise ValueError("no architectures given")
+    rows = {}
+    for label, arch in mapping.items():
+        try:
+            enum = torchvision.models.get_model_weights(arch)
+        except ValueError as exc:
+            raise ValueError(f"{label!r}: torchvision has no architecture {arch!r}") from exc
+        if not hasattr(enum, weights):
+            raise ValueError(f"{label!r}: torchvision's {arch} has no {weights} weights "
+                             f"(has {[w.name for w in enum]})")
+        meta = getattr(enum, weights).meta
+        acc = meta["_metrics"]["ImageNet-1K"]
+        rows[label] = {"arch": arch, "weights": weights, "num_params": int(meta["num_params"]),
+                       "imagenet_top1": float(acc["acc@1"]), "imagenet_top5": float(acc["acc@5"])}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "source"
+    return out
+
+
+def architecture_baselines(archs: Mapping[str, str] | Sequence[str], targets: Sequence[str],
+                           weights: str = "IMAGENET1K_V1") -> dict[str, pd.DataFrame]:
+    """``{"num_params": table, "imagenet_top1": table}``: the two static architecture baselines as score
+    tables (sources x targets), from :func:`torchvision_imagenet_meta`. Higher = predicted better."""
+    meta = torchvision_imagenet_meta(archs, weights)
+    return {c: static_baseline(meta[c].astype(float), targets) for c in ("num_params", "imagenet_top1")}
+
+
+def _normalised_ranks(truth: pd.DataFrame, exclude_self: bool, key: Callable) -> pd.DataFrame:
+    """Per target, (rank - 1) / (n - 1) of each candidate source by truth (0 = best, ties averaged)."""
+    ranks = pd.DataFrame(np.nan, index=truth.index, columns=truth.columns)
+    for t in truth.columns:
+        col = truth[t].copy()
+        if exclude_self:
+            col[[key(s) == key(t) for s in truth.index]] = np.nan
+        col = col[np.isfinite(col)]
+        if len(col) >= 2:
+            ranks.loc[col.index, t] = (col.rank(ascending=False, method="average") - 1) / (len(col) - 1)
+    return ranks
+
+
+def loto_prior(truth: pd.DataFrame, exclude_self: bool = True, key: Callable = canonical_name) -> pd.DataFrame:
+    """Leave-one-target-out prior (sources x targets): for target t, ``1 - mean`` over the other targets of
+    the source's normalised ground-truth rank (0 = best; the source equal to a target excluded from that
+    target's ranking when ``exclude_self``). NaN for a source ranked on no other target.
+
+    The prior uses no feature of the target and none of its ground truth: it is what one would guess for a
+    new target from the sources' record elsewhere.
+    """
+    truth = _check_table(truth, "truth")
+    _keys(truth.columns, "target", "truth", key)
+    if truth.shape[1] < 2:
+        raise ValueError("the leave-one-target-out prior needs at least 2 targets")
+    ranks = _normalised_ranks(truth, exclude_self, key)
+    out = pd.DataFrame(np.nan, index=truth.index, columns=truth.columns)
+    for t in truth.columns:
+        others = ranks.drop(columns=[t])
+        out[t] = 1.0 - others.mean(axis=1, skipna=True)
+    out.index.name, out.columns.name = "source", "target"
+    return out
+
+
+def truth_concordance(truth: pd.DataFrame, exclude_self: bool = True, key: Callable = canonical_name) -> pd.DataFrame:
+    """How static the hierarchy of the sources is: the weighted tau between the ground truth of every pair of
+    targets (targets x targets, NaN on the diagonal), over the sources both rank (finite in both columns, the
+    sources equal to either target excluded when ``exclude_self``). A mean near 1 means the same sources win
+    everywhere, which any target-agnostic prior exploits (the critique of static leaderboards by Singh,
+    Hess and Vanschoren, arXiv:2510.06448)."""
+    truth = _check_table(truth, "truth")
+    cols = list(truth.columns)
+    out = pd.DataFrame(np.nan, index=pd.Index(cols, name="target"), columns=pd.Index(cols, name="target"))
+    for a, b in itertools.permutations(cols, 2):
+        ok = np.isfinite(truth[a]) & np.isfinite(truth[b])
+        if exclude_self:
+            ok &= np.array([key(s) not in (key(a), key(b)) for s in truth.index])
+        if ok.sum() >= 2:
+            out.at[a, b] = _weighted_tau_fast(truth.loc[ok, a].to_numpy(float), truth.loc[ok, b].to_numpy(float))
+    return out
+
+
+def bootstrap_differences(scores: Mapping[str, pd.DataFrame], truth: pd.DataFrame, reference: str,
+                          n_boot: int = 1000, seed: int = 0, level: float = 0.95, exclude_self: bool = True,
+                          key: Callable = canonical_name) -> pd.DataFrame:
+    """Paired bootstrap of every method's mean weighted tau minus the ``reference`` method's.
+
+    The replicates are those of :func:`helpers.evaluation.bootstrap_means` (same ``seed``, same draws of
+    sources for every method), so the difference keeps the pairing that marginal intervals lose. Per method:
+    ``difference`` (full sample), ``ci_low``, ``ci_high`` (percentile interval) and ``p_above`` (share of
+    replicates in which the method's mean is above the reference's). The reference's own row is 0.
+    """
+    if reference not in scores:
+        raise ValueError(f"reference {reference!r} is not among the scores ({list(scores)[:8]} ...)")
+    if not 0 < level < 1:
+        raise ValueError("level must be in (0, 1)")
+    metrics, point, boots = _bootstrap_replicates(scores, truth, n_boot, seed, exclude_self, key)
+    r = metrics.index(reference)
+    diff = boots - boots[:, [r]]
+    alpha = (1 - level) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = pd.DataFrame({"difference": point - point[r], "ci_low": np.nanquantile(diff, alpha, axis=0),
+                            "ci_high": np.nanquantile(diff, 1 - alpha, axis=0),
+                            "p_above": np.mean(diff > 0, axis=0)}, index=pd.Index(metrics, name="metric"))
+    out.attrs.update(n_boot=n_boot, seed=seed, level=level, reference=reference)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# selection rules and the noise ceiling of the ground truth
+
+_RULE = re.compile(r"^(?:(min|max)|top(\d+))_(val_loss|val_auc|val_acc)$")
+
+
+def parse_rule(rule: str) -> tuple[list[tuple[str, bool]], int]:
+    """A selection rule as (sort keys, k): the k best runs by the keys, their test values averaged.
+
+    ``min_val_loss``: lowest validation loss ([D]); ``max_val_auc`` / ``max_val_acc``: highest validation
+    AUC / accuracy, ties broken by the lower validation loss; ``top<k>_val_loss`` / ``top<k>_val_auc`` /
+    ``top<k>_val_acc``: the mean of the k best runs by that criterion. Keys are ``(column, ascending)``.
+    Remaining ties keep the runs' order in the table (a stable sort).
+    """
+    m = _RULE.match(str(rule))
+    if not m:
+        raise ValueError(f"unknown selection rule {rule!r}; expected min_val_loss, max_val_auc, max_val_acc "
+                         "or top<k>_<val_loss|val_auc|val_acc>")
+    minmax, k, col = m.groups()
+    if minmax == "max" and col == "val_loss" or minmax == "min" and col != "val_loss":
+        raise ValueError(f"{rule!r}: validation loss is minimised, validation AUC and accuracy maximised")
+    k = int(k) if k else 1
+    if k < 1:
+        raise ValueError(f"{rule!r}: k must be >= 1")
+    keys = [(col, col == "val_loss")]
+    if col != "val_loss":
+        keys.append(("val_loss", True))
+    return keys, k
+
+
+def _order_ranks(cell: pd.DataFrame, keys) -> np.ndarray:
+    """0 = the best run of a cell under the sort keys (stable: ties keep the table order)."""
+    cols = [cell[c].to_numpy(float) if asc else -cell[c].to_numpy(float) for c, asc in keys]
+    order = np.lexsort(cols[::-1])  # lexsort's last key is the primary one
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order))
+    return ranks
+
+
+def _select(ranks: np.ndarray, values: np.ndarray, draws: np.ndarray, k: int) -> np.ndarray:
+    """Per row of ``draws`` (indices into the runs), the mean value of the k best drawn runs."""
+    r = ranks[draws]
+    if k == 1:
+        pick = draws[np.arange(draws.shape[0]), np.argmin(r, axis=1)]
+        return values[pick]
+    kk = min(k, draws.shape[1])
+    best = np.argsort(r, axis=1, kind="stable")[:, :kk]
+    return values[np.take_along_axis(draws, best, axis=1)].mean(axis=1)
+
+
+def _check_runs(runs: pd.DataFrame, needed: Sequence[str]) -> pd.DataFrame:
+    if not isinstance(runs, pd.DataFrame):
+        raise ValueError(f"runs must be a pandas DataFrame, got {type(runs).__name__}")
+    missing = [c for c in needed if c not in runs.columns]
+    if missing:
+        raise ValueError(f"runs lack the columns {missing} (have {list(runs.columns)[:12]})")
+    if runs.empty:
+        raise ValueError("no runs")
+    return runs
+
+
+def _cells(runs: pd.DataFrame, rules: Sequence[str], value: str, strata: Sequence[str], source: str, target: str):
+    """Runs grouped by (source, target, *strata), restricted to runs finite in every column the rules use."""
+    parsed = {r: parse_rule(r) for r in rules}
+    used = sorted({c for keys, _ in parsed.values() for c, _ in keys} | {value})
+    runs = _check_runs(runs, [source, target, *strata, *used])
+    finite = np.isfinite(runs[used].apply(pd.to_numeric, errors="coerce").astype(float)).all(axis=1)
+    runs = runs[finite]
+    if runs.empty:
+        raise ValueError(f"no run has finite values in {used}")
+    groups = runs.groupby([source, target, *strata], sort=False)
+    return parsed, list(groups)
+
+
+def select_ground_truth(runs: pd.DataFrame, rule: str = "min_val_loss", value: str = "test_auc",
+                        strata: Sequence[str] = (), source: str = "source", target: str = "target") -> pd.DataFrame:
+    """Ground truth (sources x targets) from a tidy table of runs, one row per run.
+
+    Per (source, target, *strata) the rule (:func:`parse_rule`) picks the run(s) and their ``value`` is
+    taken; strata (e.g. ``("fold",)`` or ``("seed",)``) are then averaged. Runs with a non-finite value in a
+    column the rule uses (FAILED runs) are not candidates. Sources and targets keep their order of first
+    appearance.
+    """
+    parsed, cells = _cells(runs, [rule], value, strata, source, target)
+    keys, k = parsed[rule]
+    rows = []
+    for name, cell in cells:
+        ranks = _order_ranks(cell, keys)
+        v = _select(ranks, cell[value].to_numpy(float), np.arange(len(cell))[None, :], k)[0]
+        rows.append((name[0], name[1], v))
+    long = pd.DataFrame(rows, columns=["source", "target", "value"])
+    out = long.groupby(["source", "target"], sort=False)["value"].mean().unstack("target")
+    out = out.loc[list(dict.fromkeys(long["source"])), list(dict.fromkeys(long["target"]))]
+    out.index.name, out.columns.name = "source", "target"
+    return out
+
+
+def ground_truth_noise(runs: pd.DataFrame, rules: Sequence[str] = ("min_val_loss",),
+                       reference_rule: str = "min_val_loss", n_boot: int = 200, seed: int = 0, level: float = 0.95,
+                       strata: Sequence[str] = (), value: str = "test_auc", exclude_self: bool = True,
+                       source: str = "source", target: str = "target",
+                       key: Callable = canonical_name) -> dict[str, pd.DataFrame]:
+    """How much the ground-truth ranking moves when the sweep is resampled or the selection rule changes.
+
+    The reference is :func:`select_ground_truth` of all runs under ``reference_rule``. Each replicate draws,
+    for every (source, target, *strata) cell, as many runs as the cell has, with replacement (the same draws
+    for every rule), and selects under each rule of ``rules``. Per target, over the candidate sources
+    (finite reference, the source equal to the target excluded when ``exclude_self``), the weighted tau
+    (``scipy.stats.weightedtau`` defaults) is computed between the replicate and the reference.
+
+    Returns three tidy tables:
+
+    ``per_target`` (one row per rule and target): ``n_sources``, ``runs_per_source`` (mean), ``tau_full``
+    (the rule on all runs against the reference; 1 for the reference rule itself), ``boot_mean``,
+    ``boot_sd``, ``ci_low``, ``ci_high`` (percentile interval of the replicates' tau), ``p_best_kept``
+    (share of replicates whose best source is, or ties with, the reference's best) and ``tau_between``
+    (mean weighted tau between independent replicates, paired two by two: the more pessimistic figure);
+
+    ``summary`` (one row per rule): the same, averaged over targets, with ``ceiling`` = the mean over
+    replicates of the replicate's mean tau over targets and its interval (``ceiling_low``,
+    ``ceiling_high``) - directly comparable with a metric's mean weighted tau over targets;
+
+    ``replicates``: ``rule, replicate, target, weighted_tau``.
+
+    A noiseless sweep (every run of a cell with the same values) gives a ceiling of exactly 1.
+    """
+    if n_boot < 2:
+        raise ValueError("n_boot must be >= 2")
+    if not 0 < level < 1:
+        raise ValueError("level must be in (0, 1)")
+    rules = list(dict.fromkeys(rules))
+    if not rules:
+        raise ValueError("no selection rule given")
+    all_rules = list(dict.fromkeys([reference_rule, *rules]))
+    parsed, cells = _cells(runs, all_rules, value, strata, source, target)
+    reference = select_ground_truth(runs, reference_rule, value, strata, source, target)
+    _keys(reference.index, "source", "runs", key)
+    _keys(reference.columns, "target", "runs", key)
+    rng = np.random.default_rng(seed)
+
+    # replicate values per rule and (source, target), averaged over strata
+    reps = {r: {} for r in rules}
+    full = {r: {} for r in rules}
+    sizes: dict = {}
+    for name, cell in cells:
+        s, t = name[0], name[1]
+        n = len(cell)
+        draws = rng.integers(0, n, size=(n_boot, n))
+        vals = cell[value].to_numpy(float)
+        sizes.setdefault((s, t), []).append(n)
+        for r in rules:
+            keys, k = parsed[r]
+            ranks = _order_ranks(cell, keys)
+            reps[r].setdefault((s, t), []).append(_select(ranks, vals, draws, k))
+            full[r].setdefault((s, t), []).append(_select(ranks, vals, np.arange(n)[None, :], k)[0])
+
+    alpha = (1 - level) / 2
+    rows, rep_rows = [], []
+    per_rule_target_taus = {r: {} for r in rules}
+    for t in reference.columns:
+        col = reference[t]
+        cand = [s for s in reference.index if np.isfinite(col[s]) and not (exclude_self and key(s) == key(t))]
+        if len(cand) < 2:
+            continue
+        ref = col[cand].to_numpy(float)
+        best = int(np.argmax(ref))
+        for r in rules:
+            R_ = np.column_stack([np.mean(reps[r][(s, t)], axis=0) if (s, t) in reps[r] else np.full(n_boot, np.nan)
+                                  for s in cand])
+            F_ = np.array([np.mean(full[r][(s, t)]) if (s, t) in full[r] else np.nan for s in cand])
+            ok = np.isfinite(F_) & np.all(np.isfinite(R_), axis=0)
+            taus = np.array([_weighted_tau_fast(R_[b, ok], ref[ok]) for b in range(n_boot)])
+            pairs = np.array([_weighted_tau_fast(R_[b, ok], R_[b + 1, ok]) for b in range(0, n_boot - 1, 2)])
+            kept = (R_[:, best] >= R_[:, ok].max(axis=1)) if ok[best] else np.zeros(n_boot, bool)
+            per_rule_target_taus[r][t] = taus
+            with np.errstate(all="ignore"):
+                rows.append({"rule": r, "target": t, "n_sources": int(ok.sum()),
+                             "runs_per_source": float(np.mean([np.sum(sizes[(s, t)]) for s in cand])),
+                             "tau_full": _weighted_tau_fast(F_[ok], ref[ok]),
+                             "boot_mean": float(np.nanmean(taus)), "boot_sd": float(np.nanstd(taus, ddof=1)),
+                             "ci_low": float(np.nanquantile(taus, alpha)),
+                             "ci_high": float(np.nanquantile(taus, 1 - alpha)),
+                             "p_best_kept": float(kept.mean()), "tau_between": float(np.nanmean(pairs))})
+            rep_rows.append(pd.DataFrame({"rule": r, "replicate": np.arange(n_boot), "target": t,
+                                          "weighted_tau": taus}))
+    if not rows:
+        raise ValueError("no target has two candidate sources with a ground truth")
+    per_target = pd.DataFrame(rows)
+    summary = []
+    for r in rules:
+        mat = np.column_stack(list(per_rule_target_taus[r].values()))
+        with np.errstate(all="ignore"):
+            means = np.nanmean(mat, axis=1)
+        g = per_target[per_target["rule"] == r]
+        summary.append({"rule": r, "n_targets": len(g), "tau_full": g["tau_full"].mean(),
+                        "ceiling": float(np.nanmean(means)), "ceiling_low": float(np.nanquantile(means, alpha)),
+                        "ceiling_high": float(np.nanquantile(means, 1 - alpha)),
+                        "p_best_kept": g["p_best_kept"].mean(), "tau_between": g["tau_between"].mean()})
+    out = {"per_target": per_target, "summary": pd.DataFrame(summary).set_index("rule"),
+           "replicates": pd.concat(rep_rows, ignore_index=True)}
+    for df in out.values():
+        df.attrs.update(n_boot=n_boot, seed=seed, level=level, reference_rule=reference_rule)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# ensembles and leave-one-target-out selection
+
+
+def rank_average(tables: Mapping[str, pd.DataFrame], exclude_self: bool = True,
+                 key: Callable = canonical_name) -> pd.DataFrame:
+    """Rank-averaged ensemble (sources x targets) of several score tables.
+
+    Per target, each table's scores are turned into percentile ranks (``rank(pct=True)``, ties averaged,
+    higher score = higher rank) over its candidate sources (finite score; the source equal to the target left
+    out when ``exclude_self``), and the ranks are averaged over the tables (NaN skipped). Sources and targets
+    are those common to all tables (matched by ``key``, labels of the first table); the self cell is NaN.
+    The averages are rounded to 12 decimals, so that exact ties stay ties.
+    An ensemble of one table, or of copies of one table, ranks the sources exactly as that table does.
+    """
+    if not isinstance(tables, Mapping) or not tables:
+        raise ValueError("tables must be a non-empty dict {metric: DataFrame}")
+    checked = {m: _check_table(df, f"scores[{m!r}]") for m, df in tables.items()}
+    first = next(iter(checked.values()))
+    src = _keys(first.index, "source", "scores", key)
+    tgt = _keys(first.columns, "target", "scores", key)
+    maps = {m: (_keys(df.index, "source", m, key), _keys(df.columns, "target", m, key)) for m, df in checked.items()}
+    s_common = [k for k in src if all(k in sm for sm, _ in maps.values())]
+    t_common = [k for k in tgt if all(k in tm for _, tm in maps.values())]
+    if not s_common or not t_common:
+        raise ValueError("the score tables share no source or no target")
+    stack = []
+    for m, df in checked.items():
+        sm, tm = maps[m]
+        block = pd.DataFrame(df.loc[[sm[k] for k in s_common], [tm[k] for k in t_common]].to_numpy(),
+                             index=s_common, columns=t_common)
+        if exclude_self:
+            for t in t_common:
+                if t in block.index:
+                    block.at[t, t] = np.nan
+        stack.append(block.rank(pct=True, na_option="keep").to_numpy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells (the self cell) stay NaN
+        avg = np.nanmean(np.stack(stack), axis=0)
+    avg = np.round(avg, 12)  # float residue of the fractions must not break exact ties (x and -x cancel)
+    out = pd.DataFrame(avg, index=pd.Index([src[k] for k in s_common], name="source"),
+                       columns=pd.Index([tgt[k] for k in t_common], name="target"))
+    return out
+
+
+def ensembles(tables: Mapping[str, pd.DataFrame], sizes: Sequence[int] = (2, 3), include_all: bool = True,
+              sep: str = " + ", **kwargs) -> dict[str, pd.DataFrame]:
+    """Every rank-averaged combination (:func:`rank_average`) of ``sizes`` members of ``tables``, named
+    ``"a + b"`` in the tables' order, plus the combination of all of them (``include_all``, named
+    ``"all <n>"``) when it is not already among them."""
+    names = list(tables)
+    if len(names) < 2:
+        raise ValueError("need at least two score tables to combine")
+    out = {}
+    for k in sizes:
+        if not 2 <= k <= len(names):
+            continue
+        for combo in itertools.combinations(names, k):
+            out[sep.join(combo)] = rank_average({m: tables[m] for m in combo}, **kwargs)
+    if include_all and len(names) > max([k for k in sizes if k <= len(names)], default=1):
+        out[f"all {len(names)}"] = rank_average(tables, **kwargs)
+    return out
+
+
+def loto_selection(wide_values: pd.DataFrame, focus: str | None = None,
+                   train_values: Callable[[str], pd.DataFrame] | None = None) -> dict:
+    """Choose the best candidate by leave-one-target-out and score the choice on the held-out target.
+
+    ``wide_values``: targets x candidates (e.g. :func:`helpers.evaluation.wide` of weighted tau), higher =
+    better. For each target, the candidate with the highest mean over the *other* targets (NaN skipped; ties:
+    the first column) is chosen and its value on the held-out target recorded. ``train_values(target)``, if
+    given, returns the table to choose on for that held-out target instead of ``wide_values`` without it (for
+    candidates that themselves learn from the other targets, see :func:`nested_prior_values`); its row for
+    the held-out target, if any, is dropped. Returns a dict:
+
+    ``folds``: one row per held-out target: ``chosen``, ``train_mean`` (its mean on the other targets),
+    ``held_out`` (its value on the target; NaN if undefined there), ``best_on_target`` (the best candidate's
+    value there) and, with ``focus``, ``focus_train_rank`` (1 = it would have been chosen);
+    ``summary``: ``loto_mean`` (mean held-out value of the chosen candidates: an honest estimate of "pick the
+    best metric, then use it"), ``in_sample_best`` and ``in_sample_mean`` (the candidate best on all targets
+    and its mean, optimistic because it was picked on the same targets), ``optimism``
+    (= in_sample_mean - loto_mean), ``n_distinct_chosen``, and with ``focus`` ``focus_chosen`` (folds in which
+    it was chosen), ``focus_in_sample_rank`` and ``focus_mean``;
+    ``chosen_counts``: how often each candidate was chosen.
+    """
+    w = _check_table(wide_values, "wide_values")
+    if w.shape[0] < 2:
+        raise ValueError("leave-one-target-out needs at least 2 targets (rows)")
+    if focus is not None and focus not in w.columns:
+        raise ValueError(f"focus {focus!r} is not a candidate (columns: {list(w.columns)[:8]} ...)")
+    rows = []
+    for t in w.index:
+        if train_values is None:
+            train = w.drop(index=t)
+        else:
+            train = _check_table(train_values(t), f"train_values({t!r})")
+            train = train.drop(index=[i for i in train.index if i == t])
+            train = train.reindex(columns=w.columns)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = train.mean(axis=0, skipna=True)
+        if means.notna().sum() == 0:
+            raise ValueError(f"no candidate has a value on the targets other than {t!r}")
+        chosen = means.idxmax()  # first maximum in column order
+        row = {"target": t, "chosen": chosen, "train_mean": float(means[chosen]),
+               "held_out": float(w.at[t, chosen]), "best_on_target": float(w.loc[t].max())}
+        if focus is not None:
+            row["focus_train_rank"] = float(means.rank(ascending=False, method="min")[focus])
+        rows.append(row)
+    folds = pd.DataFrame(rows).set_index("target")
+    overall = w.mean(axis=0, skipna=True)
+    best = overall.idxmax()
+    summary = {"loto_mean": float(folds["held_out"].mean()), "in_sample_best": best,
+               "in_sample_mean": float(overall[best]), "n_targets": len(folds),
+               "n_candidates": w.shape[1], "n_distinct_chosen": int(folds["chosen"].nunique())}
+    summary["optimism"] = summary["in_sample_mean"] - summary["loto_mean"]
+    if focus is not None:
+        summary.update(focus=focus, focus_chosen=int((folds["chosen"] == focus).sum()),
+                       focus_in_sample_rank=int(overall.rank(ascending=False, method="min")[focus]),
+                       focus_mean=float(overall[focus]))
+    return {"folds": folds, "summary": pd.Series(summary), "chosen_counts": folds["chosen"].value_counts()}
+
+
+def nested_prior_values(wide_values: pd.DataFrame, truth: pd.DataFrame, column: str = "loto_prior",
+                        exclude_self: bool = True, key: Callable = canonical_name) -> Callable[[str], pd.DataFrame]:
+    """``train_values`` for :func:`loto_selection` when one candidate is the :func:`loto_prior`.
+
+    The prior's weighted tau on a training target t' uses the ground truth of every other target, the
+    held-out one included. For held-out target h this returns ``wide_values`` without h, with ``column``
+    replaced by the weighted tau of the prior rebuilt from the ground truth without h, so that choosing a
+    candidate for h uses nothing of h's ground truth. (Its held-out value never used h's ground truth.)
+    """
+    from .evaluation import correlate
+
+    truth = _check_table(truth, "truth")
+    if column not in wide_values.columns:
+        raise ValueError(f"{column!r} is not a column of wide_values")
+    t_keys = _keys(truth.columns, "target", "truth", key)
+
+    def train(held_out: str) -> pd.DataFrame:
+        kh = key(held_out)
+        if kh not in t_keys:
+            raise ValueError(f"held-out target {held_out!r} is not a column of truth")
+        rest = truth.drop(columns=[t_keys[kh]])
+        taus = correlate(loto_prior(rest, exclude_self, key), rest, exclude_self, key)["weighted_tau"]
+        taus.index = [key(i) for i in taus.index]
+        w = wide_values.drop(index=[i for i in wide_values.index if key(i) == kh]).copy()
+        w[column] = [taus.get(key(i), np.nan) for i in w.index]
+        return w
+
+    return train
+
+
+# ----------------------------------------------------------------------------------------------------
+# cost against quality
+
+
+def read_metric_benchmark(path) -> pd.DataFrame:
+    """The tables of ``benchmarks/metrics.py``'s output (e.g. ``benchmarks/results/metrics_cpu.txt``) as one
+    long table: ``n, metric, device, seconds, baseline_seconds, abs_diff`` (one row per metric, size and
+    device; ``-`` and ``ERR`` cells are NaN; the ``TOTAL`` rows are left out)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no benchmark table at {path}")
+    rows, n, devices = [], None, None
+    for line in path.read_text().splitlines():
+        head = re.match(r"^## N = (\d+)\s*$", line)
+        if head:
+            n, devices = int(head.group(1)), None
+            continue
+        text = line.strip()
+        if n is None or text.startswith("#"):
+            continue
+        if not text:  # a blank line after the rows ends the table
+            n = None if devices is not None else n
+            continue
+        tokens = text.split()
+        if tokens[0] == "metric":
+            devices = [d for d in re.findall(r"(\S+) s(?=\s|$)", text) if d != "baseline"]
+            continue
+        if devices is None:
+            continue
+        if tokens[0] == "TOTAL":
+            n = None
+            continue
+
+        def num(tok):
+            try:
+                return float(tok)
+            except ValueError:
+                return np.nan
+
+        vals = [num(x) for x in tokens[1:]]
+        vals += [np.nan] * (len(devices) + 2 - len(vals))
+        for i, dev in enumerate(devices):
+            rows.append({"n": n, "metric": tokens[0], "device": dev, "seconds": vals[i],
+                         "baseline_seconds": vals[len(devices)], "abs_diff": vals[len(devices) + 1]})
+    if not rows:
+        raise ValueError(f"{path}: no '## N = ...' benchmark table found")
+    return pd.DataFrame(rows)
+
+
+def nearest_size(n: float, sizes: Sequence[float]) -> float:
+    """The benchmark size closest to ``n`` in log scale (so 200 and 3000 both map to 1000 among 1k/10k/100k)."""
+    sizes = np.asarray(sorted(set(float(s) for s in sizes)))
+    if sizes.size == 0 or n <= 0 or np.any(sizes <= 0):
+        raise ValueError("need a positive n and positive benchmark sizes")
+    return float(sizes[np.argmin(np.abs(np.log(sizes) - np.log(n)))])
+
+
+def pareto_front(cost: pd.Series, quality: pd.Series) -> pd.Series:
+    """True for the points no other point dominates (cost <= and quality >=, one of them strictly).
+    Points with a NaN cost or quality are never on the front."""
+    c, q = cost.astype(float), quality.reindex(cost.index).astype(float)
+    ok = np.isfinite(c) & np.isfinite(q)
+    out = pd.Series(False, index=cost.index)
+    cv, qv = c[ok].to_numpy(), q[ok].to_numpy()
+    for i, name in enumerate(c[ok].index):
+        dominated = np.any((cv <= cv[i]) & (qv >= qv[i]) & ((cv < cv[i]) | (qv > qv[i])))
+        out[name] = not dominated
+    return out
+
+
+def cost_quality(quality: pd.Series, cost: pd.Series, lower_bound: Sequence[str] = (),
+                 interval: pd.DataFrame | None = None, front_of: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per candidate: ``quality`` (e.g. mean weighted tau), ``seconds`` (NaN = not measured),
+    ``cost_is_lower_bound`` (its true cost is at least ``seconds``) and ``pareto`` (:func:`pareto_front`,
+    computed with the given seconds, among the candidates of ``front_of`` if given, e.g. the metrics without
+    the free baselines). ``interval``: optional ``ci_low`` / ``ci_high`` columns to carry along. Sorted by
+    seconds, then quality."""
+    idx = list(dict.fromkeys(list(quality.index)))
+    out = pd.DataFrame({"quality": quality.reindex(idx).astype(float),
+                        "seconds": cost.reindex(idx).astype(float)})
+    out["cost_is_lower_bound"] = [m in set(lower_bound) for m in idx]
+    if interval is not None:
+        out = out.join(interval[["ci_low", "ci_high"]].reindex(idx))
+    among = out.index if front_of is None else [m for m in out.index if m in set(front_of)]
+    out["pareto"] = pareto_front(out.loc[among, "seconds"], out.loc[among, "quality"]).reindex(out.index,
+                                                                                                fill_value=False)
+    out.index.name = "metric"
+    return out.sort_values(["seconds", "quality"], ascending=[True, False], na_position="last")
+
+
+def cost_quality_figure(table: pd.DataFrame, labels: Mapping | None = None, title: str | None = None, ax=None,
+                        zero_label: str = "no target\nfeatures", xlabel: str = "compute time (s, log scale)",
+                        ylabel: str = "mean weighted τ"):
+    """Quality against cost (log x axis) from :func:`cost_quality`: Pareto points filled red and joined by the
+    front, others open; zero-cost candidates (baselines) as green squares at a marked position left of the
+    axis' data; lower-bound costs with a right arrow; unmeasured candidates listed in a corner. Returns the
+    Figure."""
+    import matplotlib.pyplot as plt
+
+    labels = labels or {}
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+    else:
+        fig = ax.figure
+    t = table.copy()
+    measured = t[np.isfinite(t["seconds"])]
+    positive = measured["seconds"][measured["seconds"] > 0]
+    floor = positive.min() / 10 if len(positive) else 1e-3
+    x = measured["seconds"].where(measured["seconds"] > 0, floor)
+    for m in measured.index:
+        row = measured.loc[m]
+        on = bool(row["pareto"])
+        if "ci_low" in measured.columns and np.isfinite(row.get("ci_low", np.nan)):
+            ax.plot([x[m], x[m]], [row["ci_low"], row["ci_high"]], color="tab:gray", lw=0.8, zorder=1)
+        free = row["seconds"] <= 0
+        ax.scatter(x[m], row["quality"], s=36, zorder=3, marker="s" if free else "o",
+                   color="tab:red" if on else ("tab:green" if free else "white"),
+                   edgecolors="tab:red" if on else ("tab:green" if free else "tab:blue"))
+        if row["cost_is_lower_bound"]:
+            ax.annotate("", xy=(x[m] * 3, row["quality"]), xytext=(x[m] * 1.15, row["quality"]),
+                        arrowprops=dict(arrowstyle="->", color="tab:gray", lw=0.8))
+        ax.annotate(labels.get(m, m), (x[m], row["quality"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    front = measured[measured["pareto"]].assign(x=x).sort_values("x")
+    if len(front):
+        xs, ys = front["x"].to_numpy(), front["quality"].to_numpy()
+        ax.step(np.r_[xs, xs[-1] * 3], np.r_[ys, ys[-1]], where="post", color="tab:red", lw=1, alpha=0.6, zorder=2)
+    ax.set_xscale("log")
+    if (measured["seconds"] <= 0).any():
+        # the zero-cost points sit at `floor`, a position labelled 0 left of a dotted break
+        lo, hi = ax.get_xlim()
+        ticks = [v for v in ax.get_xticks() if floor * 5 <= v <= hi]
+        ax.set_xticks([floor, *ticks], ["0", *[f"$10^{{{int(round(np.log10(v)))}}}$" for v in ticks]])
+        ax.minorticks_off()
+        ax.set_xlim(lo, hi)
+        ax.axvline(floor * 2.2, color="k", lw=0.5, ls=":")
+        ax.text(floor, ax.get_ylim()[0], zero_label, fontsize=7, ha="center", va="bottom")
+    missing = t.index[~np.isfinite(t["seconds"])]
+    if len(missing):
+        ax.text(0.99, 0.01, "not timed: " + ", ".join(str(labels.get(m, m)) for m in missing), transform=ax.transAxes,
+                fontsize=7, ha="right", va="bottom", color="tab:gray")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+#: the public names that ``helpers.evaluation`` forwards here
+__all__ = ["IMAGENET_TRAIN_IMAGES", "RADIMAGENET_IMAGES", "MEDMNIST_2D_FLAGS", "UNION_SOURCES",
+           "medmnist_train_sizes", "training_set_sizes", "static_baseline", "torchvision_imagenet_meta",
+           "architecture_baselines", "loto_prior", "truth_concordance", "bootstrap_differences", "parse_rule", "select_ground_truth", "ground_truth_noise",
+           "rank_average", "ensembles", "loto_selection", "nested_prior_values", "read_metric_benchmark", "nearest_size",
+           "pareto_front", "cost_quality", "cost_quality_figure"]
