@@ -8,6 +8,8 @@ profiles    the quick / paper run profiles
 runner      resumable, config-hashed units of work
 metrics     transferability metrics (pairwise and set-level)
 evaluation  correlation of scores with fine-tuned ground truth
+similarity  CCA, SVCCA, PWCCA, linear CKA (minibatch too), [R]'s layer sampling, prediction and weight change
+reference   [D]'s published tables; reference_r: [R]'s
 """
 
 __version__ = "0.1.0"

@@ -24,3 +24,11 @@ def metric_fixtures() -> Path:
     if not (path / "expected.json").is_file():
         pytest.fail(f"metric fixtures not found at {path}: set FIXTURES_ROOT or DATA_ROOT")
     return path
+
+
+@pytest.fixture(scope="session")
+def similarity_fixtures() -> Path:
+    path = fixtures_root() / "similarity"
+    if not (path / "similarity_expected.json").is_file():
+        pytest.fail(f"similarity fixtures not found at {path}: set FIXTURES_ROOT or DATA_ROOT")
+    return path
