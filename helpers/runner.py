@@ -146,6 +146,17 @@ class Stage:
         workdir.mkdir(parents=True, exist_ok=True)
         return UnitContext(key=key, workdir=workdir)
 
+    def pending(self, configs: Iterable[Mapping]) -> list[dict]:
+        """The configs of ``configs`` whose unit is not stored yet."""
+        return [dict(c) for c in configs if not self.is_done(c)]
+
+    def store(self, config: Mapping, rows, seconds: float) -> Path:
+        """Store a finished unit (``rows``: one dict or a list) atomically, exactly as :meth:`run` does; this is
+        what the engines of :mod:`helpers.engines` call on the driver. Returns the unit's path."""
+        key = config_key(config)
+        self._store(key, dict(config), rows, seconds)
+        return self.unit_path(key)
+
     def _store(self, key: str, config: dict, rows, seconds: float) -> None:
         rows = [rows] if isinstance(rows, Mapping) else list(rows)
         record = {"format": RESULT_FORMAT, "stage": self.name, "key": key, "config": config,

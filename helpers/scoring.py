@@ -1,4 +1,8 @@
-"""The scoring stage: every transferability metric of a profile for every (source, target) pair.
+"""Transferability scores as tables: the metrics of a profile, the set-level combination across sources, and the
+tidy and wide score tables. The stage that computes them is :mod:`helpers.stages.scoring` (``run_scoring``,
+``scoring_configs``, ``score_unit`` are re-exported here).
+
+The scoring stage computes every transferability metric of a profile for every (source, target) pair.
 
 One runner unit per (source, target) on the target's fold-1 train subset (PROTOCOL.md section 2; the first
 ``scoring.max_images`` or, by default, ``finetuning.max_train_images`` images of it, i.e. the images the
@@ -25,22 +29,17 @@ it beside them.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from . import models as M
-from .data import TensorImageDataset, paper_fold_indices
 from .metrics import REGISTRY
 from .metrics import setlevel as SL
 from .names import is_self
-from .runner import Stage, atomic_write_csv
+from .runner import Stage
 
 COLUMNS = ["source", "target", "fold", "metric", "score", "seconds", "status", "reason", "options"]
 
@@ -50,22 +49,6 @@ REFERENCE_FORMS = {"sfda": "sfda_reference"}
 #: metrics whose per-source parts are computed in the unit and combined across sources afterwards
 PARTS = {"ncti": "ncti_parts", "etran": "etran_parts"}
 SET_LEVEL = ("ncti", "etran", "lp_fu")
-
-_FILE_HASHES: dict = {}
-
-
-def _file_hash(path) -> str:
-    path = Path(path)
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-        _FILE_HASHES[key] = h.hexdigest()[:16]
-    return _FILE_HASHES[key]
-
 
 def profile_metrics(profile: dict) -> list[str]:
     """The profile's ``metrics`` list (default: every registered classification metric, pairwise and set-level;
@@ -104,138 +87,6 @@ def pairwise_plan(metrics) -> list[str]:
         else:
             plan.append(m)  # unknown: the unit records it as skipped
     return list(dict.fromkeys(plan))
-
-
-def scoring_configs(profile: dict, sources, targets, results_dir, fold: int = 1):
-    """``(configs, unavailable)``: one unit config per available (source, target), and the rows of the pairs
-    whose source cannot be had here (with the reason)."""
-    from .training import resolve_source
-
-    data, ft = profile["data"], profile.get("finetuning", {})
-    sc = profile.get("scoring", {}) or {}
-    arch = profile.get("pretraining", {}).get("architecture", "resnet18")
-    plan = pairwise_plan(profile_metrics(profile))
-    options = {m: metric_options(profile, m) for m in plan if m in REGISTRY and m != "fu"}
-    options = {m: o for m, o in options.items() if o}
-    configs, unavailable = [], []
-    for t in targets:
-        for s in sources:
-            try:
-                spec = resolve_source(profile, s, t, results_dir)
-            except M.SourceUnavailable as exc:
-                unavailable.append({"source": s, "target": t, "fold": fold, "reason": exc.reason})
-                continue
-            configs.append({
-                "stage": "scoring", "source": s, "target": t, "fold": int(fold), "arch": arch, "spec": spec,
-                "weights": _file_hash(spec) if Path(spec).is_file() else spec,
-                "file_size": data["file_size"],
-                "image_size": int(sc.get("image_size", ft.get("image_size", data["image_size"]))),
-                "fold_seed": int(data.get("fold_seed", 24)),
-                "max_images": sc.get("max_images", ft.get("max_train_images")),
-                "batch_size": int(sc.get("batch_size", 256)), "metrics": plan, "options": options, "seed": 0})
-    return configs, unavailable
-
-
-# ----------------------------------------------------------------------------------------------------------
-# one unit
-
-
-def target_dataset(config: dict, root=None, device=None, cache=None) -> tuple:
-    """The loaded flag and the scoring dataset (fold subset, normalised for the source) of a unit config."""
-    from .training import _load
-
-    cache = {} if cache is None else cache
-    d = _load(config["target"], config["file_size"], root, cache)
-    folds = paper_fold_indices(len(d.labels["train"]), len(d.labels["val"]), d.n_classes, config["fold"],
-                               config["fold_seed"])
-    tr = folds[config["fold"] - 1][0]
-    if config.get("max_images"):
-        tr = tr[: int(config["max_images"])]
-    mean, std = M.normalization_for(config["spec"])
-    ds = TensorImageDataset.from_medmnist(d, "train", config["image_size"], indices=tr, mean=mean, std=std,
-                                          device=device or "cpu")
-    return d, ds
-
-
-def _cached_arrays(workdir: Path, compute):
-    names = ("features", "logits", "labels")
-    paths = [Path(workdir) / f"{n}.npy" for n in names]
-    if all(p.is_file() for p in paths):
-        return tuple(np.load(p, allow_pickle=False) for p in paths), True
-    arrays = compute()
-    for p, a in zip(paths, arrays):
-        tmp = p.with_name(f".{p.stem}.tmp.npy")
-        np.save(tmp, a, allow_pickle=False)
-        tmp.replace(p)
-    return arrays, False
-
-
-def _row(config, metric, score=float("nan"), seconds=0.0, status="ok", reason="", parts=None):
-    opts = (config.get("options") or {}).get(metric)
-    return {"source": config["source"], "target": config["target"], "fold": config["fold"], "metric": metric,
-            "score": float(score) if score is not None else float("nan"), "seconds": float(seconds),
-            "status": status, "reason": reason, "parts": json.dumps(parts) if parts is not None else "",
-            "options": json.dumps(opts, sort_keys=True) if opts else ""}
-
-
-def score_unit(config: dict, workdir, root=None, device=None, cache=None) -> list[dict]:
-    """Extract once (cached) and compute the unit's metrics; one row per metric (parts rows for set-level)."""
-    device = torch.device(device or "cpu")
-    d, ds = target_dataset(config, root, device, cache)
-    model = None
-
-    def get_model():
-        nonlocal model
-        if model is None:
-            torch.manual_seed(config["seed"])
-            model = M.build_model(config["arch"], None, config["spec"]).to(device)
-        return model
-
-    def compute():
-        f, lg, y = M.extract(get_model(), ds, config["batch_size"])
-        return M.to_numpy(f, lg, y)
-
-    start = time.perf_counter()
-    (features, logits, labels), cached = _cached_arrays(Path(workdir), compute)
-    extract_s = time.perf_counter() - start
-    multilabel = labels.ndim == 2
-    rows = [_row(config, "_extract", float(len(labels)), extract_s, "ok",
-                 "features loaded from cache" if cached else f"features {features.shape}")]
-    inputs = {"features": torch.from_numpy(features).to(device), "logits": torch.from_numpy(logits).to(device),
-              "labels": torch.from_numpy(labels).to(device)}
-    for name in config["metrics"]:
-        info = REGISTRY.get(name)
-        if info is None or info.set_level:
-            rows.append(_row(config, name, status="skipped", reason=f"{name!r} is not a registered pairwise metric"))
-            continue
-        if multilabel and not info.multilabel:
-            rows.append(_row(config, name, status="skipped", reason="multi-label target; the metric needs one "
-                                                                    "class label per image"))
-            continue
-        t0 = time.perf_counter()
-        try:
-            if name == "fu":
-                net = M.penultimate_model(get_model())
-                first, second = M.fu_layers(net, config["arch"])
-                images, _ = ds.batch(torch.arange(len(ds), device=device))
-                torch.manual_seed(config["seed"])
-                value = info.fn(net, first, second, images, inputs["labels"])
-            else:
-                kwargs = {k: inputs[k] for k in info.inputs}
-                value = info.fn(labels=inputs["labels"], **kwargs, **(config.get("options") or {}).get(name, {}))
-            secs = time.perf_counter() - t0
-            if info.returns_parts:
-                parts = {f: float(getattr(value, f)) for f in value._fields}
-                rows.append(_row(config, name, float("nan"), secs, "ok", "", parts))
-            else:
-                value = float(value)
-                status, reason = ("ok", "") if np.isfinite(value) else ("nan", "the metric returned a non-finite value")
-                rows.append(_row(config, name, value, secs, status, reason))
-        except Exception as exc:  # a metric failing on one pair is recorded, the others go on
-            rows.append(_row(config, name, seconds=time.perf_counter() - t0, status="error",
-                             reason=f"{type(exc).__name__}: {str(exc)[:300]}"))
-            traceback.clear_frames(exc.__traceback__)
-    return rows
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -318,25 +169,6 @@ def set_level_comparison(results_dir, metrics=SET_LEVEL) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def run_scoring(profile: dict, sources, targets, results_dir, root=None, device=None, progress: bool = True,
-                write: bool = True, fold: int = 1) -> pd.DataFrame:
-    """Run (or resume) the scoring units and return the tidy scores table (:data:`COLUMNS`); with ``write``
-    also ``<results_dir>/scores.csv`` (atomically). Rows of the helper kinds (``_extract``, parts) are dropped
-    from the table; the extraction time is in :func:`extraction_times`."""
-    stage = Stage("scoring", results_dir)
-    cache: dict = {}
-    configs, unavailable = scoring_configs(profile, sources, targets, results_dir, fold)
-
-    def fn(config, ctx):
-        return score_unit(config, ctx.workdir, root, device, cache)
-
-    units = stage.run(configs, fn, progress=progress) if configs else pd.DataFrame(columns=COLUMNS + ["parts"])
-    table = tidy_scores(units, unavailable, profile_metrics(profile))
-    if write:
-        atomic_write_csv(table, Path(results_dir) / "scores.csv")
-    return table
-
-
 def tidy_scores(units: pd.DataFrame, unavailable, metrics) -> pd.DataFrame:
     """The scores table from collected unit rows, the unavailable pairs and the metric list."""
     units = units.copy()
@@ -391,3 +223,15 @@ def score_tables(scores: pd.DataFrame, metrics=None, fold: int | None = None) ->
         w.index.name, w.columns.name = "source", "target"
         out[m] = w
     return out
+
+
+#: the stage's functions, importable from here as before (helpers.stages.scoring imports this module)
+_STAGE_NAMES = ("run_scoring", "scoring_configs", "score_unit", "target_dataset", "RESOURCES")
+
+
+def __getattr__(name):
+    if name in _STAGE_NAMES:
+        from .stages import scoring as _stage
+
+        return getattr(_stage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -54,7 +54,9 @@ def test_scoring_rows_skip_and_resume(tiny_profile, tmp_path, shared_data_root, 
     def boom(*a, **k):
         raise AssertionError("a finished unit was recomputed")
 
-    monkeypatch.setattr(S, "score_unit", boom)
+    from helpers.stages import scoring as scoring_stage
+
+    monkeypatch.setattr(scoring_stage, "score_unit", boom)
     again = S.run_scoring(tiny_profile, ["random", "breastmnist"], ["breastmnist"], tmp_path,
                           root=shared_data_root, device="cpu", progress=False)
     pd.testing.assert_frame_equal(again.drop(columns="seconds"), table.drop(columns="seconds"))

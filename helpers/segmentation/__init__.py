@@ -7,8 +7,12 @@ data      the stored sets under ``<data root>/segmentation/``, a user's folder o
           :class:`~helpers.segmentation.data.SegmentationTensorDataset` (on the device, augmented in batches)
 model     :class:`~helpers.segmentation.model.UNet` (torchvision ResNet-18 encoder), decoder features,
           safetensors checkpoints
-training  loss, Dice per class, the train loop, the union label space, the pretraining and fine-tuning
-          stages of the bank, sources and the ground-truth table
+training  loss, Dice per class, the train loop, the union label space, the units of the bank (pretraining
+          and fine-tuning one source), sources and the ground-truth table
+scoring   CC-FV, its ablations and the baselines for one (source, target)
+
+The stage that runs the bank (``run_segmentation_pretraining``, ``run_segmentation_finetuning``,
+``run_segmentation_scoring``, importable from here) is :mod:`helpers.stages.segmentation`.
 """
 from .data import (SEGMENTATION_SETS, SegAugmentConfig, SegmentationData, SegmentationFileError,
                    SegmentationTensorDataset, available_segmentation_sets, load_mask_folder, load_segmentation,
@@ -17,8 +21,7 @@ from .model import (UNet, decoder_block_names, load_segmentation_checkpoint, rep
                     save_segmentation_checkpoint)
 from .training import (FINETUNING_COLUMNS, SegRecipe, SegUnionLabels, dice_ce_loss, dice_long_table,
                        dice_per_case, dice_per_class, evaluate_segmentation, load_segmentation_source,
-                       mean_foreground_dice, resolve_segmentation_source, run_segmentation_finetuning,
-                       run_segmentation_pretraining, segmentation_finetuning_configs, segmentation_ground_truth,
+                       mean_foreground_dice, resolve_segmentation_source, segmentation_finetuning_configs, segmentation_ground_truth,
                        segmentation_normalization, segmentation_pretraining_configs, segmentation_section,
                        segmentation_source_table, segmentation_sources, subset_indices, target_datasets,
                        train_segmentation, write_segmentation_ground_truth)
@@ -36,3 +39,14 @@ __all__ = [
     "segmentation_sources", "subset_indices", "target_datasets", "train_segmentation",
     "write_segmentation_ground_truth",
 ]
+
+
+_STAGE_NAMES = ("run_segmentation_pretraining", "run_segmentation_finetuning", "run_segmentation_scoring")
+
+
+def __getattr__(name):
+    if name in _STAGE_NAMES:
+        from ..stages import segmentation as _stage
+
+        return getattr(_stage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -60,11 +60,8 @@ import torch.nn.functional as F
 from .. import models as M
 from ..metrics.ccfv import PixelSample, ccfv, ccfv_parts, gather_pixels, sample_pixels
 from ..metrics import gbc, leep, logme, transrate
-from ..runner import Stage, atomic_write_csv
-from ..scoring import COLUMNS, _file_hash
 from ..scoring import extraction_times as _extraction_times
-from .training import (load_segmentation_source, resolve_segmentation_source, segmentation_section,
-                       segmentation_sources, target_datasets)
+from .training import load_segmentation_source, segmentation_section, target_datasets
 
 #: CC-FV variants: name -> (ccfv_parts keyword arguments, ccfv keyword arguments, layers: "all" | "last")
 CCFV_VARIANTS = {
@@ -105,32 +102,6 @@ def scoring_section(profile: dict) -> dict:
     if unknown:
         raise ValueError(f"unknown segmentation scores {unknown}; known: {', '.join(SCORES)}")
     return out
-
-
-def scoring_configs(profile: dict, results_dir) -> tuple[list[dict], list[dict]]:
-    """``(configs, unavailable)``: one unit config per available (source, target), and the pairs whose source
-    cannot be had here with the reason. A config names the source checkpoint by its content hash, so a
-    re-trained source gives new units."""
-    sec = segmentation_section(profile)
-    sc = scoring_section(profile)
-    configs, unavailable = [], []
-    for t in sec["targets"]:
-        for s in segmentation_sources(profile, t):
-            try:
-                spec = resolve_segmentation_source(profile, s, t, results_dir)
-            except M.SourceUnavailable as exc:
-                unavailable.append({"source": s, "target": t, "fold": 1, "reason": exc.reason})
-                continue
-            configs.append({
-                "stage": "segmentation_scoring", "source": s, "target": t, "fold": 1,
-                "spec_hash": _file_hash(spec) if spec not in ("random", "imagenet") else spec,
-                "image_size": int(sec["image_size"]), "model": sec["model"], "seed": int(sec["seed"]),
-                "subset": {"max_train_images": sec["finetuning"].get("max_train_images")},
-                "max_images": sc["max_images"], "per_case": int(sc["per_case"]),
-                "global_per_case": int(sc["global_per_case"]), "min_per_class": int(sc["min_per_class"]),
-                "layers": sc["layers"], "sample_seed": int(sc["seed"]), "batch_size": int(sc["batch_size"]),
-                "scores": list(sc.get("scores", SCORES))})
-    return configs, unavailable
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -274,39 +245,6 @@ def score_unit(config: dict, workdir, profile: dict, results_dir, root=None, dev
     return rows
 
 
-# ----------------------------------------------------------------------------------------------------------
-# the stage
-
-
-def run_segmentation_scoring(profile: dict, results_dir, root=None, device=None, progress: bool = True,
-                             write: bool = True) -> pd.DataFrame:
-    """Run (or resume) every scoring unit; returns the tidy scores table (:data:`helpers.scoring.COLUMNS` +
-    ``parts``) and, with ``write``, stores it as ``<results_dir>/segmentation_scores.csv`` (atomically).
-    Unavailable sources give ``status == "unavailable"`` rows with the reason."""
-    stage = Stage("segmentation_scoring", results_dir)
-    cache: dict = {}
-    configs, unavailable = scoring_configs(profile, results_dir)
-
-    def fn(config, ctx):
-        return score_unit(config, ctx.workdir, profile, results_dir, root, device, cache)
-
-    units = stage.run(configs, fn, progress=progress) if configs else pd.DataFrame(columns=COLUMNS + ["parts"])
-    keep = [c for c in COLUMNS + ["parts"] if c in units.columns]
-    table = units[units["metric"] != "_extract"][keep] if not units.empty else units
-    scores = list(scoring_section(profile).get("scores", SCORES))
-    unav = pd.DataFrame([{**u, "metric": m, "score": float("nan"), "seconds": 0.0, "status": "unavailable",
-                          "options": _options(m), "parts": ""} for u in unavailable for m in scores],
-                        columns=COLUMNS + ["parts"])
-    table = pd.concat([t for t in (table, unav) if not t.empty], ignore_index=True) if len(unav) else table
-    order = {m: i for i, m in enumerate(scores)}
-    table = (table.assign(_o=table["metric"].map(order)).sort_values(["target", "_o", "source"], kind="stable")
-             .drop(columns="_o").reset_index(drop=True))
-    table["parts"] = table["parts"].fillna("")
-    if write:
-        atomic_write_csv(table, Path(results_dir) / "segmentation_scores.csv")
-    return table
-
-
 def extraction_times(results_dir) -> pd.DataFrame:
     """Seconds spent extracting (or loading cached) sampled features per (source, target) unit."""
     return _extraction_times(results_dir, "segmentation_scoring")
@@ -323,3 +261,15 @@ def layer_parts_table(scores: pd.DataFrame, metric: str = "ccfv") -> pd.DataFram
         for layer, p in json.loads(r.parts).items():
             rows.append({"source": r.source, "target": r.target, "layer": layer, "cc": p["cc"], "fv": p["fv"]})
     return pd.DataFrame(rows, columns=["source", "target", "layer", "cc", "fv"])
+
+
+#: the stage's functions, importable from here as before (helpers.stages.segmentation imports this module)
+_STAGE_NAMES = ("run_segmentation_scoring", "scoring_configs")
+
+
+def __getattr__(name):
+    if name in _STAGE_NAMES:
+        from ..stages import segmentation as _stage
+
+        return getattr(_stage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -60,9 +60,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import models as M
-from ..training import ResumableTraining, make_optimizer
+from ..engine import ResumableTraining, make_optimizer
 from ..data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, SPLITS
-from ..runner import Stage, atomic_write_csv, config_key
+from ..runner import atomic_write_csv, config_key
 from .data import (SEGMENTATION_SETS, SegAugmentConfig, SegmentationData, SegmentationTensorDataset,
                    load_segmentation)
 from .model import (DEFAULT_DECODER_CHANNELS, UNet, load_segmentation_checkpoint, replace_head,
@@ -554,33 +554,6 @@ def pretrain_segmentation_unit(config: dict, workdir, results_dir, root=None, de
             "train_seconds": res["seconds"], "checkpoint": str(path), "history": res["history"]}
 
 
-def run_segmentation_pretraining(profile: dict, results_dir, root=None, device=None,
-                                 progress: bool = True) -> pd.DataFrame:
-    """Run (or resume) every pretraining unit of the bank via ``Stage("segmentation_pretraining")``, on
-    ``device`` (default: the profile's ``device`` through :func:`helpers.profiles.resolve_device`).
-
-    Returns the tidy table (one row per source: ``source, kind, sets, n_classes, classes, train_images,
-    val_images, epochs_run, best_epoch, val_loss, val_dice, train_seconds, checkpoint, history`` plus the
-    stage's ``key``, ``unit_seconds`` and ``config.*`` columns) and writes it, without ``history``, to
-    ``<results>/segmentation_pretraining.csv``. A finished unit whose checkpoint file has gone is run again.
-    """
-    device = device or _profile_device(profile)
-    stage = Stage("segmentation_pretraining", results_dir)
-    configs = segmentation_pretraining_configs(profile)
-    for c in configs:  # a unit whose checkpoint was deleted is not done
-        if stage.is_done(c) and not (sources_dir(results_dir) / f"{c['name']}.safetensors").is_file():
-            stage.unit_path(config_key(c)).unlink(missing_ok=True)
-    cache: dict = {}
-
-    def fn(config, ctx):
-        return pretrain_segmentation_unit(config, ctx.workdir, results_dir, root, device, cache)
-
-    df = stage.run(configs, fn, progress=progress, desc="segmentation pretraining")
-    if not df.empty:
-        stage.write_table(df.drop(columns=["history"], errors="ignore"))
-    return df
-
-
 # ----------------------------------------------------------------------------------------------------------
 # sources
 
@@ -739,39 +712,6 @@ FINETUNING_COLUMNS = ["source", "target", "fold", "n_classes", "classes", "train
                       "seconds", "source_checkpoint"]
 
 
-def run_segmentation_finetuning(profile: dict, results_dir, root=None, device=None, progress: bool = True):
-    """Fine-tune every available (source, target) pair of the bank (or resume) via
-    ``Stage("segmentation_finetuning")``, on ``device`` (default: the profile's, as for pretraining).
-
-    Returns ``(runs, unavailable)``: ``runs`` has one row per (source, target, fold=1) with
-    :data:`FINETUNING_COLUMNS`, one ``dice_<class>`` column per foreground class of the targets (NaN for the
-    other targets' classes), ``history`` and the stage's ``key``/``unit_seconds``/``config.*`` columns;
-    ``unavailable`` has ``source, target, fold, reason``. Writes ``<results>/segmentation_finetuning.csv``
-    (``runs`` without ``history``) and ``<results>/segmentation_ground_truth.csv``
-    (:func:`segmentation_ground_truth`).
-    """
-    device = device or _profile_device(profile)
-    stage = Stage("segmentation_finetuning", results_dir)
-    cache: dict = {}
-    todo, unavailable = [], []
-    for c in segmentation_finetuning_configs(profile):
-        try:
-            resolve_segmentation_source(profile, c["source"], c["target"], results_dir)
-            todo.append(c)
-        except M.SourceUnavailable as exc:
-            unavailable.append({"source": c["source"], "target": c["target"], "fold": c["fold"],
-                                "reason": exc.reason})
-
-    def fn(config, ctx):
-        return finetune_segmentation_unit(config, profile, ctx.workdir, results_dir, root, device, cache)
-
-    runs = stage.run(todo, fn, progress=progress, desc="segmentation fine-tuning")
-    if not runs.empty:
-        stage.write_table(runs.drop(columns=["history"], errors="ignore"))
-        write_segmentation_ground_truth(runs, results_dir)
-    return runs, pd.DataFrame(unavailable, columns=["source", "target", "fold", "reason"])
-
-
 def segmentation_ground_truth(runs: pd.DataFrame, value: str = "test_dice") -> pd.DataFrame:
     """Ground truth, source x target: ``test_dice`` (mean foreground Dice on the test subset) of the
     fine-tuned source, averaged over folds (the bank has one)."""
@@ -797,3 +737,15 @@ def dice_long_table(runs: pd.DataFrame) -> pd.DataFrame:
             rows.append({"source": r["source"], "target": r["target"], "fold": r["fold"], "class_name": name,
                          "dice": r[dice_column(name)]})
     return pd.DataFrame(rows, columns=["source", "target", "fold", "class_name", "dice"])
+
+
+#: the stage's run functions, importable from here as before (helpers.stages.segmentation imports this module)
+_STAGE_NAMES = ("run_segmentation_pretraining", "run_segmentation_finetuning")
+
+
+def __getattr__(name):
+    if name in _STAGE_NAMES:
+        from ..stages import segmentation as _stage
+
+        return getattr(_stage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

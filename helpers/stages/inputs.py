@@ -1,0 +1,68 @@
+"""Inputs a stage needs from outside the project (data files, weights, user checkpoints): whether they are here,
+and how to get each. Offline and without downloading anything."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..data import candidate_paths, data_root, medmnist_info
+
+
+def row(what: str, path, how: str) -> dict:
+    return {"what": what, "path": str(path), "how": how}
+
+
+def medmnist_files(flags, size: int, root=None) -> list[dict]:
+    """One row per MedMNIST file of ``flags`` at ``size`` that the data root lacks."""
+    out = []
+    suffix = "" if size == 28 else f"_{size}"
+    for flag in flags:
+        paths = candidate_paths(flag, size, root)
+        if any(p.is_file() for p in paths):
+            continue
+        info = medmnist_info(flag)
+        out.append(row(f"MedMNIST {flag} at {size} px", paths[0],
+                       f"downloaded on first use when a network is available; else fetch {info[f'url{suffix}']} "
+                       f"(MD5 {info[f'MD5{suffix}']}) into {paths[0].parent}"))
+    return out
+
+
+def imagenet_weights(arch: str = "resnet18") -> list[dict]:
+    """A row when torchvision's ImageNet weights of ``arch`` are not in torch's hub cache."""
+    import torch
+    import torchvision.models as tvm
+
+    from .. import models as M
+
+    weights = tvm.get_model_weights(arch)[M.architecture(arch).weights]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if path.is_file():
+        return []
+    return [row(f"ImageNet weights of {arch} ({weights})", path,
+                f"downloaded by torchvision on first use when a network is available; else fetch {weights.url} "
+                f"into {path.parent} (torch.hub.get_dir() / checkpoints)")]
+
+
+def radimagenet_checkpoint(profile: dict) -> list[dict]:
+    path = (profile.get("sources") or {}).get("radimagenet_checkpoint") or os.environ.get("RADIMAGENET_CHECKPOINT")
+    if path and Path(path).is_file():
+        return []
+    return [row("RadImageNet ResNet-18 checkpoint", path or "(not configured)",
+                "needs a user checkpoint (RadImageNet's data-use agreement): set sources.radimagenet_checkpoint "
+                "in the profile or $RADIMAGENET_CHECKPOINT; or train one from the image folders with "
+                "helpers.engine.pretrain_image_folder")]
+
+
+def segmentation_sets(names, root=None) -> list[dict]:
+    from ..segmentation.data import segmentation_path
+
+    out = []
+    for name in names:
+        try:
+            path = segmentation_path(name, root)
+        except Exception as exc:  # an unknown name or a missing file: both are what the user must fix
+            out.append(row(f"segmentation set {name}", data_root(root) / "segmentation", str(exc)[:300]))
+            continue
+        if not Path(path).exists():
+            out.append(row(f"segmentation set {name}", path, "see data/README.md for how each set is prepared"))
+    return out
