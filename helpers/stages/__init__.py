@@ -147,15 +147,15 @@ def run_stage(name: str, profile, results_dir=None, data_root=None, device=None,
 
 def plan(names, profile, results_dir=None, data_root=None, device=None):
     """What running ``names`` would do, without computing or downloading anything (see
-    :mod:`helpers.stages.plan`)."""
-    from .plan import make_plan
+    :mod:`helpers.stages.planning`)."""
+    from .planning import make_plan
 
     env = make_env(profile, results_dir, data_root, device, False)
     return make_plan(expand(names), env)
 
 
 def plan_text(p) -> str:
-    from .plan import format_plan
+    from .planning import format_plan
 
     return format_plan(p)
 

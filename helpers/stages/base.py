@@ -48,7 +48,7 @@ class Task:
     configs: tuple = ()              # the units it computes, each stored once under config_key(config)
     deps: tuple = ()                 # ids of tasks that must finish first
     resources: dict = field(default_factory=dict)  # {"num_cpus": 1, "num_gpus": 0.5}; Ray uses them
-    estimate_s: float | None = None  # seconds on the reference device (see helpers.stages.plan)
+    estimate_s: float | None = None  # seconds on the reference device (see helpers.stages.planning)
 
     @property
     def module(self) -> str:

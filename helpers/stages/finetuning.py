@@ -331,4 +331,4 @@ def run_finetuning(profile: dict, sources=None, targets=None, results_dir=None, 
     if targets is not None:
         options["targets"] = list(targets)
     env = run_stage(NAME, profile, results_dir, root, device, progress, engine, options=options, **engine_options)
-    return results(profile, env)
+    return results(env.profile, env)

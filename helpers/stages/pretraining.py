@@ -301,4 +301,4 @@ def run_pretraining(profile: dict, flags=None, targets=None, results_dir=None, r
         env_options["flags"], env_options["targets"] = flags, targets
     env = run_stage(NAME, profile, results_dir, root, device, progress, engine, options=env_options,
                     **engine_options)
-    return collect(env, pretraining_configs(profile, *plan_flags(profile, env)))
+    return collect(env, pretraining_configs(env.profile, *plan_flags(env.profile, env)))

@@ -259,4 +259,4 @@ def run_scoring(profile: dict, sources=None, targets=None, results_dir=None, roo
         options["targets"] = list(targets)
     env = run_stage(NAME, profile, results_dir, root, device, progress, engine, options=options,
                     finalize=write, **engine_options)
-    return results(profile, env)
+    return results(env.profile, env)

@@ -249,7 +249,7 @@ def run_segmentation_pretraining(profile: dict, results_dir=None, root=None, dev
     ``<results>/segmentation_pretraining.csv``. A finished unit whose checkpoint file has gone is run again.
     """
     env = _run_part("pretraining", profile, results_dir, root, device, progress, engine, **engine_options)
-    return pretraining_results(profile, env)
+    return pretraining_results(env.profile, env)
 
 
 def run_segmentation_finetuning(profile: dict, results_dir=None, root=None, device=None, progress: bool = True,
@@ -264,7 +264,7 @@ def run_segmentation_finetuning(profile: dict, results_dir=None, root=None, devi
     ``<results>/segmentation_ground_truth.csv`` (:func:`helpers.segmentation.segmentation_ground_truth`).
     """
     env = _run_part("finetuning", profile, results_dir, root, device, progress, engine, **engine_options)
-    return finetuning_results(profile, env)
+    return finetuning_results(env.profile, env)
 
 
 def run_segmentation_scoring(profile: dict, results_dir=None, root=None, device=None, progress: bool = True,
@@ -274,5 +274,5 @@ def run_segmentation_scoring(profile: dict, results_dir=None, root=None, device=
     ``status == "unavailable"`` rows with the reason."""
     env = _run_part("scoring", profile, results_dir, root, device, progress, engine, finalize=write,
                     **engine_options)
-    return scoring_results(profile, env)
+    return scoring_results(env.profile, env)
 

@@ -1,0 +1,266 @@
+"""Stages, engines and the plan: the task graph, resume after SIGKILL, local vs Ray, the paper plan offline."""
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from helpers import stages
+from helpers.paths import PROJECT_ROOT
+from helpers.runner import config_key
+from helpers.stages import base
+
+TINY = {
+    "name": "tiny",
+    "data": {"flags": ["breastmnist", "pneumoniamnist"], "only_available": False, "file_size": 28,
+             "image_size": 28, "fold_seed": 24, "folds": 2},
+    "sources": {"dataset": ["random", "pneumoniamnist", "radimagenet"], "architectures": ["resnet18"]},
+    "targets": ["breastmnist"],
+    "pretraining": {"architecture": "resnet18",
+                    "single_dataset": {"epochs": 1, "batch_size": 32, "optimizer": {"name": "adam", "lr": 0.001},
+                                       "max_train_images": 64, "max_val_images": 32}},
+    "finetuning": {"epochs": 1, "patience": 1, "max_train_images": 24, "max_test_images": 40,
+                   "grid": {"lr": [0.01, 0.1], "batch_size": [12], "momentum": [0.9], "weight_decay": [0.0]}},
+    "scoring": {"batch_size": 32, "max_images": 24},
+    "metrics": ["logme", "leep", "ncti"],
+    "device": "cpu",
+}
+
+
+@pytest.fixture()
+def tiny(tmp_path, shared_data_root):
+    """A tiny profile file: 1 target, 2 sources that run (random, a pre-trained pneumoniamnist) and one that
+    cannot (radimagenet without a checkpoint), 2 folds x 2 configs, 1 epoch on a few images."""
+    path = tmp_path / "tiny.yml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def _temp_files(root: Path):
+    return [p for p in Path(root).rglob("*") if p.is_file() and (p.name.endswith(".tmp") or ".tmp." in p.name)]
+
+
+def _units(results: Path, stage: str) -> dict:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (results / stage / "units").glob("*.json")}
+
+
+# ---------------------------------------------------------------------------------------------- the graph
+def test_task_graph_of_the_quick_profile(tmp_path):
+    env = stages.make_env("quick", tmp_path / "results", progress=False)
+    tasks, external = stages.gather(stages.expand(["all"]), env)
+    by_id = {t.id: t for t in tasks}
+    assert len(by_id) == len(tasks) and not external  # "all" holds every task it depends on
+    assert {t.module for t in tasks} == {"pretraining", "finetuning", "scoring", "segmentation"}
+    for t in tasks:
+        assert t.id.startswith(f"{t.module}:") and all(d in by_id for d in t.deps), t.id
+        assert len({config_key(c) for c in t.configs}) == len(t.configs)
+    for t in tasks:
+        if t.module not in ("finetuning", "scoring"):
+            continue
+        c = t.configs[0]
+        source, target = c["source"], c["target"]
+        if source in ("random", "imagenet"):
+            assert t.deps == () and c["source_key"] is None
+            continue
+        name = f"medmnist_union__{target}" if source == "medmnist_union" else source
+        assert t.deps == (f"pretraining:{name}",)
+        # the config names its source by the producing unit's key, not by a checkpoint file
+        assert c["source_key"] == config_key(by_id[f"pretraining:{name}"].configs[0])
+        assert "spec" not in c and "weights" not in c
+    ft = [t for t in tasks if t.module == "finetuning"]
+    assert all(len(t.configs) == 2 and t.resources["num_gpus"] < 1 for t in ft)  # one group, a GPU fraction
+    assert all(t.resources["num_gpus"] == 1 for t in tasks if t.module == "pretraining")
+    seg = {t.id: t for t in tasks if t.module == "segmentation"}
+    assert seg["segmentation:finetuning:union->busi"].deps == ("segmentation:pretraining:union__busi",)
+    assert seg["segmentation:scoring:ph2->busi"].deps == ("segmentation:pretraining:ph2",)
+    assert seg["segmentation:finetuning:random->busi"].deps == ()
+    assert not (tmp_path / "results").exists(), "planning wrote to the results folder"
+
+
+def test_a_stage_run_alone_sees_its_dependencies_outside(tmp_path):
+    env = stages.make_env("quick", tmp_path, progress=False)
+    tasks, external = stages.gather(["finetuning"], env)
+    assert all(d in external for t in tasks for d in t.deps)
+    assert all(e.startswith("pretraining:") for e in external)
+
+
+def test_paper_plan_offline_counts_every_unit(tmp_path, monkeypatch):
+    """15 sources x 11 targets x 120 configs x 5 folds fine-tuning units, planned without any file of the paper
+    profile (no 224 px data here, no ImageNet weights, no RadImageNet checkpoint), nothing written."""
+    from helpers.profiles import load_profile
+
+    monkeypatch.delenv("RADIMAGENET_CHECKPOINT", raising=False)
+    profile = load_profile("paper")
+    start = time.perf_counter()
+    p = stages.plan(["all"], profile, tmp_path / "results")
+    seconds = time.perf_counter() - start
+    print(f"paper plan in {seconds:.1f} s")
+    by = {s["stage"]: s for s in p["stages"]}
+    ft = by["finetuning"]
+    assert ft["units"] + ft["unavailable_units"] == 15 * 11 * 120 * 5
+    assert ft["unavailable_units"] == 11 * 120 * 5  # RadImageNet: no checkpoint configured
+    assert ft["tasks"] == 14 * 11 * 5 and ft["done"] == 0 and ft["pending"] == ft["units"]
+    assert by["pretraining"]["units"] == 12 + 11  # 12 single-dataset sources, one union per target
+    assert by["scoring"]["units"] + by["scoring"]["unavailable_pairs"] == 15 * 11
+    assert by["segmentation"]["units"] == 80
+    whats = " ".join(m["what"] for s in p["stages"] for m in s["missing_inputs"])
+    assert "RadImageNet" in whats and "MedMNIST pathmnist at 224 px" in whats
+    assert ft["gpu_hours"] > 0 and p["wall_hours"]["64"] <= p["wall_hours"]["8"] <= p["wall_hours"]["1"]
+    assert p["throughput"]["source"].endswith(("training_gpu.txt", "training_cpu.txt"))
+    assert not (tmp_path / "results").exists()
+    # with a RadImageNet checkpoint configured, its units are planned too (the file itself is a missing input)
+    profile["sources"]["radimagenet_checkpoint"] = str(tmp_path / "radimagenet.safetensors")
+    p = stages.plan(["finetuning"], profile, tmp_path / "results")
+    assert p["stages"][0]["units"] == 15 * 11 * 120 * 5
+    json.dumps(p)  # --json
+
+
+def test_plan_cli_json(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "helpers.run", "finetuning", "scoring", "--profile", "quick",
+                           "--plan", "--json", "--results-dir", str(tmp_path / "r")],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    p = json.loads(proc.stdout)
+    assert [s["stage"] for s in p["stages"]] == ["finetuning", "scoring"]
+
+
+def test_throughput_table_prefers_the_gpu_one(tmp_path):
+    from helpers.stages import throughput
+
+    cpu = (PROJECT_ROOT / "benchmarks" / "results" / "training_cpu.txt").read_text()
+    tp = throughput.parse_training_table(cpu, "training_cpu.txt")
+    assert tp.device == "cpu" and tp.image_size == 64 and tp.solo > 0 and tp.grouped >= tp.solo
+    (tmp_path / "training_cpu.txt").write_text(cpu)
+    gpu = cpu.replace("# device cpu,", "# device cuda,").replace("64 px inputs", "224 px inputs")
+    (tmp_path / "training_gpu.txt").write_text(gpu)
+    got = throughput._measured(str(tmp_path))
+    assert got.source.endswith("training_gpu.txt") and got.image_size == 224
+    assert got.rate(112, grouped=False) == pytest.approx(4 * got.solo)
+    with pytest.raises(ValueError, match="not a benchmarks/training.py table"):
+        throughput.parse_training_table("nothing here")
+
+
+# ---------------------------------------------------------------------------------------------- resume
+def test_sigkill_mid_stage_then_restart_recomputes_nothing(tiny, tmp_path):
+    """``python -m helpers.run finetuning`` killed with SIGKILL after some units finished: the restart skips
+    every finished unit (their files are untouched), finishes the others and leaves no temp file."""
+    results = tmp_path / "results"
+    stages.run(["pretraining"], str(tiny), results, progress=False)
+    env = {**os.environ, "RESULTS_ROOT": str(results.parent), "OMP_WAIT_POLICY": "PASSIVE"}
+    cmd = [sys.executable, "-m", "helpers.run", "finetuning", "--profile", str(tiny), "--results-dir",
+           str(results), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    units_dir = results / "finetuning" / "units"
+    deadline = time.monotonic() + 240
+    while len(list(units_dir.glob("*.json"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _units(results, "finetuning")
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert 2 <= len(before) < 8, f"{len(before)} units finished before the kill"
+
+    again = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    after = _units(results, "finetuning")
+    assert len(after) == 8
+    for name, (data, mtime) in before.items():
+        assert after[name] == (data, mtime), f"finished unit {name} was recomputed"
+    line = next(ln for ln in again.stdout.splitlines() if ln.startswith("finetuning"))
+    assert line.split()[1:4] == ["8", str(len(before)), str(8 - len(before))]  # units, done, computed
+    assert not _temp_files(results)
+    assert (results / "ground_truth.csv").is_file()
+
+
+def test_temp_files_of_a_killed_run_are_removed_under_the_lock(tmp_path):
+    root = tmp_path / "r"
+    stale = [root / "finetuning" / "units" / ".abc.json.x1y2.tmp", root / "scoring" / "work" / "k" / ".features.tmp.npy",
+             root / ".scores.csv.q.tmp"]
+    for p in stale:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("partial")
+    keep = root / "finetuning" / "units" / "abc.json"
+    keep.write_text("{}")
+    with base.results_lock(root):
+        with pytest.raises(base.ResultsBusy, match="another run"):
+            with base.results_lock(root):
+                pass
+        removed = base.clean_temp_files(root, ["finetuning", "scoring"])
+    assert sorted(removed) == sorted(stale) and keep.is_file()
+
+
+def test_chapter_functions_only_read_complete_results(tiny, tmp_path, monkeypatch):
+    """With every unit stored, the stage functions the chapters call build no model and compute nothing."""
+    from helpers import models as M
+    from helpers.stages import finetuning, pretraining, scoring
+
+    results = tmp_path / "results"
+    report = stages.run(["all"], str(tiny), results, progress=False)
+    assert report.counts["finetuning"].computed == 8 and report.counts["scoring"].computed == 2
+    tables = {str(p): Path(p).read_text() for p in report.tables.values()}
+
+    def boom(*a, **k):
+        raise AssertionError("a model was built on complete results")
+
+    monkeypatch.setattr(M, "build_model", boom)
+    monkeypatch.setattr(M, "load_source", boom)
+    pre = pretraining.run_pretraining(str(tiny), results_dir=results, progress=False)
+    runs, unavailable = finetuning.run_finetuning(str(tiny), results_dir=results, progress=False)
+    scores = scoring.run_scoring(str(tiny), results_dir=results, progress=False)
+    assert len(pre) == 1 and len(runs) == 8 and set(unavailable["source"]) == {"radimagenet"}
+    assert set(scores["source"]) == {"random", "pneumoniamnist", "radimagenet"}
+    for path, text in tables.items():  # the same tables, written again from the same units
+        if path.endswith(("scores.csv", "finetuning.csv", "pretraining.csv")):
+            a, b = pd.read_csv(path), pd.read_csv(io.StringIO(text))
+            if path.endswith("scores.csv"):  # set-level rows add the time of their combination, re-measured
+                a, b = a.drop(columns="seconds"), b.drop(columns="seconds")
+            pd.testing.assert_frame_equal(a, b)
+
+
+# ---------------------------------------------------------------------------------------------- Ray
+def test_ray_engine_gives_the_serial_results_and_resumes_across_engines(tiny, tmp_path):
+    """The local Ray cluster (2 CPUs) gives the ground truth and scores of the serial engine; a run started on
+    one engine is finished on the other without recomputing a unit."""
+    import ray  # noqa: F401  (a dependency: requirements.txt; missing it is a failure, not a skip)
+
+    import torch
+
+    serial, distributed = tmp_path / "serial", tmp_path / "ray"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a Ray task with num_cpus=1 (OMP_NUM_THREADS=1): the same float reductions
+    try:
+        local = stages.run(["all"], str(tiny), serial, progress=False)
+        # pretraining locally, then the rest on Ray: the same keys, nothing recomputed
+        stages.run(["pretraining"], str(tiny), distributed, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    before = _units(distributed, "pretraining")
+    remote = stages.run(["all"], str(tiny), distributed, engine="ray", progress=False, num_cpus=2)
+    assert remote.counts["pretraining"].done_before == 1 and remote.counts["pretraining"].computed == 0
+    assert remote.counts["finetuning"].computed == 8 and remote.counts["scoring"].computed == 2
+    assert _units(distributed, "pretraining") == before
+    assert sorted(_units(distributed, "finetuning")) == sorted(_units(serial, "finetuning"))
+
+    gt_local = pd.read_csv(serial / "ground_truth.csv", index_col=0)
+    gt_ray = pd.read_csv(distributed / "ground_truth.csv", index_col=0)
+    pd.testing.assert_frame_equal(gt_local, gt_ray)
+    runs_local = pd.read_csv(serial / "finetuning.csv").set_index("key").sort_index()
+    runs_ray = pd.read_csv(distributed / "finetuning.csv").set_index("key").sort_index()
+    for col in ("val_loss", "val_auc", "test_auc", "test_loss", "best_epoch"):
+        np.testing.assert_array_equal(runs_local[col].to_numpy(), runs_ray[col].to_numpy(), err_msg=col)
+    s_local = pd.read_csv(serial / "scores.csv").drop(columns="seconds")
+    s_ray = pd.read_csv(distributed / "scores.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(s_local, s_ray)
+    assert local.counts["finetuning"].computed == 8
+    # and back: the local engine finds every unit done
+    again = stages.run(["all"], str(tiny), distributed, progress=False)
+    assert sum(c.computed for c in again.counts.values()) == 0
+    assert not _temp_files(distributed)
