@@ -54,7 +54,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from helpers import training as T
+from helpers import engine
+from helpers.stages import pretraining as P
 from helpers.paths import results_root
 from helpers.profiles import load_profile, profile_flags, profile_targets, resolve_device
 
@@ -93,10 +94,12 @@ kinds
 # Each single-dataset source is a ResNet-18 trained from scratch on one flag's training split with the
 # MedMNIST benchmark recipe (Adam, learning rate 1e-3, step decay), the checkpoint with the best validation AUC
 # kept. Training runs on the device with batched augmentation there; every epoch can be resumed after an
-# interruption, and a finished source is never retrained (results are keyed by a hash of the recipe).
+# interruption, and a finished source is never retrained (results are keyed by a hash of the recipe). The same
+# units run from the command line, `python -m helpers.run pretraining --profile <name>` (on a Ray cluster with
+# `--engine ray`); when they are stored already, this chapter only reads them.
 
 # %%
-recipes = pd.DataFrame({kind: {k: str(v) for k, v in T._section(cfg, kind).items()}
+recipes = pd.DataFrame({kind: {k: str(v) for k, v in engine.recipe_section(cfg, kind).items()}
                         for kind in ("single_dataset", "union")})
 recipes
 
@@ -107,7 +110,7 @@ recipes
 # a CPU in about a minute; the paper profile trains 100 epochs on the whole split at 224 px.
 
 # %%
-pre = T.run_pretraining(cfg, flags, targets, out, root=data_root, device=device, progress=False)
+pre = P.run_pretraining(cfg, flags, targets, out, root=data_root, device=device, progress=False)
 cols = ["source", "kind", "flags", "train_images", "val_images", "n_outputs", "epochs_run", "best_epoch",
         "val_loss", "val_auc", "val_acc", "train_seconds"]
 pre[cols].set_index("source").round(3) if not pre.empty else pre
@@ -147,7 +150,7 @@ from helpers.data import MEDMNIST_2D_FLAGS
 
 layout_rows = []
 for t in targets:
-    space = T.UnionLabelSpace.build([f for f in MEDMNIST_2D_FLAGS if f != t])
+    space = engine.UnionLabelSpace.build([f for f in MEDMNIST_2D_FLAGS if f != t])
     for f, units in space.layout.items():
         layout_rows.append({"left out": t, "flag": f, "units": f"{units[0]}..{units[-1]}" if f != "pneumoniamnist"
                             or space.chest_base is None else str(units), "n_units": len(units),
@@ -168,7 +171,7 @@ layout.pivot_table(index="flag", columns="left out", values="units", aggfunc="fi
 # checkpoint) is recorded as unavailable with the reason; the later chapters leave it out instead of failing.
 
 # %%
-avail = T.source_table(cfg, targets, out)
+avail = P.source_table(cfg, targets, out)
 from helpers.runner import atomic_write_csv
 
 atomic_write_csv(avail, out / "sources.csv")

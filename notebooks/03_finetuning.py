@@ -54,7 +54,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from helpers import training as T
+from helpers.stages import finetuning as F
 from helpers.paths import results_root
 from helpers.profiles import finetune_grid, load_profile, profile_flags, profile_targets, resolve_device
 
@@ -95,12 +95,14 @@ grid
 # Each (source, target, fold, hyperparameters) is one unit of work, stored once finished and never recomputed.
 # The configurations of one (source, target, fold) advance together on the device: they share each augmented
 # batch, and on a GPU each issues its kernels on its own CUDA stream, which keeps a large GPU busy with many
-# small fine-tuning runs.
+# small fine-tuning runs. The same units run from the command line, `python -m helpers.run finetuning --profile
+# <name>`, on one machine or a Ray cluster (`--engine ray`); when they are stored already, this chapter only reads
+# them.
 
 # %%
-runs, unavailable = T.run_finetuning(cfg, sources, targets, out, root=data_root, device=device,
+runs, unavailable = F.run_finetuning(cfg, sources, targets, out, root=data_root, device=device,
                                      group_size=group_size, progress=False)
-table = runs[T.RUN_COLUMNS].sort_values(["target", "source", "lr", "batch_size"]).reset_index(drop=True)
+table = runs[F.RUN_COLUMNS].sort_values(["target", "source", "lr", "batch_size"]).reset_index(drop=True)
 table.round(3)
 
 # %% [markdown]
@@ -125,7 +127,7 @@ unavailable_pairs
 # figure shows every run's validation loss against its test AUC, the selected run circled.
 
 # %%
-selected = T.select_runs(runs)
+selected = F.select_runs(runs)
 fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.2), squeeze=False)
 for ax, t in zip(axes[0], targets):
     sub, sel = runs[runs["target"] == t], selected[selected["target"] == t]
@@ -144,8 +146,8 @@ display(Markdown("*Figure: validation loss against test AUC of every fine-tuning
 # ## The ground-truth table and per-target AUC
 
 # %%
-truth = T.ground_truth_table(runs)
-path = T.write_ground_truth(runs, out)
+truth = F.ground_truth_table(runs)
+path = F.write_ground_truth(runs, out)
 print("wrote", path)
 truth.round(3)
 
@@ -158,7 +160,7 @@ truth.round(3)
 # on its own flag) is kept here and left out when correlating.
 
 # %%
-folds_table = T.ground_truth_folds(runs)
+folds_table = F.ground_truth_folds(runs)
 n_folds = int(folds_table["n_folds"].max()) if len(folds_table) else 0
 display(Markdown(f"This profile ran **{n_folds} fold(s)**: " + (
     "the mean over folds equals the fold-1 table here." if n_folds == 1 else

@@ -57,6 +57,7 @@ from IPython.display import Markdown, display
 pd.set_option("display.max_colwidth", 240)
 
 from helpers import scoring as S
+from helpers.stages import scoring as scoring_stage
 from helpers.metrics import REGISTRY
 from helpers.paths import results_root
 from helpers.profiles import load_profile, profile_targets, resolve_device
@@ -82,7 +83,7 @@ print(f"metrics: {metrics}")
 # the reason, and skipped.
 
 # %%
-scores = S.run_scoring(cfg, sources, targets, out, root=data_root, device=device)
+scores = scoring_stage.run_scoring(cfg, sources, targets, out, root=data_root, device=device, progress=False)
 status = scores.pivot_table(index="metric", columns="status", values="score", aggfunc="size", fill_value=0)
 display(status.loc[[m for m in metrics if m in status.index]])
 display(Markdown("**Table 1.** Rows of the scores table per metric and status: `ok` rows have a score, "

@@ -67,6 +67,7 @@ from helpers.paths import results_root
 from helpers.profiles import load_profile, resolve_device
 from helpers.scoring import score_tables
 from helpers.segmentation import scoring as SS
+from helpers.stages import segmentation as SEG
 
 # %%
 cfg = load_profile(profile)
@@ -120,7 +121,7 @@ display(Markdown("**Table 2.** Per foreground class of each training split: in h
 # every target they are a candidate for; the union source is trained once per target.
 
 # %%
-pre = S.run_segmentation_pretraining(cfg, out, root=data_root, device=device)
+pre = SEG.run_segmentation_pretraining(cfg, out, root=data_root, device=device, progress=False)
 cols = [c for c in ["source", "kind", "sets", "train_images", "val_images", "epochs_run", "best_epoch",
                     "val_loss", "val_dice", "train_seconds"] if c in pre.columns]
 display(pre[cols].round(3).set_index("source"))
@@ -144,7 +145,7 @@ display(Markdown("**Table 4.** The candidate sources of each target (the target 
 # truth of a (source, target) pair is the mean foreground Dice on the target's test subset.
 
 # %%
-runs, unavailable = S.run_segmentation_finetuning(cfg, out, root=data_root, device=device)
+runs, unavailable = SEG.run_segmentation_finetuning(cfg, out, root=data_root, device=device, progress=False)
 truth = S.segmentation_ground_truth(runs)
 fig, ax = plt.subplots(figsize=(1.3 * truth.shape[1] + 2.5, 0.45 * truth.shape[0] + 1.2))
 sns.heatmap(truth, annot=True, fmt=".3f", cmap="viridis", ax=ax, cbar_kws={"label": "test Dice"})
@@ -198,7 +199,7 @@ if len(multi):
 # segmentation head reads, with each pixel's class as its label.
 
 # %%
-scores = SS.run_segmentation_scoring(cfg, out, root=data_root, device=device)
+scores = SEG.run_segmentation_scoring(cfg, out, root=data_root, device=device, progress=False)
 status = scores.pivot_table(index="metric", columns="status", values="score", aggfunc="size", fill_value=0)
 display(status.reindex([m for m in SS.SCORES if m in status.index]))
 display(Markdown("**Table 7.** Rows of `segmentation_scores.csv` per score and status: `ok` rows have a score, "
