@@ -264,3 +264,29 @@ def test_ray_engine_gives_the_serial_results_and_resumes_across_engines(tiny, tm
     again = stages.run(["all"], str(tiny), distributed, progress=False)
     assert sum(c.computed for c in again.counts.values()) == 0
     assert not _temp_files(distributed)
+
+
+def test_a_failed_task_blocks_its_dependants_and_the_rest_goes_on(tiny, tmp_path, monkeypatch):
+    from helpers.stages import finetuning, pretraining
+
+    results = tmp_path / "results"
+
+    def broken(*a, **k):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(pretraining, "pretrain_unit", broken)
+    with pytest.raises(RuntimeError, match="simulated"):  # the library call fails loudly by default
+        stages.run(["pretraining"], str(tiny), results, progress=False)
+    report = stages.run(["pretraining", "finetuning"], str(tiny), results, progress=False, keep_going=True)
+    assert report.counts["pretraining"].failed == 1
+    assert report.counts["finetuning"].blocked == 4 and report.counts["finetuning"].computed == 4
+    runs, unavailable = finetuning.results(stages.make_env(str(tiny), results).profile,
+                                           stages.make_env(str(tiny), results))
+    assert set(runs["source"]) == {"random"}
+    why = unavailable.set_index("source")["reason"]
+    assert why.loc["pneumoniamnist"].str.startswith("blocked: pretraining:pneumoniamnist").all()
+    monkeypatch.undo()
+    again = stages.run(["pretraining", "finetuning"], str(tiny), results, progress=False)
+    assert again.counts["pretraining"].computed == 1 and again.counts["finetuning"].computed == 4
+    assert again.counts["finetuning"].done_before == 4
+    assert not list((results / "finetuning" / "problems").glob("*.json"))  # cleared once the task finished
