@@ -82,11 +82,15 @@ def profile_metrics(profile: dict) -> list[str]:
     return names
 
 
+#: keyword arguments that change what a metric returns, not how it is computed: never options of a score
+_NOT_OPTIONS = {"per_sample"}
+
+
 def metric_options(profile: dict, name: str) -> dict:
     """The keyword options a metric is computed with: its registered defaults, updated by the profile's
     ``scoring.metric_options.<name>`` (recorded per row in the ``options`` column)."""
     info = REGISTRY.get(name)
-    opts = dict(info.defaults) if info is not None else {}
+    opts = {k: v for k, v in (info.defaults if info is not None else {}).items() if k not in _NOT_OPTIONS}
     opts.update(((profile.get("scoring") or {}).get("metric_options") or {}).get(name) or {})
     return opts
 

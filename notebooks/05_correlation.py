@@ -171,8 +171,8 @@ display(Markdown("**Table 5.** Per metric: mean top-1 relative AUC, mean / media
 
 # %%
 pairs = []
-if {"sfda", "sfda_reference"} <= set(wt.index):
-    pairs.append(("SFDA", wt.loc["sfda"], wt.loc["sfda_reference"], "PCA-64", "reference arithmetic"))
+if {"sfda", "sfda_reference"} <= set(wt.columns):  # wt: targets x metrics
+    pairs.append(("sfda", wt["sfda"], wt["sfda_reference"], "PCA-64", "reference arithmetic"))
 setcmp = S.set_level_comparison(out)
 for m in sorted(set(setcmp["metric"])) if len(setcmp) else []:
     g = setcmp[setcmp["metric"] == m]
