@@ -291,13 +291,65 @@ def _fit_head_to(model: nn.Module, state: dict) -> None:
         replace_head(model, w0.shape[0], "linear")
 
 
+#: key prefix of a segmentation U-Net's ResNet encoder (:mod:`helpers.segmentation.model`)
+UNET_ENCODER_PREFIX = "encoder."
+
+
+def is_unet_state(state: dict) -> bool:
+    """True for the state dict of a :class:`helpers.segmentation.model.UNet` (an encoder and a 1x1 head)."""
+    return "head.weight" in state and any(k.startswith(UNET_ENCODER_PREFIX) for k in state)
+
+
+def classifier_from_unet(state: dict, arch: str = "resnet18", head_seed: int = 0) -> nn.Module:
+    """A torchvision classifier whose backbone is a segmentation U-Net's encoder.
+
+    The U-Net of :mod:`helpers.segmentation.model` wraps torchvision's ResNet-18 layers (``encoder.conv1``,
+    ``encoder.bn1``, ``encoder.layer1`` .. ``layer4``), so the mapping is the identity on those names with the
+    ``encoder.`` prefix dropped; avgpool has no weights. The decoder and the segmentation head have no place
+    in a classifier and are left out. The classifier has **no source head**: ``fc`` is a seeded random
+    1000-way layer (``head_seed``) so that the model runs, and ``model.has_source_head = False`` tells the
+    scoring code that metrics of the source head's logits (LEEP, NCE) do not apply.
+    """
+    enc = {k[len(UNET_ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(UNET_ENCODER_PREFIX)}
+    if not enc:
+        raise ValueError("not a segmentation U-Net state dict: no 'encoder.' weights")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(head_seed))
+        model = _random_model(arch)
+    missing, unexpected = model.load_state_dict(enc, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked") and not k.startswith("fc.")]
+    if missing or unexpected:
+        raise ValueError(f"the U-Net encoder does not fit {arch}: missing {missing[:5]}, unexpected "
+                         f"{unexpected[:5]}")
+    model.has_source_head = False
+    return model
+
+
+def has_source_head(source) -> bool:
+    """Whether a source's model has a classification head of its own whose logits mean something (LEEP, NCE):
+    False for a segmentation U-Net checkpoint (its encoder becomes the classifier, :func:`classifier_from_unet`);
+    True otherwise (``random`` has an untrained head, as in [D])."""
+    path = Path(str(source))
+    if str(source) in ("random", "imagenet") or not path.is_file():
+        return True
+    if str(read_sidecar(path).get("format", "")).startswith("helpers.segmentation"):
+        return False
+    return not is_unet_state(read_state_dict(path))
+
+
 def load_checkpoint(path: str | os.PathLike, arch: str | None = None) -> nn.Module:
     """A model with the checkpoint's weights and its own head (source classes). ``arch`` from the sidecar when
-    there is one, else as given (user checkpoints), else ``resnet18``."""
+    there is one, else as given (user checkpoints), else ``resnet18``. A segmentation U-Net checkpoint
+    (:mod:`helpers.segmentation`) becomes a classifier on its encoder without a source head
+    (:func:`classifier_from_unet`)."""
     path = Path(path)
     meta = read_sidecar(path) if path.suffix == ".safetensors" else {}
-    arch = meta.get("architecture") or arch or "resnet18"
     state = read_state_dict(path)
+    if is_unet_state(state):
+        model = classifier_from_unet(state, arch or "resnet18")
+        model.checkpoint_meta = meta
+        return model
+    arch = meta.get("architecture") or arch or "resnet18"
     model = _random_model(arch)
     _fit_head_to(model, state)
     missing, unexpected = model.load_state_dict(state, strict=False)

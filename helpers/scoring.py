@@ -50,6 +50,26 @@ REFERENCE_FORMS = {"sfda": "sfda_reference"}
 PARTS = {"ncti": "ncti_parts", "etran": "etran_parts"}
 SET_LEVEL = ("ncti", "etran", "lp_fu")
 
+_FILE_HASHES: dict = {}
+
+
+def _file_hash(path) -> str:
+    """SHA-256 (16 hex) of a file's content, remembered per (path, size, mtime): how helpers.rank names a
+    user's checkpoint. The stages name sources by the key of the unit that makes them instead."""
+    import hashlib
+
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+        _FILE_HASHES[key] = h.hexdigest()[:16]
+    return _FILE_HASHES[key]
+
+
 def profile_metrics(profile: dict) -> list[str]:
     """The profile's ``metrics`` list (default: every registered classification metric, pairwise and set-level;
     the segmentation ones have their own stage), with ``lp_fu`` added when both ``lp`` and ``fu`` are listed."""
@@ -65,11 +85,15 @@ def profile_metrics(profile: dict) -> list[str]:
     return names
 
 
+#: keyword arguments that change what a metric returns, not how it is computed: never options of a score
+_NOT_OPTIONS = {"per_sample"}
+
+
 def metric_options(profile: dict, name: str) -> dict:
     """The keyword options a metric is computed with: its registered defaults, updated by the profile's
     ``scoring.metric_options.<name>`` (recorded per row in the ``options`` column)."""
     info = REGISTRY.get(name)
-    opts = dict(info.defaults) if info is not None else {}
+    opts = {k: v for k, v in (info.defaults if info is not None else {}).items() if k not in _NOT_OPTIONS}
     opts.update(((profile.get("scoring") or {}).get("metric_options") or {}).get(name) or {})
     return opts
 

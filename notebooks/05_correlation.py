@@ -163,6 +163,40 @@ display(Markdown("**Table 5.** Per metric: mean top-1 relative AUC, mean / media
                  "expected number of targets in which the metric's first choice is the best source."))
 
 # %% [markdown]
+# ## Corrected forms against [D]'s
+# The Scoring chapter scores two of [D]'s computations in both their corrected and their original form. Here is
+# what each form gives against the ground truth: SFDA with the PCA-64 step (`sfda`) against the reference
+# arithmetic (`sfda_reference`), and the set-level scores with the target's own source left out before
+# normalising (the default, as [D]) against normalising with it in.
+
+# %%
+pairs = []
+if {"sfda", "sfda_reference"} <= set(wt.columns):  # wt: targets x metrics
+    pairs.append(("sfda", wt["sfda"], wt["sfda_reference"], "PCA-64", "reference arithmetic"))
+setcmp = S.set_level_comparison(out)
+for m in sorted(set(setcmp["metric"])) if len(setcmp) else []:
+    g = setcmp[setcmp["metric"] == m]
+    forms = {f: E.correlate(g.pivot_table(index="source", columns="target", values=f), truth)["weighted_tau"]
+             for f in ("excluded", "included")}
+    pairs.append((m, forms["excluded"], forms["included"], "own source left out", "own source included"))
+if pairs:
+    rows = []
+    for name, a, b, la, lb in pairs:
+        for t in targets:
+            rows.append({"metric": name, "target": t, "corrected": a.get(t, np.nan), "D_form": b.get(t, np.nan),
+                         "corrected form": la, "other form": lb})
+    forms_table = pd.DataFrame(rows)
+    display(forms_table.pivot_table(index="metric", columns="target", values=["corrected", "D_form"], dropna=False)
+            .round(3))
+    n_nan = int(forms_table["D_form"].isna().sum())
+    display(Markdown("**Table 5b.** Weighted τ per target of each corrected form (`corrected`) and of the form "
+                     "it replaces (`D_form`: SFDA's reference arithmetic; set-level scores normalised with the "
+                     f"target's own source in). NaN means every source got the same score ({n_nan} such cells, "
+                     "mostly SFDA's saturation at 1.0)."))
+else:
+    display(Markdown("This profile has neither SFDA nor set-level scores."))
+
+# %% [markdown]
 # ## Comparison with [D]
 # The [Reproduction chapter](06_reproduction) recomputes [D]'s published weighted τ from its released scores and
 # fine-tuning logs: over 10 targets and about a dozen sources, the mean weighted τ in the dataset-transfer
@@ -199,6 +233,8 @@ else:
 # - On the quick profile the intervals are wide and the Friedman test has no power: the statistics show the
 #   method, not a ranking of the metrics.
 # - Regret (Table 5) says how much AUC a practitioner loses by trusting each metric's first choice.
+# - Table 5b sets the corrected SFDA and set-level forms beside [D]'s: the reference SFDA ranks nothing where it
+#   saturates.
 #
 # ## What's next
 # The [Reproduction chapter](06_reproduction) runs the same functions on [D]'s released data.

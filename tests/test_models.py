@@ -190,3 +190,25 @@ def test_extract_restores_precision_flags_and_runs_half_models_in_float32():
     feats, _, _ = M.extract(half, ds)
     assert next(half.parameters()).dtype == torch.bfloat16  # the caller's model is left alone
     assert feats.dtype == torch.float32 and torch.isfinite(feats).all()
+
+
+def test_segmentation_unet_encoder_as_a_classifier_source(tmp_path):
+    """A segmentation U-Net checkpoint loads as a ResNet-18 classifier on its encoder (no source head)."""
+    from helpers.segmentation.model import UNet, save_segmentation_checkpoint
+
+    torch.manual_seed(3)
+    unet = UNet(3, decoder_channels=(32, 16, 16, 8, 8)).eval()
+    path = save_segmentation_checkpoint(unet, tmp_path / "seg_src", {"source": "busi"})
+    assert not M.has_source_head(path) and M.has_source_head("random")
+    clf = M.load_source(path).eval()
+    assert clf.has_source_head is False
+    for name, p in clf.named_parameters():
+        if not name.startswith("fc."):
+            torch.testing.assert_close(p, unet.state_dict()[f"encoder.{name}"])
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        pooled = unet.encode(x)[4].mean(dim=(2, 3))
+        torch.testing.assert_close(M.penultimate_model(clf)(x), pooled)
+    ft = M.build_model("resnet18", 2, path)  # fine-tuning: a fresh Dropout + Linear head on the encoder
+    assert ft.fc[1].out_features == 2
+    torch.testing.assert_close(ft.layer4[1].conv2.weight, unet.encoder["layer4"][1].conv2.weight)

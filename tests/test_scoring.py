@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from helpers import scoring as S
 from helpers.runner import Stage
@@ -110,3 +111,16 @@ def test_set_level_rows_leave_the_targets_own_source_out():
         new_order = rows[(rows.metric == m) & (rows.status == "ok")].sort_values("score")["source"].tolist()
         old_rows = old[(old.metric == m) & (old.source != "breastmnist")]
         assert old_rows.sort_values("score")["source"].tolist() != new_order, m
+
+
+def test_segmentation_encoder_source_skips_source_head_metrics(tiny_profile, tmp_path, shared_data_root):
+    from helpers.segmentation.model import UNet, save_segmentation_checkpoint
+
+    torch.manual_seed(0)
+    path = save_segmentation_checkpoint(UNet(2, decoder_channels=(32, 16, 16, 8, 8)), tmp_path / "seg_busi")
+    profile = {**tiny_profile, "metrics": ["logme", "leep", "nce"]}
+    table = S.run_scoring(profile, [str(path)], ["breastmnist"], tmp_path / "res", root=shared_data_root,
+                          device="cpu", progress=False).set_index("metric")
+    assert table.loc["logme", "status"] == "ok" and np.isfinite(table.loc["logme", "score"])
+    for m in ("leep", "nce"):
+        assert table.loc[m, "status"] == "skipped" and "no classification head" in table.loc[m, "reason"]

@@ -230,7 +230,8 @@ def _query_subset(p, n: int, seed: int):
     return idx, w
 
 
-def knn_accuracy(features, labels, k: int = 5, *, max_exact: int = 10_000, subsample_seed: int = 0) -> float:
+def knn_accuracy(features, labels, k: int = 5, *, max_exact: int = 10_000, subsample_seed: int = 0,
+                 per_sample: bool = False):
     """Leave-one-out k-nearest-neighbour accuracy of the frozen features (Euclidean, majority vote).
 
     Each sample is classified by its ``k`` (5) nearest *other* samples; ties in the vote go to the class of
@@ -243,13 +244,16 @@ def knn_accuracy(features, labels, k: int = 5, *, max_exact: int = 10_000, subsa
     sqrt(acc (1 - acc) / max_exact)). Error against the exact form at N = 10k: see the benchmark results.
     Multi-label (N, L): each label is predicted by the neighbours' majority (> k/2 positive votes); the
     score is the mean per-label (Hamming) accuracy (a uniform query subset above ``max_exact``).
+    ``per_sample=True`` returns the per-sample terms instead, a float64 tensor (N,) of leave-one-out
+    correctness (per-label accuracy for multi-label) whose mean is the exact score, at any N (for bootstrap
+    intervals over the samples, e.g. :mod:`helpers.rank`).
     """
     p = prepare(features, labels, metric="knn_accuracy", multilabel_ok=True, allow_constant=True)
     if not 1 <= k < p.N:
         raise ValueError(f"k must be in 1..N-1, got {k} for N={p.N}")
     if max_exact < 1:
         raise ValueError("max_exact must be >= 1")
-    if p.N > max_exact:
+    if p.N > max_exact and not per_sample:
         qi, w = _query_subset(p, max_exact, subsample_seed)
     else:
         qi, w = None, None
@@ -265,6 +269,8 @@ def knn_accuracy(features, labels, k: int = 5, *, max_exact: int = 10_000, subsa
         wk = 1.0 + 1e-6 * torch.linspace(1, 0, k, dtype=torch.float64, device=p.X.device)
         pred = (votes * wk[None, :, None]).sum(1).argmax(1)
         correct = (pred == yq).to(torch.float64)
+    if per_sample:
+        return correct
     value = correct.mean() if w is None else (correct * w).sum()
     return finite_float(value, "knn_accuracy")
 
@@ -336,7 +342,7 @@ def _stratified_subset(y: torch.Tensor, C: int, n: int, seed: int) -> torch.Tens
 
 
 def lp(features, labels, *, n_components: int = 50, random_state: int = 42, k: int = 5,
-       nca_max_n: int = 3000, max_exact: int = 10_000, subsample_seed: int = 0) -> float:
+       nca_max_n: int = 3000, max_exact: int = 10_000, subsample_seed: int = 0, per_sample: bool = False):
     """LP (label propagation proxy of [D]): NCA to ``n_components`` dims, then a ``k``-NN classifier fitted
     and evaluated on the same samples; the score is the mean predicted probability of the true class.
 
@@ -352,6 +358,8 @@ def lp(features, labels, *, n_components: int = 50, random_state: int = 42, k: i
     mean is estimated on a seeded, class-stratified subset of ``max_exact`` query samples, each with its exact
     k nearest neighbours among all N (weighted by the class proportions), as in :func:`knn_accuracy`.
     Errors of both against the exact forms at N = 10k: see the benchmark results.
+    ``per_sample=True`` returns the per-sample terms instead, a float64 tensor (N,) of each sample's
+    probability of its true class (the k-NN step exact at any N), whose mean is the score.
     """
     p = prepare(features, labels, metric="lp")
     X, y, C = p.X, p.y, p.C
@@ -363,11 +371,13 @@ def lp(features, labels, *, n_components: int = 50, random_state: int = 42, k: i
     Xf, yf = (X, y) if fit_idx is None else (X[fit_idx], y[fit_idx])
     A = nca_transform(Xf, yf, C, n_components, random_state)
     E = X @ A.T
-    if p.N > max_exact:
+    if p.N > max_exact and not per_sample:
         qi, w = _query_subset(p, max_exact, subsample_seed)
         nn = _knn_indices(E[qi], E, k, exclude_self=False)
         prob = (y[nn] == y[qi][:, None]).to(torch.float64).mean(1)
         return finite_float((prob * w).sum(), "lp")
     nn = _knn_indices(E, E, k, exclude_self=False)
     prob = (y[nn] == y[:, None]).to(torch.float64).mean(1)
+    if per_sample:
+        return prob
     return finite_float(prob.mean(), "lp")

@@ -24,7 +24,7 @@ def _folds(y: torch.Tensor, n_splits: int, seed: int, multilabel: bool) -> torch
 
 
 def linear_probe(features, labels, *, n_splits: int = 5, l2: float = 1.0, max_iter: int = 30,
-                 random_state: int = 0) -> float:
+                 random_state: int = 0, per_sample: bool = False):
     """Cross-validated accuracy of an L2-regularised logistic regression on standardised frozen features.
 
     A cheap supervised baseline for the metrics: ``n_splits``-fold (default 5) stratified, seeded folds;
@@ -36,6 +36,9 @@ def linear_probe(features, labels, *, n_splits: int = 5, l2: float = 1.0, max_it
     Scale: the same (exact) form at every N, no approximation: each L-BFGS evaluation is O(N D C) time and
     O(N D) memory (no N x N), at most ~1.25 ``max_iter`` evaluations per fold; N = 100k x 512 takes about
     20 s on one CPU thread (``benchmarks/results/metrics_cpu.txt``).
+    ``per_sample=True`` returns the per-sample terms instead, a float64 tensor (N,) of each sample's held-out
+    correctness (per-label accuracy for multi-label; NaN for a sample whose fold was too small to fit),
+    whose mean over the finite entries is the score (for bootstrap intervals, e.g. :mod:`helpers.rank`).
     """
     p = prepare(features, labels, metric="linear_probe", multilabel_ok=True, allow_constant=True)
     X = p.X.to(torch.float32)
@@ -44,6 +47,7 @@ def linear_probe(features, labels, *, n_splits: int = 5, l2: float = 1.0, max_it
     fold = _folds(y, n_splits, random_state, p.multilabel)
     correct = 0.0
     total = 0
+    terms = torch.full((p.N,), float("nan"), dtype=torch.float64, device=X.device)
     for f in range(n_splits):
         te = fold == f
         tr = ~te
@@ -80,8 +84,12 @@ def linear_probe(features, labels, *, n_splits: int = 5, l2: float = 1.0, max_it
         with torch.no_grad():
             logits = Xte @ W + b
             if p.multilabel:
-                correct += float(((logits > 0).to(torch.float64) == y[te]).to(torch.float64).mean(1).sum())
+                hits = ((logits > 0).to(torch.float64) == y[te]).to(torch.float64).mean(1)
             else:
-                correct += float((logits.argmax(1) == y[te]).sum())
+                hits = (logits.argmax(1) == y[te]).to(torch.float64)
+            terms[te] = hits
+            correct += float(hits.sum())
             total += int(te.sum())
+    if per_sample:
+        return terms
     return finite_float(correct / total, "linear_probe")

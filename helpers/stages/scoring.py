@@ -126,6 +126,7 @@ def score_unit(config: dict, workdir, root=None, device=None, cache=None) -> lis
     (features, logits, labels), cached = _cached_arrays(Path(workdir), compute)
     extract_s = time.perf_counter() - start
     multilabel = labels.ndim == 2
+    source_head = M.has_source_head(config["spec"])
     rows = [_row(config, "_extract", float(len(labels)), extract_s, "ok",
                  "features loaded from cache" if cached else f"features {features.shape}")]
     inputs = {"features": torch.from_numpy(features).to(device), "logits": torch.from_numpy(logits).to(device),
@@ -134,6 +135,11 @@ def score_unit(config: dict, workdir, root=None, device=None, cache=None) -> lis
         info = REGISTRY.get(name)
         if info is None or info.set_level:
             rows.append(_row(config, name, status="skipped", reason=f"{name!r} is not a registered pairwise metric"))
+            continue
+        if "logits" in info.inputs and not source_head:
+            rows.append(_row(config, name, status="skipped", reason="the source has no classification head of "
+                                                                    "its own (a segmentation encoder): no source "
+                                                                    "logits"))
             continue
         if multilabel and not info.multilabel:
             rows.append(_row(config, name, status="skipped", reason="multi-label target; the metric needs one "

@@ -1,0 +1,58 @@
+"""Choose a model for your data: rank candidate pre-trained models on your own labelled images.
+
+    python -m helpers.rank --target my_images/ --candidates breastmnist,resnet18:random,resnet50 --out ranking.csv
+
+.. code-block:: python
+
+    from helpers.rank import rank_models
+    result = rank_models("my_images/", ["breastmnist", "resnet18:random", "resnet18:colleague.pt@64"],
+                         cache_dir="rank_cache")
+    result.recommendation          # best first: mean rank, P(ranked first), rank interval
+    result.table                   # one row per (candidate, metric)
+
+What it does, per candidate (:mod:`helpers.rank.candidates` says what a candidate string can be, and
+:mod:`helpers.rank.targets` what a target can be):
+
+1. the target images are resized and normalised on the device for the candidate's own input convention;
+2. penultimate features and source-head logits are extracted once in float32 (:func:`helpers.models.extract`)
+   and cached with FU as ``.npy`` under a hash of (weights, target images, input convention), so a re-run
+   only recomputes the metrics;
+3. every applicable metric of :mod:`helpers.metrics` is computed: the pairwise ones (on a multi-label target
+   only those that support it: ``logme``, ``parc``, ``knn_accuracy``, ``linear_probe``), FU from the model,
+   the set-level ones across the candidates (``ncti``, ``etran``, [D]'s ``lp_fu``), the supervised
+   baselines (``knn_accuracy``, ``linear_probe``) and the target-agnostic ones (``num_params``,
+   ``imagenet_top1``);
+4. each metric ranks the candidates (1 = best, in the metric's own direction, ``REGISTRY[m].higher_is_better``).
+
+The **recommendation** is the mean rank over :data:`DEFAULT_RECOMMEND` = LP x FU, k-NN accuracy and the
+linear probe: [D]'s best score (mean weighted τ .523 against fine-tuning across its targets, PROTOCOL.md
+section 6) and the two cheap supervised baselines that the literature finds hard to beat (k-NN accuracy as
+the proxy of Renggli et al., CVPR 2022; the linear probe of Kornblith et al., CVPR 2019). A mean of ranks
+needs no common scale between the metrics and lets no single metric dominate. Its stability comes from a
+bootstrap over the target images (``n_boot`` replicates, default 100): each replicate resamples the images with
+replacement within each class, recomputes the recommendation's metrics on them for every candidate (the same
+images for all; see :func:`helpers.rank.ranking._recommend` for how each metric is recomputed; the
+k-NN, probe and LP terms are per image, so a replicate costs microseconds) and re-ranks, ties broken at random.
+Per candidate the table reports ``p_first`` (the share of replicates that rank it first) and a 95 % rank
+interval (``rank_low`` .. ``rank_high``); the recommendation's metrics get 95 % score intervals
+(``ci_low`` / ``ci_high``). The interval covers which images were scored, not the variability of fine-tuning.
+
+Bad input raises a ``ValueError`` subclass naming the file or value (:class:`TargetError`,
+:class:`CandidateError`, :class:`MetricError`; the command prints it and exits with status 2); a candidate
+that cannot be had here becomes ``unavailable`` (weights offline, file missing, timm not installed) or
+``error`` (a corrupt file, a checkpoint that does not fit its architecture, a model that fails on the input)
+rows with the reason, and the others are ranked.
+"""
+from .candidates import Candidate, CandidateError, parse_candidate, parse_candidates, preprocessing
+from .ranking import (AGNOSTIC, agreement_with_scoring, COLUMNS, DEFAULT_RECOMMEND, RECOMMENDATION, MetricError, RankResult,
+                      bootstrap_ranks, default_metrics, mean_rank, profile_candidates, rank_models, ranking_tables,
+                      resolve_metrics)
+from .targets import (RankInputError, Target, TargetError, TargetImages, decode_images, load_target,
+                      write_busi_folder, write_image_folder)
+
+__all__ = [
+    "rank_models", "RankResult", "load_target", "write_image_folder", "write_busi_folder", "Target", "TargetImages", "decode_images", "parse_candidate",
+    "parse_candidates", "Candidate", "preprocessing", "default_metrics", "resolve_metrics", "mean_rank",
+    "bootstrap_ranks", "profile_candidates", "agreement_with_scoring", "ranking_tables", "RankInputError", "TargetError", "CandidateError", "MetricError", "DEFAULT_RECOMMEND",
+    "AGNOSTIC", "COLUMNS", "RECOMMENDATION",
+]

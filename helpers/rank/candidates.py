@@ -1,0 +1,390 @@
+"""Candidate models for :mod:`helpers.rank`: what a candidate string names, how it is loaded, how it sees images.
+
+A candidate is written ``SPEC[@SIZE]``; ``@SIZE`` overrides its input size (pixels, square). ``SPEC`` is one of
+
+``ARCH`` or ``ARCH:imagenet``
+    a torchvision classification architecture (any of ``torchvision.models.list_models(module=
+    torchvision.models)``) with its default ImageNet weights (``get_model_weights(ARCH).DEFAULT``) through
+    torchvision's weights API; ``ARCH:IMAGENET1K_V2`` (any member of the weights enum) picks other weights.
+    Offline, where the weights are neither in torch's hub cache nor downloadable (20 s socket timeout), the
+    candidate is ``unavailable`` with the reason and where to put the file.
+``ARCH:random``
+    random initialisation (``torch.manual_seed(seed)`` first), a baseline.
+``ARCH:PATH`` or ``PATH``
+    a checkpoint: ``.safetensors``, or ``.pt`` / ``.pth`` / ``.bin`` read with ``torch.load(weights_only=True)``
+    (never unpickling code; :func:`helpers.models.read_state_dict`), with its own head. The architecture
+    comes from a JSON sidecar (``PATH`` with suffix ``.json``, as :func:`helpers.models.save_checkpoint`
+    writes) or from ``ARCH``; a checkpoint that does not fit the architecture is an ``error`` row.
+``timm:NAME`` or ``timm:NAME:random``
+    a `timm <https://github.com/huggingface/pytorch-image-models>`_ model (pretrained weights from the
+    Hugging Face hub, or random init), when the optional ``timm`` package is installed (``pip install
+    .[timm]``); without it the candidate is ``unavailable`` and says so.
+a trained source of this project by name
+    ``breastmnist``, ``medmnist_union__retinamnist``...: ``results/<profile>/sources/<name>.safetensors``,
+    written by the Pretraining chapter.
+
+Input convention per candidate (:func:`preprocessing`): ImageNet weights get ImageNet mean/std and the crop
+size of the weights' own transforms (224 for most torchvision models, 384 for efficientnet_v2_s; timm: its
+``pretrained_cfg``); everything else 0.5/0.5 (PROTOCOL.md section 4) and the size recorded in the checkpoint
+sidecar (``image_size``; the project's sources say the size they were trained at), else 224. A sidecar may
+also carry ``mean`` and ``std``. ``@SIZE`` or ``image_size=`` of :func:`helpers.rank.rank_models` override
+the size.
+
+Names that mean nothing (an unknown architecture, a source name that is neither trained here nor a
+MedMNIST-source pattern) raise :class:`CandidateError` with the closest names before any work starts; a
+well-formed candidate that cannot be had here becomes ``unavailable`` or ``error`` rows instead.
+
+FU's two layers: the pair of :data:`helpers.models.ARCHITECTURES` for the registered architectures, else the
+first two ``Conv2d`` modules in registration order (for torchvision's and timm's CNNs the order of the
+forward pass: the stem and the first convolution after it). A model with fewer than two convolutions (a
+vision transformer) gets FU ``skipped``.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .. import models as M
+from ..data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD
+from .targets import RankInputError
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+DEFAULT_SIZE = 224
+DOWNLOAD_TIMEOUT_S = 20
+_AUX_OFF = {"googlenet": {"aux_logits": False, "init_weights": True},
+            "inception_v3": {"aux_logits": False, "init_weights": True}}
+
+
+class CandidateError(RankInputError):
+    """A candidate string that names nothing: the message names the value and suggests close names."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A parsed candidate. ``kind``: ``torchvision``, ``checkpoint``, ``source`` (a project source by name)
+    or ``timm``; ``arch``: torchvision architecture or timm model name (None: from the sidecar);
+    ``weights``: ``random``, a torchvision weights enum member name, ``pretrained`` (timm) or the checkpoint
+    path; ``image_size``: the ``@SIZE`` override."""
+
+    spec: str
+    kind: str
+    arch: str | None
+    weights: str
+    image_size: int | None = None
+
+    @property
+    def name(self) -> str:
+        """A short label: the spec, with a checkpoint path cut to its file name."""
+        if self.kind == "checkpoint":
+            short = Path(self.weights).name
+            label = f"{self.arch}:{short}" if self.arch else short
+            return label + (f"@{self.image_size}" if self.image_size else "")
+        return self.spec
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self.weights) if self.kind in ("checkpoint", "source") else None
+
+
+def torchvision_architectures() -> list[str]:
+    import torchvision.models as tvm
+
+    return sorted(tvm.list_models(module=tvm))
+
+
+def project_sources(sources_dir) -> list[str]:
+    """Names of the trained sources under ``sources_dir`` (``<name>.safetensors``)."""
+    if sources_dir is None or not Path(sources_dir).is_dir():
+        return []
+    return sorted(p.stem for p in Path(sources_dir).glob("*.safetensors"))
+
+
+def _source_pattern(name: str) -> bool:
+    """A name the Pretraining stage writes: a MedMNIST flag or ``medmnist_union__<flag>``."""
+    from ..data import MEDMNIST_2D_FLAGS
+
+    return name in MEDMNIST_2D_FLAGS or (name.startswith("medmnist_union__")
+                                          and name.split("__", 1)[1] in MEDMNIST_2D_FLAGS)
+
+
+def _suggest(value: str, names) -> str:
+    close = difflib.get_close_matches(value.lower(), list(names), n=4, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def parse_candidate(spec: str, sources_dir=None) -> Candidate:
+    """A :class:`Candidate` from its string (module docstring); :class:`CandidateError` for names that mean
+    nothing, with the closest architecture or source names."""
+    text = str(spec).strip()
+    if not text:
+        raise CandidateError("empty candidate name")
+    size = None
+    m = re.fullmatch(r"(.+)@(\d+)", text)
+    if m:
+        text, size = m.group(1), int(m.group(2))
+        if size < 8:
+            raise CandidateError(f"candidate {spec!r}: input size @{size} is too small (at least 8)")
+    archs = torchvision_architectures()
+    if text.startswith("timm:"):
+        rest = text[5:]
+        name, _, mode = rest.partition(":")
+        if not name or mode not in ("", "random", "pretrained"):
+            raise CandidateError(f"candidate {spec!r}: write timm:NAME or timm:NAME:random")
+        return Candidate(spec, "timm", name, "random" if mode == "random" else "pretrained", size)
+    head, sep, rest = text.partition(":")
+    looks_like_path = "/" in text or "\\" in text or Path(text).suffix.lower() in CHECKPOINT_SUFFIXES
+    if sep and head in archs:
+        if rest in ("", "imagenet"):
+            return Candidate(spec, "torchvision", head, _default_weights(head), size)
+        if rest == "random":
+            return Candidate(spec, "torchvision", head, "random", size)
+        if re.fullmatch(r"[A-Z0-9_]+", rest):
+            members = _weight_members(head)
+            if rest not in members:
+                raise CandidateError(f"candidate {spec!r}: {head} has no weights {rest!r} (it has "
+                                     f"{', '.join(members) or 'none'})")
+            return Candidate(spec, "torchvision", head, rest, size)
+        return Candidate(spec, "checkpoint", head, str(Path(rest).expanduser()), size)
+    if sep and not looks_like_path and re.fullmatch(r"[A-Za-z0-9_.\-]+", head):
+        raise CandidateError(f"candidate {spec!r}: unknown torchvision architecture {head!r}"
+                             f"{_suggest(head, archs)} (any of torchvision.models.list_models(); "
+                             "timm models as timm:NAME)")
+    if looks_like_path or Path(text).expanduser().is_file():
+        return Candidate(spec, "checkpoint", None, str(Path(text).expanduser()), size)
+    if text in archs:
+        return Candidate(spec, "torchvision", text, _default_weights(text), size)
+    sources = project_sources(sources_dir)
+    if text in sources or _source_pattern(text):
+        path = Path(sources_dir or ".") / f"{text}.safetensors"
+        return Candidate(spec, "source", None, str(path), size)
+    raise CandidateError(f"candidate {spec!r} is neither a torchvision architecture, a checkpoint file, a timm "
+                         f"model (timm:NAME) nor a trained source in {sources_dir}"
+                         f"{_suggest(text, archs + sources)}")
+
+
+def parse_candidates(specs, sources_dir=None) -> list[Candidate]:
+    """Parse a list (or a comma-separated string) of candidates; duplicates are an error."""
+    if isinstance(specs, str):
+        specs = [s for s in specs.split(",") if s.strip()]
+    specs = [str(s).strip() for s in specs]
+    if not specs:
+        raise CandidateError("no candidates given")
+    dup = sorted({s for s in specs if specs.count(s) > 1})
+    if dup:
+        raise CandidateError(f"candidates listed twice: {dup}")
+    return [parse_candidate(s, sources_dir) for s in specs]
+
+
+def _weight_members(arch: str) -> list[str]:
+    import torchvision.models as tvm
+
+    try:
+        return [w.name for w in tvm.get_model_weights(arch)]
+    except (ValueError, KeyError):
+        return []
+
+
+def _default_weights(arch: str) -> str:
+    import torchvision.models as tvm
+
+    try:
+        return tvm.get_model_weights(arch).DEFAULT.name
+    except (ValueError, KeyError, AttributeError):
+        raise CandidateError(f"torchvision architecture {arch!r} has no ImageNet weights; use {arch}:random")
+
+
+def _weights(arch: str, member: str):
+    import torchvision.models as tvm
+
+    return tvm.get_model_weights(arch)[member]
+
+
+def sidecar(path) -> dict:
+    """The JSON sidecar of a checkpoint (``{}`` when there is none)."""
+    side = Path(path).with_suffix(".json")
+    if not side.is_file():
+        return {}
+    try:
+        return json.loads(side.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"sidecar {side} is not valid JSON ({exc})") from exc
+
+
+def resolved_arch(c: Candidate) -> str:
+    """The torchvision architecture of a checkpoint candidate (sidecar, else the given one)."""
+    meta = sidecar(c.path)
+    side = meta.get("architecture")
+    if side and c.arch and side != c.arch:
+        raise ValueError(f"{c.path}: its sidecar says {side!r} but the candidate names {c.arch!r}")
+    arch = side or c.arch
+    if not arch:
+        raise ValueError(f"{c.path}: no sidecar names its architecture; write the candidate as ARCH:{c.weights}")
+    if arch not in torchvision_architectures():
+        raise ValueError(f"{c.path}: architecture {arch!r} is not a torchvision classification model"
+                         f"{_suggest(arch, torchvision_architectures())}")
+    return arch
+
+
+def identity(c: Candidate, seed: int) -> dict:
+    """What the candidate's weights are, for the feature cache key, without building the model."""
+    from ..scoring import _file_hash
+
+    if c.kind in ("checkpoint", "source"):
+        if not c.path.is_file():
+            raise M.SourceUnavailable(c.spec, f"checkpoint {c.path} does not exist" + (
+                ": run the Pretraining chapter (02) first" if c.kind == "source" else ""))
+        return {"kind": "checkpoint", "arch": resolved_arch(c), "sha256": _file_hash(c.path)}
+    out = {"kind": c.kind, "arch": c.arch, "weights": c.weights}
+    if c.weights == "random":
+        out["seed"] = int(seed)
+    return out
+
+
+def preprocessing(c: Candidate, image_size: int | None = None) -> dict:
+    """``{"image_size", "mean", "std"}`` of a candidate (module docstring), without building it."""
+    mean, std, size = HALF_MEAN, HALF_STD, DEFAULT_SIZE
+    if c.kind == "torchvision" and c.weights != "random":
+        tf = _weights(c.arch, c.weights).transforms()
+        mean, std, size = tuple(tf.mean), tuple(tf.std), int(tf.crop_size[0])
+    elif c.kind == "timm":
+        cfg = _timm_cfg(c.arch)
+        size = int(cfg.get("input_size", (3, DEFAULT_SIZE, DEFAULT_SIZE))[-1])
+        if c.weights == "pretrained":
+            mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+    elif c.kind in ("checkpoint", "source") and c.path.is_file():
+        meta = sidecar(c.path)
+        size = int(meta.get("image_size") or size)
+        mean, std = tuple(meta.get("mean") or mean), tuple(meta.get("std") or std)
+    size = int(c.image_size or image_size or size)
+    return {"image_size": size, "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError as exc:
+        raise M.SourceUnavailable("timm", "the optional timm package is not installed: pip install .[timm] "
+                                  "(or pip install timm)") from exc
+    return timm
+
+
+def _timm_cfg(name: str) -> dict:
+    """timm's pretrained configuration of a model name (input size, mean, std), read without any download."""
+    timm = _timm()
+    if not timm.is_model(name):
+        raise ValueError(f"timm has no model {name!r}{_suggest(name, timm.list_models())}")
+    cfg = timm.models.get_pretrained_cfg(name)
+    return cfg.to_dict() if cfg is not None else {}
+
+
+def _with_timeout(fn, what: str, spec: str, hint: str = ""):
+    """Run a download-or-load call with a socket timeout; any failure means the weights are not here."""
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return fn()
+    except Exception as exc:  # URLError, HTTPError, OSError, hub errors, a corrupt cached file: all "not here"
+        raise M.SourceUnavailable(spec, f"could not load {what} ({type(exc).__name__}: {str(exc)[:200]})"
+                                  f"{hint}") from exc
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+#: weights found unavailable in this process: an offline machine is asked once per weights, not per target
+_UNAVAILABLE: dict = {}
+
+
+def build_torchvision(arch: str, weights: str, spec: str = "") -> nn.Module:
+    """A torchvision model with its own 1000-class head: ``weights`` ``random`` or a weights enum member.
+    :class:`helpers.models.SourceUnavailable` when the weights cannot be had here (remembered for the
+    process, with the reason)."""
+    import torchvision.models as tvm
+
+    kwargs = dict(_AUX_OFF.get(arch, {}))
+    if weights == "random":
+        model = tvm.get_model(arch, weights=None, **kwargs)
+    else:
+        w = _weights(arch, weights)
+        kwargs.pop("init_weights", None)
+        hub = Path(torch.hub.get_dir()) / "checkpoints"
+        if (arch, weights) in _UNAVAILABLE and not (hub / Path(w.url).name).is_file():
+            raise M.SourceUnavailable(spec or f"{arch}:imagenet", _UNAVAILABLE[arch, weights])
+        try:
+            model = _with_timeout(lambda: tvm.get_model(arch, weights=w, progress=False, **kwargs),
+                                  f"torchvision weights {w}", spec or f"{arch}:imagenet",
+                                  f"; offline, put {Path(w.url).name} into {hub}")
+        except M.SourceUnavailable as exc:
+            _UNAVAILABLE[arch, weights] = exc.reason
+            raise
+    model.arch_name = arch
+    return model
+
+
+def load_checkpoint(c: Candidate) -> nn.Module:
+    """A checkpoint candidate as a model with its own head; ``ValueError`` when it does not fit."""
+    arch = resolved_arch(c)
+    state = M.read_state_dict(c.path)
+    model = build_torchvision(arch, "random")
+    M._fit_head_to(model, state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(f"{c.path}: checkpoint does not fit {arch}: {len(missing)} missing tensors "
+                         f"{missing[:4]}, {len(unexpected)} unexpected {unexpected[:4]}")
+    return model
+
+
+def build_model(c: Candidate, seed: int = 0) -> nn.Module:
+    """The candidate's model with its own head, in eval mode on the CPU.
+
+    :class:`helpers.models.SourceUnavailable` when it cannot be had here (weights offline, file missing,
+    timm not installed); ``ValueError`` / ``RuntimeError`` for a corrupt or non-fitting checkpoint."""
+    torch.manual_seed(seed)
+    if c.kind == "torchvision":
+        model = build_torchvision(c.arch, c.weights, c.spec)
+    elif c.kind in ("checkpoint", "source"):
+        if not c.path.is_file():
+            raise M.SourceUnavailable(c.spec, f"checkpoint {c.path} does not exist")
+        model = load_checkpoint(c)
+    elif c.kind == "timm":
+        timm = _timm()
+        _timm_cfg(c.arch)
+        pretrained = c.weights == "pretrained"
+        model = (_with_timeout(lambda: timm.create_model(c.arch, pretrained=True), f"timm weights of {c.arch}",
+                               c.spec) if pretrained else timm.create_model(c.arch, pretrained=False))
+    else:  # pragma: no cover - parse_candidate makes only these kinds
+        raise ValueError(f"unknown candidate kind {c.kind!r}")
+    return model.eval()
+
+
+def fu_layer_names(model: nn.Module) -> tuple[str, str] | None:
+    """FU's two layers: [D]'s pair for the registered architectures, else the first two Conv2d (None when the
+    model has fewer than two)."""
+    arch = getattr(model, "arch_name", None)
+    if arch in M.ARCHITECTURES:
+        return M.ARCHITECTURES[arch].fu_layers
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    return (convs[0], convs[1]) if len(convs) >= 2 else None
+
+
+def backbone_parameters(model: nn.Module) -> int:
+    """Parameters of the model without its feature layer (the head that fine-tuning replaces)."""
+    total = sum(p.numel() for p in model.parameters())
+    head = M.get_submodule(model, M.feature_path(model))
+    return int(total - sum(p.numel() for p in head.parameters()))
+
+
+def imagenet_top1(c: Candidate) -> float | None:
+    """ImageNet-1K top-1 accuracy (%) that torchvision's weights metadata records (offline), else None."""
+    if c.kind != "torchvision" or c.weights == "random":
+        return None
+    metrics = _weights(c.arch, c.weights).meta.get("_metrics", {})
+    value = metrics.get("ImageNet-1K", {}).get("acc@1")
+    return float(value) if value is not None else None

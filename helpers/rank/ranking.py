@@ -1,0 +1,725 @@
+"""Rank candidate models on a target: features once per candidate (cached), every metric, ranks, and a combined
+recommendation with a bootstrap interval over the target images. See :mod:`helpers.rank` for the overview."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import models as M
+from ..metrics import REGISTRY
+from ..metrics import setlevel as SL
+from ..runner import atomic_write_csv, atomic_write_text, config_key
+from . import candidates as CA
+from .targets import RankInputError, Target, describe, load_target
+
+#: the combined recommendation's default metrics: [D]'s LP x FU (the best of its metrics, mean weighted tau
+#: .523 over its targets) and the two supervised baselines the literature finds hard to beat, leave-one-out
+#: k-NN accuracy (Renggli et al., 2022) and a linear probe (Kornblith et al., 2019)
+DEFAULT_RECOMMEND = ("lp_fu", "knn_accuracy", "linear_probe")
+#: metrics with per-image terms (``per_sample=True``): the bootstrap averages them over resampled images
+PER_SAMPLE = ("knn_accuracy", "linear_probe", "lp")
+SET_LEVEL = {"ncti": "ncti_parts", "etran": "etran_parts", "lp_fu": None}
+#: target-agnostic baselines: name -> (higher is better, what it is)
+AGNOSTIC = {
+    "num_params": (True, "parameters of the backbone (the model without the layer fine-tuning replaces); "
+                         "the naive 'bigger transfers better' baseline"),
+    "imagenet_top1": (True, "ImageNet-1K top-1 accuracy (%) recorded in torchvision's weights metadata; the "
+                            "'better ImageNet models transfer better' baseline (Kornblith et al., 2019)"),
+}
+RECOMMENDATION = "recommendation"
+COLUMNS = ["target", "candidate", "name", "kind", "architecture", "weights", "image_size", "metric", "score",
+           "higher_is_better", "rank", "ci_low", "ci_high", "p_first", "rank_low", "rank_high", "seconds", "status",
+           "reason", "n_images"]
+CANDIDATE_COLUMNS = ["candidate", "name", "kind", "architecture", "weights", "image_size", "mean", "std",
+                     "status", "reason", "num_params", "feature_dim", "extract_seconds", "cached", "fu_layers"]
+CACHE_FORMAT = 1
+
+
+class MetricError(RankInputError):
+    """An unknown or unusable metric name."""
+
+
+@dataclass
+class RankResult:
+    """What :func:`rank_models` returns.
+
+    ``table``: the tidy ranking, one row per (candidate, metric) (:data:`COLUMNS`), the combined
+    recommendation as metric ``recommendation`` (score = mean rank, lower is better; ``p_first`` and
+    ``rank_low``/``rank_high`` from the bootstrap). ``candidates``: one row per candidate (input convention,
+    status, feature extraction time, cache hit). ``recommendation``: the recommendation rows, best first.
+    ``replicates``: per bootstrap replicate, candidate and recommendation metric the score and the rank, and the
+    overall rank (metric ``recommendation``). ``target``: what was read. ``settings``: the options used."""
+
+    table: pd.DataFrame
+    candidates: pd.DataFrame
+    recommendation: pd.DataFrame
+    replicates: pd.DataFrame
+    target: dict
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def best(self) -> str | None:
+        """The recommended candidate (first of :attr:`recommendation`), None when none could be ranked."""
+        ok = self.recommendation[self.recommendation["status"] == "ok"]
+        return None if ok.empty else str(ok.iloc[0]["candidate"])
+
+    def wide(self, column: str = "score") -> pd.DataFrame:
+        """Candidates x metrics table of ``column`` (``score`` or ``rank``), candidates in recommendation order."""
+        w = self.table.pivot_table(index="name", columns="metric", values=column, aggfunc="first", dropna=False)
+        order = [n for n in self.recommendation["name"] if n in w.index]
+        cols = [m for m in dict.fromkeys(self.table["metric"]) if m in w.columns]
+        return w.reindex(index=order + [n for n in w.index if n not in order], columns=cols)
+
+    def write(self, out) -> Path:
+        """``out`` (the tidy table) and beside it ``<stem>_candidates.csv``, ``<stem>_replicates.csv`` and
+        ``<stem>_target.json``, each atomically."""
+        out = Path(out)
+        atomic_write_csv(self.table, out)
+        atomic_write_csv(self.candidates, out.with_name(f"{out.stem}_candidates.csv"))
+        atomic_write_csv(self.replicates, out.with_name(f"{out.stem}_replicates.csv"))
+        atomic_write_text(out.with_name(f"{out.stem}_target.json"),
+                          json.dumps({**self.target, "settings": self.settings}, indent=1, default=str))
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# metrics
+
+
+def default_metrics() -> list[str]:
+    """Every registered classification metric (pairwise, set-level) and the target-agnostic baselines."""
+    names = [m for m, i in REGISTRY.items() if not i.returns_parts and i.task == "classification"]
+    return names + list(AGNOSTIC)
+
+
+def resolve_metrics(metrics=None, recommend=DEFAULT_RECOMMEND) -> tuple[list[str], list[str]]:
+    """``(metrics, recommend)`` checked: :class:`MetricError` for unknown names (with close ones); the
+    recommendation's metrics are added to the list when missing, and ``lp_fu`` when ``lp`` and ``fu`` are
+    both listed (as the scoring stage does)."""
+    import difflib
+
+    if isinstance(metrics, str):
+        metrics = [m for m in metrics.split(",") if m.strip()]
+    if isinstance(recommend, str):
+        recommend = [m for m in recommend.split(",") if m.strip()]
+    known = default_metrics()
+    names = [m.strip() for m in (metrics or known)]
+    recommend = [m.strip() for m in (recommend or ())]
+    for m in names + recommend:
+        if m not in known:
+            close = difflib.get_close_matches(m, known, n=3)
+            why = (f" (its set-level score is {m.replace('_parts', '')!r})" if m.endswith("_parts") else
+                   " (a segmentation metric: see helpers.segmentation)" if m in REGISTRY else
+                   f"; did you mean {', '.join(close)}?" if close else "")
+            raise MetricError(f"unknown metric {m!r}{why}; known: {', '.join(known)}")
+    names = list(dict.fromkeys(names + recommend))
+    if "lp" in names and "fu" in names and "lp_fu" not in names:
+        names.append("lp_fu")
+    return names, list(dict.fromkeys(recommend))
+
+
+def higher_is_better(metric: str) -> bool:
+    if metric in AGNOSTIC:
+        return AGNOSTIC[metric][0]
+    if metric == RECOMMENDATION:
+        return False
+    return REGISTRY[metric].higher_is_better
+
+
+def _plan(metrics) -> list[str]:
+    """Per-candidate computations: pairwise metrics and the inputs of the set-level ones."""
+    plan = []
+    for m in metrics:
+        if m in SET_LEVEL:
+            plan += [SET_LEVEL[m]] if SET_LEVEL[m] else ["lp", "fu"]
+        elif m not in AGNOSTIC:
+            plan.append(m)
+    return list(dict.fromkeys(plan))
+
+
+def _pairwise(name: str, features, logits, labels, per_sample: bool = False):
+    info = REGISTRY[name]
+    inputs = {"features": features, "logits": logits}
+    kwargs = {k: inputs[k] for k in info.inputs}
+    if per_sample:
+        kwargs["per_sample"] = True
+    return info.fn(labels=labels, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# features: extraction and cache
+
+
+def _cache_dir(cache_dir, key: str) -> Path | None:
+    return None if cache_dir is None else Path(cache_dir) / key
+
+
+def _read_cache(folder: Path | None):
+    if folder is None or not (folder / "meta.json").is_file():
+        return None
+    try:
+        arrays = tuple(np.load(folder / f"{n}.npy", allow_pickle=False) for n in ("features", "logits", "labels"))
+        return arrays, json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):  # a damaged entry is recomputed
+        return None
+
+
+def _write_cache(folder: Path | None, arrays, meta: dict) -> None:
+    """Write the entry into a temp folder and rename it into place (atomic; a concurrent writer's entry wins)."""
+    if folder is None:
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for n, a in zip(("features", "logits", "labels"), arrays):
+        np.save(tmp / f"{n}.npy", a, allow_pickle=False)
+    (tmp / "meta.json").write_text(json.dumps(meta, default=str))
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _Candidate:
+    """One candidate's work on the target: lazily built model, cached features, FU."""
+
+    def __init__(self, c: CA.Candidate, target: Target, pre: dict, seed: int, device, batch_size: int,
+                 cache_dir):
+        self.c, self.target, self.pre, self.seed = c, target, pre, seed
+        self.device, self.batch_size = device, batch_size
+        self._model = None
+        self._dataset = None
+        ident = CA.identity(c, seed)
+        self.arch = ident.get("arch")
+        self.config = {"format": CACHE_FORMAT, "candidate": ident, "target": target.fingerprint,
+                       "image_size": pre["image_size"], "mean": pre["mean"], "std": pre["std"]}
+        self.folder = _cache_dir(cache_dir, config_key(self.config))
+        self.meta: dict = {}
+
+    def model(self):
+        if self._model is None:
+            self._model = CA.build_model(self.c, self.seed).to(self.device)
+        return self._model
+
+    def dataset(self):
+        if self._dataset is None:
+            self._dataset = self.target.dataset(self.pre["image_size"], self.pre["mean"], self.pre["std"],
+                                                self.device)
+        return self._dataset
+
+    def arrays(self):
+        """(features, logits, labels) as numpy, from the cache when there; sets ``meta`` and ``cached``."""
+        hit = _read_cache(self.folder)
+        if hit is not None and np.array_equal(hit[0][2], self.target.labels):
+            (arrays, self.meta), self.cached = hit, True
+            return arrays
+        model = self.model()
+        start = time.perf_counter()
+        f, lg, y = M.extract(model, self.dataset(), self.batch_size)
+        arrays = M.to_numpy(f, lg, y)
+        self.meta = {"config": self.config, "extract_seconds": time.perf_counter() - start,
+                     "num_params": CA.backbone_parameters(model), "fu": {}}
+        self.cached = False
+        _write_cache(self.folder, arrays, self.meta)
+        return arrays
+
+    def fu(self, labels) -> dict:
+        """FU's row fields (score, seconds, status, reason), cached in the entry's meta."""
+        key = f"seed={self.seed}"
+        done = self.meta.get("fu", {}).get(key)
+        if done is not None:
+            return {**done, "reason": (done.get("reason") or "") + (" (cached)" if done["status"] == "ok" else "")}
+        try:
+            model = self.model()
+        except M.SourceUnavailable as exc:
+            return {"score": float("nan"), "seconds": 0.0, "status": "unavailable", "reason": exc.reason}
+        layers = CA.fu_layer_names(model)
+        if layers is None:
+            return {"score": float("nan"), "seconds": 0.0, "status": "skipped",
+                    "reason": "FU needs two convolutions; the model has fewer"}
+        t0 = time.perf_counter()
+        try:
+            net = M.penultimate_model(model)
+            first, second = (net.get_submodule(n) for n in layers)
+            ds = self.dataset()
+            images, _ = ds.batch(torch.arange(len(ds), device=ds.device))
+            torch.manual_seed(self.seed)
+            value = REGISTRY["fu"].fn(net, first, second, images, torch.as_tensor(labels, device=ds.device))
+            out = {"score": float(value), "seconds": time.perf_counter() - t0, "status": "ok",
+                   "reason": f"layers {layers[0]}, {layers[1]}", "layers": f"{layers[0]}, {layers[1]}"}
+        except Exception as exc:
+            out = {"score": float("nan"), "seconds": time.perf_counter() - t0, "status": "error",
+                   "reason": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            traceback.clear_frames(exc.__traceback__)
+        self.meta.setdefault("fu", {})[key] = out
+        if self.folder is not None and (self.folder / "meta.json").is_file():
+            atomic_write_text(self.folder / "meta.json", json.dumps(self.meta, default=str))
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the ranking
+
+
+def rank_models(target, candidates, *, metrics=None, recommend=DEFAULT_RECOMMEND, max_images: int | None = 2000,
+                seed: int = 0, n_boot: int = 100, device=None, cache_dir=None, image_size: int | None = None,
+                profile: str | None = "quick", sources_dir=None, data_root=None, split: str | None = None,
+                batch_size: int = 128, progress: bool = True) -> RankResult:
+    """Rank ``candidates`` (strings, :mod:`helpers.rank.candidates`) on ``target`` (a folder, ``.npz``,
+    ``.csv``, MedMNIST flag or :class:`~helpers.rank.targets.Target`).
+
+    Parameters
+    ----------
+    metrics : names (list or comma-separated); default every registered classification metric, the
+        set-level ones (``ncti``, ``etran``, ``lp_fu``) and the target-agnostic baselines ``num_params`` and
+        ``imagenet_top1``. Multi-label targets get ``skipped`` rows for the metrics that need one class per image.
+    recommend : the metrics whose mean rank is the combined recommendation (:data:`DEFAULT_RECOMMEND`).
+    max_images : target images used (a seeded class-stratified subset; MedMNIST: the first of the fold);
+        None for all.
+    seed : subset, random initialisations, FU and the bootstrap.
+    n_boot : bootstrap replicates over target images for the recommendation's interval (0: none).
+    device : default CUDA when present; everything (resizing, models, metrics) runs there.
+    cache_dir : features, logits and FU per (candidate weights, target images, input convention) are kept
+        there (``.npy``, config-hashed folders, atomic), so a re-run computes only the metrics. None: no cache.
+    image_size : input size for every candidate (default: each candidate's own; ``@SIZE`` per candidate wins).
+    profile, sources_dir : where the project's trained sources are (``results/<profile>/sources``).
+    data_root, split : MedMNIST targets (data root; split ``fold1`` default, ``train``, ``val``, ``test``).
+
+    Raises :class:`~helpers.rank.targets.TargetError`, :class:`~helpers.rank.candidates.CandidateError` or
+    :class:`MetricError` (all ``ValueError``) for bad input, before any model is loaded. A candidate that
+    cannot be had gives ``unavailable`` / ``error`` rows with the reason.
+    """
+    from ..data import default_device
+    from ..paths import results_root
+    from ..training import sources_dir as _sources_dir
+
+    if sources_dir is None and profile:
+        sources_dir = _sources_dir(results_root(profile))
+    metrics, recommend = resolve_metrics(metrics, recommend)
+    cands = CA.parse_candidates(candidates, sources_dir)
+    if int(n_boot) < 0:
+        raise RankInputError(f"n_boot must be >= 0, got {n_boot}")
+    tgt = load_target(target, max_images=max_images, seed=seed, data_root=data_root, split=split)
+    device = torch.device(device) if device is not None else default_device()
+    labels_t = torch.as_tensor(tgt.labels, device=device)
+    plan = _plan(metrics)
+    names = [c.name for c in cands]
+    names = [c.spec if names.count(c.name) > 1 else c.name for c in cands]  # same file name twice: full spec
+    base_of, units, failed = {}, {}, {}
+    rows, cand_rows = [], []
+    per_sample, fixed, parts, feats = {}, {}, {}, {}
+
+    iterator = list(zip(cands, names))
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc=f"ranking on {tgt.name}", unit="candidate")
+    for c, name in iterator:
+        if progress:
+            iterator.set_postfix_str(name)
+        base = {"target": tgt.name, "candidate": c.spec, "name": name, "kind": c.kind,
+                "architecture": c.arch or "", "weights": c.weights, "n_images": len(tgt)}
+        crow = {"candidate": c.spec, "name": name, "kind": c.kind, "architecture": c.arch or "",
+                "weights": c.weights, "status": "ok", "reason": ""}
+        base_of[c.spec] = base
+        status, reason = "ok", ""
+        try:
+            pre = CA.preprocessing(c, image_size)
+            base["image_size"] = pre["image_size"]
+            crow.update(image_size=pre["image_size"], mean=json.dumps(pre["mean"]), std=json.dumps(pre["std"]))
+            work = _Candidate(c, tgt, pre, seed, device, batch_size, cache_dir)
+            base["architecture"] = crow["architecture"] = work.arch or ""
+            features, logits, _ = work.arrays()
+        except M.SourceUnavailable as exc:
+            status, reason = "unavailable", exc.reason
+        except Exception as exc:  # a corrupt file, a checkpoint that does not fit, a model that fails: recorded
+            status, reason = "error", f"{type(exc).__name__}: {str(exc)[:400]}"
+            traceback.clear_frames(exc.__traceback__)
+        if status != "ok":
+            failed[c.spec] = (status, reason)
+            crow.update(status=status, reason=reason)
+            cand_rows.append(crow)
+            rows += [{**base, "metric": m, "score": float("nan"), "seconds": 0.0, "status": status,
+                      "reason": reason} for m in metrics]
+            continue
+        crow.update(num_params=work.meta.get("num_params"), feature_dim=int(features.shape[1]),
+                    extract_seconds=float(work.meta.get("extract_seconds", 0.0)), cached=work.cached)
+        X = torch.from_numpy(features).to(device)
+        L = torch.from_numpy(logits).to(device)
+        feats[c.spec] = (X, L)
+        unit = units[c.spec] = {}
+        for m in plan:
+            if tgt.multilabel and not REGISTRY[m].multilabel:
+                unit[m] = _skipped_multilabel()
+            elif m == "fu":
+                unit[m] = work.fu(tgt.labels)
+                crow["fu_layers"] = unit[m].get("layers", "")
+                if unit[m]["status"] == "ok":
+                    fixed.setdefault("fu", {})[c.spec] = unit[m]["score"]
+            else:
+                unit[m] = _metric(m, X, L, labels_t, c.spec, per_sample, parts)
+        for m, r in _agnostic(c, work.meta).items():
+            unit[m] = r
+            if r["status"] == "ok":
+                fixed.setdefault(m, {})[c.spec] = r["score"]
+        rows += [{**base, "metric": m, **{k: v for k, v in unit[m].items() if k != "layers"}}
+                 for m in metrics if m not in SET_LEVEL]
+        cand_rows.append(crow)
+        del work
+
+    rows += _set_level_rows(metrics, base_of, units, parts, per_sample, fixed)
+    table = _add_ranks(pd.DataFrame(rows))
+    table, rec, reps = _recommend(table, recommend, tgt, per_sample, fixed, parts, feats, labels_t, n_boot, seed,
+                                  base_of, failed)
+    order = {m: i for i, m in enumerate(metrics + [RECOMMENDATION])}
+    table = table.assign(_o=table["metric"].map(order), _c=table["candidate"].map(
+        {c.spec: i for i, c in enumerate(cands)})).sort_values(["_o", "_c"], kind="stable")
+    table = table.drop(columns=["_o", "_c"]).reset_index(drop=True)
+    for col in COLUMNS:
+        if col not in table:
+            table[col] = np.nan
+    table["higher_is_better"] = table["metric"].map(higher_is_better)
+    table["reason"] = table["reason"].fillna("")
+    cand_table = pd.DataFrame(cand_rows).reindex(columns=CANDIDATE_COLUMNS)
+    settings = {"metrics": metrics, "recommend": recommend, "max_images": max_images, "seed": seed,
+                "n_boot": int(n_boot), "device": str(device), "image_size": image_size,
+                "cache_dir": str(cache_dir) if cache_dir else None, "sources_dir": str(sources_dir)}
+    return RankResult(table[COLUMNS], cand_table, rec, reps, describe(tgt), settings)
+
+
+def _metric(m, X, L, labels_t, spec, per_sample, parts) -> dict:
+    """One pairwise metric (or parts) of one candidate as row fields; per-image terms and parts are kept."""
+    info = REGISTRY[m]
+    t0 = time.perf_counter()
+    try:
+        if m in PER_SAMPLE:
+            terms = _pairwise(m, X, L, labels_t, per_sample=True).double().cpu().numpy()
+            per_sample.setdefault(m, {})[spec] = terms
+            value = float(np.nanmean(terms))
+        else:
+            value = _pairwise(m, X, L, labels_t)
+        secs = time.perf_counter() - t0
+        if info.returns_parts:
+            parts.setdefault(m, {})[spec] = value
+            return {"score": float("nan"), "seconds": secs, "status": "ok", "reason": ""}
+        value = float(value)
+        ok = bool(np.isfinite(value))
+        return {"score": value, "seconds": secs, "status": "ok" if ok else "nan",
+                "reason": "" if ok else "the metric returned a non-finite value"}
+    except Exception as exc:  # one metric failing on one candidate is recorded, the others go on
+        traceback.clear_frames(exc.__traceback__)
+        return {"score": float("nan"), "seconds": time.perf_counter() - t0, "status": "error",
+                "reason": f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+
+def _agnostic(c: CA.Candidate, meta: dict) -> dict:
+    top1 = CA.imagenet_top1(c)
+    return {
+        "num_params": {"score": float(meta.get("num_params", float("nan"))), "seconds": 0.0, "status": "ok",
+                       "reason": "backbone parameters"},
+        "imagenet_top1": ({"score": top1, "seconds": 0.0, "status": "ok",
+                           "reason": f"torchvision {c.arch} {c.weights} metadata"} if top1 is not None else
+                          {"score": float("nan"), "seconds": 0.0, "status": "skipped",
+                           "reason": "no ImageNet top-1 recorded for these weights"}),
+    }
+
+
+def _skipped_multilabel() -> dict:
+    return {"score": float("nan"), "seconds": 0.0, "status": "skipped",
+            "reason": "multi-label target; the metric needs one class label per image"}
+
+
+def _set_level(metric: str, parts: dict, per_sample: dict, fixed: dict, lp_override: dict | None = None) -> dict:
+    """candidate -> score of a set-level metric over the candidates that have its inputs."""
+    if metric in ("ncti", "etran"):
+        got = parts.get(SET_LEVEL[metric], {})
+        if len(got) < 2:
+            return {}
+        return (SL.ncti if metric == "ncti" else SL.etran)(got)
+    lp = lp_override if lp_override is not None else {c: float(np.nanmean(t))
+                                                      for c, t in per_sample.get("lp", {}).items()}
+    fu = fixed.get("fu", {})
+    both = [c for c in lp if c in fu]
+    if len(both) < 2:
+        return {}
+    return SL.lp_fu({c: lp[c] for c in both}, {c: fu[c] for c in both})
+
+
+def _set_level_rows(metrics, base_of, units, parts, per_sample, fixed) -> list[dict]:
+    """Rows of the set-level metrics for the candidates whose features were had (the others already have
+    their ``unavailable`` / ``error`` rows); seconds include those of their per-candidate inputs."""
+    out = []
+    for m in [m for m in metrics if m in SET_LEVEL]:
+        t0 = time.perf_counter()
+        try:
+            values, err = _set_level(m, parts, per_sample, fixed), None
+        except Exception as exc:
+            values, err = {}, f"{type(exc).__name__}: {str(exc)[:300]}"
+        comb = (time.perf_counter() - t0) / max(len(values), 1)
+        inputs = [SET_LEVEL[m]] if SET_LEVEL[m] else ["lp", "fu"]
+        for c, unit in units.items():
+            row = {**base_of[c], "metric": m}
+            spent = sum(float(unit[i]["seconds"]) for i in inputs if i in unit)
+            if c in values:
+                out.append({**row, "score": float(values[c]), "seconds": spent + comb, "status": "ok",
+                            "reason": f"normalised across {len(values)} candidates"})
+                continue
+            why = err or "; ".join(f"{i}: {unit[i]['reason']}" for i in inputs if unit[i]["status"] != "ok") \
+                or "needs at least 2 candidates with its inputs"
+            out.append({**row, "score": float("nan"), "seconds": spent, "status": "error" if err else "skipped",
+                        "reason": why})
+    return out
+
+
+def _rank(scores: pd.Series, higher: bool) -> pd.Series:
+    """1 = best; ties share the average rank."""
+    return scores.rank(ascending=not higher, method="average")
+
+
+def _add_ranks(table: pd.DataFrame) -> pd.DataFrame:
+    table = table.copy()
+    table["rank"] = np.nan
+    ok = (table["status"] == "ok") & np.isfinite(table["score"].astype(float))
+    for m, g in table[ok].groupby("metric"):
+        table.loc[g.index, "rank"] = _rank(g["score"].astype(float), higher_is_better(m))
+    return table
+
+
+# ----------------------------------------------------------------------------------------------------------
+# recommendation and bootstrap
+
+
+def mean_rank(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Mean over metrics of each candidate's rank (1 = best, ties averaged) among the candidates that have a
+    finite score for that metric; ``scores`` is metric -> candidate -> score."""
+    ranks: dict[str, list] = {}
+    for m, by_c in scores.items():
+        s = pd.Series({c: v for c, v in by_c.items() if np.isfinite(v)}, dtype=float)
+        if s.empty:
+            continue
+        for c, r in _rank(s, higher_is_better(m)).items():
+            ranks.setdefault(c, []).append(float(r))
+    return {c: float(np.mean(r)) for c, r in ranks.items()}
+
+
+def _resample(labels: np.ndarray, rng) -> np.ndarray:
+    """Bootstrap indices: with replacement within each class (every class keeps its count), plain for
+    multi-label targets."""
+    if labels.ndim == 2:
+        return rng.integers(0, len(labels), len(labels))
+    return np.concatenate([rng.choice(np.flatnonzero(labels == k), int((labels == k).sum()), replace=True)
+                           for k in np.unique(labels)])
+
+
+def bootstrap_ranks(scores_fn, candidates: list[str], n_boot: int, seed: int, labels: np.ndarray):
+    """Replicates of the recommendation: ``scores_fn(index)`` -> metric -> candidate -> score on the resampled
+    images ``index``; returns a long DataFrame (replicate, candidate, metric, score, rank) where metric
+    ``recommendation`` holds the mean rank (score) and the overall rank, ties broken uniformly at random."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in range(int(n_boot)):
+        idx = _resample(labels, rng)
+        scores = scores_fn(idx)
+        for m, by_c in scores.items():
+            s = pd.Series(by_c, dtype=float)
+            s = s[np.isfinite(s)]
+            for c, r in _rank(s, higher_is_better(m)).items():
+                rows.append({"replicate": b, "candidate": c, "metric": m, "score": float(s[c]), "rank": float(r)})
+        mr = mean_rank(scores)
+        ranked = [c for c in candidates if c in mr]
+        if not ranked:
+            continue
+        tie = rng.random(len(ranked))
+        order = np.lexsort((tie, [mr[c] for c in ranked]))
+        for pos, i in enumerate(order, start=1):
+            c = ranked[i]
+            rows.append({"replicate": b, "candidate": c, "metric": RECOMMENDATION, "score": mr[c],
+                         "rank": float(pos)})
+    return pd.DataFrame(rows, columns=["replicate", "candidate", "metric", "score", "rank"])
+
+
+def _scores_on(idx, recommend, per_sample, fixed, parts_fns, labels_np) -> dict:
+    """metric -> candidate -> score on the images ``idx`` (see :func:`_recommend`)."""
+    out = {}
+    for m in recommend:
+        if m in per_sample:
+            out[m] = {c: float(np.nanmean(t[idx])) for c, t in per_sample[m].items()}
+        elif m == "lp_fu":
+            lp = {c: float(np.nanmean(t[idx])) for c, t in per_sample.get("lp", {}).items()}
+            try:
+                out[m] = _set_level("lp_fu", {}, {}, fixed, lp_override=lp)
+            except ValueError:
+                out[m] = {}
+        elif m in AGNOSTIC or m == "fu":
+            out[m] = dict(fixed.get(m, {}))
+        else:
+            out[m] = parts_fns[m](idx)
+    return out
+
+
+def _recommend(table, recommend, tgt, per_sample, fixed, parts, feats, labels_t, n_boot, seed, base_of, failed):
+    """The recommendation rows (mean rank over ``recommend``), their bootstrap, and the score intervals of the
+    recommendation's metrics.
+
+    Each replicate resamples target images with replacement (within each class) and recomputes every
+    recommendation metric on them, with the same images for every candidate: the per-image terms of k-NN
+    accuracy, the linear probe and LP are averaged over the resampled images (their fits, on all images, are
+    not redone: refitting k-NN on duplicated images would let each copy vote for itself); LP x FU
+    re-normalises the resampled LP with FU fixed (FU needs the model and back-propagation); other pairwise
+    metrics are recomputed on the resampled features and logits; ``ncti`` / ``etran`` recompute their parts
+    there; the target-agnostic baselines are fixed."""
+    labels_np = tgt.labels
+    ok_cands = [c for c in base_of if c in feats]
+
+    def recompute(m):
+        def fn(idx):
+            it = torch.as_tensor(idx, device=labels_t.device)
+            yb = labels_t.index_select(0, it)
+            if m in SET_LEVEL:
+                got = {}
+                for c in ok_cands:
+                    if c in parts.get(SET_LEVEL[m], {}):
+                        try:
+                            got[c] = _pairwise(SET_LEVEL[m], feats[c][0].index_select(0, it),
+                                               feats[c][1].index_select(0, it), yb)
+                        except Exception:
+                            pass
+                try:
+                    return _set_level(m, {SET_LEVEL[m]: got}, {}, {})
+                except ValueError:
+                    return {}
+            out = {}
+            for c in ok_cands:
+                try:
+                    out[c] = float(_pairwise(m, feats[c][0].index_select(0, it), feats[c][1].index_select(0, it), yb))
+                except Exception:
+                    out[c] = float("nan")
+            return out
+        return fn
+
+    ok = table[(table["status"] == "ok") & np.isfinite(table["score"].astype(float))]
+    full = {m: dict(zip(g["candidate"], g["score"].astype(float))) for m, g in ok.groupby("metric")
+            if m in recommend}
+    usable = [m for m in recommend if m in full]
+    parts_fns = {m: recompute(m) for m in usable if m not in per_sample and m not in AGNOSTIC
+                 and m not in ("lp_fu", "fu")}
+    t0 = time.perf_counter()
+    reps = bootstrap_ranks(lambda idx: _scores_on(idx, usable, per_sample, fixed, parts_fns, labels_np),
+                           ok_cands, n_boot, seed, labels_np) if usable and n_boot else \
+        pd.DataFrame(columns=["replicate", "candidate", "metric", "score", "rank"])
+    boot_s = time.perf_counter() - t0
+    reps["name"] = reps["candidate"].map({c: b["name"] for c, b in base_of.items()})
+    # score intervals of the recommendation's metrics
+    table = table.copy()
+    for col in ("ci_low", "ci_high"):
+        table[col] = np.nan
+    if not reps.empty:
+        q = reps.groupby(["metric", "candidate"])["score"].quantile([0.025, 0.975]).unstack()
+        for (m, c), (lo, hi) in q.iterrows():
+            sel = (table["metric"] == m) & (table["candidate"] == c) & (table["status"] == "ok")
+            table.loc[sel, ["ci_low", "ci_high"]] = [lo, hi]
+    mr = mean_rank({m: full[m] for m in usable})
+    secs = ok[ok["metric"].isin(usable)].groupby("candidate")["seconds"].sum()
+    rec_rows = []
+    overall = _rank(pd.Series(mr, dtype=float), higher=False) if mr else pd.Series(dtype=float)
+    boot = reps[reps["metric"] == RECOMMENDATION]
+    for c, b in base_of.items():
+        row = {**b, "metric": RECOMMENDATION}
+        if c not in mr:
+            status, reason = failed.get(c, ("skipped", f"no score among {', '.join(recommend)}"))
+            rec_rows.append({**row, "score": np.nan, "status": status, "reason": reason})
+            continue
+        have = [m for m in usable if c in full[m]]
+        g = boot[boot["candidate"] == c]
+        rec_rows.append({**row, "score": mr[c], "rank": float(overall[c]), "seconds": float(secs.get(c, 0.0)) +
+                         boot_s / max(len(mr), 1), "status": "ok",
+                         "reason": f"mean rank over {', '.join(have)}" + (
+                             f"; bootstrap of {int(n_boot)} replicates over the {len(tgt)} target images"
+                             if len(g) else ""),
+                         "p_first": float((g["rank"] == 1).mean()) if len(g) else np.nan,
+                         "rank_low": float(np.quantile(g["rank"], 0.025, method="lower")) if len(g) else np.nan,
+                         "rank_high": float(np.quantile(g["rank"], 0.975, method="higher")) if len(g) else np.nan,
+                         "ci_low": float(np.quantile(g["score"], 0.025)) if len(g) else np.nan,
+                         "ci_high": float(np.quantile(g["score"], 0.975)) if len(g) else np.nan})
+    rec = pd.DataFrame(rec_rows).reindex(columns=COLUMNS).assign(higher_is_better=False)
+    rec["reason"] = rec["reason"].fillna("")
+    table = pd.concat([table, rec], ignore_index=True)
+    rec = rec.assign(_r=rec["rank"].fillna(np.inf)).sort_values(["_r", "score"], kind="stable").drop(columns="_r")
+    rec = rec.reset_index(drop=True)
+    return table, rec, reps
+
+
+# ----------------------------------------------------------------------------------------------------------
+# comparison with the project's ground truth
+
+
+def profile_candidates(profile: dict, target: str, image_size: int | None = None) -> dict[str, str]:
+    """The profile's dataset sources for a MedMNIST ``target`` as candidates, ``{candidate: source name}``, so
+    that a ranking can be set beside ``results/<profile>/ground_truth.csv``: ``random`` and ``imagenet`` as
+    ``ARCH:random`` / ``ARCH:imagenet`` of the profile's architecture, ``medmnist_union`` as the target's
+    leave-target-out union, the others by name; the target's own source is left out, as [D] does. Every
+    candidate gets the fine-tuning input size (``@SIZE``), the size the ground truth was fine-tuned at."""
+    from ..names import is_self
+    from ..training import union_name
+
+    arch = profile.get("pretraining", {}).get("architecture", "resnet18")
+    ft = profile.get("finetuning", {})
+    size = int(image_size or ft.get("image_size", profile["data"]["image_size"]))
+    out = {}
+    for s in profile["sources"]["dataset"]:
+        if is_self(s, target) or s == "radimagenet":
+            continue
+        spec = {"random": f"{arch}:random", "imagenet": f"{arch}:imagenet",
+                "medmnist_union": union_name(target)}.get(s, s)
+        out[f"{spec}@{size}"] = s
+    return out
+
+
+def ranking_tables(results, source_of=None) -> dict[str, pd.DataFrame]:
+    """``{metric: source x target table}`` of the ``ok`` scores of several rankings (``{target: RankResult}``),
+    each oriented so that higher means "predicted to transfer better" (the recommendation's mean rank is
+    negated), with candidates renamed by ``source_of`` (``{candidate: source}``), ready for
+    :func:`helpers.evaluation.correlate_many` against a ground-truth table."""
+    frames = []
+    for target, res in results.items():
+        t = res.table[(res.table["status"] == "ok") & np.isfinite(res.table["score"].astype(float))].copy()
+        t["source"] = t["candidate"].map(lambda c: (source_of or {}).get(c, c))
+        t["target"] = target
+        t["score"] = np.where(t["metric"].map(higher_is_better), t["score"], -t["score"].astype(float))
+        frames.append(t)
+    long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["metric"])
+    out = {}
+    for m in dict.fromkeys(long["metric"]):
+        w = long[long["metric"] == m].pivot_table(index="source", columns="target", values="score", aggfunc="first")
+        w.index.name, w.columns.name = "source", "target"
+        out[m] = w
+    return out
+
+
+def agreement_with_scoring(tables: dict, scores: pd.DataFrame) -> pd.DataFrame:
+    """Per metric, how far the rankings' scores (:func:`ranking_tables`) are from the scoring stage's
+    (``results/<profile>/scores.csv``) on the (source, target) pairs both computed: columns ``metric``,
+    ``pairs``, ``max_abs_diff``. The two paths share the metrics but not the code that loads images and models,
+    so on the same images, input size and candidates they should agree to rounding."""
+    from ..scoring import score_tables
+
+    theirs = score_tables(scores)
+    rows = []
+    for m, w in tables.items():
+        if m not in theirs:
+            continue
+        a, b = w.align(theirs[m], join="inner")
+        diff = (a - b).abs().to_numpy().ravel()
+        diff = diff[np.isfinite(diff)]
+        rows.append({"metric": m, "pairs": int(diff.size), "max_abs_diff": float(diff.max()) if diff.size else np.nan})
+    return pd.DataFrame(rows, columns=["metric", "pairs", "max_abs_diff"])

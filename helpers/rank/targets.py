@@ -1,0 +1,572 @@
+"""Targets for :mod:`helpers.rank`: a user's labelled images, read once, resized on the device per candidate.
+
+Four forms (:func:`load_target` tells them apart):
+
+``FLAG`` or ``FLAG:SPLIT`` (a MedMNIST 2D flag, e.g. ``breastmnist``, ``pneumoniamnist:test``)
+    read through :func:`helpers.data.load_medmnist` from the data root. The default split ``fold1`` is
+    [D]'s fold-1 train subset (:func:`helpers.data.paper_fold_indices`), the images the scoring stage scores
+    and the fine-tuning stage fine-tunes on, so a ranking can be compared with the ground truth of
+    ``results/<profile>/ground_truth.csv``; ``train``, ``val`` and ``test`` are the whole official splits.
+    ``max_images`` takes the *first* images of the subset (as the scoring stage does: the fold is already a
+    random draw).
+a folder with one sub-folder per class
+    ``<folder>/<class>/<image>``; PNG, JPEG, TIFF or BMP; any size; grayscale or colour. Class ids follow
+    the sorted sub-folder names. Hidden files and files with other suffixes are ignored (and counted).
+an ``.npz`` file with ``images`` and ``labels``
+    ``images`` uint8 (N, H, W) or (N, H, W, 1 | 3) (uint16 is scaled, below), ``labels`` integer (N,)
+    class ids or an (N, L) 0/1 multi-hot matrix; an optional ``classes`` string array names them. Read with
+    ``allow_pickle=False``.
+a ``.csv`` of image paths
+    a ``path`` column (else the first column) of image paths relative to the CSV, and one column per label:
+    several 0/1 columns make a multi-label target; a single column is a class label (names or integers).
+
+Decoding (folders and CSVs) uses PIL, and every mode is converted by one stated rule: 8-bit grayscale
+(``L``, ``LA``, ``1``, ``P`` without colour) stays one channel; colour (``RGB``, ``RGBA``, ``P``, ``CMYK``,
+``YCbCr``, ...) becomes RGB (alpha dropped); 16-bit and 32-bit images (``I;16``, ``I``, ``F``, typical of
+medical TIFFs) are rescaled to 0..255 with *one* minimum and maximum over all such images of the target, so
+relative intensities between images survive. A target that mixes 8-bit and high-bit-depth images is refused
+(there is no single rule that puts both on one intensity scale); the error names one file of each. Mixing
+grayscale and colour images is accepted: grayscale images are replicated to three channels, which is what
+every candidate sees for them anyway; :attr:`Target.description` counts both.
+
+Images keep their own size up to ``max_side`` (512) pixels on the longer side (larger ones are reduced by
+PIL with antialiasing when decoded, to bound memory); each candidate's input is made on the device, a batch
+at a time (:class:`TargetImages`): bilinear resize to its square input size (antialiased when shrinking, no
+crop) and its own normalisation.
+
+``max_images`` on folders, npz and CSV targets keeps a seeded class-stratified subset (every class keeps at
+least 2 images where it has them) *before* decoding, so a large folder is never read whole.
+
+Bad input raises :class:`TargetError` (a ``ValueError``) naming the file or value: a missing path, an empty
+folder, a single class, a class with fewer than 2 images, an unreadable image, mixed bit depths, labels
+that do not match the images.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+MEDMNIST_SPLITS = ("fold1", "train", "val", "test")
+MAX_SIDE = 512
+
+
+class RankInputError(ValueError):
+    """Bad input to :func:`helpers.rank.rank_models` (the command prints it and exits with status 2)."""
+
+
+class TargetError(RankInputError):
+    """A target that cannot be used: the message names the file or value and the problem."""
+
+
+@dataclass
+class Target:
+    """Labelled target images: ``images`` is a list of uint8 arrays (H, W) or (H, W, 3), any sizes;
+    ``labels`` int64 (N,) class ids or (N, L) 0/1 multi-hot; ``classes`` the class (or label) names."""
+
+    name: str
+    kind: str
+    images: list = field(repr=False)
+    labels: np.ndarray = field(repr=False)
+    classes: list
+    description: str = ""
+    files: list | None = field(default=None, repr=False)
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if len(self.images) != len(self.labels):
+            raise TargetError(f"target {self.name!r}: {len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def multilabel(self) -> bool:
+        return self.labels.ndim == 2
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 (16 hex) of the images and labels: what the feature cache keys on."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for im in self.images:
+                h.update(str(im.shape).encode())
+                h.update(np.ascontiguousarray(im).tobytes())
+            h.update(str(self.labels.shape).encode())
+            h.update(np.ascontiguousarray(self.labels).tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    def class_counts(self) -> dict:
+        """Images per class (positives per label for multi-label)."""
+        counts = self.labels.sum(0) if self.multilabel else np.bincount(self.labels, minlength=len(self.classes))
+        return {c: int(n) for c, n in zip(self.classes, counts)}
+
+    def dataset(self, image_size: int, mean, std, device=None) -> "TargetImages":
+        """The images on ``device`` as candidate inputs: (B, 3, S, S) float batches, normalised."""
+        return TargetImages(self.images, self.labels, image_size, mean, std, device)
+
+
+class TargetImages:
+    """Target images held on the device as uint8 at their own sizes (grouped by shape), turned into a
+    candidate's input a batch at a time: grayscale repeated to 3 channels, bilinear resize to
+    ``image_size`` x ``image_size`` (antialiased when shrinking, no crop), ``(x / 255 - mean) / std``.
+
+    It has the interface :func:`helpers.models.extract` and FU use (``device``, ``batch``, ``batches``,
+    ``targets``, ``len``), like :class:`helpers.data.TensorImageDataset`."""
+
+    def __init__(self, images, labels, image_size: int, mean, std, device=None):
+        import torch
+
+        from ..data import default_device
+
+        self.device = torch.device(device) if device is not None else default_device()
+        self.image_size = int(image_size)
+        if self.image_size < 1:
+            raise ValueError(f"image_size must be positive, got {image_size}")
+        self.mean, self.std = tuple(mean), tuple(std)
+        shapes: dict = {}
+        group = np.empty(len(images), dtype=np.int64)
+        pos = np.empty(len(images), dtype=np.int64)
+        members: list[list[int]] = []
+        for i, im in enumerate(images):
+            g = shapes.setdefault(im.shape, len(shapes))
+            if g == len(members):
+                members.append([])
+            group[i], pos[i] = g, len(members[g])
+            members[g].append(i)
+        self.groups = []
+        for shape, g in shapes.items():
+            stack = np.stack([images[i] for i in members[g]])
+            if stack.ndim == 3:
+                stack = stack[..., None]
+            self.groups.append(torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous().to(self.device))
+        self.group = torch.from_numpy(group).to(self.device)
+        self.pos = torch.from_numpy(pos).to(self.device)
+        y = torch.as_tensor(np.asarray(labels))
+        self.labels = (y[:, None] if y.ndim == 1 else y).to(torch.long).to(self.device)
+
+    def __len__(self) -> int:
+        return len(self.group)
+
+    @property
+    def targets(self):
+        return self.labels[:, 0] if self.labels.shape[1] == 1 else self.labels
+
+    def batch(self, index, augment: bool = False, generator=None):
+        import torch
+        import torch.nn.functional as F
+
+        from ..transforms import normalize_batch
+
+        if augment:
+            raise ValueError("target images are never augmented")
+        index = torch.as_tensor(index, device=self.device)
+        size = self.image_size
+        out = torch.empty(len(index), 3, size, size, device=self.device)
+        groups = self.group.index_select(0, index)
+        for g in torch.unique(groups).tolist():
+            sel = torch.nonzero(groups == g).flatten()
+            x = self.groups[g].index_select(0, self.pos.index_select(0, index[sel])).float()
+            if x.shape[1] == 1:
+                x = x.expand(-1, 3, -1, -1)
+            if x.shape[-2:] != (size, size):
+                shrink = x.shape[-2] > size or x.shape[-1] > size
+                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+            out[sel] = x
+        y = self.labels.index_select(0, index)
+        return normalize_batch(out, self.mean, self.std), (y[:, 0] if y.shape[1] == 1 else y)
+
+    def batches(self, batch_size: int, shuffle: bool = False, augment: bool = False, seed: int = 0,
+                drop_last: bool = False):
+        from ..data import iterate_batches
+
+        return iterate_batches(self, batch_size, shuffle, augment, seed, drop_last)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# loading
+
+
+def load_target(spec, *, max_images: int | None = None, seed: int = 0, data_root=None, split: str | None = None,
+                medmnist_size: int = 28, max_side: int = MAX_SIDE) -> Target:
+    """A :class:`Target` from a MedMNIST flag (``FLAG`` or ``FLAG:SPLIT``), an image folder, an ``.npz`` or a
+    ``.csv`` (module docstring). ``max_images`` subsamples (seeded by ``seed``); :class:`TargetError` on bad
+    input."""
+    from ..data import MEDMNIST_2D_FLAGS
+
+    if isinstance(spec, Target):
+        return spec
+    if max_images is not None and int(max_images) < 4:
+        raise TargetError(f"max_images must be at least 4, got {max_images}")
+    text = str(spec)
+    path = Path(text).expanduser()
+    flag, _, flag_split = text.partition(":")
+    if not path.exists() and flag.lower() in MEDMNIST_2D_FLAGS:
+        return _medmnist_target(flag.lower(), split or flag_split or "fold1", max_images, data_root, medmnist_size)
+    if not path.exists():
+        import difflib
+
+        close = difflib.get_close_matches(flag.lower(), MEDMNIST_2D_FLAGS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else (
+            f"; a target is a folder, an .npz, a .csv or a MedMNIST flag ({', '.join(MEDMNIST_2D_FLAGS)})")
+        raise TargetError(f"target {text!r} does not exist{hint}")
+    if path.is_dir():
+        return _folder_target(path, max_images, seed, max_side)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return _npz_target(path, max_images, seed)
+    if suffix == ".csv":
+        return _csv_target(path, max_images, seed, max_side)
+    raise TargetError(f"target {path}: expected a folder of class sub-folders, an .npz or a .csv file "
+                      f"(got a {suffix or 'suffix-less'} file)")
+
+
+def _medmnist_target(flag, split, max_images, data_root, size) -> Target:
+    from ..data import load_medmnist, paper_fold_indices
+
+    if split not in MEDMNIST_SPLITS:
+        raise TargetError(f"MedMNIST split {split!r} for {flag}: expected one of {', '.join(MEDMNIST_SPLITS)}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            d = load_medmnist(flag, size=size, root=data_root)
+    except (FileNotFoundError, ValueError) as exc:
+        raise TargetError(f"MedMNIST target {flag!r}: {exc}") from exc
+    if split == "fold1":
+        idx = paper_fold_indices(len(d.labels["train"]), len(d.labels["val"]), d.n_classes, 1)[0][0]
+        x, y = d.images["train"][idx], d.labels["train"][idx]
+        where = "fold 1's train subset of [D] (paper_fold_indices)"
+    else:
+        x, y = d.images[split], d.labels[split]
+        where = f"the {split} split"
+    if max_images is not None:
+        x, y = x[: int(max_images)], y[: int(max_images)]
+        where += f", first {len(x)} images"
+    labels = y if d.multilabel else y[:, 0]
+    target = Target(flag if split == "fold1" else f"{flag}:{split}", "medmnist", list(x), labels.astype(np.int64),
+                    list(d.class_names), f"MedMNIST {flag} at {size} px, {where}")
+    _check_classes(target, f"MedMNIST {flag}")
+    return target
+
+
+def _stratified(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """Indices of a seeded subset of ``n`` samples, stratified by class (by first positive for multi-label);
+    every class keeps at least 2 samples where it has them. Sorted; everything when ``n`` is None or >= N."""
+    N = len(labels)
+    if n is None or n >= N:
+        return np.arange(N)
+    key = labels.argmax(1) if labels.ndim == 2 else labels
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(key, return_counts=True)
+    quota = np.maximum(np.minimum(counts, 2), np.floor(counts * n / N).astype(int))
+    while quota.sum() < n:  # hand out the rounding remainder to the classes with the most left
+        quota[np.argmax(counts - quota)] += 1
+    picks = [rng.choice(np.flatnonzero(key == c), int(q), replace=False) for c, q in zip(classes, quota)]
+    return np.sort(np.concatenate(picks))
+
+
+def _folder_target(folder: Path, max_images, seed, max_side) -> Target:
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        loose = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        hint = (f" (it holds {len(loose)} images directly: put them into one sub-folder per class)" if loose
+                else "")
+        raise TargetError(f"image folder {folder} has no class sub-folders{hint}")
+    files, labels, ignored = [], [], 0
+    for k, d in enumerate(class_dirs):
+        found = 0
+        for f in sorted(d.iterdir()):
+            if f.name.startswith(".") or not f.is_file():
+                continue
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                ignored += 1
+                continue
+            files.append(f)
+            labels.append(k)
+            found += 1
+        if not found:
+            raise TargetError(f"class folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    classes = [d.name for d in class_dirs]
+    if len(classes) < 2:
+        raise TargetError(f"image folder {folder} has a single class ({classes[0]!r}); ranking needs at least "
+                          "2 classes (one sub-folder per class)")
+    labels = np.asarray(labels, dtype=np.int64)
+    keep = _stratified(labels, max_images, seed)
+    files = [files[i] for i in keep]
+    images, note = decode_images(files, max_side)
+    extra = f"; {ignored} non-image files ignored" if ignored else ""
+    target = Target(folder.name, "folder", images, labels[keep], classes,
+                    f"image folder {folder}: {len(files)} images{_subset_note(len(keep), len(labels))}, "
+                    f"{note}{extra}", [str(f) for f in files])
+    _check_classes(target, f"image folder {folder}")
+    return target
+
+
+def _subset_note(kept: int, total: int) -> str:
+    return f" (a stratified subset of {total})" if kept < total else ""
+
+
+def _npz_target(path: Path, max_images, seed) -> Target:
+    import zipfile
+
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise TargetError(f"{path}: cannot be read as an npz archive ({type(exc).__name__}: {exc})") from exc
+    with archive:
+        missing = [k for k in ("images", "labels") if k not in archive.files]
+        if missing:
+            raise TargetError(f"{path}: missing arrays {missing}; an npz target needs 'images' and 'labels' "
+                              f"(it has {sorted(archive.files)})")
+        try:
+            x, y = archive["images"], archive["labels"]
+            names = archive["classes"] if "classes" in archive.files else None
+        except ValueError as exc:  # object arrays refused by allow_pickle=False
+            raise TargetError(f"{path}: {exc} (store plain numeric arrays, and 'classes' as a string array)") from exc
+    if x.dtype not in (np.uint8, np.uint16):
+        raise TargetError(f"{path}: 'images' has dtype {x.dtype}; expected uint8 (or uint16, rescaled)")
+    if x.ndim == 4 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if not (x.ndim == 3 or (x.ndim == 4 and x.shape[-1] == 3)):
+        raise TargetError(f"{path}: 'images' has shape {x.shape}; expected (N, H, W) or (N, H, W, 1 | 3)")
+    labels, classes = _check_label_array(y, len(x), f"{path}: 'labels'")
+    if names is not None:
+        names = [str(n) for n in np.asarray(names).ravel()]
+        if len(names) != len(classes):
+            raise TargetError(f"{path}: 'classes' names {len(names)} classes but the labels have {len(classes)}")
+        classes = names
+    keep = _stratified(labels, max_images, seed)
+    x, labels = x[keep], labels[keep]
+    note = "8-bit"
+    if x.dtype == np.uint16:
+        lo, hi = float(x.min()), float(x.max())
+        x = _rescale(x.astype(np.float64), lo, hi)
+        note = f"16-bit rescaled from [{lo:g}, {hi:g}] to 0..255"
+    target = Target(path.stem, "npz", list(x), labels, classes,
+                    f"npz {path}: {len(x)} images{_subset_note(len(keep), len(y))} of {x.shape[1:]} ({note})")
+    _check_classes(target, f"{path}")
+    return target
+
+
+def _check_label_array(y, n: int, where: str):
+    """int64 labels (N,) 0..C-1 or (N, L) 0/1, and default class names; TargetError otherwise."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iub":
+        raise TargetError(f"{where} has dtype {y.dtype}; expected integers")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim not in (1, 2):
+        raise TargetError(f"{where} has shape {y.shape}; expected (N,) class ids or (N, L) 0/1 labels")
+    if len(y) != n:
+        raise TargetError(f"{where}: {len(y)} labels for {n} images; they must match one to one")
+    y = y.astype(np.int64)
+    if y.ndim == 2:
+        if not np.isin(y, (0, 1)).all():
+            raise TargetError(f"{where}: a multi-label (N, L) matrix must hold only 0 and 1")
+        return y, [f"label_{j}" for j in range(y.shape[1])]
+    if y.min() < 0:
+        raise TargetError(f"{where}: negative class id {int(y.min())}; class ids are 0..C-1")
+    present = np.unique(y)
+    if len(present) != y.max() + 1:
+        raise TargetError(f"{where}: class ids {sorted(set(range(int(y.max()) + 1)) - set(present.tolist()))} "
+                          f"have no image; class ids must be 0..C-1 with every class present")
+    return y, [str(c) for c in range(int(y.max()) + 1)]
+
+
+def _csv_target(path: Path, max_images, seed, max_side) -> Target:
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path)
+    except Exception as exc:  # pandas raises many types for bad CSVs
+        raise TargetError(f"{path}: cannot be read as CSV ({type(exc).__name__}: {exc})") from exc
+    if df.shape[1] < 2 or df.empty:
+        raise TargetError(f"{path}: expected a path column and at least one label column with one row per "
+                          f"image (got {df.shape[0]} rows, columns {list(df.columns)})")
+    path_col = next((c for c in df.columns if str(c).strip().lower() in ("path", "image", "file", "filename")),
+                    df.columns[0])
+    label_cols = [c for c in df.columns if c != path_col]
+    if df[path_col].isna().any():
+        raise TargetError(f"{path}: column {path_col!r} has {int(df[path_col].isna().sum())} empty paths")
+    if len(label_cols) == 1:
+        col = df[label_cols[0]]
+        if col.isna().any():
+            raise TargetError(f"{path}: column {label_cols[0]!r} has {int(col.isna().sum())} empty labels")
+        classes = sorted(col.astype(str).unique(), key=lambda s: (not s.lstrip("-").isdigit(),
+                                                                  int(s) if s.lstrip("-").isdigit() else 0, s))
+        labels = col.astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
+    else:
+        block = df[label_cols]
+        bad = [c for c in label_cols if not block[c].isin([0, 1]).all()]
+        if bad:
+            raise TargetError(f"{path}: multi-label columns must hold 0 or 1 in every row; {bad} do not")
+        labels = block.to_numpy(np.int64)
+        classes = [str(c) for c in label_cols]
+        if (labels.sum(0) == 0).all() or (labels.sum(0) == len(labels)).all():
+            raise TargetError(f"{path}: every label column is constant; nothing to rank on")
+    keep = _stratified(labels, max_images, seed)
+    files = [(path.parent / str(df[path_col].iloc[i])).resolve() for i in keep]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise TargetError(f"{path}: {len(missing)} image paths do not exist (relative to {path.parent}), "
+                          f"e.g. {missing[0]}")
+    images, note = decode_images(files, max_side)
+    kind = "multi-label" if labels.ndim == 2 else "single-label"
+    target = Target(path.stem, "csv", images, labels[keep], classes,
+                    f"CSV {path} ({kind}, {len(classes)} {'labels' if labels.ndim == 2 else 'classes'}): "
+                    f"{len(files)} images{_subset_note(len(keep), len(labels))}, {note}", [str(f) for f in files])
+    _check_classes(target, str(path))
+    return target
+
+
+# ----------------------------------------------------------------------------------------------------------
+# decoding
+
+_GRAY_MODES = {"1", "L", "LA"}
+_HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _rescale(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    if hi <= lo:
+        return np.zeros(x.shape, dtype=np.uint8)
+    return np.clip(np.round((x - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+
+
+def decode_images(files, max_side: int = MAX_SIDE) -> tuple[list, str]:
+    """uint8 arrays (H, W) or (H, W, 3) of ``files`` by the mode rules of the module docstring, and a note
+    that counts what was read. :class:`TargetError` names an unreadable file or a bit-depth mix."""
+    from PIL import Image, UnidentifiedImageError
+
+    decoded, kinds = [], {}
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                mode = im.mode
+                if mode in _HIGH_DEPTH or mode.startswith("I;16"):
+                    kind = "high"
+                    if max(im.size) > max_side:
+                        im = im.convert("F")
+                        im.thumbnail((max_side, max_side), Image.BILINEAR)
+                    arr = np.asarray(im, dtype=np.float64)
+                    if arr.ndim != 2:
+                        raise TargetError(f"image {f}: a {mode} image with shape {arr.shape}; expected 2-D")
+                else:
+                    gray = mode in _GRAY_MODES or (mode == "P" and _palette_is_gray(im))
+                    im = im.convert("L" if gray else "RGB")
+                    if max(im.size) > max_side:
+                        im.thumbnail((max_side, max_side), Image.LANCZOS)
+                    arr = np.asarray(im, dtype=np.uint8)
+                    kind = "gray" if gray else "rgb"
+        except TargetError:
+            raise
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise TargetError(f"image {f} cannot be read ({type(exc).__name__}: {exc})") from exc
+        if arr.ndim == 2 and min(arr.shape) < 1:
+            raise TargetError(f"image {f} is empty ({arr.shape})")
+        kinds.setdefault(kind, []).append(str(f))
+        decoded.append((kind, arr))
+    if "high" in kinds and len(kinds) > 1:
+        other = next(k for k in kinds if k != "high")
+        raise TargetError(f"the target mixes 8-bit images (e.g. {kinds[other][0]}) with 16/32-bit ones (e.g. "
+                          f"{kinds['high'][0]}); convert them to one bit depth first (no single rule puts both "
+                          "on one intensity scale)")
+    notes = []
+    if "high" in kinds:
+        lo = min(float(a.min()) for _, a in decoded)
+        hi = max(float(a.max()) for _, a in decoded)
+        decoded = [("gray", _rescale(a, lo, hi)) for _, a in decoded]
+        notes.append(f"{len(kinds['high'])} 16/32-bit grayscale rescaled from [{lo:g}, {hi:g}] to 0..255")
+    images = [a for _, a in decoded]
+    if "gray" in kinds and "rgb" in kinds:
+        images = [np.repeat(a[..., None], 3, -1) if a.ndim == 2 else a for a in images]
+    for k, label in (("gray", "grayscale"), ("rgb", "colour (RGB)")):
+        if k in kinds:
+            notes.append(f"{len(kinds[k])} {label}")
+    if "gray" in kinds and "rgb" in kinds:
+        notes.append("grayscale replicated to 3 channels")
+    sizes = {a.shape[:2] for a in images}
+    notes.append(f"size {next(iter(sizes))[1]}x{next(iter(sizes))[0]}" if len(sizes) == 1 else
+                 f"{len(sizes)} different sizes, {min(min(s) for s in sizes)} to {max(max(s) for s in sizes)} px")
+    return images, ", ".join(notes)
+
+
+def _palette_is_gray(im) -> bool:
+    pal = im.getpalette() or []
+    rgb = np.asarray(pal[: 3 * 256]).reshape(-1, 3) if len(pal) >= 3 else np.zeros((0, 3))
+    return bool(len(rgb)) and bool((rgb[:, :1] == rgb).all())
+
+
+def _check_classes(target: Target, where: str) -> None:
+    """At least 2 classes, each with at least 2 images (the metrics fit per-class statistics)."""
+    counts = target.class_counts()
+    if target.multilabel:
+        if not any(0 < n < len(target) for n in counts.values()):
+            raise TargetError(f"{where}: every label is constant over the {len(target)} images; nothing to rank")
+        return
+    present = {c: n for c, n in counts.items() if n > 0}
+    if len(present) < 2:
+        raise TargetError(f"{where}: a single class ({next(iter(present), '?')!r}) among the {len(target)} images; "
+                          "ranking needs at least 2 classes")
+    small = {c: n for c, n in counts.items() if n < 2}
+    if small:
+        raise TargetError(f"{where}: classes {small} have fewer than 2 images; every class needs at least 2")
+
+
+def describe(target: Target) -> dict:
+    """A JSON-friendly summary of a target (for tables and the command's output)."""
+    return {"target": target.name, "kind": target.kind, "images": len(target), "multilabel": target.multilabel,
+            "classes": json.dumps(target.class_counts()), "fingerprint": target.fingerprint,
+            "description": target.description}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# writing targets
+
+
+def write_image_folder(images, labels, classes, folder, names=None) -> Path:
+    """Write uint8 images (N, H, W) or (N, H, W, 3) as PNGs into ``<folder>/<class>/<name>.png``, the layout
+    :func:`load_target` reads. Files already there with the same name are kept (a re-run writes nothing);
+    each file is written to a temp name and renamed. ``names``: file stems (default ``00000``...)."""
+    import os
+
+    from PIL import Image
+
+    folder = Path(folder)
+    labels = np.asarray(labels)
+    if len(images) != len(labels):
+        raise TargetError(f"{len(images)} images but {len(labels)} labels")
+    for k in np.unique(labels):
+        (folder / str(classes[int(k)])).mkdir(parents=True, exist_ok=True)
+    for i, (im, k) in enumerate(zip(images, labels)):
+        stem = Path(str(names[i])).stem if names is not None else f"{i:05d}"
+        path = folder / str(classes[int(k)]) / f"{stem}.png"
+        if path.is_file():
+            continue
+        tmp = path.with_name(f".{path.stem}.tmp.png")
+        Image.fromarray(np.asarray(im, dtype=np.uint8)).save(tmp)
+        os.replace(tmp, path)
+    return folder
+
+
+def write_busi_folder(folder, split: str = "train", root=None) -> Path:
+    """BUSI's image-level labels (benign / malignant, ``<split>_labels`` of ``segmentation/busi_128.npz``) as an
+    image folder: a real breast-ultrasound classification target outside MedMNIST (128 px, grayscale; the
+    file names are BUSI's own). BreastMNIST is made from the same BUSI images (Yang et al., 2023), so a source
+    trained on BreastMNIST has seen these images."""
+    from ..segmentation.data import load_segmentation, read_manifest, segmentation_path
+
+    data = load_segmentation("busi", root)
+    with np.load(segmentation_path("busi", root), allow_pickle=False) as archive:
+        if f"{split}_labels" not in archive.files:
+            raise TargetError(f"{data.path}: no image-level labels {split}_labels")
+        labels = archive[f"{split}_labels"].reshape(-1).astype(np.int64)
+    names = read_manifest(root).get("busi", {}).get("image_labels", {"0": "benign", "1": "malignant"})
+    classes = [names[str(k)] for k in range(len(names))]
+    return write_image_folder(data.images[split], labels, classes, folder, data.ids[split])

@@ -1,0 +1,345 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Choose a model for your data
+#
+# ## Overview
+# The question a medical-imaging researcher brings to this field is: *which of these pre-trained models should
+# I fine-tune on my data?* The earlier chapters answer it for the paper's MedMNIST targets through profiles and
+# stages. This chapter answers it directly for a target this project has never seen, with
+# `helpers.rank`: point it at a folder of labelled images and a list of candidate models, and it extracts
+# features once per candidate, computes every applicable transferability metric and the baselines a reader
+# needs to judge them, ranks the candidates per metric, and combines the ranks into one recommendation with a
+# bootstrap interval over the target images.
+#
+# The target here is breast ultrasound from BUSI {cite}`aldhabyani2020busi` (benign against malignant lesions,
+# the image-level labels of the segmentation data), written as a folder with one sub-folder per class, exactly
+# what a user would point the tool at. The candidates are this project's trained sources, random
+# initialisation, a checkpoint file as a colleague would send it, and an ImageNet model (which this offline
+# machine cannot download, so it is reported as unavailable).
+#
+# 1. The target and the candidates
+# 2. The ranking
+# 3. How stable is the recommendation?
+# 4. What each metric costs
+# 5. The recommendation against fine-tuning (MedMNIST targets with a ground truth)
+#
+# ## Prerequisites
+# | Concept | Importance | Notes |
+# | --- | --- | --- |
+# | [Pretraining chapter](02_pretraining) | Necessary | the project's sources (`results/<profile>/sources`) |
+# | [Scoring chapter](04_scoring) | Helpful | what each metric is and how set-level scores normalise |
+# | [Fine-tuning chapter](03_finetuning) | Helpful | the ground truth of the last section |
+#
+# - **Time to run**: about two minutes on the quick profile (2-core CPU); seconds when the features are cached.
+#
+# The same ranking from a shell:
+#
+# ```bash
+# python -m helpers.rank --target my_images/ --candidates breastmnist,resnet18:random@28,resnet50 \
+#     --out ranking.csv
+# ```
+
+# %% tags=["parameters"]
+profile = "quick"   # profile name: its trained sources (results/<profile>/sources) are candidates by name
+target = None       # a folder, .npz, .csv or MedMNIST flag; None: BUSI written as an image folder (below)
+candidates = None   # list or comma-separated string; None: the project's sources, random, a .pt file, ImageNet
+max_images = 2000   # target images used (a seeded class-stratified subset when there are more)
+metrics = None      # None: every metric that applies, the baselines and the set-level scores
+n_boot = 100        # bootstrap replicates over the target images
+compare_truth = True  # also rank the profile's sources on its MedMNIST targets and compare with fine-tuning
+data_root = None    # None: $DATA_ROOT, else data/
+device = None       # None: the profile's device (auto: cuda when present)
+
+# %% [markdown]
+# ## Imports
+
+# %%
+# %matplotlib inline
+import os
+
+# Passive OpenMP waiting: on a CPU shared with other work, spinning threads slow the work several-fold.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from IPython.display import Markdown, display
+
+pd.set_option("display.max_colwidth", 120)
+
+from helpers import evaluation as E
+from helpers import rank as R
+from helpers.paths import results_root
+from helpers.profiles import load_profile, profile_targets, resolve_device
+from helpers.training import sources_dir
+
+# %%
+cfg = load_profile(profile)
+out = results_root(cfg["name"]) / "rank"
+out.mkdir(parents=True, exist_ok=True)
+device = device or resolve_device(cfg)
+sources = sources_dir(results_root(cfg["name"]))
+trained = sorted(p.stem for p in sources.glob("*.safetensors"))
+print(f"profile {cfg['name']!r}, device {device}; trained sources in {sources}: {trained}")
+
+# %% [markdown]
+# ## The target and the candidates
+# BUSI's 452 training images with their benign / malignant label become `results/<profile>/rank/busi/benign/*.png`
+# and `.../malignant/*.png` (128 px grayscale, BUSI's own file names). BreastMNIST {cite}`yang2023medmnist` was
+# made from the same BUSI images (downsized to 28 px, with the normal images BUSI's segmentation copy lacks), so
+# the `breastmnist` source has seen these very images during pretraining: the target is new to the tool but not
+# to that source, and it is expected to rank well. Whether it does is the first thing to look at.
+#
+# A candidate is a string: a trained source by name (`breastmnist`), a torchvision architecture with ImageNet
+# weights (`resnet18`) or random ones (`resnet18:random`), a checkpoint file with its architecture
+# (`resnet18:path/to/file.pt`), or a timm model (`timm:NAME`, with the optional `timm` package); `@SIZE` sets the
+# input size. The colleague's file below is the project's leave-BreastMNIST-out union source (trained on
+# PneumoniaMNIST and RetinaMNIST) saved as a plain PyTorch state dict: a bare `.pt` says neither its
+# architecture nor its input size, so both are given (`resnet18:...@28`). Random initialisation runs at 28 px like
+# the sources, to compare like with like (and to fit a CPU).
+
+# %%
+if target is None:
+    target = R.write_busi_folder(out / "busi", split="train", root=data_root)
+colleague = out / "colleague_resnet18.pt"
+union_wo_breast = sources / "medmnist_union__breastmnist.safetensors"
+if not colleague.is_file() and union_wo_breast.is_file():
+    from helpers.models import read_state_dict
+
+    torch.save(read_state_dict(union_wo_breast), colleague)
+if candidates is None:
+    own = [s for s in ("breastmnist", "pneumoniamnist", "retinamnist", "medmnist_union__retinamnist")
+           if s in trained]
+    candidates = own + ["resnet18:random@28", f"resnet18:{colleague}@28", "resnet18"]
+candidates = [c.strip() for c in candidates.split(",")] if isinstance(candidates, str) else list(candidates)
+spec = R.load_target(target, max_images=max_images, data_root=data_root)
+display(Markdown(f"**Target** `{spec.name}`: {spec.description}. Images per class: {spec.class_counts()}."))
+display(pd.DataFrame([{"candidate": c.name, "kind": c.kind, "architecture": c.arch or "(from its sidecar)",
+                       **{k: v for k, v in R.preprocessing(c).items()}} for c in
+                      R.parse_candidates(candidates, sources)]))
+display(Markdown("**Table 1.** The candidates and the input each one gets: the size and the normalisation "
+                 "(ImageNet mean and standard deviation for ImageNet weights, 0.5 / 0.5 for everything else), "
+                 "applied on the device to the same target images."))
+
+# %% [markdown]
+# ## The ranking
+# `rank_models` runs every candidate on the target. Features and FU are cached under
+# `results/<profile>/rank/cache`, keyed by the weights, the target images and the input convention, so
+# running this chapter again recomputes only the metrics.
+
+# %%
+result = R.rank_models(spec, candidates, metrics=metrics, n_boot=n_boot, device=device,
+                       cache_dir=out / "cache", sources_dir=sources, progress=False)
+result.write(out / "ranking.csv")
+rec = result.recommendation
+cols = ["name", "status", "score", "rank", "p_first", "rank_low", "rank_high", "reason"]
+display(rec[cols].rename(columns={"score": "mean rank"}).style.format(
+    {"mean rank": "{:.2f}", "rank": "{:.1f}", "p_first": "{:.2f}", "rank_low": "{:.0f}", "rank_high": "{:.0f}"},
+    na_rep=""))
+display(Markdown(f"**Table 2.** The recommendation, best first: the mean rank over "
+                 f"{', '.join(result.settings['recommend'])} (1 = best), `p_first` the share of "
+                 f"{n_boot} bootstrap replicates that rank the candidate first, and its 95 % rank interval. "
+                 "Candidates that could not be had here keep a row with the reason."))
+
+# %% [markdown]
+# The recommendation is the mean rank over three metrics: [D]'s LP x FU {cite}`juodelyte2024dataset` (the best of
+# its eight metrics against fine-tuning), and the two cheap supervised baselines that work on model selection
+# finds hard to beat, leave-one-out k-NN accuracy {cite}`renggli2022needle` and a cross-validated linear probe
+# {cite}`kornblith2019better`. A mean of ranks needs no common scale between the metrics and lets none dominate.
+# Every metric's own ranking is below.
+
+# %%
+ranks = result.wide("rank")
+ok_names = rec.loc[rec["status"] == "ok", "name"]
+ranks = ranks.loc[[n for n in ranks.index if n in set(ok_names)], [m for m in ranks.columns if m != R.RECOMMENDATION]]
+ranks = ranks.dropna(axis=1, how="all")
+display(ranks.style.format("{:.1f}", na_rep="-")
+        .background_gradient(axis=0, cmap="viridis_r"))
+display(Markdown("**Table 3.** Rank of each available candidate (rows, in recommendation order) by each metric "
+                 "(columns; 1 = best in the metric's own direction, ties share the average rank; brighter = "
+                 "better). `num_params` and `imagenet_top1` do not look at the target: they are the naive "
+                 "'bigger is better' and 'better on ImageNet is better' baselines (`imagenet_top1` exists only "
+                 "for torchvision ImageNet weights, from their metadata)."))
+
+# %%
+on_target = ranks.drop(columns=list(R.AGNOSTIC), errors="ignore")
+agree = on_target.corrwith(on_target["lp_fu"] if "lp_fu" in on_target else on_target.iloc[:, 0], method="kendall")
+firsts = on_target.idxmin().value_counts()
+display(Markdown(
+    f"The metrics disagree: `{firsts.index[0]}` is ranked first by {firsts.iloc[0]} of the {on_target.shape[1]} "
+    f"metrics that look at the target, and the Kendall correlation between a metric's ranking and LP x FU's ranges from "
+    f"{agree.drop('lp_fu', errors='ignore').min():.2f} to {agree.drop('lp_fu', errors='ignore').max():.2f}. "
+    "That disagreement is the reason to combine a few well-chosen metrics and to look at the interval rather "
+    "than trust one number."))
+best = result.best
+bm = rec[rec["name"] == "breastmnist"]
+if len(bm) and bm["status"].iloc[0] == "ok":
+    display(Markdown(f"The recommended candidate is `{rec['name'].iloc[0]}`. The `breastmnist` source, which saw "
+                     f"these images in pretraining, is ranked {bm['rank'].iloc[0]:.0f} of {len(ok_names)} "
+                     f"(first in {bm['p_first'].iloc[0]:.0%} of the replicates)."))
+
+# %% [markdown]
+# ## How stable is the recommendation?
+# Each bootstrap replicate resamples the target images with replacement (within each class), recomputes the
+# recommendation's metrics on them for every candidate, and re-ranks. k-NN accuracy, the linear probe and LP are
+# means of per-image terms (a leave-one-out vote, a held-out prediction, a neighbourhood probability), so a
+# replicate averages those terms over the resampled images; FU enters LP x FU unchanged (it needs the model and
+# a backward pass). The interval therefore says how much the ranking depends on *which* images were scored, not
+# how fine-tuning itself would vary.
+
+# %%
+ok = rec[rec["status"] == "ok"].iloc[::-1]
+fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(ok) + 1.2), sharey=True)
+y = np.arange(len(ok))
+axes[0].barh(y, ok["p_first"], color="tab:green")
+axes[0].set_xlim(0, 1)
+axes[0].set_xlabel("P(ranked first)")
+axes[0].set_yticks(y, ok["name"])
+axes[1].hlines(y, ok["rank_low"], ok["rank_high"], color="tab:blue", lw=3, alpha=0.5)
+axes[1].plot(ok["rank"], y, "o", color="tab:blue")
+axes[1].set_xlabel("rank (1 = best)")
+axes[1].set_xlim(0.5, len(ok) + 0.5)
+axes[1].invert_xaxis()
+fig.tight_layout()
+plt.show()
+display(Markdown(f"**Figure 1.** Left: the share of the {n_boot} replicates in which each candidate is ranked "
+                 "first. Right: its rank on all images (dot) and the 95 % bootstrap interval of its rank (bar; "
+                 "1 = best, at the right)."))
+
+# %%
+boot_metrics = [m for m in result.settings["recommend"] if m in set(result.table["metric"])]
+fig, axes = plt.subplots(1, len(boot_metrics), figsize=(3.6 * len(boot_metrics), 0.45 * len(ok) + 1.2),
+                         sharey=True, squeeze=False)
+for ax, m in zip(axes[0], boot_metrics):
+    g = result.table[(result.table["metric"] == m)].set_index("name").reindex(ok["name"])
+    ax.hlines(y, g["ci_low"], g["ci_high"], color="tab:orange", lw=3, alpha=0.5)
+    ax.plot(g["score"], y, "o", color="tab:orange")
+    ax.set_title(m)
+    ax.set_yticks(y, ok["name"])
+fig.tight_layout()
+plt.show()
+display(Markdown("**Figure 2.** The score of each candidate (dot) on every metric of the recommendation, with "
+                 "its 95 % bootstrap interval (bar); higher is better for all three. LP x FU is min-max "
+                 "normalised across the candidates, so the worst candidate on LP or FU sits at 0."))
+
+# %% [markdown]
+# ## What each metric costs
+# Seconds per candidate on this machine: feature extraction is shared by every metric; FU needs its own
+# forward and backward passes; set-level scores include their per-candidate parts, and the recommendation
+# the time of its three metrics and of the bootstrap.
+
+# %%
+tab = result.table[result.table["status"] == "ok"]
+secs = tab.groupby("metric")["seconds"].mean().drop(["num_params", "imagenet_top1"], errors="ignore")
+ext = result.candidates.loc[result.candidates["status"] == "ok", "extract_seconds"].mean()
+secs = pd.concat([secs, pd.Series({"(feature extraction)": ext})]).sort_values()
+fig, ax = plt.subplots(figsize=(6, 0.28 * len(secs) + 1))
+secs.plot.barh(ax=ax, color=["tab:gray" if i == "(feature extraction)" else "tab:blue" for i in secs.index])
+ax.set_xscale("log")
+ax.set_xlabel("seconds per candidate, mean (log scale)")
+fig.tight_layout()
+plt.show()
+display(Markdown(f"**Figure 3.** Mean seconds per candidate for each metric on `{device}` with "
+                 f"{len(spec)} target images (feature extraction in grey, measured when the features were "
+                 "computed, not read from the cache)."))
+
+# %% [markdown]
+# ## The recommendation against fine-tuning
+# For BUSI there is no ground truth: nobody fine-tuned these candidates on it. The project's MedMNIST targets
+# have one (`results/<profile>/ground_truth.csv`, from the Fine-tuning chapter), so the same tool can be checked
+# there: for each target, rank the profile's sources (the target's own source left out, its leave-target-out
+# union in, at the fine-tuning input size) on the images they were fine-tuned on (fold 1's train subset, the
+# first `finetuning.max_train_images`), and compare each ranking with the fine-tuned test AUC by the weighted
+# Kendall τ of the Correlation chapter.
+
+# %%
+truth_path = results_root(cfg["name"]) / "ground_truth.csv"
+truth = pd.read_csv(truth_path, index_col="source") if truth_path.is_file() else None
+if not compare_truth or truth is None:
+    display(Markdown("No comparison: switched off (`compare_truth = False`)." if not compare_truth else
+                     f"No comparison: {truth_path} does not exist; run the Fine-tuning chapter first."))
+else:
+    runs, names = {}, {}
+    n_ft = cfg.get("finetuning", {}).get("max_train_images")
+    for t in [t for t in profile_targets(cfg, data_root) if t in truth.columns]:
+        cands = R.profile_candidates(cfg, t)
+        names.update(cands)
+        runs[t] = R.rank_models(t, list(cands), metrics=metrics, max_images=n_ft, n_boot=n_boot, device=device,
+                                cache_dir=out / "cache", sources_dir=sources, data_root=data_root,
+                                progress=False)
+    tables = R.ranking_tables(runs, names)
+    long = E.tidy(E.correlate_many(tables, truth, exclude_self=True))
+    wt = E.wide(long, "weighted_tau")
+    order = [R.RECOMMENDATION] + [m for m in wt.columns if m != R.RECOMMENDATION]
+    wt = wt[[m for m in order if m in wt.columns]]
+    display(wt.T.assign(mean=wt.mean()).style.format("{:.2f}", na_rep="NaN")
+            .background_gradient(axis=None, cmap="RdBu", vmin=-1, vmax=1))
+    display(Markdown(f"**Table 4.** Weighted τ between each metric's ranking (rows; `recommendation` = the "
+                     f"combined mean rank) and the fine-tuned test AUC per target (columns), over the "
+                     f"{int(long['n_sources'].max())} or fewer sources available per target. Blue = agrees with "
+                     "fine-tuning. NaN: the metric gave every source the same score."))
+    side = []
+    for t, res in runs.items():
+        r = res.recommendation[res.recommendation["status"] == "ok"]
+        for row in r.itertuples():
+            side.append({"target": t, "source": names[row.candidate], "recommended rank": row.rank,
+                         "P(first)": row.p_first, "fine-tuned AUC": truth.loc[names[row.candidate], t]})
+    side = pd.DataFrame(side)
+    side["fine-tuned rank"] = side.groupby("target")["fine-tuned AUC"].rank(ascending=False)
+    display(side.style.format({"recommended rank": "{:.1f}", "P(first)": "{:.2f}", "fine-tuned AUC": "{:.3f}",
+                               "fine-tuned rank": "{:.1f}"}).hide(axis="index"))
+    display(Markdown("**Table 5.** Per target, each source's recommended rank and P(first) beside its fine-tuned "
+                     "test AUC and rank. The `imagenet` source is unavailable offline and has neither."))
+    rec_wt = wt[R.RECOMMENDATION] if R.RECOMMENDATION in wt else pd.Series(dtype=float)
+    hits = int((long[long["metric"] == R.RECOMMENDATION]["top1_relative"] == 1).sum())
+    best_metric = wt.mean().drop(R.RECOMMENDATION, errors="ignore").idxmax()
+    display(Markdown(
+        f"The recommendation's weighted τ is {', '.join(f'{v:.2f} ({k})' for k, v in rec_wt.items())} (mean "
+        f"{rec_wt.mean():.2f}); its first choice is the best fine-tuned source in {hits} of {len(rec_wt)} "
+        f"targets. The single metric with the highest mean τ here is `{best_metric}` "
+        f"({wt[best_metric].mean():.2f} over the {int(wt[best_metric].notna().sum())} targets where it ranks at all)."
+        " With three or four sources per target, a few epochs of pretraining "
+        "and fine-tuning runs on 128 images at 28 px, one swapped pair moves τ by a large amount: on the quick "
+        "profile this shows how to check a recommendation against fine-tuning, not how good it is."))
+
+    scores_path = results_root(cfg["name"]) / "scores.csv"
+    if scores_path.is_file():
+        agreement = R.agreement_with_scoring(tables, pd.read_csv(scores_path))
+        display(agreement.set_index("metric").T.style.format("{:.1e}", subset=pd.IndexSlice[["max_abs_diff"], :])
+                .format("{:.0f}", subset=pd.IndexSlice[["pairs"], :]))
+        display(Markdown(
+            f"**Table 6.** The same (source, target) pairs scored by this tool and by the Scoring chapter: the "
+            f"largest absolute difference per metric over {int(agreement['pairs'].max())} pairs. The two share "
+            "the metrics but not the code that reads the images and builds the models; on the same images, "
+            "input size and candidates they agree to rounding (largest difference "
+            f"{agreement['max_abs_diff'].max():.1e})."))
+
+# %% [markdown]
+# ## Summary
+# - `helpers.rank` ranks any mix of candidates (the project's sources, torchvision architectures with ImageNet or
+#   random weights, checkpoint files, timm models) on a user's own labelled images (a folder, an `.npz`, a CSV
+#   of paths with one column per label, a MedMNIST flag), with every applicable metric, the baselines and one
+#   combined recommendation with a bootstrap interval. The tables are in `results/<profile>/rank/`.
+# - Candidates that cannot be had here (ImageNet weights offline) stay in the table with the reason.
+# - On BUSI, Table 2 and Figure 1 show the recommended candidate and how often the bootstrap agrees; the metrics
+#   disagree with each other (Table 3), which is why the recommendation combines three of them.
+# - On the MedMNIST targets the tool reproduces the Scoring chapter's scores (Table 6), and its recommendation
+#   can be set against fine-tuning (Tables 4 and 5); on the quick profile that comparison is illustrative.
+#
+# ## What's next
+# Run it on your own data: `python -m helpers.rank --target my_images/ --candidates ... --out ranking.csv`
+# (`python -m helpers.rank --help` lists every option); from Python, `helpers.rank.rank_models` returns the same
+# tables. The References page lists the works cited.
