@@ -9,6 +9,7 @@ runner      resumable, config-hashed units of work
 metrics     transferability metrics (pairwise and set-level)
 evaluation  correlation of scores with fine-tuned ground truth
 similarity  CCA, SVCCA, PWCCA, linear CKA (minibatch too), [R]'s layer sampling, prediction and weight change
+representations  [R]'s analyses as a resumable stage: fine-tuning, similarity per stage, predictions, weights
 reference   [D]'s published tables; reference_r: [R]'s
 """
 

@@ -88,9 +88,9 @@ print(f"profile {cfg['name']!r}: {settings['architecture']}, targets {settings['
 #
 # ### CCA per stage
 # [R] samples about 10 000 spatial positions of target images and 64 random channels per stage, computes
-# google/svcca's CCA between the two networks' activations and reports the mean of all canonical correlations,
-# averaged over 5 draws, per fold. Its summary calls this "SVCCA", but there is no SVD step (PROTOCOL.md
-# section 8).
+# google/svcca's CCA {cite}`raghu2017svcca` between the two networks' activations and reports the mean of all
+# canonical correlations, averaged over 5 draws, per fold. Its summary calls this "SVCCA", but there is no SVD
+# step (PROTOCOL.md section 8).
 
 # %%
 r_cca = RR.load_cca()
@@ -124,7 +124,7 @@ display(Markdown(
 # The code computes that baseline as `acc_A² + (1 - acc_A)²`, the ImageNet network's accuracy used twice (a
 # defect); the correct one is `acc_A acc_B + (1 - acc_A)(1 - acc_B)`. The tables do not hold B's accuracy, but
 # the observed agreement bounds it, so `helpers.reference_r` gives the range of the correct baseline and of
-# Cohen's kappa that the tables allow.
+# Cohen's kappa of error consistency {cite}`geirhos2020beyond` that the tables allow.
 
 # %%
 r_pred = RR.load_prediction_similarity()
@@ -276,7 +276,9 @@ display(Markdown(
 # ### The cells: points and channels
 # Every similarity value is computed on a cell of n points (spatial positions of sampled images) and d channels.
 # CCA is invariant to any invertible linear map, so with few points it finds correlations in noise: for
-# independent data its mean canonical correlation is of order √(d/n). Cells with n < 10 d are flagged.
+# independent data its mean canonical correlation is of order √(d/n). Cells with n < 10 d are flagged. Linear CKA
+# {cite}`kornblith2019similarity` is invariant only to orthogonal maps and isotropic scaling; its biased form is
+# inflated at small n, its debiased form is not.
 
 # %%
 acts = tables["activations"]
