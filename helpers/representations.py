@@ -766,6 +766,14 @@ def _gain(runs: pd.DataFrame) -> pd.Series:
     return (runs.test_auc - ref) / ref
 
 
+def _integral(col: pd.Series) -> pd.Series:
+    """A float column of whole numbers without gaps as int (rows of several kinds share one frame while they
+    are collected, which turns counts into floats)."""
+    if col.dtype.kind == "f" and col.notna().all() and (col == col.round()).all():
+        return col.astype("int64")
+    return col
+
+
 _WEIGHT_STAGE = {"relu": "conv1"}  # the stem ReLU follows conv1 (and bn1); the residual stages are themselves
 
 
@@ -777,7 +785,8 @@ def finalize(stage: Stage, plan: RepresentationsPlan, results_dir, write: bool =
     tables: dict[str, pd.DataFrame] = {}
     for name in ("runs", "weights", "activations", "similarity", "predictions"):
         part = units[units["table"] == name] if "table" in units else units.iloc[:0]
-        tables[name] = part.dropna(axis=1, how="all").drop(columns=["table"], errors="ignore").reset_index(drop=True)
+        part = part.dropna(axis=1, how="all").drop(columns=["table"], errors="ignore").reset_index(drop=True)
+        tables[name] = part.apply(_integral)
     runs = tables["runs"]
     if not runs.empty:
         runs["relative_gain"] = _gain(runs)
@@ -1002,7 +1011,7 @@ def plot_gain_scatter(table: pd.DataFrame, x: str, y: str = "relative_gain", hue
 
 def plot_similarity_by_stage(sim: pd.DataFrame, measure: str = "cca", kinds=None, layers=None):
     """Our similarity per stage: one panel per target, one line per pair kind (mean over pairs, repeats and
-    folds) with a band of +- 1 SD, and the permutation null of all cells as a grey band."""
+    folds) with a band of +- 1 SD, and the permutation null of all cells as a pink band."""
     import matplotlib.pyplot as plt
 
     layers = layers or [l for l in _LAYER_ORDER if l in set(sim.layer)]
@@ -1014,8 +1023,8 @@ def plot_similarity_by_stage(sim: pd.DataFrame, measure: str = "cca", kinds=None
     for ax, t in zip(axes[0], targets):
         st = sub[sub.target == t]
         null = st.groupby("layer")["null_value"].agg(["mean", "std"]).reindex(layers)
-        ax.fill_between(x, null["mean"] - 2 * null["std"], null["mean"] + 2 * null["std"], color="grey", alpha=0.3,
-                        label="permutation null (+- 2 SD)")
+        ax.fill_between(x, null["mean"] - 2 * null["std"], null["mean"] + 2 * null["std"], color="tab:pink",
+                        alpha=0.45, label="permutation null (+- 2 SD)")
         for k in kinds:
             g = st[st.kind == k].groupby("layer")["value"].agg(["mean", "std"]).reindex(layers)
             if g["mean"].isna().all():

@@ -338,7 +338,7 @@ for measure, number in (("cca", 7), ("linear_cka", 8)):
     display(Markdown(
         f"**Figure {number}.** Our CCA per stage, one panel per target (stages named as in [R]'s tables): mean over "
         f"the pairs of each kind, the repeats and folds (line) with ± 1 SD (band), and the permutation null of "
-        f"every cell (grey, ± 2 SD: the value for the same cells with one network's points shuffled)."
+        f"every cell (pink, ± 2 SD: the value for the same cells with one network's points shuffled)."
         if measure == "cca" else
         f"**Figure {number}.** The same for linear CKA (Kornblith et al.), which is invariant only to orthogonal "
         f"maps and isotropic scaling; its permutation null is close to 0, CCA's is not."))
@@ -474,9 +474,10 @@ lines.append(
     f"({corr.r.min():.2f} to {corr.r.max():.2f}); its interval excludes 0 for "
     f"{', '.join(f'{a} {b}' for a, b in zip(excl.source, excl.stage)) or 'no stage'} when points are resampled, "
     f"for {len(strong_t)} stage(s) when whole targets are. Ours has {n_points} points per stage (r = "
-    f"{np.nanmin(ours_r):.2f} to {np.nanmax(ours_r):.2f}) and our sources barely beat random initialisation "
-    f"(relative gains {runs[runs.source != 'random'].relative_gain.min():+.3f} to "
-    f"{runs[runs.source != 'random'].relative_gain.max():+.3f}): no conclusion either way.")
+    f"{np.nanmin(ours_r):.2f} to {np.nanmax(ours_r):.2f}), and our sources' gains over random initialisation "
+    f"are small ({runs[runs.source != 'random'].relative_gain.min():+.3f} to "
+    f"{runs[runs.source != 'random'].relative_gain.max():+.3f}, one test fold of at most "
+    f"{runs.n_test.max()} images): no conclusion either way.")
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
