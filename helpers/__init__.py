@@ -13,6 +13,7 @@ engines     run the stages' tasks: local (in process) or ray (a cluster); ``pyth
 metrics     transferability metrics (pairwise and set-level)
 evaluation  correlation of scores with fine-tuned ground truth
 similarity  CCA, SVCCA, PWCCA, linear CKA (minibatch too), [R]'s layer sampling, prediction and weight change
+representations  [R]'s analyses as a resumable stage: fine-tuning, similarity per stage, predictions, weights
 reference   [D]'s published tables; reference_r: [R]'s
 """
 

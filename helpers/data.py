@@ -329,7 +329,8 @@ class TensorImageDataset:
     image_size : side of the square model input.
     mean, std : per-channel normalisation (:data:`IMAGENET_MEAN`/``STD`` for ImageNet models, else 0.5/0.5).
     device : default :func:`default_device`.
-    augment : :class:`helpers.transforms.AugmentConfig` used when a batch asks for augmentation.
+    augment : the augmentation used when a batch asks for it: :class:`helpers.transforms.AugmentConfig` ([D]'s,
+        the default) or :class:`helpers.transforms.AffineAugmentConfig` ([R]'s).
     """
 
     def __init__(self, images, labels, image_size: int, mean=HALF_MEAN, std=HALF_STD, device=None,
@@ -374,13 +375,13 @@ class TensorImageDataset:
         """Transformed images (B, 3, S, S) float32 and labels for ``index`` (a tensor or array of indices)."""
         import torch
 
-        from .transforms import augment_batch, normalize_batch, resize_batch
+        from .transforms import apply_augmentation, normalize_batch, resize_batch
 
         index = torch.as_tensor(index, device=self.device)
         x = self.images.index_select(0, index).float()
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        x = augment_batch(x, self.image_size, self.augment_config, generator) if augment \
+        x = apply_augmentation(x, self.image_size, self.augment_config, generator) if augment \
             else resize_batch(x, self.image_size)
         y = self.labels.index_select(0, index)
         return normalize_batch(x, self.mean, self.std), (y[:, 0] if y.shape[1] == 1 else y)

@@ -68,11 +68,11 @@ class Architecture:
         return self.features or self.head
 
 
-#: The 9 architectures of PROTOCOL.md section 3 with the two early convolutions FU uses, as dotted names that
-#: :func:`get_submodule` resolves (numeric parts index into Sequentials). Feature widths as [D]'s
-#: ``transferability_scores.py`` takes them (input of ``features``): densenet121 1024, efficientnet_v2_s 1280,
-#: googlenet 1024, mnasnet1_0 1280, mobilenet_v3_small 576, vgg11 4096, convnext_tiny 768, shufflenet_v2_x0_5
-#: 1024, resnet18 512 (:data:`FEATURE_WIDTHS`, tested).
+#: The 9 architectures of PROTOCOL.md section 3 (and [R]'s resnet50, section 8) with the two early convolutions
+#: FU uses, as dotted names that :func:`get_submodule` resolves (numeric parts index into Sequentials). Feature
+#: widths as [D]'s ``transferability_scores.py`` takes them (input of ``features``): densenet121 1024,
+#: efficientnet_v2_s 1280, googlenet 1024, mnasnet1_0 1280, mobilenet_v3_small 576, vgg11 4096, convnext_tiny 768,
+#: shufflenet_v2_x0_5 1024, resnet18 512, resnet50 2048 (:data:`FEATURE_WIDTHS`, tested).
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in [
     Architecture("densenet121", "IMAGENET1K_V1", ("features.conv0", "features.denseblock1.denselayer1.conv1"),
                  "classifier"),
@@ -87,12 +87,14 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in [
     Architecture("convnext_tiny", "IMAGENET1K_V1", ("features.0.0", "features.1.0.block.0"), "classifier.2"),
     Architecture("shufflenet_v2_x0_5", "IMAGENET1K_V1", ("conv1.0", "stage2.0.branch1.0"), "fc"),
     Architecture("resnet18", "IMAGENET1K_V1", ("conv1", "layer1.0.conv1"), "fc"),
+    # not one of [D]'s nine: [R]'s architecture (PROTOCOL.md section 8), for the Hidden representations stage
+    Architecture("resnet50", "IMAGENET1K_V1", ("conv1", "layer1.0.conv1"), "fc"),
 ]}
 
 #: penultimate feature width per architecture, as [D] takes it (see :data:`ARCHITECTURES`)
 FEATURE_WIDTHS = {"densenet121": 1024, "efficientnet_v2_s": 1280, "googlenet": 1024, "mnasnet1_0": 1280,
                   "mobilenet_v3_small": 576, "vgg11": 4096, "convnext_tiny": 768, "shufflenet_v2_x0_5": 1024,
-                  "resnet18": 512}
+                  "resnet18": 512, "resnet50": 2048}
 
 HEADS = ("dropout_linear", "linear")
 

@@ -51,6 +51,8 @@ def load_profile(name_or_path: str | os.PathLike) -> dict:
         raise ProfileError(f"{path}: every target must be among data.flags")
     if profile.get("segmentation") is not None:
         validate_segmentation_section(profile["segmentation"], path)
+    if profile.get("representations") is not None:
+        validate_representations_section(profile["representations"], path)
     profile["_path"] = str(path)
     return profile
 
@@ -134,3 +136,69 @@ def resolve_device(profile: dict) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def validate_representations_section(rep, path) -> None:
+    """Check a profile's optional ``representations`` section ([R], PROTOCOL.md section 8; defaults in
+    :data:`helpers.representations.DEFAULTS`): known targets and input scales, ``freeze_sources`` among the
+    sources, two different untrained seeds, folds within ``n_folds``, positive recipe numbers, known monitors,
+    layers and measures."""
+    from .representations import DEFAULTS, INPUT_SCALES
+    from .similarity import MEASURES
+
+    if not isinstance(rep, dict):
+        raise ProfileError(f"{path}: representations must be a mapping")
+    unknown = sorted(set(rep) - set(DEFAULTS))
+    if unknown:
+        raise ProfileError(f"{path}: representations has unknown keys {unknown} (known: {sorted(DEFAULTS)})")
+    merged = {**DEFAULTS, **rep}
+    bad = [t for t in merged["targets"] if t not in MEDMNIST_2D_FLAGS]
+    if bad or not merged["targets"]:
+        raise ProfileError(f"{path}: representations.targets {bad or '[]'} must be MedMNIST 2D flags")
+    sources = list(merged["sources"])
+    if "random" in sources:
+        raise ProfileError(f"{path}: representations.sources must not list random (random init always runs)")
+    extra = [s for s in merged["freeze_sources"] if s not in sources]
+    if extra:
+        raise ProfileError(f"{path}: representations.freeze_sources {extra} are not among its sources {sources}")
+    seeds = merged["untrained_seeds"]
+    if not (isinstance(seeds, list) and len(seeds) == 2 and all(isinstance(x, int) for x in seeds)
+            and seeds[0] != seeds[1]):
+        raise ProfileError(f"{path}: representations.untrained_seeds must be two different integers, got {seeds!r}")
+    scales = merged["input_scale"]
+    if not isinstance(scales, dict) or "default" not in scales:
+        raise ProfileError(f"{path}: representations.input_scale must be a mapping with a 'default' entry")
+    bad = {k: v for k, v in scales.items() if v not in INPUT_SCALES}
+    if bad:
+        raise ProfileError(f"{path}: representations.input_scale {bad} must be one of {sorted(INPUT_SCALES)}")
+    n_folds, folds = merged["n_folds"], merged["folds"]
+    if not isinstance(n_folds, int) or n_folds < 2:
+        raise ProfileError(f"{path}: representations.n_folds must be an integer >= 2, got {n_folds!r}")
+    if not folds or any(not isinstance(f, int) or not 1 <= f <= n_folds for f in folds):
+        raise ProfileError(f"{path}: representations.folds {folds!r} must be integers in 1..{n_folds}")
+    if not isinstance(merged["image_size"], int) or merged["image_size"] < 16:
+        raise ProfileError(f"{path}: representations.image_size must be an integer >= 16")
+    for phase, monitors in (("finetune", ("val_loss", "val_auc", "val_acc")),
+                            ("freeze", ("val_acc", "val_loss", "val_auc"))):
+        rec = {**DEFAULTS[phase], **(rep.get(phase) or {})}
+        for key in ("epochs", "batch_size"):
+            if not isinstance(rec[key], int) or rec[key] < 1:
+                raise ProfileError(f"{path}: representations.{phase}.{key} must be a positive integer")
+        if not isinstance(rec["lr"], (int, float)) or not rec["lr"] > 0:
+            raise ProfileError(f"{path}: representations.{phase}.lr must be positive")
+        if rec["monitor"] not in monitors or rec.get("optimizer", "adam") not in ("adam", "sgd"):
+            raise ProfileError(f"{path}: representations.{phase}: monitor must be one of {monitors}, optimizer "
+                               "adam or sgd")
+    sim = {**DEFAULTS["similarity"], **(rep.get("similarity") or {})}
+    for key in ("points", "channels", "repeats"):
+        if not isinstance(sim[key], int) or sim[key] < 1:
+            raise ProfileError(f"{path}: representations.similarity.{key} must be a positive integer")
+    bad = [m for m in sim["measures"] if m not in MEASURES]
+    if bad or not sim["measures"]:
+        raise ProfileError(f"{path}: representations.similarity.measures {bad or '[]'} must be among "
+                           f"{sorted(MEASURES)}")
+    if sim["stimuli"] not in ("heldout", "test", "val", "train", "all") or sim["pairs"] not in ("all", "r"):
+        raise ProfileError(f"{path}: representations.similarity: stimuli must be heldout, test, val, train or "
+                           "all, pairs all or r")
+    if not sim["layers"]:
+        raise ProfileError(f"{path}: representations.similarity.layers must not be empty")

@@ -10,6 +10,11 @@ The crop, resize and rotation are composed into one sampling grid (bilinear, zer
 instead of torchvision's two (bilinear crop, then nearest-neighbour rotation). The crop alone reproduces
 ``torchvision.transforms.v2.functional.resized_crop(..., antialias=False)`` and the rotation alone
 ``rotate(..., interpolation=BILINEAR)``; see the tests.
+
+[R]'s augmentation (PROTOCOL.md section 8) is a different one: a random affine warp (rotation, shifts, zoom,
+shear) and a horizontal flip, :class:`AffineAugmentConfig` and :func:`affine_augment_batch`, one interpolation
+per image and no rounding (Keras works on float arrays). :func:`apply_augmentation` picks the function of a
+config, so a dataset can carry either.
 """
 from __future__ import annotations
 
@@ -190,3 +195,133 @@ def normalize_batch(x: torch.Tensor, mean, std) -> torch.Tensor:
     m = torch.as_tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     s = torch.as_tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     return (x / 255.0 - m) / s
+
+
+# ----------------------------------------------------------------------------------------------------------
+# [R]'s augmentation: a random affine warp and a horizontal flip
+
+
+@dataclass(frozen=True)
+class AffineAugmentConfig:
+    """[R]'s training augmentation (PROTOCOL.md section 8) as a batched random affine warp.
+
+    [R] used Keras ``ImageDataGenerator(rotation_range=10, width_shift_range=0.1, height_shift_range=0.1,
+    shear_range=0.1, zoom_range=0.1, fill_mode="nearest", horizontal_flip=True)`` (no flip for the chest X-rays),
+    which these defaults follow. Per image: an angle uniform in ``[-degrees, degrees]``, shifts uniform in
+    ``[-translate, translate]`` times the output side (not rounded to whole pixels), a shear angle (degrees, along
+    x) uniform in ``[-shear, shear]``, a zoom and, with probability ``flip_p``, a horizontal flip.
+
+    ``scale_mode``: ``"keras"`` draws two factors ``zx, zy`` uniform in ``scale`` independently and shrinks the
+    content by them (Keras's ``zoom_range`` scales the sampling coordinates, so content scale is ``1 / z`` per
+    axis); ``"torchvision"`` draws one factor ``s`` uniform in ``scale`` and enlarges the content by it
+    (``RandomAffine(scale=...)``). ``fill``: ``"nearest"`` repeats the edge pixels (Keras's ``fill_mode``),
+    ``"zeros"`` fills with 0 (torchvision's default). Interpolation is bilinear (Keras's order 1).
+
+    Where the composition differs from Keras's: the warp is torchvision's (rotation, then scale, then shear along
+    x, about the image centre; :func:`affine_warp`), while Keras composes its zoom before the rotation and shears
+    with another parametrisation. The two agree when ``zx = zy`` and the shear is 0; at [R]'s 0.1 degree the
+    shear moves a pixel by at most 0.002 px per px from the centre.
+    """
+
+    degrees: float = 10.0
+    translate: tuple[float, float] = (0.1, 0.1)
+    scale: tuple[float, float] = (0.9, 1.1)
+    scale_mode: str = "keras"
+    shear: float = 0.1
+    flip_p: float = 0.5
+    fill: str = "nearest"
+
+    def __post_init__(self):
+        if self.scale_mode not in ("keras", "torchvision"):
+            raise ValueError(f"scale_mode must be 'keras' or 'torchvision', got {self.scale_mode!r}")
+        if self.fill not in ("nearest", "zeros"):
+            raise ValueError(f"fill must be 'nearest' or 'zeros', got {self.fill!r}")
+        lo, hi = self.scale
+        if not 0 < lo <= hi:
+            raise ValueError(f"scale must be a range (lo, hi) with 0 < lo <= hi, got {self.scale}")
+        if self.degrees < 0 or self.shear < 0 or min(self.translate) < 0 or not 0 <= self.flip_p <= 1:
+            raise ValueError("degrees, shear and translate must be >= 0 and flip_p in [0, 1]")
+
+
+def sample_affine_params(n: int, cfg: AffineAugmentConfig, out_size: int, generator: torch.Generator | None = None,
+                         device=None) -> dict[str, torch.Tensor]:
+    """Random parameters of :class:`AffineAugmentConfig` for ``n`` images: ``angle`` (n,) degrees, ``translate``
+    (n, 2) output pixels (x, y), ``scale`` (n, 2) content scale (x, y), ``shear`` (n,) degrees, ``flip`` (n,)
+    bool. One ``torch.rand`` call on ``device``, no host synchronisation."""
+    u = torch.rand(n, 7, generator=generator, device=device)
+    sym = lambda col, half: (2 * u[:, col] - 1) * half  # noqa: E731  (uniform in [-half, half])
+    lo, hi = cfg.scale
+    if cfg.scale_mode == "keras":
+        scale = 1.0 / torch.stack([lo + (hi - lo) * u[:, 3], lo + (hi - lo) * u[:, 4]], 1)
+    else:
+        scale = (lo + (hi - lo) * u[:, 3])[:, None].expand(n, 2)
+    translate = torch.stack([sym(1, cfg.translate[0] * out_size), sym(2, cfg.translate[1] * out_size)], 1)
+    return {"angle": sym(0, cfg.degrees), "translate": translate, "scale": scale, "shear": sym(5, cfg.shear),
+            "flip": u[:, 6] < cfg.flip_p}
+
+
+def affine_warp(x: torch.Tensor, out_size: int, angle, translate=None, scale=None, shear=None, flip=None,
+                fill: str = "zeros") -> torch.Tensor:
+    """Warp each image of ``x`` (B, C, H, W) by its own affine map into (B, C, out_size, out_size), in one
+    bilinear interpolation (the resize from H x W to the output size included).
+
+    The map is torchvision's ``affine(img, angle, translate, scale, shear)``: about the image centre, content
+    rotated by ``angle`` degrees (torchvision's sign: clockwise on screen for positive angles), scaled by
+    ``scale`` ((B,) or (B, 2) for x and y), sheared along x by ``shear`` degrees, shifted by ``translate`` (B, 2)
+    output pixels (x right, y down); then ``flip`` (B,) bool mirrors the output horizontally. Outside the
+    source: ``fill="zeros"`` (torchvision's ``fill=None``) or ``"nearest"`` (edge pixels repeated, Keras's
+    ``fill_mode="nearest"``). Pixel centres follow ``align_corners=False``, so with the identity map and
+    ``fill="nearest"`` this is ``F.interpolate(..., mode="bilinear", align_corners=False)`` (with zeros, an
+    upsampled image's outermost half pixel blends with the fill).
+    """
+    if fill not in ("zeros", "nearest"):
+        raise ValueError(f"fill must be 'zeros' or 'nearest', got {fill!r}")
+    b = x.shape[0]
+    dev, dt = x.device, x.dtype
+
+    def per_image(v, default, width=None):
+        t = torch.as_tensor(default if v is None else v, device=dev, dtype=dt)
+        if width is None:
+            return t.expand(b)
+        return t.reshape(-1, 1).expand(b, width) if t.ndim < 2 else t  # a scalar or (B,) -> (B, width)
+
+    a = per_image(angle, 0.0) * (math.pi / 180)
+    sh = per_image(shear, 0.0) * (math.pi / 180)
+    t = per_image(translate, 0.0, 2)
+    s = per_image(scale, 1.0, 2)
+    cos, sin, tan = torch.cos(a), torch.sin(a), torch.tan(sh)
+    # forward content map A = R(a) diag(sx, sy) SHx(sh), R = [[cos, -sin], [sin, cos]], SHx = [[1, -tan], [0, 1]]
+    a11, a12 = cos * s[:, 0], -cos * s[:, 0] * tan - sin * s[:, 1]
+    a21, a22 = sin * s[:, 0], -sin * s[:, 0] * tan + cos * s[:, 1]
+    det = a11 * a22 - a12 * a21
+    i11, i12, i21, i22 = a22 / det, -a12 / det, -a21 / det, a11 / det
+    coords = torch.arange(out_size, device=dev, dtype=dt) + 0.5 - out_size / 2  # output pixel centres, centred
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    xx, yy = xx.expand(b, -1, -1), yy.expand(b, -1, -1)
+    if flip is not None:
+        xx = torch.where(torch.as_tensor(flip, device=dev)[:, None, None], -xx, xx)
+    qx, qy = xx - t[:, 0, None, None], yy - t[:, 1, None, None]
+    src_x = i11[:, None, None] * qx + i12[:, None, None] * qy
+    src_y = i21[:, None, None] * qx + i22[:, None, None] * qy
+    # centred output-pixel units -> grid_sample's [-1, 1] (the same for any input size: the resize is implied)
+    grid = torch.stack([src_x / (out_size / 2), src_y / (out_size / 2)], -1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border" if fill == "nearest" else "zeros",
+                         align_corners=False)
+
+
+def affine_augment_batch(x: torch.Tensor, out_size: int, cfg: AffineAugmentConfig = AffineAugmentConfig(),
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """[R]'s training augmentation for a batch on the 0..255 scale: (B, C, H, W) -> (B, C, out, out), float (not
+    rounded). Parameters from :func:`sample_affine_params`, warp by :func:`affine_warp`."""
+    p = sample_affine_params(x.shape[0], cfg, out_size, generator, x.device)
+    return affine_warp(x, out_size, p["angle"], p["translate"], p["scale"], p["shear"], p["flip"], cfg.fill)
+
+
+def apply_augmentation(x: torch.Tensor, out_size: int, cfg, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The training augmentation a config stands for: :class:`AugmentConfig` ([D]'s, :func:`augment_batch`) or
+    :class:`AffineAugmentConfig` ([R]'s, :func:`affine_augment_batch`)."""
+    if isinstance(cfg, AffineAugmentConfig):
+        return affine_augment_batch(x, out_size, cfg, generator)
+    if isinstance(cfg, AugmentConfig):
+        return augment_batch(x, out_size, cfg, generator)
+    raise TypeError(f"unknown augmentation config {type(cfg).__name__}; expected AugmentConfig or AffineAugmentConfig")

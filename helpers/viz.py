@@ -57,9 +57,11 @@ def fold_sizes_plot(folds, flag: str):
     return fig
 
 
-def augmentation_grid(data: MedMNISTData, image_size: int, n_images: int = 4, n_views: int = 6, seed: int = 0):
+def augmentation_grid(data: MedMNISTData, image_size: int, n_images: int = 4, n_views: int = 6, seed: int = 0,
+                      augment=None, title: str | None = None):
     """Rows: training images; first column the evaluation view, then ``n_views`` augmented views, all made
-    by :class:`helpers.data.TensorImageDataset` on its device exactly as training sees them (denormalised)."""
+    by :class:`helpers.data.TensorImageDataset` on its device exactly as training sees them (denormalised).
+    ``augment``: the augmentation config (default [D]'s :class:`helpers.transforms.AugmentConfig`)."""
     import torch
 
     from .data import HALF_MEAN, HALF_STD, TensorImageDataset
@@ -67,7 +69,7 @@ def augmentation_grid(data: MedMNISTData, image_size: int, n_images: int = 4, n_
     per_class = -(-n_images // data.n_classes)  # ceil: enough images per class to fill n_images rows
     idx = sample_indices(data, "train", per_class=per_class, seed=seed)[:n_images]
     ds = TensorImageDataset(data.images["train"][idx], data.labels["train"][idx], image_size,
-                            mean=HALF_MEAN, std=HALF_STD)
+                            mean=HALF_MEAN, std=HALF_STD, augment=augment)
     gen = torch.Generator(device=ds.device).manual_seed(seed)
     rows = torch.arange(len(idx), device=ds.device)
     views = [ds.batch(rows)[0]] + [ds.batch(rows, augment=True, generator=gen)[0] for _ in range(n_views)]
@@ -78,7 +80,7 @@ def augmentation_grid(data: MedMNISTData, image_size: int, n_images: int = 4, n_
             axes[i, j].imshow(img[i])
             axes[i, j].axis("off")
         axes[0, j].set_title("eval" if j == 0 else f"aug {j}", fontsize=8)
-    fig.suptitle(f"{data.flag}: device-side augmentation at {image_size} px", fontsize=10)
+    fig.suptitle(title or f"{data.flag}: device-side augmentation at {image_size} px", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -42,12 +42,16 @@ class RunConfig:
     step_size: int = 15
     gamma: float = 0.1
     milestones: tuple = ()
-    monitor: str = "val_auc"        # early stopping and best checkpoint: val_auc (max) | val_loss (min)
+    monitor: str = "val_auc"        # early stopping and best checkpoint: val_auc | val_acc (max) | val_loss (min)
     patience: int | None = None     # epochs without improvement before stopping; None = never
     balanced: bool = False          # class-balanced sampling with replacement (torch.multinomial)
-    augment: bool = True            # [D]'s training augmentation on the device; MedMNIST's recipe has none
+    augment: bool = True            # the dataset's training augmentation on the device; MedMNIST's recipe has none
     seed: int = 0
     compile: bool = False
+    # module-name prefixes that train (e.g. ("fc",) for a head-only phase); every other module is frozen: no
+    # gradient, not in the optimizer, BatchNorm statistics fixed (eval mode), as Keras's trainable=False.
+    # None = the whole model trains.
+    trainable: tuple | None = None
 
 
 class InterruptTraining(RuntimeError):
@@ -91,7 +95,8 @@ class Run(ResumableTraining):
         self.model = model.to(self.device)
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
-        self.opt = make_optimizer(self.model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+        params, self.frozen_modules = _trainable_split(self.model, cfg.trainable)
+        self.opt = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
         if cfg.scheduler == "cosine":
             self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, cfg.epochs))
         elif cfg.scheduler == "step":
@@ -110,6 +115,7 @@ class Run(ResumableTraining):
         self.best_state: dict | None = None
         self.bad_epochs = 0
         self.stopped = False
+        self.steps = 0                      # optimizer steps taken (recorded in each history row)
         self.rng = None
         self.loss_sum = torch.zeros((), device=self.device)
         self.n_seen = 0
@@ -131,12 +137,15 @@ class Run(ResumableTraining):
     def step(self, x, y):
         _set_rng_state(self.rng, self.device)
         self.model.train()
+        for m in self.frozen_modules:
+            m.eval()
         with self.autocast():
             out = self.forward(x)
         loss = self.loss(out, y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        self.steps += 1
         self.loss_sum += loss.detach() * len(x)
         self.n_seen += len(x)
         self.rng = _rng_state(self.device)
@@ -158,7 +167,7 @@ class Run(ResumableTraining):
         if self.sched is not None:
             self.sched.step()
         self.epoch += 1
-        row = {"epoch": self.epoch, "train_loss": train_loss, **val, "seconds": seconds}
+        row = {"epoch": self.epoch, "train_loss": train_loss, **val, "seconds": seconds, "steps": self.steps}
         self.history.append(row)
         key = self.cfg.monitor
         if key == "val_auc" and math.isnan(val[key]) and self.best is not None and math.isnan(self.best[key]):
@@ -186,6 +195,38 @@ class Run(ResumableTraining):
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.model
+
+    def try_resume(self) -> bool:
+        resumed = super().try_resume()
+        if resumed:
+            self.steps = int(self.history[-1].get("steps", 0)) if self.history else 0
+        return resumed
+
+
+def _trainable_split(model: nn.Module, prefixes) -> tuple[list, list]:
+    """``(parameters to optimise, leaf modules to keep in eval mode)`` for :attr:`RunConfig.trainable`: with
+    prefixes, the parameters of the modules under them train and every other parameter gets
+    ``requires_grad=False``; without, all parameters go to the optimizer and ``requires_grad`` is left as it is
+    (after a head phase, switch it back on before training the whole model)."""
+    if prefixes is None:
+        return list(model.parameters()), []
+    prefixes = tuple(prefixes)
+    names = [n for n, _ in model.named_modules() if n]
+    unknown = [p for p in prefixes if p not in names]
+    if unknown:
+        raise ValueError(f"trainable: no module named {unknown} in the model (top level: "
+                         f"{[n for n in names if '.' not in n]})")
+
+    def under(name):
+        return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+    params = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(under(name.rsplit(".", 1)[0]))
+        if p.requires_grad:
+            params.append(p)
+    frozen = [m for n, m in model.named_modules() if n and not under(n) and not list(m.children())]
+    return params, frozen
 
 
 def _stream(run: Run):

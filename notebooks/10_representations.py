@@ -1,0 +1,500 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Hidden representations: what fine-tuning changes
+#
+# ## Overview
+# [R] {cite}`juodelyte2023revisiting` looks inside networks before and after fine-tuning on medical images: how
+# similar is a fine-tuned network to the network it started from, stage by stage, how similar are two networks
+# fine-tuned from different sources, and does the similarity say anything about how much pre-training helped?
+# Its measure is the mean canonical correlation (CCA) between the activations of two networks at the stem and
+# after each residual stage of a ResNet-50; its sources are ImageNet, RadImageNet and random initialisation.
+#
+# This chapter first rebuilds [R]'s figures from its published result tables, then runs the same analyses as a
+# resumable stage on MedMNIST with this project's own sources, adds what [R] leaves out (the floor and a
+# permutation null for every cell, the number of points per cell, CKA beside CCA, the correct
+# independent-errors baseline, the weight change), and says where the two agree.
+#
+# 1. Reproduction of [R] from its tables: CCA per stage, prediction similarity, similarity against gain
+# 2. Our runs: the recipe, fine-tuning and weight change, the cells, similarity per stage with floor and null,
+#    similarity across networks, prediction similarity, similarity against gain
+# 3. What our runs agree or disagree with
+#
+# ## Prerequisites
+# | Concept | Importance | Notes |
+# | --- | --- | --- |
+# | [Pretraining chapter](02_pretraining) | Necessary | the sources `results/<profile>/sources/*.safetensors` |
+# | CCA, CKA | Helpful | `helpers.similarity`; PROTOCOL.md section 8 |
+# | ResNet stages | Helpful | stem ReLU (`conv1` in [R]'s tables) and `layer1`..`layer4` (`block1`..`block4`) |
+#
+# - **Time to run**: about 3–4 minutes on the quick profile (2-core CPU), most of it fine-tuning.
+
+# %% tags=["parameters"]
+profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
+data_root = None    # None: $DATA_ROOT, else data/
+device = None       # None: the profile's device (auto: cuda when present)
+n_boot = 2000       # bootstrap replicates for the correlation intervals
+
+# %% [markdown]
+# ## Imports
+
+# %%
+# %matplotlib inline
+import os
+
+# Passive OpenMP waiting: on a CPU shared with other work, spinning threads slow training several-fold.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import time
+import warnings
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+
+from helpers import reference_r as RR
+from helpers import representations as RP
+from helpers.data import MD5MismatchWarning, load_medmnist
+from helpers.paths import results_root
+from helpers.profiles import load_profile, resolve_device
+from helpers.transforms import AffineAugmentConfig
+from helpers.viz import augmentation_grid
+
+# %%
+cfg = load_profile(profile)
+settings = RP.representations_settings(cfg)
+device = device or resolve_device(cfg)
+out = results_root(cfg["name"])
+print(f"profile {cfg['name']!r}: {settings['architecture']}, targets {settings['targets']}, sources "
+      f"{settings['sources']} + random init, folds {settings['folds']} of {settings['n_folds']}, device {device}")
+
+# %% [markdown]
+# ## Reproduction of [R]
+# [R]'s repository publishes its result tables (the numbers of its first arXiv version; see
+# `data/reference/juodelyte2023/README.md`). `helpers.reference_r` reads them into tidy tables; nothing here is
+# recomputed from images.
+#
+# ### CCA per stage
+# [R] samples about 10 000 spatial positions of target images and 64 random channels per stage, computes
+# google/svcca's CCA {cite}`raghu2017svcca` between the two networks' activations and reports the mean of all
+# canonical correlations, averaged over 5 draws, per fold. Its summary calls this "SVCCA", but there is no SVD
+# step (PROTOCOL.md section 8).
+
+# %%
+r_cca = RR.load_cca()
+r_summary = RR.cca_summary(r_cca)
+fig = RP.plot_reference_cca(r_summary)
+plt.show()
+display(Markdown("**Figure 1.** [R]'s CCA per stage and target, from its published tables: mean over the 5 "
+                 "folds (line) and ± 1 SD over folds (band). `-FT`: fine-tuned on the panel's target (no "
+                 "freeze); `random`: an untrained network; the dashed line (two untrained networks) is the floor."))
+
+# %%
+r_kind = r_cca.groupby(["pair_kind", "stage"], observed=True)["cca"].mean().unstack()
+display(r_kind.round(3))
+floor_r = r_kind.loc["untrained_vs_untrained"]
+pf_r = r_kind.loc["pretrained_vs_finetuned"]
+deep = [c for c in r_kind.columns if c != "conv1"]
+display(Markdown(
+    f"**Table 1.** [R]'s CCA per kind of pair and stage, mean over its 7 targets, the pairs of each kind and 5 "
+    f"folds. The floor (two untrained networks) is {floor_r[deep].min():.2f}–{floor_r[deep].max():.2f} beyond "
+    f"conv1 and {floor_r['conv1']:.2f} at conv1. A network and its fine-tuned self go from "
+    f"{pf_r['conv1']:.2f} at conv1 to {pf_r['block4']:.2f} at block4"
+    + (", below the floor there" if pf_r["block4"] < floor_r["block4"] else "")
+    + f"; two networks fine-tuned from ImageNet and RadImageNet are at "
+    f"{r_kind.loc['finetuned_across_sources', 'block4']:.2f} at block4, and the same source fine-tuned with and "
+    f"without the freeze step at {r_kind.loc['freeze_vs_no_freeze', 'block4']:.2f}."))
+
+# %% [markdown]
+# ### Prediction similarity
+# For the ImageNet-fine-tuned and RadImageNet-fine-tuned networks of a target and fold, [R] counts the test
+# images on which both are right or both are wrong, and compares with an "independent predictions" baseline.
+# The code computes that baseline as `acc_A² + (1 - acc_A)²`, the ImageNet network's accuracy used twice (a
+# defect); the correct one is `acc_A acc_B + (1 - acc_A)(1 - acc_B)`. The tables do not hold B's accuracy, but
+# the observed agreement bounds it, so `helpers.reference_r` gives the range of the correct baseline and of
+# Cohen's kappa of error consistency {cite}`geirhos2020beyond` that the tables allow.
+
+# %%
+r_pred = RR.load_prediction_similarity()
+fig = RP.plot_reference_predictions(r_pred)
+plt.show()
+display(Markdown("**Figure 2.** [R]'s prediction similarity per target, mean over 5 folds: the observed "
+                 "agreement (bar), [R]'s baseline as coded (×) and the range of the correct independent-errors "
+                 "baseline compatible with the tables (black line)."))
+
+# %%
+cols = ["observed", "r_baseline", "correct_baseline_low", "correct_baseline_high", "kappa_r_baseline",
+        "kappa_low", "kappa_high"]
+r_pred_table = r_pred.groupby(["freeze", "target"])[cols].mean()
+display(r_pred_table.round(3))
+above_r = (r_pred.observed > r_pred.r_baseline).mean()
+above_all = (r_pred.observed > r_pred.correct_baseline_high).mean()
+feasible = r_pred.r_baseline_feasible.mean()
+display(Markdown(
+    f"**Table 2.** Per freeze variant and target, means over folds: observed agreement, [R]'s baseline, the "
+    f"bounds of the correct baseline and the kappas. Of the {len(r_pred)} (target, variant, fold) cells, the "
+    f"observed agreement is above [R]'s baseline in {above_r:.0%} and above every value of the correct baseline "
+    f"that the tables allow in {above_all:.0%}; equal accuracies (where [R]'s formula is the correct one) are "
+    f"compatible with the observed agreement in {feasible:.0%}."))
+
+# %% [markdown]
+# ### Similarity against gain
+# [R] plots, per stage, the CCA between a pre-trained network and its fine-tuned self against the relative AUC
+# gain over random initialisation on the same target and fold, `(AUC_FT - AUC_random) / AUC_random`, 7 targets ×
+# 5 folds per source.
+
+# %%
+r_svg = RR.similarity_vs_gain()
+fig = RP.plot_gain_scatter(r_svg, x="cca", hue="source", panel="stage", xlabel="CCA(pre-trained, fine-tuned)")
+plt.show()
+display(Markdown("**Figure 3.** [R]'s CCA between each pre-trained network and its fine-tuned self (x) against "
+                 "the relative AUC gain over random initialisation (y), one point per target and fold, one panel "
+                 "per stage; the line is the least-squares fit over both sources, r its Pearson correlation."))
+
+# %%
+corr_points = RR.gain_correlation(r_svg, n_boot=n_boot, resample="points")
+corr_targets = RR.gain_correlation(r_svg, n_boot=n_boot, resample="targets")
+corr = corr_points[["source", "stage", "n", "r", "ci_low", "ci_high", "p_value"]].merge(
+    corr_targets[["source", "stage", "ci_low", "ci_high"]], on=["source", "stage"], suffixes=("", "_by_target"))
+display(corr.round(3))
+strong = corr[(corr.ci_high < 0) | (corr.ci_low > 0)]
+strong_t = corr[(corr.ci_high_by_target < 0) | (corr.ci_low_by_target > 0)]
+display(Markdown(
+    f"**Table 3.** Pearson's r of CCA and relative gain per source and stage, with 95 % bootstrap intervals "
+    f"({n_boot} replicates) resampling the 35 (target, fold) points as independent (`ci_low`, `ci_high`, what "
+    f"[R]'s regression plot assumes) and resampling whole targets (`_by_target`; folds of one target share its "
+    f"data). {len(strong)} of {len(corr)} intervals exclude 0 when points are resampled"
+    + (f" ({', '.join(f'{s} {g}' for s, g in zip(strong.source, strong.stage))})" if len(strong) else "")
+    + f", {len(strong_t)} when targets are."))
+
+# %% [markdown]
+# ## Our runs
+# ### The recipe
+# [R]'s recipe (PROTOCOL.md section 8) as the profile's `representations` section runs it: a Dropout(0.5) +
+# Linear head, Adam without a schedule, early stopping on the validation loss with the best-val-loss weights
+# kept; the freeze variant first trains the head alone (backbone frozen, Adam 1e-3, early stopping on validation
+# accuracy) and then everything. Folds are 5 stratified folds over all images of the flag (train, val and test
+# pooled): the held-out fifth is the test set, a stratified fifth of the rest the validation set.
+
+# %%
+recipe = pd.DataFrame([
+    {"": "architecture", "this profile": settings["architecture"], "[R]": "resnet50"},
+    {"": "sources", "this profile": ", ".join(settings["sources"]) + ", random init",
+     "[R]": "ImageNet, RadImageNet, random init"},
+    {"": "freeze variant for", "this profile": ", ".join(settings["freeze_sources"]) or "none",
+     "[R]": "ImageNet, RadImageNet"},
+    {"": "input size", "this profile": f"{settings['image_size']} px (from {settings['file_size']} px files)",
+     "[R]": "224 px (Breast), 112 px (Chest)"},
+    {"": "Adam lr / batch / max epochs / patience",
+     "this profile": "{lr:g} / {batch_size} / {epochs} / {patience}".format(**settings["finetune"]),
+     "[R]": "1e-05 / 128 / 200 / 3 (v1), 30 (later)"},
+    {"": "folds run", "this profile": f"{len(settings['folds'])} of {settings['n_folds']}", "[R]": "5 of 5"},
+    {"": "train / val / test images per fold",
+     "this profile": " / ".join(str(settings[f"max_{s}_images"] or "all") for s in ("train", "val", "test")),
+     "[R]": "all"},
+    {"": "CCA points / channels / repeats",
+     "this profile": "{points} / {channels} / {repeats}".format(**settings["similarity"]), "[R]": "10000 / 64 / 5"},
+]).set_index("")
+display(recipe)
+display(Markdown(
+    "**Table 4.** This profile's recipe beside [R]'s. "
+    + ("The learning rate is higher than [R]'s 1e-5 so that the few dozen optimizer steps a CPU allows move the "
+       "weights measurably (the steps and the weight change are reported below). "
+       if settings["finetune"]["lr"] > 1e-5 else "")
+    + "BreastMNIST and PneumoniaMNIST come from the same images as [R]'s Breast (BUSI) and Chest (pediatric "
+    "pneumonia X-rays), with the same label definitions (malignant vs normal + benign; normal vs pneumonia), but at "
+    f"{settings['file_size']} px, upsampled here to {settings['image_size']} px, and without patient ids: [R] "
+    "grouped its Chest folds by patient, these folds are stratified by class only, so one patient's images can be "
+    "in the training and the test fold."))
+
+# %%
+aug = AffineAugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["augment"].items()})
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", MD5MismatchWarning)  # the Data chapter reports the files' checksums
+    first_data = load_medmnist(settings["targets"][0], size=settings["file_size"], root=data_root)
+fig = augmentation_grid(first_data, settings["image_size"], n_images=3, n_views=6, augment=aug,
+                        title=f"{settings['targets'][0]}: [R]'s augmentation at {settings['image_size']} px")
+plt.show()
+display(Markdown(f"**Figure 4.** [R]'s training augmentation as this project runs it on the device "
+                 f"(`AffineAugmentConfig`): rotation ± {aug.degrees:g}°, shifts ± {aug.translate[0]:.0%}, zoom "
+                 f"{aug.scale[0]:g}–{aug.scale[1]:g} per axis, shear ± {aug.shear:g}°, edge pixels repeated "
+                 f"outside the image, horizontal flip with probability {aug.flip_p:g} (none for "
+                 f"{', '.join(settings['no_flip'])}). First column: the evaluation view."))
+
+# %% [markdown]
+# ### Fine-tuning runs
+# Each (source, target, fold, variant) is one resumable unit that writes its best checkpoint (safetensors) and
+# its test-set probabilities; activations and analyses are units of their own (`helpers.representations`).
+
+# %%
+start = time.perf_counter()
+tables = RP.run_representations(cfg, out, root=data_root, device=device, progress=False)
+stage_seconds = time.perf_counter() - start
+runs, weights, sim = tables["runs"], tables["weights"], tables["similarity"]
+cols = ["target", "source", "variant", "n_train", "n_val", "n_test", "epochs_head", "steps_head", "epochs", "steps",
+        "best_epoch", "val_loss", "val_auc", "test_auc", "test_acc", "relative_gain", "train_seconds"]
+display(runs[[c for c in cols if c in runs]].round(3))
+if not tables["unavailable"].empty:
+    display(tables["unavailable"])
+display(Markdown(
+    f"**Table 5.** One row per fine-tuning run ({len(runs)} runs; the stage took {stage_seconds:.0f} s in this "
+    f"execution, less when its units were already stored): images per split, epochs and optimizer steps of the "
+    f"head phase (freeze variant) and of the whole-network phase, the epoch whose weights were kept, validation "
+    f"and test metrics, and the relative test-AUC gain over random initialisation on the same fold. The whole-"
+    f"network phase took "
+    + (f"{runs.steps.min():.0f}" if runs.steps.min() == runs.steps.max() else
+       f"{runs.steps.min():.0f}–{runs.steps.max():.0f}")
+    + f" optimizer steps. Written to "
+    f"`results/{cfg['name']}/representations_runs.csv`."))
+
+# %%
+fig = RP.plot_weight_change(weights)
+plt.show()
+wpiv = weights[weights.stage.isin(["conv1", "layer1", "layer2", "layer3", "layer4"])].pivot_table(
+    index=["target", "source", "variant"], columns="stage", values="relative_change")
+display(wpiv.round(3))
+display(Markdown(
+    f"**Figure 5 and Table 6.** Relative change of the convolution weights per stage between the start of "
+    f"fine-tuning and the kept weights, `|W_ft - W_0| / |W_0|` (this project's extension: [R] has no weight-space "
+    f"measure). Fine-tuning moved the weights by {wpiv.min().min():.1%} to {wpiv.max().max():.1%} of their norm "
+    f"(median {np.nanmedian(wpiv.to_numpy()):.1%}); the cosine between old and new weights is at least "
+    f"{weights[weights.stage != 'fc'].cosine.min():.3f}."))
+
+# %% [markdown]
+# ### The cells: points and channels
+# Every similarity value is computed on a cell of n points (spatial positions of sampled images) and d channels.
+# CCA is invariant to any invertible linear map, so with few points it finds correlations in noise: for
+# independent data its mean canonical correlation is of order √(d/n). Cells with n < 10 d are flagged. Linear CKA
+# {cite}`kornblith2019similarity` is invariant only to orthogonal maps and isotropic scaling; its biased form is
+# inflated at small n, its debiased form is not.
+
+# %%
+acts = tables["activations"]
+cells = acts.groupby(["target", "layer"], sort=False)[["height", "width", "layer_channels", "n_stimuli", "n_images",
+                                                       "n_points", "n_channels", "few_points"]].first()
+display(cells)
+display(Markdown(
+    f"**Table 7.** Per target and layer: the layer's map size and channels, the stimulus images (the fold's held-"
+    f"out images), the images sampled (round(points / (h w)), [R]'s rule), the points n and channels d of each "
+    f"cell. {int(acts.few_points.sum())} of {len(acts)} cells have n < 10 d."))
+
+# %%
+first = (settings["targets"][0], settings["folds"][0])
+plan = RP.representations_configs(cfg, out, data_root)
+xa = RP.load_activations(out, plan, *first, "untrained (seed %d)" % settings["untrained_seeds"][0])
+xb = RP.load_activations(out, plan, *first, "untrained (seed %d)" % settings["untrained_seeds"][1])
+deep_layer = settings["similarity"]["layers"][-1]
+a, b = xa[(deep_layer, 0)], xb[(deep_layer, 0)]
+sizes = [n for n in (80, 96, 128, 192, 320, 640, len(a)) if a.shape[1] < n <= len(a)]
+curve = RP.similarity_vs_points(a, b, sizes)
+fig, axes = plt.subplots(1, 3, figsize=(10, 2.8), sharey=True)
+for ax, (m, g) in zip(axes, curve.groupby("measure", sort=False)):
+    ax.plot(g.n, g.value, "o-", label="two untrained networks")
+    ax.plot(g.n, g.null_value, "s--", color="grey", label="points shuffled")
+    ax.axvline(10 * a.shape[1], color="tab:red", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_title(m.replace("_", " "), fontsize=9)
+    ax.set_xlabel("points n")
+axes[0].set_ylabel("similarity")
+axes[0].legend(fontsize=7)
+fig.tight_layout()
+plt.show()
+cca_small = curve[(curve.measure == "cca") & (curve.n == min(sizes))].iloc[0]
+display(Markdown(
+    f"**Figure 6.** How the measures depend on n, at {deep_layer} ({a.shape[1]} channels) of the two untrained "
+    f"networks on {first[0]}: the first n points of the cell (line) and the same points with one side shuffled "
+    f"(dashed: what unrelated data gives). The dotted line is n = 10 d. At n = {cca_small.n} CCA gives "
+    f"{cca_small.null_value:.2f} for shuffled points; the debiased CKA stays near 0, the biased one does not."))
+
+# %% [markdown]
+# ### Similarity per stage, floor and permutation null
+# The networks of a target and fold: two untrained networks (two seeds), each source's pre-trained network, and
+# every fine-tuned one (random initialisation included). Kinds of pairs follow [R]'s names, and the figures show
+# the pairs of [R]'s form. This project adds `untrained vs finetuned` (random initialisation against itself after
+# fine-tuning) and a BatchNorm control: each source's pre-trained network with its BatchNorm running statistics
+# re-estimated on the fold's training images (`target BN`, no weight changed), compared with the pre-trained
+# network and with its fine-tuned networks. A network is always run in evaluation mode, so a pre-trained network
+# normalises target images with its source's statistics while the fine-tuned one uses statistics of the target;
+# the control says how much of a similarity drop is that alone.
+
+# %%
+extra = ["untrained_vs_finetuned", "recalibrated_vs_finetuned", "pretrained_vs_recalibrated"]
+shown = sim[sim.in_r | sim.kind.isin(extra)]
+for measure, number in (("cca", 7), ("linear_cka", 8)):
+    fig = RP.plot_similarity_by_stage(shown, measure)
+    plt.show()
+    display(Markdown(
+        f"**Figure {number}.** Our CCA per stage, one panel per target (stages named as in [R]'s tables): mean over "
+        f"the pairs of each kind, the repeats and folds (line) with ± 1 SD (band), and the permutation null of "
+        f"every cell (pink, ± 2 SD: the value for the same cells with one network's points shuffled)."
+        if measure == "cca" else
+        f"**Figure {number}.** The same for linear CKA (Kornblith et al.), which is invariant only to orthogonal "
+        f"maps and isotropic scaling; its permutation null is close to 0, CCA's is not."))
+
+# %%
+summ = RP.summarize_similarity(shown, by=("kind", "layer", "measure"))
+table8 = summ.pivot_table(index=["measure", "kind"], columns="layer", values="mean")[
+    [l for l in settings["similarity"]["layers"]]]
+display(table8.round(3))
+nulls = sim.groupby(["measure", "layer"])["null_value"].agg(["mean", "std"]).unstack("layer")
+display(nulls.round(3))
+display(Markdown(
+    "**Table 8.** Top: mean similarity per measure, kind of pair and layer over both targets (the pairs of "
+    "[R]'s form, untrained vs fine-tuned random initialisation and the BatchNorm control). Bottom: mean and SD of "
+    "the permutation null per measure and layer over all cells. Written to "
+    f"`results/{cfg['name']}/representations_similarity.csv` (one row per pair, layer, repeat and measure)."))
+
+# %% [markdown]
+# ### Similarity across networks
+
+# %%
+for measure, number in (("cca", 9), ("linear_cka", 10)):
+    fig = RP.plot_similarity_heatmaps(sim, *first, measure)
+    plt.show()
+    display(Markdown(
+        f"**Figure {number}.** {'CCA' if measure == 'cca' else 'Linear CKA'} between every pair of networks on "
+        f"{first[0]} (fold {first[1]}), one panel per stage, mean over repeats. Rows and columns: the untrained "
+        f"networks, the pre-trained sources (and their BatchNorm control, compared with its own source's networks "
+        f"only: blank cells) and the fine-tuned networks."))
+
+# %% [markdown]
+# ### Prediction similarity
+
+# %%
+pred = tables["predictions"]
+fig = RP.plot_prediction_bars(pred)
+plt.show()
+display(pred[["target", "fold", "network_a", "network_b", "n", "accuracy_a", "accuracy_b", "error_agreement",
+              "independent_baseline", "r_baseline_as_coded", "kappa"]].round(3))
+display(Markdown(
+    f"**Figure 11 and Table 9.** Error agreement of every pair of fine-tuned networks of one variant on the test "
+    f"fold (bar), the agreement two networks with these accuracies would reach with independent errors (o: "
+    f"`acc_A acc_B + (1 - acc_A)(1 - acc_B)`), [R]'s as-coded baseline (×, model A's accuracy used twice: a "
+    f"defect, shown for comparison) and Cohen's kappa of error consistency. Kappa ranges from "
+    f"{pred.kappa.min():.2f} to {pred.kappa.max():.2f}: the networks share more errors than independent ones "
+    f"would" + ("." if pred.kappa.min() > 0 else " for most pairs.")))
+
+# %% [markdown]
+# ### Similarity against gain
+
+# %%
+gain = tables["gain"]
+g_cca = gain[(gain.measure == "cca") & (gain.source != "random")]
+fig = RP.plot_gain_scatter(g_cca.assign(network=[f"{s} ({v})" for s, v in zip(g_cca.source, g_cca.variant)]),
+                           x="similarity", hue="network", panel="stage", xlabel="CCA(pre-trained, fine-tuned)")
+plt.show()
+fig = RP.plot_gain_scatter(gain[(gain.measure == "cca")].dropna(subset=["relative_change"]).assign(
+    network=lambda d: [f"{s} ({v})" for s, v in zip(d.source, d.variant)]),
+    x="relative_change", hue="network", panel="stage", xlabel="relative weight change")
+plt.show()
+n_points = g_cca.groupby("stage").size().max()
+display(Markdown(
+    f"**Figures 12 and 13.** Top: CCA between each pre-trained source and its fine-tuned self against the relative "
+    f"AUC gain over random initialisation on the same fold, one panel per stage (as Figure 3). Bottom: the weight "
+    f"change of the same stage against the same gain (random initialisation included, whose gain is 0 by "
+    f"definition). With {n_points} points per panel the correlations are illustrative only."))
+
+# %% [markdown]
+# ## What our runs agree or disagree with
+
+# %%
+ours = summ[summ.measure == "cca"].pivot_table(index="kind", columns="layer", values="mean")
+layers = settings["similarity"]["layers"]
+first_l, last_l, deep_l = layers[0], layers[-1], layers[1:]
+name_r = dict(zip(layers, RR.STAGES)) if len(layers) == len(RR.STAGES) else {l: l for l in layers}
+pf, fl = ours.loc["pretrained_vs_finetuned"], ours.loc["untrained_vs_untrained"]
+null_cca = sim[sim.measure == "cca"].null_value.mean()
+below_r = [c for c in deep if pf_r[c] < floor_r[c]]
+below_o = [name_r[l] for l in deep_l if pf[l] < fl[l]]
+r_kinds = [k for k in RR.PAIR_KINDS if k in ours.index]
+top_o = {ours.loc[r_kinds, l].idxmax() for l in layers}
+top_r = {r_kind[c].idxmax() for c in r_kind.columns}
+lines = [
+    f"- **Depth.** [R]: a network and its fine-tuned self are most similar at conv1 ({pf_r['conv1']:.2f}) and "
+    f"least at block4 ({pf_r['block4']:.2f}). Ours: {pf[first_l]:.2f} at the stem and {pf[last_l]:.2f} at "
+    f"{last_l}: " + ("the same direction." if (pf[first_l] > pf[last_l]) == (pf_r["conv1"] > pf_r["block4"])
+                     else "the opposite direction."),
+    f"- **Floor.** [R]'s two untrained networks give {floor_r[deep].min():.2f}–{floor_r[deep].max():.2f} beyond "
+    f"conv1, ours {fl[deep_l].min():.2f}–{fl[deep_l].max():.2f}, while shuffled points give {null_cca:.2f} on "
+    f"average here: the floor is far above what CCA gives unrelated data of this size, so it reflects what any "
+    f"two networks of this architecture share on these images.",
+    f"- **A network against its own start, against the floor.** Below the floor in [R] at "
+    f"{', '.join(below_r) or 'no stage'}, in ours at {', '.join(below_o) or 'no stage'}"
+    + (". In both, at the deepest stage a fine-tuned network is no more CCA-similar to the network it started "
+       "from than two unrelated untrained networks are to each other." if "block4" in below_r and below_o
+       and below_o[-1] == name_r[last_l] else "."),
+]
+if "recalibrated_vs_finetuned" in ours.index:
+    rc = ours.loc["recalibrated_vs_finetuned"]
+    l1 = layers[1] if len(layers) > 1 else first_l
+    lines.append(
+        f"- **BatchNorm statistics (our control).** With the pre-trained network's BatchNorm statistics re-estimated "
+        f"on the target's training images and no weight changed, its CCA to its fine-tuned self is {rc[first_l]:.2f} "
+        f"at the stem (instead of {pf[first_l]:.2f}) and {rc[l1]:.2f} at {l1} (instead of {pf[l1]:.2f}), "
+        f"{rc[last_l]:.2f} at {last_l} (instead of {pf[last_l]:.2f}). "
+        + ("Much of what CCA registers as change in the early stages is the normalisation statistics, not the "
+           "weights (which moved by a few per cent, Table 6). [R] compared its pre-trained networks with their "
+           "source statistics too, so its early-stage values may include the same effect; its tables cannot say."
+           if rc[first_l] - pf[first_l] > 0.1 else
+           "The statistics account for little of the change here."))
+if "freeze_vs_no_freeze" in ours.index:
+    lines.append(
+        f"- **Freeze vs no freeze.** [R]: {r_kind.loc['freeze_vs_no_freeze', 'conv1']:.2f} at conv1, "
+        f"{r_kind.loc['freeze_vs_no_freeze', 'block4']:.2f} at block4; ours "
+        f"{ours.loc['freeze_vs_no_freeze', first_l]:.2f} and {ours.loc['freeze_vs_no_freeze', last_l]:.2f}. "
+        + ("In both, the two variants of one source are the most similar kind of pair at every stage."
+           if top_o == top_r == {"freeze_vs_no_freeze"} else
+           f"The most similar kind of pair per stage is {', '.join(sorted(top_r))} in [R] and "
+           f"{', '.join(sorted(top_o))} in ours."))
+pred_ft = pred[pred.network_a.str.contains("-FT") & pred.network_b.str.contains("-FT")]
+above_o = (pred_ft.error_agreement > pred_ft.independent_baseline).mean()
+lines.append(
+    f"- **Prediction similarity.** [R]'s observed agreement is above its as-coded baseline in {above_r:.0%} of its "
+    f"cells and above the whole range of the correct baseline in {above_all:.0%}; ours is above the correct "
+    f"baseline in {above_o:.0%} of our {len(pred_ft)} pairs (median kappa {pred_ft.kappa.median():.2f}). "
+    + ("Networks fine-tuned from different starts make correlated errors in both." if above_o > 0.5 and above_all > 0.5
+       else ""))
+excl = corr[(corr.ci_high < 0) | (corr.ci_low > 0)]
+ours_r = g_cca.groupby("stage")[["similarity", "relative_gain"]].apply(
+    lambda d: d.similarity.corr(d.relative_gain) if len(d) >= 3 else np.nan)
+lines.append(
+    f"- **Similarity vs gain.** [R]'s Pearson r is {'negative at every stage for both sources' if (corr.r < 0).all() else 'of mixed sign'} "
+    f"({corr.r.min():.2f} to {corr.r.max():.2f}); its interval excludes 0 for "
+    f"{', '.join(f'{a} {b}' for a, b in zip(excl.source, excl.stage)) or 'no stage'} when points are resampled, "
+    f"for {len(strong_t)} stage(s) when whole targets are. Ours has {n_points} points per stage (r = "
+    f"{np.nanmin(ours_r):.2f} to {np.nanmax(ours_r):.2f}), and our sources' gains over random initialisation "
+    f"are small ({runs[runs.source != 'random'].relative_gain.min():+.3f} to "
+    f"{runs[runs.source != 'random'].relative_gain.max():+.3f}, one test fold of at most "
+    f"{runs.n_test.max()} images): no conclusion either way.")
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# ## Summary
+# - [R]'s tables are reproduced as figures: CCA per stage with fold SDs (Figure 1, Table 1), prediction
+#   similarity with both baselines (Figure 2, Table 2: [R]'s as-coded baseline uses one network's accuracy twice;
+#   the tables bound the correct one), and similarity against gain with bootstrap intervals that treat points
+#   or whole targets as independent (Figure 3, Table 3).
+# - The same analyses run as a resumable stage (`helpers.representations`, `results/<profile>/representations_*.csv`):
+#   [R]'s recipe and augmentation, best checkpoints in safetensors, CCA, linear CKA and debiased CKA for every
+#   pair of networks at every stage with a permutation null, the points n and channels d of every cell, the
+#   prediction similarity with the correct baseline and kappa, and the weight change per stage.
+# - A CCA value means little without its floor and null: two untrained networks and shuffled points set the
+#   scale against which "similar" has to be read (Figures 6–8, Table 8); a pre-trained network's BatchNorm
+#   statistics, which fine-tuning replaces, move CCA in the early stages as much as the weights do (our control).
+#
+# ## What's next
+# The paper profile runs [R]'s recipe on ResNet-50 with ImageNet, a RadImageNet checkpoint (its input scale an
+# option: [R]'s caffe-style 0–255 inputs or RadImageNet's 1/255), random initialisation and 5 folds on a GPU.
+# The [References](../references) list the publications.
