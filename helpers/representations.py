@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -413,7 +414,6 @@ def _resolve(profile: dict, settings: dict, source: str, target: str, results_di
     """``random``, ``imagenet`` or a checkpoint path for a source of this stage; :class:`models.SourceUnavailable`
     with the reason otherwise. ``radimagenet`` is the section's own checkpoint (a ResNet-50 in [R]), else
     ``$RADIMAGENET_RESNET50_CHECKPOINT``; other names are this project's trained sources."""
-    import os
 
     from .training import check_imagenet, resolve_source
 
@@ -440,19 +440,60 @@ def _resolve(profile: dict, settings: dict, source: str, target: str, results_di
     return spec
 
 
-def _weights_id(spec: str) -> str:
-    from .scoring import _file_hash
+def _source_refs(profile: dict, settings: dict, sources, target: str, results_dir=None) -> tuple[dict, dict]:
+    """``({source: ref}, {source: reason})`` decided without reading any output: ``ref`` is ``random`` /
+    ``imagenet``, the configured RadImageNet path, or the key of the pretraining unit that makes one of this
+    project's sources (:func:`helpers.stages.pretraining.source_plan`), so that a retrained source changes every
+    key that depends on it. A source that no unit makes but that sits in ``<results>/sources/`` (a checkpoint a
+    user put there) is an input, referred to by its path. Whether ImageNet weights can be had is found out when
+    a task runs."""
+    from .stages import pretraining as P
 
-    return _file_hash(spec) if Path(spec).is_file() else spec
+    flags = profile["data"].get("flags", [])
+    made = P.pretraining_configs(profile, flags, [target]) if "pretraining" in profile else []
+    refs, reasons = {}, {}
+    for s in sources:
+        if s in ("random", "imagenet"):
+            refs[s] = s
+        elif s == "radimagenet":
+            path = settings.get("radimagenet_checkpoint") or os.environ.get("RADIMAGENET_RESNET50_CHECKPOINT")
+            if path:
+                refs[s] = str(path)
+            else:
+                reasons[s] = ("no checkpoint configured (RadImageNet needs a data-use agreement): set "
+                              "representations.radimagenet_checkpoint or $RADIMAGENET_RESNET50_CHECKPOINT")
+        else:
+            key, reason = P.source_plan(profile, s, target, made)
+            given = P.sources_dir(results_dir) / f"{s}.safetensors" if results_dir is not None else None
+            if reason is None:
+                refs[s] = key
+            elif given is not None and given.is_file():
+                refs[s] = str(given)
+            else:
+                reasons[s] = reason
+    return refs, reasons
 
 
-def representations_configs(profile: dict, results_dir, root=None, targets=None) -> RepresentationsPlan:
+def _producer_task(profile: dict, source: str, target: str) -> str | None:
+    """The id of the pretraining task that makes ``source`` for ``target`` (``None``: nothing to wait for)."""
+    from .stages import pretraining as P
+
+    if source in ("random", "imagenet", "radimagenet") or "pretraining" not in profile:
+        return None
+    unit = P.producer(profile, source, target, P.pretraining_configs(profile, profile["data"].get("flags", []),
+                                                                   [target]))
+    return P.task_id(unit["name"]) if unit is not None else None
+
+
+def representations_configs(profile: dict, results_dir=None, root=None, targets=None) -> RepresentationsPlan:
     """Declare every unit of the stage (nothing runs): per target and fold, a ``finetune`` unit per source (random
     init always; the freeze variant for ``freeze_sources``), an ``activations`` unit per network (the untrained
     ones, each source's pre-trained network and each fine-tuned one) and an analysis unit per pair of networks
     (``similarity``: all pairs, or with ``similarity.pairs: r`` only those of [R]'s kinds) and per pair of
     fine-tuned networks of one variant (``predictions``). Downstream configs hold the keys of the units they
-    read, so a changed recipe or checkpoint changes every key that depends on it."""
+    read, and sources are named by the key of the pretraining unit that makes them (never by a file), so a
+    changed recipe or source changes every key that depends on it and nothing here reads another stage's
+    output (``results_dir`` and ``root`` are kept for the callers' convenience)."""
     st = representations_settings(profile)
     targets = list(targets if targets is not None else st["targets"])
     arch = st["architecture"]
@@ -469,13 +510,10 @@ def representations_configs(profile: dict, results_dir, root=None, targets=None)
     plan = RepresentationsPlan(settings=st)
     unavailable = []
     for t in targets:
-        specs = {"random": "random"}
-        for s in st["sources"]:
-            try:
-                specs[s] = _resolve(profile, st, s, t, results_dir)
-            except M.SourceUnavailable as exc:
-                unavailable.append({"source": s, "target": t, "reason": exc.reason})
-        sources = [s for s in st["sources"] if s in specs]
+        refs, reasons = _source_refs(profile, st, st["sources"], t, results_dir)
+        refs["random"] = "random"
+        unavailable += [{"source": s, "target": t, "reason": r} for s, r in reasons.items()]
+        sources = [s for s in st["sources"] if s in refs]
         augment = dict(st["augment"])
         if t in st["no_flip"]:
             augment["flip_p"] = 0.0
@@ -486,7 +524,7 @@ def representations_configs(profile: dict, results_dir, root=None, targets=None)
                 nets.append((net, {"kind": "untrained", "seed": seed, "input_scale": input_scale_of(st, "random")}))
             for s in sources:
                 net = {"role": "pretrained", "source": s, "variant": None, "seed": None}
-                model = {"kind": "pretrained", "spec": specs[s], "weights": _weights_id(specs[s]),
+                model = {"kind": "pretrained", "source": s, "source_ref": refs[s],
                          "input_scale": input_scale_of(st, s)}
                 nets.append((net, model))
                 if sim.get("bn_control"):
@@ -496,7 +534,7 @@ def representations_configs(profile: dict, results_dir, root=None, targets=None)
                 for v in variants:
                     init_seed = seeds[0] if s == "random" else int(st["seed"])
                     ft = {**common, "unit": "finetune", "target": t, "fold": int(fold), "source": s, "variant": v,
-                          "spec": specs[s], "weights": _weights_id(specs[s]), "init_seed": init_seed,
+                          "source_ref": refs[s], "init_seed": init_seed,
                           "head": st["random_head"] if s == "random" else st["head"],
                           "input_scale": input_scale_of(st, s), "recipe": dict(st["finetune"]),
                           "freeze_recipe": dict(st["freeze"]) if v == "freeze" else None, "augment": augment}
@@ -602,7 +640,10 @@ def finetune_unit(config: dict, workdir, root=None, device=None, cache=None, cal
     seconds = time.perf_counter() - start
     probs, labels, test = _test_outputs(full, ds["test"])
     test_idx = fold_indices(config, _pooled(d)[1])["test"]
-    np.savez(workdir / "test_predictions.npz", probabilities=probs, labels=labels, indices=test_idx)
+    tmp = workdir / ".test_predictions.tmp.npz"
+    with open(tmp, "wb") as fh:  # through a handle: np.savez would add its own suffix to the temp name
+        np.savez(fh, probabilities=probs, labels=labels, indices=test_idx)
+    tmp.replace(workdir / "test_predictions.npz")
     meta = {"stage": STAGE, "source": config["source"], "target": config["target"], "fold": config["fold"],
             "variant": config["variant"], "input_scale": config["input_scale"], "best": full.best}
     path = M.save_checkpoint(model, workdir / "finetuned", meta)
@@ -777,7 +818,7 @@ def _integral(col: pd.Series) -> pd.Series:
 _WEIGHT_STAGE = {"relu": "conv1"}  # the stem ReLU follows conv1 (and bn1); the residual stages are themselves
 
 
-def finalize(stage: Stage, plan: RepresentationsPlan, results_dir, write: bool = True) -> dict[str, pd.DataFrame]:
+def build_tables(stage: Stage, plan: RepresentationsPlan, results_dir, write: bool = True) -> dict[str, pd.DataFrame]:
     """Split the units' rows into the tables of :data:`TABLES`, add the relative AUC gain, and (``write``) write
     them as ``<results_dir>/representations_<name>.csv`` atomically, with ``representations_unavailable.csv``.
     Returns the tables by name (``unavailable`` included)."""
@@ -828,26 +869,136 @@ def gain_table(tables: dict) -> pd.DataFrame:
     return out[cols]
 
 
-def run_representations(profile: dict, results_dir, root=None, device=None, progress: bool = True,
-                        targets=None) -> dict[str, pd.DataFrame]:
-    """Run (or resume) the stage for a profile and write its tables; returns them (:func:`finalize`).
+def run_representations(profile: dict, results_dir=None, root=None, device=None, progress: bool = True,
+                        targets=None, engine: str = "local", **engine_options) -> dict[str, pd.DataFrame]:
+    """Run (or resume) the stage for a profile through an engine (:mod:`helpers.stages`) and write its tables;
+    returns them (:func:`build_tables`).
 
-    Units run in three passes (fine-tuning, activations, analysis), each unit stored once finished and never
-    recomputed: a second call recomputes nothing. ``device``: default the profile's (``auto``: CUDA when
-    present)."""
-    from .profiles import resolve_device
+    Units run in dependency order (fine-tuning, activations, analysis), each stored once finished and never
+    recomputed: a second call only reads. ``device``: default the profile's (``auto``: CUDA when present)."""
+    from .stages import run_stage
 
-    device = device or resolve_device(profile)
-    stage = Stage(STAGE, results_dir)
-    plan = representations_configs(profile, results_dir, root, targets)
-    cache: dict = {}
-    stage.run(plan.finetune, lambda c, ctx: finetune_unit(c, ctx.workdir, root, device, cache),
-              progress=progress, desc=f"{STAGE}: fine-tuning")
-    stage.run(plan.activations, lambda c, ctx: activation_unit(c, ctx.workdir, stage.root, root, device, cache),
-              progress=progress, desc=f"{STAGE}: activations")
-    stage.run(plan.analysis, lambda c, ctx: analysis_unit(c, ctx.workdir, stage.root, device),
-              progress=progress, desc=f"{STAGE}: pairs")
-    return finalize(stage, plan, results_dir)
+    options = {"targets": list(targets)} if targets is not None else {}
+    env = run_stage(NAME, profile, results_dir, root, device, progress, engine, options=options, **engine_options)
+    return tables(env.profile, env)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the stage contract (helpers.stages.base): tasks, run_task, finalize, missing_inputs
+
+NAME = STAGE
+RESOURCES = {"finetune": {"num_cpus": 1, "num_gpus": 0.5}, "activations": {"num_cpus": 1, "num_gpus": 0.25},
+             "analysis": {"num_cpus": 1, "num_gpus": 0.1}}
+
+
+def _plan(profile: dict, env) -> RepresentationsPlan:
+    return representations_configs(profile, env.results_dir, env.data_root, env.options.get("targets"))
+
+
+def _net_id(config: dict) -> str:
+    return f"{NAME}:activations:{config['target']}:fold{config['fold']}:{network_name(config['network'])}"
+
+
+def tasks(profile: dict, env) -> list:
+    """One task per fine-tuning run (waiting for its source's pretraining task), one per network's activations
+    (waiting for the fine-tuning or pretraining that makes the network) and one per analysis unit (waiting for
+    the activations, or the fine-tuning runs, it reads). An unavailable source then blocks only what uses it."""
+    from .stages.base import Task
+
+    if not profile.get("representations"):
+        return []  # a profile without the section has no such stage
+    plan = _plan(profile, env)
+    out, ft_ids, act_ids = [], {}, {}
+    for c in plan.finetune:
+        tid = f"{NAME}:finetune:{c['target']}:fold{c['fold']}:{c['source']}:{c['variant']}"
+        ft_ids[config_key(c)] = tid
+        dep = _producer_task(profile, c["source"], c["target"])
+        out.append(Task(STAGE, tid, (c,), (dep,) if dep else (), dict(RESOURCES["finetune"])))
+    for c in plan.activations:
+        model = c["model"]
+        if model["kind"] == "finetuned":
+            deps = (ft_ids[model["finetune_key"]],)
+        elif model["kind"] in ("pretrained", "recalibrated"):
+            dep = _producer_task(profile, model["source"], c["target"])
+            deps = (dep,) if dep else ()
+        else:
+            deps = ()
+        act_ids[config_key(c)] = _net_id(c)
+        out.append(Task(STAGE, _net_id(c), (c,), deps, dict(RESOURCES["activations"])))
+    for c in plan.analysis:
+        ids = act_ids if c["unit"] == "similarity" else ft_ids
+        deps = tuple(ids[c[k]] for k in ("a_key", "b_key"))
+        tid = f"{NAME}:{c['unit']}:{c['target']}:fold{c['fold']}:{network_name(c['a'])}~{network_name(c['b'])}"
+        out.append(Task(STAGE, tid, (c,), deps, dict(RESOURCES["analysis"])))
+    return out
+
+
+def _with_spec(config: dict, env) -> dict:
+    """The config with the source's checkpoint resolved (``spec``), at run time; raises
+    :class:`helpers.models.SourceUnavailable` when it cannot be had here."""
+    st = representations_settings(env.profile)
+    if config["unit"] == "finetune":
+        return {**config, "spec": _resolve(env.profile, st, config["source"], config["target"], env.results_dir)}
+    model = config["model"]
+    if model["kind"] in ("pretrained", "recalibrated"):
+        spec = _resolve(env.profile, st, model["source"], config["target"], env.results_dir)
+        return {**config, "model": {**model, "spec": spec}}
+    return config
+
+
+def run_task(task, env) -> list:
+    device = env.resolved_device()
+    stage_dir = env.results_dir / STAGE
+    out = []
+    for c in task.configs:
+        workdir = env.workdir(task.stage, c)
+        if c["unit"] == "finetune":
+            out.append(finetune_unit(_with_spec(c, env), workdir, env.data_root, device, env.cache))
+        elif c["unit"] == "activations":
+            out.append(activation_unit(_with_spec(c, env), workdir, stage_dir, env.data_root, device, env.cache))
+        else:
+            out.append(analysis_unit(c, workdir, stage_dir, device))
+    return out
+
+
+def tables(profile: dict, env, write: bool = False) -> dict[str, pd.DataFrame]:
+    """The stage's tables from the stored units (nothing computed), with the sources a task found unavailable
+    at run time (e.g. ImageNet weights offline) added to ``unavailable``."""
+    from .stages.base import problem_reason, read_problems
+
+    plan = _plan(profile, env)
+    problems = [{"source": r["task"].split(":")[4], "target": r["task"].split(":")[2],
+                 "reason": problem_reason(r)} for r in read_problems(env, STAGE).values()
+                if r["task"].startswith(f"{NAME}:finetune:") and r.get("kind") == "unavailable"]
+    if problems:
+        plan.unavailable = (pd.concat([plan.unavailable, pd.DataFrame(problems)], ignore_index=True)
+                            .drop_duplicates(["source", "target"]).reset_index(drop=True))
+    return build_tables(env.storage(STAGE), plan, env.results_dir, write=write)
+
+
+def finalize(profile: dict, env) -> dict:
+    if not profile.get("representations"):
+        return {}
+    tables(profile, env, write=True)
+    return {f"representations_{name}": env.results_dir / f"representations_{name}.csv"
+            for name in [*TABLES, "unavailable"]}
+
+
+def missing_inputs(profile: dict, env) -> list[dict]:
+    """MedMNIST files of the stage's targets and, when listed as a source without a configured checkpoint,
+    RadImageNet (ImageNet weights are reported by the pretraining stage's inputs)."""
+    from .stages import inputs
+
+    if not profile.get("representations"):
+        return []
+    st = representations_settings(profile)
+    rows = inputs.medmnist_files(list(st["targets"]), int(st["file_size"]), env.data_root)
+    if "radimagenet" in st["sources"] and not (st.get("radimagenet_checkpoint")
+                                                or os.environ.get("RADIMAGENET_RESNET50_CHECKPOINT")):
+        rows.append({"what": "RadImageNet ResNet-50 checkpoint", "path": "representations.radimagenet_checkpoint",
+                     "how": "RadImageNet needs a data-use agreement (radimagenet.com); put the checkpoint path in "
+                            "the profile or $RADIMAGENET_RESNET50_CHECKPOINT"})
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def test_task_graph_of_the_quick_profile(tmp_path):
     tasks, external = stages.gather(stages.expand(["all"]), env)
     by_id = {t.id: t for t in tasks}
     assert len(by_id) == len(tasks) and not external  # "all" holds every task it depends on
-    assert {t.module for t in tasks} == {"pretraining", "finetuning", "scoring", "segmentation"}
+    assert {t.module for t in tasks} == {"pretraining", "finetuning", "scoring", "segmentation", "representations"}
     for t in tasks:
         assert t.id.startswith(f"{t.module}:") and all(d in by_id for d in t.deps), t.id
         assert len({config_key(c) for c in t.configs}) == len(t.configs)
@@ -82,6 +82,13 @@ def test_task_graph_of_the_quick_profile(tmp_path):
     assert seg["segmentation:finetuning:union->busi"].deps == ("segmentation:pretraining:union__busi",)
     assert seg["segmentation:scoring:ph2->busi"].deps == ("segmentation:pretraining:ph2",)
     assert seg["segmentation:finetuning:random->busi"].deps == ()
+    rep = {t.id: t for t in tasks if t.module == "representations"}
+    union_ft = rep["representations:finetune:breastmnist:fold1:medmnist_union:none"]
+    assert union_ft.deps == ("pretraining:medmnist_union__breastmnist",)
+    assert union_ft.configs[0]["source_ref"] == config_key(by_id["pretraining:medmnist_union__breastmnist"].configs[0])
+    for t in rep.values():  # activations wait for what makes their network, analyses for what they read
+        if ":similarity:" in t.id or ":predictions:" in t.id:
+            assert len(t.deps) == 2 and all(d.startswith("representations:") for d in t.deps), t.id
     assert not (tmp_path / "results").exists(), "planning wrote to the results folder"
 
 
@@ -254,11 +261,17 @@ def test_ray_engine_gives_the_serial_results_and_resumes_across_engines(tiny, tm
     pd.testing.assert_frame_equal(gt_local, gt_ray)
     runs_local = pd.read_csv(serial / "finetuning.csv").set_index("key").sort_index()
     runs_ray = pd.read_csv(distributed / "finetuning.csv").set_index("key").sort_index()
-    for col in ("val_loss", "val_auc", "test_auc", "test_loss", "best_epoch"):
-        np.testing.assert_array_equal(runs_local[col].to_numpy(), runs_ray[col].to_numpy(), err_msg=col)
+    # the same configs, seeds and thread count give the same runs; the last bits of a loss may still differ
+    # between processes (SIMD reductions depend on memory alignment), and the runs at lr 0.1 diverge to losses of
+    # 1e7-1e8, which amplify them: losses agree to 1e-2 relative, the selected ground truth above exactly
+    np.testing.assert_array_equal(runs_local["best_epoch"].to_numpy(), runs_ray["best_epoch"].to_numpy())
+    for col in ("val_auc", "test_auc"):
+        np.testing.assert_allclose(runs_local[col].to_numpy(), runs_ray[col].to_numpy(), atol=1e-6, err_msg=col)
+    for col in ("val_loss", "test_loss"):
+        np.testing.assert_allclose(runs_local[col].to_numpy(), runs_ray[col].to_numpy(), rtol=1e-2, err_msg=col)
     s_local = pd.read_csv(serial / "scores.csv").drop(columns="seconds")
     s_ray = pd.read_csv(distributed / "scores.csv").drop(columns="seconds")
-    pd.testing.assert_frame_equal(s_local, s_ray)
+    pd.testing.assert_frame_equal(s_local, s_ray, rtol=1e-6)
     assert local.counts["finetuning"].computed == 8
     # and back: the local engine finds every unit done
     again = stages.run(["all"], str(tiny), distributed, progress=False)
