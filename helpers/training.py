@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from . import models as M
 from .data import MEDMNIST_2D_FLAGS, TensorImageDataset, load_medmnist, paper_fold_indices
 from .runner import Stage, atomic_write_csv, atomic_write_text, config_key
+from .threads import fair_threads
 
 # ----------------------------------------------------------------------------------------------------------
 # MedMNIST metrics (medmnist.evaluator.getAUC / getACC)
@@ -400,6 +401,7 @@ class Run(ResumableTraining):
         return M.autocast_context(self.device)
 
     # -- one optimisation step (no host sync) -----------------------------------------------------------
+    @fair_threads()  # fewer CPU threads where torch's OpenMP pool spins on a busy machine (helpers.threads)
     def step(self, x, y):
         _set_rng_state(self.rng, self.device)
         self.model.train()
@@ -419,6 +421,7 @@ class Run(ResumableTraining):
         self.n_seen = 0
 
     @torch.no_grad()
+    @fair_threads()
     def logits(self, x):
         self.model.eval()
         with self.autocast():
