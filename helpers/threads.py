@@ -12,9 +12,11 @@ The OpenMP runtime reads that variable once, when it is loaded with torch, so ``
 * **torch not imported yet**: ``OMP_WAIT_POLICY=PASSIVE`` is put in the environment (only if the variable is
   unset: a value of yours wins). torch, imported later, and child processes then wait passively.
 * **torch imported first** without that variable: the pool keeps spinning, which can no longer be changed. The
-  metrics of :mod:`helpers.metrics` and the training steps of :mod:`helpers.training` then run under
-  :func:`fair_threads`: at most as many intra-op threads as there are idle cores at the start of the call (one
-  on a busy machine, torch's setting on an idle one), torch's setting restored afterwards.
+  pairwise metrics and FU (:mod:`helpers.metrics`) and the training and validation steps of
+  :class:`helpers.training.Run` then run under :func:`fair_threads`: at most as many intra-op threads as there
+  are idle cores at the start of the call (one on a busy 2-core machine, torch's setting on an idle one), torch's
+  setting restored afterwards. Feature extraction (:func:`helpers.models.extract`), CC-FV and segmentation
+  training are not capped: import helpers first (or set ``OMP_WAIT_POLICY=PASSIVE``) for those.
 
 ``HELPERS_THREADS=off`` in the environment (before ``import helpers``) turns both off: the environment and the
 thread count are left as they are. :func:`status` says which case holds.
