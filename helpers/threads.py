@@ -18,6 +18,12 @@ The OpenMP runtime reads that variable once, when it is loaded with torch, so ``
   setting restored afterwards. Feature extraction (:func:`helpers.models.extract`), CC-FV and segmentation
   training are not capped: import helpers first (or set ``OMP_WAIT_POLICY=PASSIVE``) for those.
 
+Passive waiting has a price on an idle machine with small kernels: waking a sleeping thread for each parallel
+region made 8 training steps at 28 px take about 1.5 s instead of 1.0 s when the 2-core machine was quiet. Short
+spins (``GOMP_SPINCOUNT`` 300 to 30000 with the passive policy) did not pay: as slow or slower whenever other
+work ran, and much slower for the metrics. On a machine of your own, ``OMP_WAIT_POLICY=ACTIVE`` (or
+``HELPERS_THREADS=off``) keeps the spinning default.
+
 ``HELPERS_THREADS=off`` in the environment (before ``import helpers``) turns both off: the environment and the
 thread count are left as they are. :func:`status` says which case holds.
 """
