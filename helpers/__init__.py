@@ -15,6 +15,12 @@ evaluation  correlation of scores with fine-tuned ground truth
 similarity  CCA, SVCCA, PWCCA, linear CKA (minibatch too), [R]'s layer sampling, prediction and weight change
 representations  [R]'s analyses as a resumable stage: fine-tuning, similarity per stage, predictions, weights
 reference   [D]'s published tables; reference_r: [R]'s
+threads     behaviour on a CPU shared with other busy processes (``HELPERS_THREADS=off`` turns it off)
 """
+
+from . import threads as _threads
+
+# before anything imports torch: its OpenMP runtime reads OMP_WAIT_POLICY once, when it is loaded
+_threads.configure()
 
 __version__ = "0.1.0"

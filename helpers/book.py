@@ -64,8 +64,6 @@ def execute_chapter(name: str, profile: str, parameters: dict | None = None) -> 
     final = EXECUTED_DIR / f"{name}.ipynb"
     jupytext.write(jupytext.read(source), staged)
     params = {"profile": profile, **(parameters or {})}
-    # torch's OpenMP threads spin while idle by default; on a small shared CPU that slows training several fold
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         papermill.execute_notebook(str(staged), str(running), parameters=params, cwd=str(PROJECT_ROOT),
                                    kernel_name="python3", progress_bar=False, request_save_on_cell_execute=True)

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .threads import fair_threads
+
 
 class SourceUnavailable(RuntimeError):
     """A source model cannot be built here (weights not downloadable offline, checkpoint missing...)."""
@@ -426,6 +428,7 @@ def full_precision():
         torch.set_float32_matmul_precision(precision)
 
 
+@fair_threads()
 @torch.no_grad()
 def extract(model: nn.Module, dataset, batch_size: int = 256, autocast: bool | str = False):
     """Penultimate features (input of :func:`feature_path`'s module: the last Linear's input, or [D]'s choice for

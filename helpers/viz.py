@@ -1,16 +1,30 @@
-"""Figures shared by the chapters (matplotlib; every function returns the Figure it drew)."""
+"""Figures shared by the chapters (matplotlib; every function returns the Figure it drew).
+
+matplotlib and seaborn are in the package's ``book`` extra (``pip install ".[book]"``), not in its core
+dependencies, so they are imported when a figure is drawn, not when this module is imported.
+"""
 from __future__ import annotations
 
 import textwrap
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from .data import MedMNISTData, sample_indices
 
 
+def pyplot():
+    """``matplotlib.pyplot``, or an ImportError that says which extra brings it."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError("helpers.viz draws with matplotlib, which the package's 'book' extra installs: "
+                          'pip install ".[book]" (or pip install matplotlib seaborn)') from exc
+    return plt
+
+
 def sample_grid(data: MedMNISTData, split: str = "train", per_class: int = 6, seed: int = 0):
     """One row per class, ``per_class`` random images of that class (fixed seed)."""
+    plt = pyplot()
     idx = sample_indices(data, split, per_class, seed)
     y = data.labels[split]
     cls = y.argmax(1) if data.multilabel else y[:, 0]
@@ -32,6 +46,7 @@ def sample_grid(data: MedMNISTData, split: str = "train", per_class: int = 6, se
 
 def class_count_bars(counts, flag: str):
     """Bar chart of images per class and split from a :func:`helpers.data.class_count_table` table."""
+    plt = pyplot()
     import seaborn as sns
 
     sub = counts[counts["flag"] == flag]
@@ -46,6 +61,7 @@ def class_count_bars(counts, flag: str):
 
 def fold_sizes_plot(folds, flag: str):
     """Per fold, train and val subset sizes from a :func:`helpers.data.fold_table` table."""
+    plt = pyplot()
     sub = folds[(folds["flag"] == flag) & (folds["split"] != "test")]
     sizes = sub.groupby(["fold", "split"])["subset_size"].first().unstack("split")
     fig, ax = plt.subplots(figsize=(5.0, 2.6))
@@ -62,6 +78,7 @@ def augmentation_grid(data: MedMNISTData, image_size: int, n_images: int = 4, n_
     """Rows: training images; first column the evaluation view, then ``n_views`` augmented views, all made
     by :class:`helpers.data.TensorImageDataset` on its device exactly as training sees them (denormalised).
     ``augment``: the augmentation config (default [D]'s :class:`helpers.transforms.AugmentConfig`)."""
+    plt = pyplot()
     import torch
 
     from .data import HALF_MEAN, HALF_STD, TensorImageDataset
@@ -89,6 +106,7 @@ def segmentation_grid(datasets, n_images: int = 4, split: str = "train", seed: i
     """One row per segmentation set: ``n_images`` random images of ``split`` (fixed seed) with their masks
     drawn as coloured contours (one colour per foreground class). ``datasets``: loaded
     :class:`helpers.segmentation.SegmentationData` objects."""
+    plt = pyplot()
     from matplotlib.lines import Line2D
 
     colours = plt.get_cmap("tab10").colors

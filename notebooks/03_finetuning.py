@@ -44,11 +44,6 @@ group_size = None   # configs of one (source, target, fold) advanced together; N
 
 # %%
 # %matplotlib inline
-import os
-
-# Passive OpenMP waiting: on a CPU shared with other work, spinning threads slow training several-fold.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns

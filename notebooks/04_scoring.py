@@ -44,11 +44,6 @@ device = None       # None: the profile's device (auto: cuda when present)
 
 # %%
 # %matplotlib inline
-import os
-
-# Passive OpenMP waiting: on a CPU shared with other work, spinning threads slow the work several-fold.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

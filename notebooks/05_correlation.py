@@ -44,10 +44,6 @@ n_boot = 300        # bootstrap replicates for the confidence intervals
 
 # %%
 # %matplotlib inline
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .. import models as M
 from ..data import TensorImageDataset
+from ..threads import fair_threads
 from .auc import auc_over_present, medmnist_acc, probabilities, task_kind
 from .state import ResumableTraining
 
@@ -134,6 +135,7 @@ class Run(ResumableTraining):
         return M.autocast_context(self.device)
 
     # -- one optimisation step (no host sync) -----------------------------------------------------------
+    @fair_threads()  # fewer CPU threads where torch's OpenMP pool spins on a busy machine (helpers.threads)
     def step(self, x, y):
         _set_rng_state(self.rng, self.device)
         self.model.train()
@@ -155,6 +157,7 @@ class Run(ResumableTraining):
         self.loss_sum.zero_()
         self.n_seen = 0
 
+    @fair_threads()
     @torch.no_grad()
     def logits(self, x):
         self.model.eval()

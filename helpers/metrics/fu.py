@@ -7,6 +7,7 @@ import re
 import numpy as np
 import torch
 
+from ..threads import fair_threads
 from ._common import finite_float, to_tensor
 
 __all__ = ["fu", "resolve_layer", "cudnn_settings"]
@@ -45,6 +46,7 @@ def cudnn_settings(enabled: bool | None = None, deterministic: bool | None = Non
         cd.enabled, cd.deterministic, cd.benchmark = old
 
 
+@fair_threads()
 def fu(model: torch.nn.Module, first_layer, second_layer, images, labels, *, n_batches: int = 6,
        device=None, cudnn_enabled: bool = False) -> float:
     """FU: ratio of the gradient norms of two early layers under a metric-learning loss on the embeddings.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..threads import fair_threads
 from ._common import finite_float, prepare
 
 __all__ = ["linear_probe"]
@@ -23,6 +24,7 @@ def _folds(y: torch.Tensor, n_splits: int, seed: int, multilabel: bool) -> torch
     return fold.to(y.device)
 
 
+@fair_threads()
 def linear_probe(features, labels, *, n_splits: int = 5, l2: float = 1.0, max_iter: int = 30,
                  random_state: int = 0, per_sample: bool = False):
     """Cross-validated accuracy of an L2-regularised logistic regression on standardised frozen features.
