@@ -172,11 +172,24 @@ def set_level_rows(unit_rows: pd.DataFrame, metrics, include_self: bool = False)
     return out
 
 
-def set_level_comparison(results_dir, metrics=SET_LEVEL) -> pd.DataFrame:
+def _planned_units(results_dir, stage: str, profile) -> pd.DataFrame:
+    """Stored unit rows of ``stage``: with ``profile`` (a name, path or loaded profile) only those of its planned
+    units, else every unit the folder holds (possibly of earlier configurations)."""
+    if profile is None:
+        return Stage(stage, results_dir).collect()
+    from .stages import make_env
+    from .stages.scoring import current_units
+
+    env = make_env(profile, results_dir, progress=False)
+    return current_units(env.profile, env)
+
+
+def set_level_comparison(results_dir, metrics=SET_LEVEL, profile=None) -> pd.DataFrame:
     """The set-level scores of a finished scoring stage with the target's own source left out (the default, as
     [D]) and included (the earlier form) side by side: columns source, target, fold, metric, ``excluded``,
-    ``included``, and each form's rank among the other candidates (1 = best)."""
-    units = Stage("scoring", results_dir).collect()
+    ``included``, and each form's rank among the other candidates (1 = best). ``profile``: read only the units
+    of that profile's plan (recommended: a results folder can hold units of earlier configurations)."""
+    units = _planned_units(results_dir, "scoring", profile)
     if units.empty:
         return pd.DataFrame(columns=["source", "target", "fold", "metric", "excluded", "included",
                                      "rank_excluded", "rank_included"])
@@ -188,6 +201,7 @@ def set_level_comparison(results_dir, metrics=SET_LEVEL) -> pd.DataFrame:
         forms[name] = rows.set_index(keys)["score"].rename(name)
     table = pd.concat(forms.values(), axis=1).reset_index()
     table = table[[not is_self(s, t) for s, t in zip(table["source"], table["target"])]]
+    table = table.dropna(subset=["excluded", "included"], how="all")
     for name in forms:
         table[f"rank_{name}"] = table.groupby(["target", "fold", "metric"])[name].rank(ascending=False)
     return table.reset_index(drop=True)
@@ -214,10 +228,10 @@ def tidy_scores(units: pd.DataFrame, unavailable, metrics) -> pd.DataFrame:
     return table.drop(columns="_o").reset_index(drop=True)
 
 
-def extraction_times(results_dir, stage: str = "scoring") -> pd.DataFrame:
+def extraction_times(results_dir, stage: str = "scoring", profile=None) -> pd.DataFrame:
     """Seconds spent extracting (or loading cached) features per (source, target) unit of a scoring ``stage``
-    (its ``_extract`` rows)."""
-    df = Stage(stage, results_dir).collect()
+    (its ``_extract`` rows); with ``profile``, of that profile's planned classification units only."""
+    df = _planned_units(results_dir, stage, profile if stage == "scoring" else None)
     if df.empty:
         return pd.DataFrame(columns=["source", "target", "images", "seconds", "note"])
     e = df[df["metric"] == "_extract"]

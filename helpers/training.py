@@ -13,12 +13,13 @@ from .engine.loop import (_epoch_order, _rng_state, _seeded_rng_state, _set_rng_
 from .engine.recipes import _load, _run_config, _section, _subsample  # noqa: F401
 from .engine.state import _flatten_state, _unflatten_state  # noqa: F401
 from .stages.finetuning import (RUN_COLUMNS, finetune_group, finetuning_configs, ground_truth_folds,  # noqa: F401
-                                ground_truth_table, run_finetuning, select_runs, target_datasets,
+                                ground_truth_seeds, ground_truth_table, run_finetuning, select_runs, target_datasets,
                                 write_ground_truth)
 from .stages.pretraining import (check_imagenet, pretrain_unit, pretraining_configs, resolve_source,  # noqa: F401
                                  run_pretraining, source_table, sources_dir, union_name)
 
 __all__ = list(_engine_all) + [
-    "RUN_COLUMNS", "finetune_group", "finetuning_configs", "ground_truth_folds", "ground_truth_table",
+    "RUN_COLUMNS", "finetune_group", "finetuning_configs", "ground_truth_folds", "ground_truth_seeds",
+    "ground_truth_table",
     "run_finetuning", "select_runs", "target_datasets", "write_ground_truth", "check_imagenet", "pretrain_unit",
     "pretraining_configs", "resolve_source", "run_pretraining", "source_table", "sources_dir", "union_name"]

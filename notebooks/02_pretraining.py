@@ -76,9 +76,18 @@ KINDS = {
                        "trained here, one per target"),
 }
 sources = cfg["sources"]["dataset"]
-kinds = pd.DataFrame([{"source": s, **dict(zip(["model", "obtained"], KINDS.get(
-    s, (f"ResNet-18 trained on {s} (MedMNIST recipe)", "trained here" if s in flags else "flag not in the data root"))))}
-    for s in sources]).set_index("source")
+
+
+def kind_of(s):
+    if s in KINDS:
+        return KINDS[s]
+    if P.is_segmentation_source(s):
+        on = "all five segmentation sets" if s == P.SEG_UNION else P.segmentation_unit_name(s)
+        return (f"ResNet-18 encoder of a U-Net pre-trained to segment {on}", "segmentation stage, trained here")
+    return (f"ResNet-18 trained on {s} (MedMNIST recipe)", "trained here" if s in flags else "flag not in the data root")
+
+
+kinds = pd.DataFrame([{"source": s, **dict(zip(["model", "obtained"], kind_of(s)))} for s in sources]).set_index("source")
 kinds
 
 # %% [markdown]
@@ -161,6 +170,34 @@ layout.pivot_table(index="flag", columns="left out", values="units", aggfunc="fi
 # `medmnist_union__<target>` of the training table above), trained for two epochs only.
 
 # %% [markdown]
+# ## Segmentation encoders as sources
+# The book's own benchmark needs more than a handful of candidates per target, or its correlations are noise.
+# The profile's `seg_*` sources are the ResNet-18 encoders of the U-Nets of the segmentation bank (see the
+# [Segmentation chapter](07_segmentation)): one U-Net pre-trained on each 2D segmentation set, and `seg_union`
+# on all five together. The U-Net's encoder *is* a torchvision ResNet-18 without its pooling and classifier, so
+# it maps onto a ResNet-18 classifier name for name (`helpers.models.classifier_from_unet`); the new
+# classification head is trained in fine-tuning as for any source. These encoders have no classification head
+# of their own, so the metrics of a source head's logits (LEEP, NCE) do not apply to them (the Scoring chapter
+# records why). The bank's pretraining runs here, through the segmentation stage, so that the encoders exist
+# before fine-tuning; the Segmentation chapter then only reads them.
+
+# %%
+seg_sources = P.segmentation_encoder_sources(cfg)
+if seg_sources:
+    from helpers.stages import segmentation as SG
+
+    seg_pre = SG.run_segmentation_pretraining(cfg, out, root=data_root, device=device, progress=False)
+    used = {P.segmentation_unit_name(s): s for s in seg_sources}
+    seg_table = seg_pre[seg_pre["source"].isin(used)].assign(as_source=lambda d: d["source"].map(used))
+    display(seg_table.set_index("as_source")[["sets", "n_classes", "train_images", "epochs_run", "best_epoch",
+                                              "val_dice"]].round(3))
+    display(Markdown(f"**Table.** The {len(seg_table)} segmentation U-Nets whose encoders are classification "
+                     "sources here: the sets each was trained on, its classes (background included), training "
+                     "images, epochs run and kept, and its validation Dice."))
+else:
+    display(Markdown("This profile lists no segmentation encoder among its sources."))
+
+# %% [markdown]
 # ## Which sources are available here
 # A source that cannot be obtained here (ImageNet weights without a network, RadImageNet without a
 # checkpoint) is recorded as unavailable with the reason; the later chapters leave it out instead of failing.
@@ -183,6 +220,7 @@ summary
 # - Single-dataset sources are trained on the device, resumably, and stored as safetensors checkpoints with a
 #   JSON sidecar (architecture, classes, recipe, data hashes) under `results/<profile>/sources/`.
 # - The union source uses [D]'s joint label space; its mapping is tested unit by unit.
+# - The segmentation bank's encoders (`seg_*`) join the candidates as ResNet-18 classifiers without a head.
 # - Unavailable sources are reported with their reason instead of stopping the book.
 #
 # ## What's next

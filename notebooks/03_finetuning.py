@@ -24,6 +24,7 @@
 # 2. Running the fine-tuning units
 # 3. Selecting runs: the lowest validation loss
 # 4. The ground-truth table and per-target AUC
+# 5. How much the ground truth moves between seeds
 #
 # ## Prerequisites
 # | Concept | Importance | Notes |
@@ -118,8 +119,10 @@ unavailable_pairs
 
 # %% [markdown]
 # ## Selecting runs: the lowest validation loss
-# For each (source, target, fold), [D] takes the run with the lowest validation loss as the ground truth. The
-# figure shows every run's validation loss against its test AUC, the selected run circled.
+# For each (source, target, fold), [D] takes the run with the lowest validation loss as the ground truth. When
+# the profile repeats the sweep over several seeds (`finetuning.seeds`, this project's extension), the
+# selection is made per seed. The figure shows every run's validation loss against its test AUC, the selected
+# runs circled.
 
 # %%
 selected = F.select_runs(runs)
@@ -164,12 +167,13 @@ display(Markdown(f"This profile ran **{n_folds} fold(s)**: " + (
     f"{folds_table['sd'].median():.3f}.")))
 
 # %%
-long = selected.copy()
+seeds = F.ground_truth_seeds(runs)
+spread = seeds.groupby(["target", "source"])["test_auc"].agg(["mean", "std", "size"]).reset_index()
 fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.0), squeeze=False, sharey=True)
 for ax, t in zip(axes[0], targets):
-    sub = long[long["target"] == t].sort_values("test_auc", ascending=False)
+    sub = spread[spread["target"] == t].sort_values("mean", ascending=False)
     colors = ["tab:gray" if s == t else "tab:blue" for s in sub["source"]]
-    ax.bar(sub["source"], sub["test_auc"], color=colors)
+    ax.bar(sub["source"], sub["mean"], color=colors, yerr=sub["std"].fillna(0), capsize=2)
     ax.axhline(0.5, color="k", lw=0.8, ls=":")
     ax.set_title(t)
     ax.set_ylim(0, 1)
@@ -177,19 +181,60 @@ for ax, t in zip(axes[0], targets):
 axes[0, 0].set_ylabel("test AUC (selected run)")
 fig.tight_layout()
 plt.show()
-display(Markdown("*Figure: ground-truth test AUC of each source, one panel per target, sources sorted by AUC; "
-                 "grey: the target's own flag as source (excluded when correlating), dotted line: chance.*"))
+n_seeds = int(spread["size"].max())
+display(Markdown(f"*Figure: ground-truth test AUC of each source (mean over {n_seeds} seed(s); bars: SD over "
+                 "seeds), one panel per target, sources sorted by AUC; grey: the target's own flag as source "
+                 "(excluded when correlating), dotted line: chance.*"))
 
 # %%
-best_by_target = (selected[selected["source"] != selected["target"]].sort_values("test_auc", ascending=False)
+first_seed = selected[selected["seed"] == selected["seed"].min()] if "seed" in selected else selected
+best_by_target = (first_seed[first_seed["source"] != first_seed["target"]].sort_values("test_auc", ascending=False)
                   .groupby("target").head(1)[["target", "source", "test_auc", "lr", "batch_size", "momentum",
                                               "weight_decay", "best_epoch"]].set_index("target"))
 best_by_target.round(3)
 
 # %% [markdown]
-# Per target, the best source by ground truth (the target's own flag excluded) and the hyperparameters of its
-# selected run: what an oracle would have picked, which the transferability scores try to predict without
+# Per target, the best source under the first seed (the target's own flag excluded) and the hyperparameters of
+# its selected run: what an oracle would have picked, which the transferability scores try to predict without
 # fine-tuning.
+
+# %% [markdown]
+# ## How much the ground truth moves between seeds
+# [D] fine-tuned each configuration once, so its ground truth carries the noise of one training run. Here the
+# whole sweep is repeated with different seeds (head initialisation, dropout and batch order), the run selected
+# per seed, and the ranking of the sources compared between seeds: the weighted τ between two seeds' rankings
+# says how well a *perfect* predictor of one seed's ground truth could agree with another's. A metric cannot be
+# expected to agree with the ground truth better than the ground truth agrees with itself.
+
+# %%
+from itertools import combinations
+
+from scipy.stats import weightedtau
+
+rows = []
+for t, g in seeds.groupby("target"):
+    g = g[g["source"] != t]  # the target's own source is no candidate
+    wide = g.pivot_table(index="source", columns="seed", values="test_auc")
+    for a, b in combinations(wide.columns, 2):
+        ok = wide[[a, b]].dropna()
+        rows.append({"target": t, "seed_a": a, "seed_b": b, "sources": len(ok),
+                     "weighted_tau": weightedtau(ok[a], ok[b])[0],
+                     "same_best": ok[a].idxmax() == ok[b].idxmax()})
+between = pd.DataFrame(rows)
+if len(between):
+    display(between.groupby("target").agg(pairs=("weighted_tau", "size"), sources=("sources", "max"),
+                                          tau_mean=("weighted_tau", "mean"), tau_min=("weighted_tau", "min"),
+                                          same_best=("same_best", "mean")).round(3))
+    display(Markdown(f"**Table.** Per target, the weighted τ between the source rankings of two seeds (mean and "
+                     f"minimum over the {int(between.groupby('target').size().max())} pairs of seeds) and how "
+                     f"often two seeds agree on the best source. Over all targets the mean is "
+                     f"{between['weighted_tau'].mean():.2f}; the median SD of a source's AUC over seeds is "
+                     f"{spread['std'].median():.3f}, against a median gap of "
+                     f"{spread.groupby('target')['mean'].apply(lambda v: v.sort_values().diff().median()).median():.3f}"
+                     " between neighbouring sources. The Which-metric-to-trust chapter turns this into a noise "
+                     "ceiling for the metrics."))
+else:
+    display(Markdown("One seed only: the spread between seeds is not measured on this profile."))
 
 # %% [markdown]
 # ## Summary
@@ -198,6 +243,7 @@ best_by_target.round(3)
 # - The ground truth is the test AUC of the lowest-validation-loss run on fold 1 as in [D], written to
 #   `results/<profile>/ground_truth.csv` (wide) and `ground_truth_runs.csv` (the selected runs); the mean and SD
 #   over folds, this project's extension, go to `ground_truth_mean.csv` and `ground_truth_folds.csv`.
+# - The sweep repeated over seeds shows how much the ground truth itself moves (`ground_truth_seeds.csv`).
 # - On the quick profile the sweep is tiny and the training short, so the AUCs are far below [D]'s; the
 #   paper profile runs the full protocol on a GPU.
 #

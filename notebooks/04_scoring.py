@@ -159,7 +159,7 @@ display(Markdown("**Table 4.** Number of targets in which each source (column) g
 ok = scores[scores["status"] == "ok"]
 secs = ok.groupby("metric")["seconds"].agg(["mean", "median", "max", "sum"]).reindex(
     [m for m in metrics if m in set(ok["metric"])])
-ext = S.extraction_times(out)
+ext = S.extraction_times(out, profile=cfg)
 fig, ax = plt.subplots(figsize=(6, 0.3 * len(secs) + 1))
 secs["mean"].sort_values().plot.barh(ax=ax, color="tab:blue")
 ax.set_xscale("log")
@@ -206,7 +206,7 @@ display(Markdown("**Table 6.** SFDA per target over the candidate sources (the t
                  "`sfda_reference` is the reference arithmetic. A form with every source at 1.0 ranks nothing."))
 
 # %%
-cmp = S.set_level_comparison(out)
+cmp = S.set_level_comparison(out, profile=cfg)
 if len(cmp):
     changed = (cmp.assign(moved=cmp["rank_excluded"] != cmp["rank_included"])
                   .groupby(["metric", "target"])

@@ -311,9 +311,11 @@ else:
         f"{rec_wt.mean():.2f}); its first choice is the best fine-tuned source in {hits} of {len(rec_wt)} "
         f"targets. The single metric with the highest mean τ here is `{best_metric}` "
         f"({wt[best_metric].mean():.2f} over the {int(wt[best_metric].notna().sum())} targets where it ranks at all)."
-        " With three or four sources per target, a few epochs of pretraining "
-        "and fine-tuning runs on 128 images at 28 px, one swapped pair moves τ by a large amount: on the quick "
-        "profile this shows how to check a recommendation against fine-tuning, not how good it is."))
+        f" With {'-'.join(str(n) for n in sorted({int(long.groupby('target')['n_sources'].max().min()), int(long.groupby('target')['n_sources'].max().max())}))}"
+        " sources per target, a few epochs of pretraining "
+        "and fine-tuning runs on 128 images at 28 px, and a ground truth that moves between seeds (Fine-tuning "
+        "chapter), one swapped pair moves τ by a large amount: on the quick profile this shows how to check a "
+        "recommendation against fine-tuning, not how good it is."))
 
     scores_path = results_root(cfg["name"]) / "scores.csv"
     if scores_path.is_file():

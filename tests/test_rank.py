@@ -373,3 +373,20 @@ def test_command_writes_the_tables_and_refuses_bad_input_with_status_2(npz_targe
         assert rank_main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_segmentation_encoder_candidate_ranks_without_source_head_metrics(npz_target, checkpoints, tmp_path):
+    """``seg_<set>`` names an encoder of the segmentation bank (results/<profile>/segmentation_sources): it is
+    ranked on its encoder's features, and the source-head metrics (LEEP) are skipped with the reason."""
+    from helpers.segmentation.model import UNet, save_segmentation_checkpoint
+
+    torch.manual_seed(2)
+    save_segmentation_checkpoint(UNet(2, decoder_channels=(32, 16, 16, 8, 8)),
+                                 checkpoints.parent / "segmentation_sources" / "busi", {"image_size": 64})
+    res = R.rank_models(npz_target, ["seg_busi@28", "breastmnist@28"], metrics=["knn_accuracy", "leep", "logme"],
+                        sources_dir=checkpoints, n_boot=5, device="cpu", progress=False)
+    t = res.table.set_index(["candidate", "metric"])
+    assert t.loc[("seg_busi@28", "knn_accuracy"), "status"] == "ok"
+    assert t.loc[("seg_busi@28", "leep"), "status"] == "skipped"
+    assert "no classification head" in t.loc[("seg_busi@28", "leep"), "reason"]
+    assert t.loc[("breastmnist@28", "leep"), "status"] == "ok"

@@ -496,7 +496,14 @@ def test_profiles_segmentation_sections(tmp_path):
         assert set(sec["scoring"]) >= {"max_images", "per_case", "global_per_case", "layers"}
         assert set(sec["scoring"]["layers"]) <= set(S.decoder_block_names())
     n_targets = len(q["targets"])
-    assert len(S.segmentation_pretraining_configs(quick)) == 5 + n_targets
+    configs = S.segmentation_pretraining_configs(quick)
+    # the five sets, one leave-one-out union per target, and the union of all five: the seg_union source of the
+    # classification benchmark (quick's sources.dataset lists seg_union)
+    assert len(configs) == 5 + n_targets + 1
+    union_all = next(c for c in configs if c["name"] == "union_all")
+    assert union_all["kind"] == "union" and union_all["sets"] == list(q["sets"])
+    no_seg = {**quick, "sources": {**quick["sources"], "dataset": ["random"]}}
+    assert len(S.segmentation_pretraining_configs(no_seg)) == 5 + n_targets
     assert len(S.segmentation_finetuning_configs(quick)) == n_targets * 7  # random, imagenet, union, 4 sets
     # a profile without the section still loads; a broken section is refused
     text = (tmp_path / "q.yml")

@@ -70,13 +70,19 @@ def test_task_graph_of_the_quick_profile(tmp_path):
         if source in ("random", "imagenet"):
             assert t.deps == () and c["source_key"] is None
             continue
-        name = f"medmnist_union__{target}" if source == "medmnist_union" else source
-        assert t.deps == (f"pretraining:{name}",)
+        if source.startswith("seg_"):  # an encoder of the segmentation bank: its U-Net's pretraining task
+            unit = "union_all" if source == "seg_union" else source[len("seg_"):]
+            producer = f"segmentation:pretraining:{unit}"
+        else:
+            name = f"medmnist_union__{target}" if source == "medmnist_union" else source
+            producer = f"pretraining:{name}"
+        assert t.deps == (producer,)
         # the config names its source by the producing unit's key, not by a checkpoint file
-        assert c["source_key"] == config_key(by_id[f"pretraining:{name}"].configs[0])
+        assert c["source_key"] == config_key(by_id[producer].configs[0])
         assert "spec" not in c and "weights" not in c
     ft = [t for t in tasks if t.module == "finetuning"]
-    assert all(len(t.configs) == 2 and t.resources["num_gpus"] < 1 for t in ft)  # one group, a GPU fraction
+    grid, seeds = 2, 3  # quick: two learning rates, the sweep repeated over three seeds
+    assert all(len(t.configs) == grid * seeds and t.resources["num_gpus"] < 1 for t in ft)  # a group, a GPU fraction
     assert all(t.resources["num_gpus"] == 1 for t in tasks if t.module == "pretraining")
     seg = {t.id: t for t in tasks if t.module == "segmentation"}
     assert seg["segmentation:finetuning:union->busi"].deps == ("segmentation:pretraining:union__busi",)
@@ -96,7 +102,7 @@ def test_a_stage_run_alone_sees_its_dependencies_outside(tmp_path):
     env = stages.make_env("quick", tmp_path, progress=False)
     tasks, external = stages.gather(["finetuning"], env)
     assert all(d in external for t in tasks for d in t.deps)
-    assert all(e.startswith("pretraining:") for e in external)
+    assert all(e.startswith(("pretraining:", "segmentation:pretraining:")) for e in external)
 
 
 def test_paper_plan_offline_counts_every_unit(tmp_path, monkeypatch):

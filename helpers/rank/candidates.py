@@ -19,7 +19,7 @@ A candidate is written ``SPEC[@SIZE]``; ``@SIZE`` overrides its input size (pixe
     a `timm <https://github.com/huggingface/pytorch-image-models>`_ model (pretrained weights from the
     Hugging Face hub, or random init), when the optional ``timm`` package is installed (``pip install
     .[timm]``); without it the candidate is ``unavailable`` and says so.
-a trained source of this project by name
+a trained source of this project by name (``seg_<set>`` / ``seg_union``: an encoder of the segmentation bank)
     ``breastmnist``, ``medmnist_union__retinamnist``...: ``results/<profile>/sources/<name>.safetensors``,
     written by the Pretraining chapter.
 
@@ -161,6 +161,13 @@ def parse_candidate(spec: str, sources_dir=None) -> Candidate:
     if text in archs:
         return Candidate(spec, "torchvision", text, _default_weights(text), size)
     sources = project_sources(sources_dir)
+    from ..stages.pretraining import is_segmentation_source, segmentation_unit_name
+
+    if is_segmentation_source(text):  # an encoder of the segmentation bank (results/<profile>/segmentation_sources)
+        from ..segmentation.training import SOURCES_DIRNAME
+
+        folder = Path(sources_dir).parent / SOURCES_DIRNAME if sources_dir is not None else Path(SOURCES_DIRNAME)
+        return Candidate(spec, "source", None, str(folder / f"{segmentation_unit_name(text)}.safetensors"), size)
     if text in sources or _source_pattern(text):
         path = Path(sources_dir or ".") / f"{text}.safetensors"
         return Candidate(spec, "source", None, str(path), size)
@@ -221,6 +228,8 @@ def resolved_arch(c: Candidate) -> str:
     """The torchvision architecture of a checkpoint candidate (sidecar, else the given one)."""
     meta = sidecar(c.path)
     side = meta.get("architecture")
+    if str(meta.get("format", "")).startswith("helpers.segmentation"):
+        side = meta.get("encoder")  # a segmentation U-Net: its encoder is the classifier (models.classifier_from_unet)
     if side and c.arch and side != c.arch:
         raise ValueError(f"{c.path}: its sidecar says {side!r} but the candidate names {c.arch!r}")
     arch = side or c.arch
@@ -331,6 +340,8 @@ def load_checkpoint(c: Candidate) -> nn.Module:
     """A checkpoint candidate as a model with its own head; ``ValueError`` when it does not fit."""
     arch = resolved_arch(c)
     state = M.read_state_dict(c.path)
+    if M.is_unet_state(state):  # a segmentation U-Net: its encoder as a classifier without a source head
+        return M.classifier_from_unet(state, arch)
     model = build_torchvision(arch, "random")
     M._fit_head_to(model, state)
     missing, unexpected = model.load_state_dict(state, strict=False)

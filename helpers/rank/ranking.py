@@ -228,7 +228,8 @@ class _Candidate:
         f, lg, y = M.extract(model, self.dataset(), self.batch_size)
         arrays = M.to_numpy(f, lg, y)
         self.meta = {"config": self.config, "extract_seconds": time.perf_counter() - start,
-                     "num_params": CA.backbone_parameters(model), "fu": {}}
+                     "num_params": CA.backbone_parameters(model), "fu": {},
+                     "source_head": bool(getattr(model, "has_source_head", True))}
         self.cached = False
         _write_cache(self.folder, arrays, self.meta)
         return arrays
@@ -366,6 +367,10 @@ def rank_models(target, candidates, *, metrics=None, recommend=DEFAULT_RECOMMEND
                 crow["fu_layers"] = unit[m].get("layers", "")
                 if unit[m]["status"] == "ok":
                     fixed.setdefault("fu", {})[c.spec] = unit[m]["score"]
+            elif "logits" in REGISTRY[m].inputs and not work.meta.get("source_head", True):
+                unit[m] = {"score": float("nan"), "seconds": 0.0, "status": "skipped",
+                           "reason": "the candidate has no classification head of its own (a segmentation "
+                                     "encoder): no source logits"}
             else:
                 unit[m] = _metric(m, X, L, labels_t, c.spec, per_sample, parts)
         for m, r in _agnostic(c, work.meta).items():

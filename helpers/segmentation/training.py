@@ -444,7 +444,9 @@ def _recipe(sec: dict, stage: str, kind: str | None = None) -> dict:
 
 def segmentation_pretraining_configs(profile: dict) -> list[dict]:
     """One unit per source to pre-train: each set that is a source of some target (shared by every target),
-    and, when ``union`` is a source, one union of the other sets per target (with at least two sets)."""
+    and, when ``union`` is a source, one union of the other sets per target (with at least two sets); plus the
+    encoders the classification benchmark lists as sources (``sources.dataset``: ``seg_<set>``, and
+    ``seg_union`` = ``union_all``, one U-Net on every set)."""
     sec = segmentation_section(profile)
     common = {"stage": "segmentation_pretraining", "image_size": int(sec["image_size"]), "model": sec["model"],
               "loss": sec["loss"], "augment": sec["augment"], "seed": int(sec["seed"])}
@@ -459,6 +461,18 @@ def segmentation_pretraining_configs(profile: dict) -> list[dict]:
             if len(pool) >= 2:
                 out.append({**common, "kind": "union", "name": union_source_name(t), "sets": pool,
                             "recipe": _recipe(sec, "pretraining", "union")})
+    # encoders the classification benchmark uses as sources (``seg_<set>``, ``seg_union``: every set together)
+    wanted = [s[len("seg_"):] for s in profile.get("sources", {}).get("dataset", []) if str(s).startswith("seg_")]
+    made = {c["name"] for c in out}
+    for name in wanted:
+        if name == "union" and "union_all" not in made and len(sec["sets"]) >= 2:
+            out.append({**common, "kind": "union", "name": "union_all", "sets": list(sec["sets"]),
+                        "recipe": _recipe(sec, "pretraining", "union")})
+            made.add("union_all")
+        elif name in sec["sets"] and name not in made:
+            out.append({**common, "kind": "single", "name": name, "sets": [name],
+                        "recipe": _recipe(sec, "pretraining", "single")})
+            made.add(name)
     return out
 
 

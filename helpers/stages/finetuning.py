@@ -31,7 +31,7 @@ from .base import Env, Task, problem_reason, read_problems
 NAME = "finetuning"
 RESOURCES = {"num_cpus": 1, "num_gpus": 0.5}
 
-RUN_COLUMNS = ["source", "target", "fold", "lr", "batch_size", "momentum", "weight_decay", "epochs_run",
+RUN_COLUMNS = ["source", "target", "fold", "seed", "lr", "batch_size", "momentum", "weight_decay", "epochs_run",
                "best_epoch", "val_auc", "val_acc", "val_loss", "val_auc_classes", "val_auc_classes_total", "test_auc",
                "test_acc", "test_loss", "seconds"]
 UNAVAILABLE_COLUMNS = ["source", "target", "fold", "reason"]
@@ -50,6 +50,7 @@ def finetuning_configs(profile: dict, sources, targets, scenario: str = "dataset
     epochs = ft["epochs"] if scenario == "dataset" else ft.get("epochs_architectures", ft["epochs"])
     if source_keys is None:
         source_keys = {} if scenario == "architecture" else _source_keys(profile, sources, targets)[0]
+    seeds = [int(x) for x in ft.get("seeds", [0])]
     out = []
     for t in targets:
         grid = finetune_grid(profile, t)
@@ -57,14 +58,14 @@ def finetuning_configs(profile: dict, sources, targets, scenario: str = "dataset
             common = {"stage": "finetuning", "scenario": scenario, "source": s, "target": t,
                       "source_key": source_keys.get((s, t))}
             for fold in range(1, int(data.get("folds", 5)) + 1):
-                for hp in grid:
+                for hp, seed in ((hp, seed) for seed in seeds for hp in grid):
                     out.append({**common, "fold": fold,
                                 **hp, "epochs": int(epochs), "patience": ft.get("patience"),
                                 "arch": s if scenario == "architecture" else profile["pretraining"].get("architecture", "resnet18"),
                                 "head": "linear" if scenario == "architecture" else "dropout_linear",
                                 "file_size": data["file_size"], "image_size": ft.get("image_size", data["image_size"]),
                                 "fold_seed": data.get("fold_seed", 24), "max_train_images": ft.get("max_train_images"),
-                                "max_test_images": ft.get("max_test_images"), "seed": 0})
+                                "max_test_images": ft.get("max_test_images"), "seed": seed})
     return out
 
 
@@ -116,7 +117,7 @@ def finetune_group(configs: list[dict], spec: str, workdirs: list, root=None, de
     d, train, val, test = target_datasets(c0, root, device, cache)
     runs = []
     for c, wd in zip(configs, workdirs):
-        torch.manual_seed(c["seed"])  # same head init for every config of a source
+        torch.manual_seed(c["seed"])  # same head init for every config of a source and seed
         model = M.build_model(c["arch"], d.n_classes, spec, head=c["head"])
         cfg = RunConfig(epochs=c["epochs"], batch_size=c["batch_size"], optimizer="sgd", lr=c["lr"],
                         momentum=c["momentum"], weight_decay=c["weight_decay"], scheduler="cosine",
@@ -128,7 +129,7 @@ def finetune_group(configs: list[dict], spec: str, workdirs: list, root=None, de
     rows = []
     for c, r in zip(configs, runs):
         test_res = test_run(r, test, eval_batch_size)
-        rows.append({"source": c["source"], "target": c["target"], "fold": c["fold"], "lr": c["lr"],
+        rows.append({"source": c["source"], "target": c["target"], "fold": c["fold"], "seed": c["seed"], "lr": c["lr"],
                      "batch_size": c["batch_size"], "momentum": c["momentum"], "weight_decay": c["weight_decay"],
                      "epochs_run": r.epoch, "best_epoch": r.best["epoch"], "val_auc": r.best["val_auc"],
                      "val_acc": r.best["val_acc"], "val_loss": r.best["val_loss"],
@@ -187,8 +188,8 @@ def plan(profile: dict, env: Env) -> tuple[list[Task], list[dict]]:
             unavailable.append({"source": s, "target": t, "fold": fold, "reason": reasons[(s, t)],
                                 "units": len(group)})
             continue
-        name = pretraining.union_name(t) if s == "medmnist_union" else s
-        deps = (pretraining.task_id(name),) if name in made else ()
+        dep = pretraining.source_dependency(profile, s, t, made) if scenario == "dataset" else None
+        deps = (dep,) if dep else ()
         train, val, test = _sizes(group[0])
         est = throughput.training_seconds(train, group[0]["epochs"], int(group[0]["image_size"]), val, test,
                                           grouped=True, runs=len(group))
@@ -268,10 +269,16 @@ def missing_inputs(profile: dict, env: Env) -> list[dict]:
 # ground truth
 
 
+def _cell(runs: pd.DataFrame) -> list[str]:
+    """The columns of one selection cell: (source, target, fold), and the seed when the runs were repeated."""
+    return ["source", "target", "fold"] + (["seed"] if "seed" in runs.columns else [])
+
+
 def select_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (source, target, fold), the run with the lowest val loss ([D]'s rule; ties: first in the table)."""
+    """Per (source, target, fold[, seed]), the run with the lowest val loss ([D]'s rule; ties: first in the
+    table)."""
     order = runs.sort_values("val_loss", kind="stable")
-    return order.groupby(["source", "target", "fold"], sort=True).head(1).reset_index(drop=True)
+    return order.groupby(_cell(runs), sort=True).head(1).reset_index(drop=True)
 
 
 def ground_truth_table(runs: pd.DataFrame, fold: int | str = 1) -> pd.DataFrame:
@@ -279,7 +286,10 @@ def ground_truth_table(runs: pd.DataFrame, fold: int | str = 1) -> pd.DataFrame:
 
     ``fold=1`` (default) is [D]'s ground truth: its ``fine-tuning.py`` reads the fold-1 subsets only.
     ``fold="mean"`` averages the selected runs' test AUC over the folds that ran (this project's extension,
-    a mean over [D]'s 5 folds; see :func:`ground_truth_folds` for the spread)."""
+    a mean over [D]'s 5 folds; see :func:`ground_truth_folds` for the spread). When the sweep was repeated
+    over seeds (``finetuning.seeds``, this project's extension; [D] ran each configuration once), the
+    selection is made per seed and the selected runs' test AUC averaged over the seeds
+    (:func:`ground_truth_seeds` has each seed's)."""
     sel = select_runs(runs)
     if fold != "mean":
         sel = sel[sel["fold"] == int(fold)]
@@ -289,24 +299,39 @@ def ground_truth_table(runs: pd.DataFrame, fold: int | str = 1) -> pd.DataFrame:
 
 
 def ground_truth_folds(runs: pd.DataFrame) -> pd.DataFrame:
-    """Tidy per (source, target): the fold-1 ground truth ([D]'s), the mean and SD over the folds that ran and
-    their number (this project's extension)."""
+    """Tidy per (source, target): the fold-1 ground truth ([D]'s; mean over seeds when repeated), the mean and
+    SD over the folds that ran and their number (this project's extension)."""
     sel = select_runs(runs)
-    g = sel.groupby(["source", "target"])["test_auc"]
-    out = pd.DataFrame({"fold1": sel[sel["fold"] == 1].set_index(["source", "target"])["test_auc"],
+    per_fold = sel.groupby(["source", "target", "fold"])["test_auc"].mean().reset_index()
+    g = per_fold.groupby(["source", "target"])["test_auc"]
+    out = pd.DataFrame({"fold1": per_fold[per_fold["fold"] == 1].set_index(["source", "target"])["test_auc"],
                         "mean": g.mean(), "sd": g.std(ddof=1), "n_folds": g.size()})
     return out.reset_index()
 
 
+def ground_truth_seeds(runs: pd.DataFrame, fold: int = 1) -> pd.DataFrame:
+    """Tidy per (source, target, seed) of ``fold``: the selected run's test AUC under each seed of the repeated
+    sweep, with the seed's rank of the source among the target's sources (1 = best; the target's own source
+    included) - how much the ground truth moves from seed to seed."""
+    sel = select_runs(runs)
+    sel = sel[sel["fold"] == int(fold)]
+    if "seed" not in sel.columns:
+        sel = sel.assign(seed=0)
+    out = sel[["source", "target", "seed", "test_auc"]].copy()
+    out["rank"] = out.groupby(["target", "seed"])["test_auc"].rank(ascending=False, method="average")
+    return out.sort_values(["target", "seed", "rank"]).reset_index(drop=True)
+
+
 def write_ground_truth(runs: pd.DataFrame, results_dir) -> Path:
     """``<results>/ground_truth.csv`` (wide, fold 1: [D]'s ground truth), ``ground_truth_mean.csv`` (wide, mean
-    over folds), ``ground_truth_folds.csv`` (tidy: fold 1, mean, SD, folds) and ``ground_truth_runs.csv`` (the
-    selected run of every (source, target, fold))."""
+    over folds), ``ground_truth_folds.csv`` (tidy: fold 1, mean, SD, folds), ``ground_truth_seeds.csv`` (tidy:
+    fold 1 per seed) and ``ground_truth_runs.csv`` (the selected run of every (source, target, fold, seed))."""
     results_dir = Path(results_dir)
     path = results_dir / "ground_truth.csv"
     atomic_write_csv(ground_truth_table(runs, 1).reset_index(), path)
     atomic_write_csv(ground_truth_table(runs, "mean").reset_index(), results_dir / "ground_truth_mean.csv")
     atomic_write_csv(ground_truth_folds(runs), results_dir / "ground_truth_folds.csv")
+    atomic_write_csv(ground_truth_seeds(runs), results_dir / "ground_truth_seeds.csv")
     sel = select_runs(runs)
     atomic_write_csv(sel[[c for c in RUN_COLUMNS if c in sel.columns]], results_dir / "ground_truth_runs.csv")
     return path

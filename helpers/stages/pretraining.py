@@ -36,6 +36,38 @@ def sources_dir(results_dir) -> Path:
     return Path(results_dir) / "sources"
 
 
+#: classification sources that are encoders of the segmentation bank: ``seg_<set>`` (the U-Net pre-trained on
+#: one segmentation set) and ``seg_union`` (on the union of every set), made by the segmentation stage
+SEG_PREFIX = "seg_"
+SEG_UNION = "seg_union"
+SEG_UNION_UNIT = "union_all"
+
+
+def is_segmentation_source(source: str) -> bool:
+    return isinstance(source, str) and source.startswith(SEG_PREFIX)
+
+
+def segmentation_unit_name(source: str) -> str:
+    """The segmentation pretraining unit whose encoder is ``source`` (``seg_busi`` -> ``busi``)."""
+    return SEG_UNION_UNIT if source == SEG_UNION else source[len(SEG_PREFIX):]
+
+
+def segmentation_encoder_sources(profile: dict) -> list[str]:
+    """The ``seg_*`` sources of a profile's dataset scenario."""
+    return [s for s in profile.get("sources", {}).get("dataset", []) if is_segmentation_source(s)]
+
+
+def source_dependency(profile: dict, source: str, target: str, made_names) -> str | None:
+    """The id of the task that makes ``source`` for ``target``: a pretraining task (``made_names``: the names of
+    the pretraining units planned) or, for a ``seg_*`` source, the segmentation bank's pretraining task."""
+    if is_segmentation_source(source):
+        from .segmentation import pretraining_task_id
+
+        return pretraining_task_id(segmentation_unit_name(source))
+    name = union_name(target) if source == "medmnist_union" else source
+    return task_id(name) if name in made_names else None
+
+
 def union_name(target: str) -> str:
     return f"medmnist_union__{target}"
 
@@ -169,6 +201,14 @@ def resolve_source(profile: dict, source: str, target: str | None, results_dir) 
         if not Path(path).is_file():
             raise M.SourceUnavailable("radimagenet", f"checkpoint {path} does not exist")
         return str(path)
+    if is_segmentation_source(source):
+        from ..segmentation.training import sources_dir as seg_sources_dir
+
+        path = seg_sources_dir(results_dir) / f"{segmentation_unit_name(source)}.safetensors"
+        if not path.is_file():
+            raise M.SourceUnavailable(source, f"no segmentation encoder {path}: run the segmentation stage's "
+                                      "pretraining first")
+        return str(path)
     name = union_name(target) if source == "medmnist_union" else source
     path = sources_dir(results_dir) / f"{name}.safetensors"
     if not path.is_file():
@@ -212,6 +252,17 @@ def source_plan(profile: dict, source: str, target: str, configs: list[dict]) ->
     named directly), or ``reason`` when nothing can make it here."""
     if source in ("random", "imagenet"):
         return None, None
+    if is_segmentation_source(source):
+        from ..segmentation.training import segmentation_pretraining_configs
+
+        name = segmentation_unit_name(source)
+        try:
+            unit = next((c for c in segmentation_pretraining_configs(profile) if c["name"] == name), None)
+        except ValueError as exc:  # no segmentation section
+            return None, f"{source} is a segmentation encoder, but the profile has no segmentation bank ({exc})"
+        if unit is None:
+            return None, f"the segmentation bank of this profile makes no source {name!r} (for {source})"
+        return config_key(unit), None
     if source == "radimagenet":
         path = radimagenet_path(profile)
         return (str(path), None) if path else (None, "no checkpoint configured (RadImageNet needs a data-use "

@@ -190,8 +190,8 @@ def plan(profile: dict, env: Env) -> tuple[list[Task], list[dict]]:
     made = {c["name"] for c in pretraining.pretraining_configs(profile, flags, targets)}
     out = []
     for c in configs:
-        name = pretraining.union_name(c["target"]) if c["source"] == "medmnist_union" else c["source"]
-        deps = (pretraining.task_id(name),) if name in made else ()
+        dep = pretraining.source_dependency(profile, c["source"], c["target"], made)
+        deps = (dep,) if dep else ()
         n = len(medmnist_info(c["target"])["label"]) * 100
         if c.get("max_images"):
             n = min(n, int(c["max_images"]))
@@ -212,6 +212,15 @@ def run_task(task: Task, env: Env) -> list:
         out.append(score_unit({**c, "spec": spec}, env.workdir(task.stage, c), env.data_root,
                               env.resolved_device(), env.cache))
     return out
+
+
+def current_units(profile: dict, env: Env) -> pd.DataFrame:
+    """The stored unit rows of this profile's planned scoring units only (units of other configurations that
+    the results folder may still hold, e.g. from an earlier profile, are left out)."""
+    planned, _ = plan(profile, env)
+    stage = env.storage(STAGE)
+    keys = [config_key(t.configs[0]) for t in planned if stage.is_done(t.configs[0])]
+    return stage.collect(keys) if keys else pd.DataFrame(columns=COLUMNS + ["parts"])
 
 
 def results(profile: dict, env: Env) -> pd.DataFrame:

@@ -43,6 +43,10 @@ def _pretraining_id(name: str) -> str:
     return f"{NAME}:pretraining:{name}"
 
 
+#: the id of the bank's pretraining task of a source (the classification stages wait for it for ``seg_*``)
+pretraining_task_id = _pretraining_id
+
+
 def static_reason(profile: dict, source: str, target: str) -> str | None:
     """Why nothing here can make ``source`` for ``target`` (decided from the profile alone), else ``None``."""
     sec = ST.segmentation_section(profile)
