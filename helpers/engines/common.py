@@ -166,3 +166,18 @@ def blocked_reason(task: Task, status: dict, outside: dict) -> str | None:
         elif not outside.get(d, False):
             return f"{d} is not done: run its stage first"
     return None
+
+
+def finish_task(task: Task, outcome: Outcome, env: Env, status: dict, report: "Report", bars: dict) -> None:
+    """Store a task's outcome (its units, or why it has none) and count it in the report and progress bars."""
+    store_outcome(task, outcome, env)
+    status[task.id] = outcome.status
+    c = report.count(task.module)
+    c.seconds += outcome.seconds
+    if outcome.status == OK:
+        c.computed += len(task.configs)
+    else:
+        setattr(c, outcome.status, getattr(c, outcome.status) + len(task.configs))
+        report.problems.append((task.id, outcome.status, outcome.reason))
+    if task.module in bars:
+        bars[task.module].update(len(task.configs))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ..stages.base import Env, Task
-from .common import BLOCKED, FAILED, OK, Outcome, Report, blocked_reason, execute, prepare, store_outcome
+from .common import BLOCKED, FAILED, OK, Outcome, Report, blocked_reason, execute, finish_task, prepare
 
 
 def run(tasks: list[Task], env: Env, external: dict | None = None, keep_going: bool = False,
@@ -25,7 +25,6 @@ def run(tasks: list[Task], env: Env, external: dict | None = None, keep_going: b
             bars[name] = tqdm(total=c.units, initial=c.done_before, desc=name, unit="unit")
     try:
         for task in todo:
-            c = report.count(task.module)
             why = blocked_reason(task, status, outside)
             t0 = time.perf_counter()
             if why is not None:
@@ -39,16 +38,8 @@ def run(tasks: list[Task], env: Env, external: dict | None = None, keep_going: b
                     import traceback
 
                     outcome = Outcome(task.id, FAILED, reason="".join(traceback.format_exception(exc))[-4000:])
-            store_outcome(task, outcome, env)
-            status[task.id] = outcome.status
-            c.seconds += time.perf_counter() - t0
-            if outcome.status == OK:
-                c.computed += len(task.configs)
-            else:
-                setattr(c, outcome.status, getattr(c, outcome.status) + len(task.configs))
-                report.problems.append((task.id, outcome.status, outcome.reason))
-            if task.module in bars:
-                bars[task.module].update(len(task.configs))
+            outcome.seconds = time.perf_counter() - t0
+            finish_task(task, outcome, env, status, report, bars)
     finally:
         for bar in bars.values():
             bar.close()

@@ -25,7 +25,7 @@ import dataclasses
 import time
 
 from ..stages.base import Env, Task
-from .common import BLOCKED, FAILED, OK, Outcome, Report, blocked_reason, execute, prepare, store_outcome
+from .common import BLOCKED, FAILED, OK, Outcome, Report, blocked_reason, execute, finish_task, prepare
 
 
 def _remote_body(task: Task, env: Env, *dep_statuses):
@@ -87,7 +87,7 @@ def run(tasks: list[Task], env: Env, external: dict | None = None, keep_going: b
                                           tuple(d for d in task.deps if d not in status_refs)), status, outside)
                 if known_bad or why is not None:
                     outcome = Outcome(task.id, BLOCKED, reason=why or f"{known_bad[0]} did not finish")
-                    _finish(task, outcome, env, status, report, bars)
+                    finish_task(task, outcome, env, status, report, bars)
                     continue
                 deps = [status_refs[d] for d in task.deps if d in status_refs]
                 status_ref, outcome_ref = remote.options(**_options(task, has_gpus, max_retries)).remote(
@@ -102,7 +102,7 @@ def run(tasks: list[Task], env: Env, external: dict | None = None, keep_going: b
                     outcome = ray.get(ready[0])
                 except Exception as exc:  # the worker died beyond its retries, or a dependency's did
                     outcome = Outcome(task.id, FAILED, reason=f"{type(exc).__name__}: {str(exc)[-3000:]}")
-                _finish(task, outcome, env, status, report, bars)
+                finish_task(task, outcome, env, status, report, bars)
     finally:
         for bar in bars.values():
             bar.close()
@@ -113,16 +113,3 @@ def run(tasks: list[Task], env: Env, external: dict | None = None, keep_going: b
         raise RuntimeError("tasks failed on the Ray engine:\n" + report.summary())
     return report
 
-
-def _finish(task: Task, outcome: Outcome, env: Env, status: dict, report: Report, bars: dict) -> None:
-    store_outcome(task, outcome, env)
-    status[task.id] = outcome.status
-    c = report.count(task.module)
-    c.seconds += outcome.seconds
-    if outcome.status == OK:
-        c.computed += len(task.configs)
-    else:
-        setattr(c, outcome.status, getattr(c, outcome.status) + len(task.configs))
-        report.problems.append((task.id, outcome.status, outcome.reason))
-    if task.module in bars:
-        bars[task.module].update(len(task.configs))
