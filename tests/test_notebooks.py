@@ -57,3 +57,15 @@ def test_data_chapter_runs_under_papermill_cli_for_a_subset_of_flags(tmp_path, s
         "".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
     assert sorted(p.name for p in (env_results / "quick").glob("data_*.csv")) == \
         ["data_class_counts.csv", "data_files.csv", "data_folds.csv"]
+
+
+def test_bibliography_parses_and_every_citation_resolves():
+    """A broken references.bib only fails the HTML build, after every chapter has run: catch it here."""
+    import re
+    pybtex = pytest.importorskip("pybtex.database")
+    entries = pybtex.parse_file(str(PROJECT_ROOT / "book" / "references.bib")).entries
+    texts = [p.read_text() for p in NOTEBOOKS] + [p.read_text() for p in (PROJECT_ROOT / "book").glob("*.md")]
+    cited = {key.strip() for text in texts
+             for keys in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text) for key in keys.split(",")}
+    assert cited, "no citations found: the pattern no longer matches how chapters cite"
+    assert not cited - set(entries), f"cited but not in references.bib: {sorted(cited - set(entries))}"
