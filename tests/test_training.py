@@ -344,3 +344,12 @@ def test_finetuning_stage_end_to_end(tmp_path, shared_data_root):
     # resumable: nothing recomputed
     again, _ = T.run_finetuning(profile, ["random"], ["breastmnist"], tmp_path, device="cpu", progress=False)
     assert again["unit_seconds"].tolist() == runs["unit_seconds"].tolist()
+
+
+def test_improves_rule_shared_by_classification_and_segmentation_training():
+    from helpers.engine.state import improves
+    assert improves(0.5, None, lower_is_better=False)
+    assert improves(0.6, 0.5, lower_is_better=False) and not improves(0.5, 0.5, lower_is_better=False)
+    assert improves(0.1, float("nan"), lower_is_better=False)  # a defined AUC beats an undefined one
+    assert not improves(float("nan"), 0.5, lower_is_better=False)
+    assert improves(0.4, 0.5, lower_is_better=True) and not improves(0.6, 0.5, lower_is_better=True)

@@ -26,7 +26,7 @@ from .. import models as M
 from ..data import TensorImageDataset
 from ..threads import fair_threads
 from .auc import auc_over_present, medmnist_acc, probabilities, task_kind
-from .state import ResumableTraining
+from .state import ResumableTraining, improves
 
 
 @dataclass
@@ -177,13 +177,7 @@ class Run(ResumableTraining):
             key = "val_loss"  # the AUC is undefined on this validation set (e.g. one class): fall back, recorded
             row["monitor_fallback"] = "val_loss"
         value = val[key]
-        if self.best is None:
-            better = True
-        elif key == "val_loss":
-            better = value < self.best[key]
-        else:
-            better = (value > self.best[key]) or (math.isnan(self.best[key]) and not math.isnan(value))
-        if better:
+        if improves(value, None if self.best is None else self.best[key], lower_is_better=key == "val_loss"):
             self.best = dict(row)
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.bad_epochs = 0

@@ -14,6 +14,16 @@ import torch
 from ..runner import atomic_write_text
 
 
+def improves(value: float, best: float | None, lower_is_better: bool) -> bool:
+    """Whether a monitored value beats the best so far (the first value always does; for a maximised value a
+    real number beats a NaN best, so an epoch with an undefined AUC never blocks a later defined one)."""
+    if best is None:
+        return True
+    if lower_is_better:
+        return value < best
+    return value > best or (math.isnan(best) and not math.isnan(value))
+
+
 def _flatten_state(obj, prefix: str, tensors: dict):
     if isinstance(obj, torch.Tensor):
         tensors[prefix] = obj.detach().to("cpu").contiguous()

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import re
 import time
 import warnings
@@ -61,6 +60,7 @@ import torch.nn.functional as F
 
 from .. import models as M
 from ..engine import ResumableTraining, make_optimizer
+from ..engine.state import improves
 from ..data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, SPLITS
 from ..runner import atomic_write_csv, config_key
 from .data import (SEGMENTATION_SETS, SegAugmentConfig, SegmentationData, SegmentationTensorDataset,
@@ -321,13 +321,7 @@ class _Trainer(ResumableTraining):
         self.history.append(row)
         key = self.recipe.monitor
         value = row[key]
-        if self.best is None:
-            better = True
-        elif key == "val_loss":
-            better = value < self.best[key]
-        else:
-            better = value > self.best[key] or (math.isnan(self.best[key]) and not math.isnan(value))
-        if better:
+        if improves(value, None if self.best is None else self.best[key], lower_is_better=key == "val_loss"):
             self.best = dict(row)
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.bad_epochs = 0
