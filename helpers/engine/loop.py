@@ -26,7 +26,7 @@ from .. import models as M
 from ..data import TensorImageDataset
 from ..threads import fair_threads
 from .auc import auc_over_present, medmnist_acc, probabilities, task_kind
-from .state import ResumableTraining, improves
+from .state import ResumableTraining
 
 
 @dataclass
@@ -176,15 +176,7 @@ class Run(ResumableTraining):
         if key == "val_auc" and math.isnan(val[key]) and self.best is not None and math.isnan(self.best[key]):
             key = "val_loss"  # the AUC is undefined on this validation set (e.g. one class): fall back, recorded
             row["monitor_fallback"] = "val_loss"
-        value = val[key]
-        if improves(value, None if self.best is None else self.best[key], lower_is_better=key == "val_loss"):
-            self.best = dict(row)
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.bad_epochs = 0
-        else:
-            self.bad_epochs += 1
-        if self.epoch >= self.cfg.epochs or (self.cfg.patience is not None and self.bad_epochs >= self.cfg.patience):
-            self.stopped = True
+        self.track_best(row, key, self.cfg.epochs, self.cfg.patience)
         if self.workdir is not None and (self.stopped or time.monotonic() - self._last_save >= self.save_every_s):
             self.save()
 

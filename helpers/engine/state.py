@@ -100,6 +100,19 @@ class ResumableTraining:
                 "scheduler": self.sched.state_dict() if self.sched is not None else None,
                 "best_state": self.best_state}
 
+    def track_best(self, row: dict, key: str, max_epochs: int, patience: int | None) -> None:
+        """After an epoch: keep ``row`` and a copy of the weights when ``row[key]`` improves on the best epoch
+        (``val_loss`` is minimised, anything else maximised; :func:`improves`), count epochs without
+        improvement, and stop at ``max_epochs`` or after ``patience`` of them."""
+        if improves(row[key], None if self.best is None else self.best[key], lower_is_better=key == "val_loss"):
+            self.best = dict(row)
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        if self.epoch >= max_epochs or (patience is not None and self.bad_epochs >= patience):
+            self.stopped = True
+
     def save(self):
         self.workdir.mkdir(parents=True, exist_ok=True)
         save_state(self.workdir / "state.json", self._state())

@@ -60,7 +60,6 @@ import torch.nn.functional as F
 
 from .. import models as M
 from ..engine import ResumableTraining, make_optimizer
-from ..engine.state import improves
 from ..data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, SPLITS
 from ..runner import atomic_write_csv, config_key
 from .data import (SEGMENTATION_SETS, SegAugmentConfig, SegmentationData, SegmentationTensorDataset,
@@ -320,16 +319,7 @@ class _Trainer(ResumableTraining):
                "seconds": seconds}
         self.history.append(row)
         key = self.recipe.monitor
-        value = row[key]
-        if improves(value, None if self.best is None else self.best[key], lower_is_better=key == "val_loss"):
-            self.best = dict(row)
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.bad_epochs = 0
-        else:
-            self.bad_epochs += 1
-        patience = self.recipe.patience
-        if self.epoch >= self.recipe.epochs or (patience is not None and self.bad_epochs >= patience):
-            self.stopped = True
+        self.track_best(row, key, self.recipe.epochs, self.recipe.patience)
         # periodic resume points only: a stopped run is finished by the caller right away (saving the full
         # state of a run that is about to be cleared would only cost time)
         if self.workdir is not None and not self.stopped and time.monotonic() - self._last_save >= self.save_every_s:
