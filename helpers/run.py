@@ -10,6 +10,10 @@ helpers.stages.REGISTRY), or all. Results go to results/<profile>/ ($RESULTS_ROO
 finished unit is never computed again, so a killed run is resumed by running the same command. The summary
 at the end counts, per stage, the units planned, already done, computed now, and those without a result
 (unavailable input, blocked by a dependency, failed). Exit status 1 when a task failed.
+
+On a CPU the numbers depend on torch's thread count (helpers.threads): by default the local engine uses
+torch's setting and Ray as many threads as a task reserves CPUs; ``--threads N`` pins every task to N on either
+engine, and the same N gives the same tables. Each unit records its count (the ``unit_threads`` column).
 """
 from __future__ import annotations
 
@@ -37,6 +41,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=None, help="data root (default: $DATA_ROOT, else data/)")
     parser.add_argument("--results-dir", default=None, help="results folder (default: results/<profile>/)")
     parser.add_argument("--device", default=None, help="device for the local engine (default: the profile's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for every task on either engine (CPU results depend on the count, so "
+                             "the same --threads gives the same tables on both; default: torch's setting here, "
+                             "a task's reserved CPUs on Ray)")
     parser.add_argument("--group-size", type=int, default=None,
                         help="fine-tuning configs advanced together per chunk of a group (default: all of them)")
     parser.add_argument("--plan", action="store_true", help="print what would run and what it costs; compute nothing")
@@ -63,6 +71,8 @@ def main(argv=None) -> int:
         print(json.dumps(p, indent=1) if args.json else stages.plan_text(p))
         return 0
 
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be a positive integer")
     options = {"group_size": args.group_size} if args.group_size else {}
     engine_options = {}
     if args.engine == "ray":
@@ -72,7 +82,8 @@ def main(argv=None) -> int:
         parser.error("--address needs --engine ray")
     start = time.perf_counter()
     report = stages.run(names, args.profile, args.results_dir, args.data_root, args.device, engine=args.engine,
-                        progress=not args.no_progress, keep_going=True, options=options, **engine_options)
+                        progress=not args.no_progress, keep_going=True, options=options, threads=args.threads,
+                        **engine_options)
     print(report.summary())
     for name, path in report.tables.items():
         print(f"  wrote {name}: {path}")

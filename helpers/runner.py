@@ -150,17 +150,20 @@ class Stage:
         """The configs of ``configs`` whose unit is not stored yet."""
         return [dict(c) for c in configs if not self.is_done(c)]
 
-    def store(self, config: Mapping, rows, seconds: float) -> Path:
+    def store(self, config: Mapping, rows, seconds: float, threads: int | None = None) -> Path:
         """Store a finished unit (``rows``: one dict or a list) atomically, exactly as :meth:`run` does; this is
-        what the engines of :mod:`helpers.engines` call on the driver. Returns the unit's path."""
+        what the engines of :mod:`helpers.engines` call on the driver, with the torch threads the unit ran with
+        (``unit_threads`` in the table). Returns the unit's path."""
         key = config_key(config)
-        self._store(key, dict(config), rows, seconds)
+        self._store(key, dict(config), rows, seconds, threads)
         return self.unit_path(key)
 
-    def _store(self, key: str, config: dict, rows, seconds: float) -> None:
+    def _store(self, key: str, config: dict, rows, seconds: float, threads: int | None = None) -> None:
         rows = [rows] if isinstance(rows, Mapping) else list(rows)
         record = {"format": RESULT_FORMAT, "stage": self.name, "key": key, "config": config,
                   "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "rows": rows}
+        if threads is not None:
+            record["threads"] = int(threads)
         atomic_write_text(self.unit_path(key), json.dumps(record, allow_nan=True, default=_reject))
 
     def collect(self, keys: Iterable[str] | None = None) -> pd.DataFrame:
@@ -175,9 +178,10 @@ class Stage:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}: unreadable unit result ({exc}); delete it to recompute the unit") from exc
             flat = _flatten(record["config"], "config.")
+            extra = {"unit_threads": record["threads"]} if "threads" in record else {}
             for row in record["rows"]:
                 records.append({"stage": record["stage"], "key": record["key"], **flat,
-                                "unit_seconds": record["seconds"], **row})
+                                "unit_seconds": record["seconds"], **extra, **row})
         return pd.DataFrame.from_records(records)
 
     def write_table(self, df: pd.DataFrame | None = None, filename: str | None = None) -> Path:

@@ -26,6 +26,14 @@ work ran, and much slower for the metrics. On a machine of your own, ``OMP_WAIT_
 
 ``HELPERS_THREADS=off`` in the environment (before ``import helpers``) turns both off: the environment and the
 thread count are left as they are. :func:`status` says which case holds.
+
+**Thread count and results.** On a CPU, torch splits reductions (convolution gradients, batch statistics) by
+thread, so the same training run gives last-bit different numbers with 1 and with 2 threads, and a few epochs
+of SGD turn those into different models (a quick-profile pretraining unit: best validation loss 2.17 with 2
+threads, 1.91 with 1). :func:`task_threads` pins the count for a unit of work; the engines of
+:mod:`helpers.engines` run every task under it and record the count with the unit's result, which is what makes
+the local and Ray engines give the same tables for the same ``threads``. Inside it :func:`fair_threads` does
+not cap (a count that followed the machine's load would make the results follow it too).
 """
 from __future__ import annotations
 
@@ -33,13 +41,14 @@ import contextlib
 import os
 import sys
 
-__all__ = ["ENV_SWITCH", "enabled", "status", "idle_cores", "fair_threads"]
+__all__ = ["ENV_SWITCH", "enabled", "status", "idle_cores", "fair_threads", "task_threads"]
 
 ENV_SWITCH = "HELPERS_THREADS"
 _OFF = {"off", "0", "false", "no"}
 
 # decided once, when helpers is imported (configure() below, called from helpers/__init__.py)
 _state = {"enabled": True, "torch_first": False, "passive": False}
+_pinned = [0]  # depth of task_threads() blocks with a count: fair_threads leaves a pinned count alone
 
 
 def enabled() -> bool:
@@ -71,7 +80,7 @@ def status() -> dict:
 
 
 def _capping() -> bool:
-    return _state["enabled"] and not _state["passive"]
+    return _state["enabled"] and not _state["passive"] and not _pinned[0]
 
 
 def _usable_cores() -> int:
@@ -129,4 +138,26 @@ def fair_threads():
     try:
         yield
     finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def task_threads(n: int | None):
+    """Run the body with exactly ``n`` torch intra-op threads (``None``: torch's setting as it is), restored
+    afterwards; :func:`fair_threads` does not cap inside. Yields the count the body runs with."""
+    import torch
+
+    if n is None:
+        yield torch.get_num_threads()
+        return
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"threads must be a positive integer, got {n}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    _pinned[0] += 1
+    try:
+        yield n
+    finally:
+        _pinned[0] -= 1
         torch.set_num_threads(before)

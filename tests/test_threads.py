@@ -129,6 +129,37 @@ def test_fair_threads_caps_and_restores(fresh_state, monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_task_threads_pins_the_count_and_fair_threads_leaves_it(fresh_state, monkeypatch):
+    """A pinned count (what the engines run each task under) is not capped by the machine's load: CPU results
+    depend on the thread count, so a load-dependent count would make them depend on the load."""
+    import torch
+
+    threads = fresh_state
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    threads.configure()
+    monkeypatch.setattr(threads, "idle_cores", lambda: 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threads.task_threads(2) as n:
+            assert n == 2 and torch.get_num_threads() == 2
+            with threads.fair_threads():
+                assert torch.get_num_threads() == 2  # pinned: not capped at the one idle core
+        assert torch.get_num_threads() == 1
+        with threads.task_threads(None) as n:  # None: torch's setting, as it is
+            assert n == 1 and torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        with threads.fair_threads():  # unpinned again: capped as before
+            assert torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match="positive"), threads.task_threads(0):
+            pass
+        with pytest.raises(RuntimeError), threads.task_threads(1):
+            raise RuntimeError("restored on errors too")
+        assert torch.get_num_threads() == 2 and threads.status()["capping"] is True
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("order", sorted(ORDERS))
 def test_helpers_threads_off_leaves_openmp_and_threads_alone(order):
     res, spin = probe(order, HELPERS_THREADS="off")

@@ -55,27 +55,33 @@ class Outcome:
     rows: list | None = None
     seconds: float = 0.0
     reason: str = ""
+    threads: int | None = None  # torch intra-op threads the task ran with (CPU results depend on it)
 
 
-def execute(task: Task, env: Env, catch: bool = False) -> Outcome:
-    """Run a task's (pending) configs in this process. A source that cannot be had here gives an *unavailable*
-    outcome; any other exception propagates, or with ``catch`` becomes a *failed* outcome with the traceback."""
+def execute(task: Task, env: Env, catch: bool = False, threads: int | None = None) -> Outcome:
+    """Run a task's (pending) configs in this process, with ``env.threads`` torch threads when set, else
+    ``threads`` (an engine's default; ``None``: torch's setting). A source that cannot be had here gives an
+    *unavailable* outcome; any other exception propagates, or with ``catch`` becomes a *failed* outcome with the
+    traceback."""
     from ..models import SourceUnavailable
+    from ..threads import task_threads
 
     module = module_for(task)
     start = time.perf_counter()
-    try:
-        rows = module.run_task(task, env)
-    except SourceUnavailable as exc:
-        return Outcome(task.id, UNAVAILABLE, reason=f"{exc.reason}", seconds=time.perf_counter() - start)
-    except Exception:
-        if not catch:
-            raise
-        return Outcome(task.id, FAILED, reason=traceback.format_exc(limit=8)[-4000:],
-                       seconds=time.perf_counter() - start)
+    with task_threads(env.threads or threads) as n:
+        try:
+            rows = module.run_task(task, env)
+        except SourceUnavailable as exc:
+            return Outcome(task.id, UNAVAILABLE, reason=f"{exc.reason}", seconds=time.perf_counter() - start,
+                           threads=n)
+        except Exception:
+            if not catch:
+                raise
+            return Outcome(task.id, FAILED, reason=traceback.format_exc(limit=8)[-4000:],
+                           seconds=time.perf_counter() - start, threads=n)
     if len(rows) != len(task.configs):
         raise RuntimeError(f"{task.id}: run_task returned {len(rows)} results for {len(task.configs)} configs")
-    return Outcome(task.id, OK, list(rows), time.perf_counter() - start)
+    return Outcome(task.id, OK, list(rows), time.perf_counter() - start, threads=n)
 
 
 def store_outcome(task: Task, outcome: Outcome, env: Env) -> None:
@@ -85,7 +91,7 @@ def store_outcome(task: Task, outcome: Outcome, env: Env) -> None:
         stage = env.storage(task.stage)
         per = outcome.seconds / max(1, len(task.configs))
         for config, rows in zip(task.configs, outcome.rows):
-            stage.store(config, rows, per)
+            stage.store(config, rows, per, threads=outcome.threads)
         clear_problem(env, task)
     else:
         record_problem(env, task, outcome.status, outcome.reason)

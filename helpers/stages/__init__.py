@@ -77,16 +77,17 @@ def expand(names) -> list[str]:
 
 
 def make_env(profile, results_dir=None, data_root=None, device=None, progress: bool = True,
-             options: dict | None = None) -> Env:
+             options: dict | None = None, threads: int | None = None) -> Env:
     """The :class:`Env` of a run: ``profile`` is a name, a path or a loaded profile; results default to
-    ``results/<profile>/`` (``$RESULTS_ROOT`` honoured)."""
+    ``results/<profile>/`` (``$RESULTS_ROOT`` honoured); ``threads``: torch threads per task (None: the
+    engine's default, see :mod:`helpers.threads`)."""
     from ..paths import results_root
     from ..profiles import load_profile
 
     if not isinstance(profile, dict):
         profile = load_profile(profile)
     return Env(Path(results_dir) if results_dir is not None else results_root(profile["name"]), profile,
-               data_root, device, progress, dict(options or {}))
+               data_root, device, progress, dict(options or {}), threads)
 
 
 def gather(names, env: Env) -> tuple[list[Task], dict]:
@@ -108,14 +109,16 @@ def gather(names, env: Env) -> tuple[list[Task], dict]:
 
 def run(names, profile, results_dir=None, data_root=None, device=None, engine: str = "local",
         progress: bool = True, keep_going: bool = False, options: dict | None = None, finalize: bool = True,
-        **engine_options):
+        threads: int | None = None, **engine_options):
     """Run the stages ``names`` (``"all"`` for every one) of ``profile`` on ``engine`` and write their tables.
 
     Finished units are skipped: on a profile whose results are complete this only reads them. Returns the
     engine's :class:`helpers.engines.Report` (units planned, done, computed, unavailable, blocked, failed per
     stage, and the tables written). The results folder is locked for the run; temp files a killed run left
-    there are removed first."""
-    env = make_env(profile, results_dir, data_root, device, progress, options)
+    there are removed first. ``threads`` pins torch's threads for every task (CPU results depend on the count:
+    the same ``threads`` gives the same tables on either engine); by default the local engine keeps torch's
+    setting and Ray gives a task as many threads as CPUs it reserves."""
+    env = make_env(profile, results_dir, data_root, device, progress, options, threads)
     return _run(expand(names), env, engine, keep_going, finalize, **engine_options)[0]
 
 

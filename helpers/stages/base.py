@@ -72,6 +72,7 @@ class Env:
     device: str | None = None
     progress: bool = True
     options: dict = field(default_factory=dict)
+    threads: int | None = None  # torch threads per task (None: the engine's default; results depend on it)
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
