@@ -264,6 +264,8 @@ def test_a_ray_task_runs_with_the_threads_it_reserved_unless_pinned(tmp_path, mo
         assert status == "ok" and outcome.threads == 2 and outcome.rows == [{"threads_seen": 2}]
         _, pinned = _remote_body(task, Env(tmp_path, {"name": "t"}, threads=1))
         assert pinned.threads == 1
+        with pytest.raises(ValueError, match="positive"):  # a bad count is an error, not the default
+            common.execute(task, Env(tmp_path, {"name": "t"}, threads=0))
         local = common.execute(task, env)
         assert local.threads == 1 and torch.get_num_threads() == 1  # torch's setting, restored
     finally:

@@ -106,58 +106,57 @@ def test_users_own_wait_policy_is_kept(fresh_state, monkeypatch, torch_loaded):
     assert threads.status()["passive"] is True and threads.status()["capping"] is False
 
 
-def test_fair_threads_caps_and_restores(fresh_state, monkeypatch):
+@pytest.fixture
+def capping_one_idle_core(fresh_state, monkeypatch):
+    """helpers.threads with spinning OpenMP threads (capping on) and one idle core; torch's count restored."""
     import torch
 
-    threads = fresh_state
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    threads.configure()
-    monkeypatch.setattr(threads, "idle_cores", lambda: 1)
+    fresh_state.configure()
+    monkeypatch.setattr(fresh_state, "idle_cores", lambda: 1)
     before = torch.get_num_threads()
+    yield fresh_state
+    torch.set_num_threads(before)
+
+
+def test_fair_threads_caps_and_restores(capping_one_idle_core):
+    import torch
+
+    threads = capping_one_idle_core
     torch.set_num_threads(2)
-    try:
-        with threads.fair_threads():
+    with threads.fair_threads():
+        assert torch.get_num_threads() == 1
+        with threads.fair_threads():  # nested calls (a metric calling another) keep the cap
             assert torch.get_num_threads() == 1
-            with threads.fair_threads():  # nested calls (a metric calling another) keep the cap
-                assert torch.get_num_threads() == 1
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 2
-        with pytest.raises(RuntimeError), threads.fair_threads():
-            raise RuntimeError("restored on errors too")
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError), threads.fair_threads():
+        raise RuntimeError("restored on errors too")
+    assert torch.get_num_threads() == 2
 
 
-def test_task_threads_pins_the_count_and_fair_threads_leaves_it(fresh_state, monkeypatch):
+def test_task_threads_pins_the_count_and_fair_threads_leaves_it(capping_one_idle_core):
     """A pinned count (what the engines run each task under) is not capped by the machine's load: CPU results
     depend on the thread count, so a load-dependent count would make them depend on the load."""
     import torch
 
-    threads = fresh_state
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    threads.configure()
-    monkeypatch.setattr(threads, "idle_cores", lambda: 1)
-    before = torch.get_num_threads()
+    threads = capping_one_idle_core
     torch.set_num_threads(1)
-    try:
-        with threads.task_threads(2) as n:
-            assert n == 2 and torch.get_num_threads() == 2
-            with threads.fair_threads():
-                assert torch.get_num_threads() == 2  # pinned: not capped at the one idle core
+    with threads.task_threads(2) as n:
+        assert n == 2 and torch.get_num_threads() == 2
+        with threads.fair_threads():
+            assert torch.get_num_threads() == 2  # pinned: not capped at the one idle core
+    assert torch.get_num_threads() == 1
+    with threads.task_threads(None) as n:  # None: torch's setting, as it is
+        assert n == 1 and torch.get_num_threads() == 1
+    torch.set_num_threads(2)
+    with threads.fair_threads():  # unpinned again: capped as before
         assert torch.get_num_threads() == 1
-        with threads.task_threads(None) as n:  # None: torch's setting, as it is
-            assert n == 1 and torch.get_num_threads() == 1
-        torch.set_num_threads(2)
-        with threads.fair_threads():  # unpinned again: capped as before
-            assert torch.get_num_threads() == 1
-        with pytest.raises(ValueError, match="positive"), threads.task_threads(0):
-            pass
-        with pytest.raises(RuntimeError), threads.task_threads(1):
-            raise RuntimeError("restored on errors too")
-        assert torch.get_num_threads() == 2 and threads.status()["capping"] is True
-    finally:
-        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="positive"), threads.task_threads(0):
+        pass
+    with pytest.raises(RuntimeError), threads.task_threads(1):
+        raise RuntimeError("restored on errors too")
+    assert torch.get_num_threads() == 2 and threads.status()["capping"] is True
 
 
 @pytest.mark.parametrize("order", sorted(ORDERS))

@@ -68,7 +68,7 @@ def execute(task: Task, env: Env, catch: bool = False, threads: int | None = Non
 
     module = module_for(task)
     start = time.perf_counter()
-    with task_threads(env.threads or threads) as n:
+    with task_threads(env.threads if env.threads is not None else threads) as n:
         try:
             rows = module.run_task(task, env)
         except SourceUnavailable as exc:
