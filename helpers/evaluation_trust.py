@@ -221,8 +221,9 @@ def bootstrap_differences(scores: Mapping[str, pd.DataFrame], truth: pd.DataFram
 
     The replicates are those of :func:`helpers.evaluation.bootstrap_means` (same ``seed``, same draws of
     sources for every method), so the difference keeps the pairing that marginal intervals lose. Per method:
-    ``difference`` (full sample), ``ci_low``, ``ci_high`` (percentile interval) and ``p_above`` (share of
-    replicates in which the method's mean is above the reference's). The reference's own row is 0.
+    ``difference`` (full sample), ``ci_low``, ``ci_high`` (percentile interval), ``p_above`` (share of
+    replicates in which the method's mean is above the reference's) and ``sd`` (SD of the replicates'
+    difference). The reference's own row is 0.
     """
     if reference not in scores:
         raise ValueError(f"reference {reference!r} is not among the scores ({list(scores)[:8]} ...)")
@@ -236,7 +237,8 @@ def bootstrap_differences(scores: Mapping[str, pd.DataFrame], truth: pd.DataFram
         warnings.simplefilter("ignore", RuntimeWarning)
         out = pd.DataFrame({"difference": point - point[r], "ci_low": np.nanquantile(diff, alpha, axis=0),
                             "ci_high": np.nanquantile(diff, 1 - alpha, axis=0),
-                            "p_above": np.mean(diff > 0, axis=0)}, index=pd.Index(metrics, name="metric"))
+                            "p_above": np.mean(diff > 0, axis=0), "sd": np.nanstd(diff, axis=0, ddof=1)},
+                           index=pd.Index(metrics, name="metric"))
     out.attrs.update(n_boot=n_boot, seed=seed, level=level, reference=reference)
     return out
 
@@ -443,6 +445,88 @@ def ground_truth_noise(runs: pd.DataFrame, rules: Sequence[str] = ("min_val_loss
            "replicates": pd.concat(rep_rows, ignore_index=True)}
     for df in out.values():
         df.attrs.update(n_boot=n_boot, seed=seed, level=level, reference_rule=reference_rule)
+    return out
+
+
+def ground_truth_replicates(runs: pd.DataFrame, rule: str = "min_val_loss", n_boot: int = 200, seed: int = 0,
+                            value: str = "test_auc", strata: Sequence[str] = (), source: str = "source",
+                            target: str = "target") -> list[pd.DataFrame]:
+    """``n_boot`` ground truths (sources x targets, labels of :func:`select_ground_truth`) re-selected under
+    ``rule`` from resampled sweeps: every (source, target, *strata) cell draws as many runs as it has, with
+    replacement, the rule picks among the drawn runs, and strata are averaged (the replicates of
+    :func:`ground_truth_noise`)."""
+    if n_boot < 2:
+        raise ValueError("n_boot must be >= 2")
+    parsed, cells = _cells(runs, [rule], value, strata, source, target)
+    keys, k = parsed[rule]
+    reference = select_ground_truth(runs, rule, value, strata, source, target)
+    rng = np.random.default_rng(seed)
+    acc: dict = {}
+    for name, cell in cells:
+        n = len(cell)
+        draws = rng.integers(0, n, size=(n_boot, n))
+        acc.setdefault((name[0], name[1]), []).append(_select(_order_ranks(cell, keys), cell[value].to_numpy(float),
+                                                              draws, k))
+    out = []
+    for b in range(n_boot):
+        g = pd.DataFrame(np.nan, index=reference.index, columns=reference.columns)
+        for (s, t), parts in acc.items():
+            g.at[s, t] = float(np.mean([p[b] for p in parts]))
+        out.append(g)
+    return out
+
+
+def noise_in_differences(scores: Mapping[str, pd.DataFrame], runs: pd.DataFrame, reference: str,
+                         rule: str = "min_val_loss", n_boot: int = 200, seed: int = 0, exclude_self: bool = True,
+                         key: Callable = canonical_name, **replicate_kwargs) -> pd.DataFrame:
+    """How much the ground truth's own noise moves the *paired* difference between two metrics.
+
+    Every metric of ``scores`` (sources x targets) is correlated (weighted tau, scipy defaults) with each of
+    the :func:`ground_truth_replicates` of ``runs`` and averaged over targets (candidate sources: finite truth
+    and score, the self source left out when ``exclude_self``). Per metric: ``difference`` (mean over
+    replicates of its mean minus the ``reference`` metric's), ``sd_difference`` (SD of that difference over the
+    replicates: the spread the ground-truth noise adds to a paired comparison) and ``sd_alone`` (SD of the
+    metric's own mean: the spread it adds to one metric's agreement, which the noise ceiling bounds). Two
+    metrics that rank the sources alike move together with the ground truth, so ``sd_difference`` is then far
+    below ``sd_alone``."""
+    if reference not in scores:
+        raise ValueError(f"reference {reference!r} is not among the scores ({list(scores)[:8]} ...)")
+    reps = ground_truth_replicates(runs, rule, n_boot, seed, **replicate_kwargs)
+    first = reps[0]
+    t_src = _keys(first.index, "source", "runs", key)
+    t_tgt = _keys(first.columns, "target", "runs", key)
+    metrics = list(scores)
+    means = np.full((n_boot, len(metrics)), np.nan)
+    per = np.full((n_boot, len(metrics), len(t_tgt)), np.nan)
+    stack = np.stack([r.to_numpy(float) for r in reps])  # (n_boot, sources, targets)
+    src_pos = {k: first.index.get_loc(lab) for k, lab in t_src.items()}
+    for i, m in enumerate(metrics):
+        S = _check_table(scores[m], f"scores[{m!r}]")
+        s_src = _keys(S.index, "source", m, key)
+        s_tgt = _keys(S.columns, "target", m, key)
+        for j, (tk, tlab) in enumerate(t_tgt.items()):
+            if tk not in s_tgt:
+                continue
+            jj = first.columns.get_loc(tlab)
+            cand = [k for k in t_src if k in s_src and not (exclude_self and k == tk)
+                    and np.isfinite(S.at[s_src[k], s_tgt[tk]])]
+            if len(cand) < 2:
+                continue
+            x = np.array([S.at[s_src[k], s_tgt[tk]] for k in cand], float)
+            rows = [src_pos[k] for k in cand]
+            for b in range(n_boot):
+                y = stack[b, rows, jj]
+                ok = np.isfinite(y)
+                if ok.sum() >= 2:
+                    per[b, i, j] = _weighted_tau_fast(x[ok], y[ok])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nanmean(per, axis=2)
+    r = metrics.index(reference)
+    diff = means - means[:, [r]]
+    out = pd.DataFrame({"difference": np.nanmean(diff, axis=0), "sd_difference": np.nanstd(diff, axis=0, ddof=1),
+                        "sd_alone": np.nanstd(means, axis=0, ddof=1)}, index=pd.Index(metrics, name="metric"))
+    out.attrs.update(n_boot=n_boot, seed=seed, rule=rule, reference=reference)
     return out
 
 
@@ -751,5 +835,6 @@ def cost_quality_figure(table: pd.DataFrame, labels: Mapping | None = None, titl
 __all__ = ["IMAGENET_TRAIN_IMAGES", "RADIMAGENET_IMAGES", "MEDMNIST_2D_FLAGS", "UNION_SOURCES",
            "medmnist_train_sizes", "training_set_sizes", "static_baseline", "torchvision_imagenet_meta",
            "architecture_baselines", "loto_prior", "truth_concordance", "bootstrap_differences", "parse_rule", "select_ground_truth", "ground_truth_noise",
+           "ground_truth_replicates", "noise_in_differences",
            "rank_average", "ensembles", "loto_selection", "nested_prior_values", "read_metric_benchmark", "nearest_size",
            "pareto_front", "cost_quality", "cost_quality_figure"]

@@ -202,3 +202,6 @@ def validate_representations_section(rep, path) -> None:
                            "all, pairs all or r")
     if not sim["layers"]:
         raise ProfileError(f"{path}: representations.similarity.layers must not be empty")
+    if not (isinstance(sim["null"], bool) or sim["null"] in ("images", "positions", "none")):
+        raise ProfileError(f"{path}: representations.similarity.null must be images, positions, none (or true / "
+                           f"false), got {sim['null']!r}")

@@ -56,6 +56,11 @@ STAGES = ("conv1", "block1", "block2", "block3", "block4")
 LAYER_OF_STAGE = {stage: layer for layer, stage in R_STAGE_OF_LAYER.items()}
 #: the MedMNIST flag with the same image source as an [R] target (PROTOCOL.md section 8)
 MEDMNIST_COUNTERPARTS = {"breast": "breastmnist", "chest": "pneumoniamnist", "isic": "dermamnist"}
+#: [R]'s input side per target in its code (Breast 224 px; Chest and ISIC 112 px), by MedMNIST counterpart
+INPUT_SIZE = {"breastmnist": 224, "pneumoniamnist": 112, "dermamnist": 112}
+#: [R]'s images per fold: its split files train on 80 % of a target's images and hold out the other 20 %; this
+#: project carves its validation set out of the training part (64 / 16 / 20 %)
+TRAIN_SHARE = 0.8
 
 #: the kinds of network pairs in the CCA tables
 PAIR_KINDS = {

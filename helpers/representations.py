@@ -91,7 +91,9 @@ DEFAULTS: dict = {
                 "shear": 0.1, "flip_p": 0.5, "fill": "nearest"},
     "similarity": {"layers": list(S.RESNET_LAYERS), "points": 10_000, "channels": 64, "repeats": 5,
                    "stimuli": "heldout", "max_stimulus_images": None, "seed": 0, "batch_size": 128,
-                   "measures": ["cca", "linear_cka", "linear_cka_debiased"], "null": True, "pairs": "all",
+                   "measures": ["cca", "linear_cka", "linear_cka_debiased"], "pairs": "all",
+                   # the permutation null (:data:`NULLS`): whole images deranged within the cell, positions kept
+                   "null": "images",
                    # control (this project's): each source's pre-trained network with its BatchNorm statistics
                    # re-estimated on the fold's training images, compared with itself and its fine-tuned networks
                    "bn_control": True},
@@ -557,7 +559,7 @@ def representations_configs(profile: dict, results_dir=None, root=None, targets=
                 base = {"stage": STAGE, "target": t, "fold": int(fold), "a": a, "b": b, "kind": kind, "in_r": r_pair}
                 if sim["pairs"] == "all" or r_pair:
                     plan.analysis.append({**base, "unit": "similarity", "a_key": act_keys[i], "b_key": act_keys[j],
-                                          "measures": list(sim["measures"]), "null": bool(sim["null"]),
+                                          "measures": list(sim["measures"]), "null": null_kind(sim["null"]),
                                           "seed": int(sim["seed"])})
                 if a["role"] == b["role"] == "finetuned" and a["variant"] == b["variant"]:
                     plan.analysis.append({**base, "unit": "predictions",
@@ -743,9 +745,54 @@ def _read_activations(stage_dir, key: str, device) -> tuple[dict, str]:
     return out, plan
 
 
-def _permutation(n: int, seed: int, layer: str, repeat: int, device) -> torch.Tensor:
-    rng = np.random.default_rng([int(seed), zlib.crc32(layer.encode()), int(repeat), 7])
-    return torch.as_tensor(rng.permutation(n), device=device)
+#: the permutation nulls of a cell (what a measure gives two networks' activations that are not paired):
+#: ``images`` (default) deranges whole images within the cell and keeps every spatial position, so it removes
+#: only the pairing of images: what two networks share by position (padding, borders, position-dependent means)
+#: stays, and the autocorrelated positions of one image move together; ``positions`` shuffles single points
+#: (the earlier form: it also breaks the position pairing and treats every position as independent, so it sits
+#: lower than what unrelated images give); ``none``: no null.
+NULLS = ("images", "positions", "none")
+
+
+def null_kind(value) -> str:
+    """The null named by a profile value (``True`` is the default ``images``, ``False`` is ``none``)."""
+    if value is True:
+        return "images"
+    if value is False or value is None:
+        return "none"
+    if value not in NULLS:
+        raise ValueError(f"unknown permutation null {value!r}; expected one of {NULLS} (or true / false)")
+    return value
+
+
+def _rng(seed: int, layer: str, repeat: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), zlib.crc32(layer.encode()), int(repeat), 7])
+
+
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly drawn permutation of ``range(n)`` with no fixed point (rejection sampling: about e draws);
+    ``n`` must be at least 2."""
+    if n < 2:
+        raise ValueError(f"a derangement needs at least 2 items, got {n}")
+    while True:
+        p = rng.permutation(n)
+        if not np.any(p == np.arange(n)):
+            return p
+
+
+def null_rows(n_images: int, points_per_image: int, kind: str, rng: np.random.Generator) -> np.ndarray | None:
+    """Row order of network b's activations for the null of a cell of ``n_images`` images x
+    ``points_per_image`` positions (rows image-major, as :func:`helpers.similarity.layer_activations` stores
+    them): ``images`` sends image i's position p to image pi(i)'s position p for a derangement pi; ``positions``
+    permutes all rows. ``None`` where the null is not defined (``none``, or one image for ``images``)."""
+    kind = null_kind(kind)
+    n = n_images * points_per_image
+    if kind == "none" or (kind == "images" and n_images < 2):
+        return None
+    if kind == "positions":
+        return rng.permutation(n)
+    pi = derangement(n_images, rng)
+    return (pi[:, None] * points_per_image + np.arange(points_per_image)[None, :]).reshape(-1)
 
 
 def analysis_unit(config: dict, workdir, stage_dir, device=None) -> list[dict]:
@@ -753,9 +800,11 @@ def analysis_unit(config: dict, workdir, stage_dir, device=None) -> list[dict]:
 
     ``unit == "similarity"``: per layer and repeat of the shared sampling plan, each measure of
     ``config["measures"]`` (names of :data:`helpers.similarity.MEASURES`) of network a's activations against
-    network b's, and with ``null`` the same measure against b's activations with the points shuffled (a
-    permutation null: what the measure gives two unrelated sets of this size). Rows carry n, d and
-    ``few_points`` (n < 10 d, where CCA is inflated).
+    network b's, and the same measure against b's activations in the order of the cell's permutation null
+    (``null``, :data:`NULLS`: by default b's images deranged within the cell, positions kept: what the measure
+    gives the same layer on other images of this target). ``null_kind`` names it; ``null_value`` is NaN where
+    it is not defined (a cell of one image has no derangement). Rows carry n, d and ``few_points`` (n < 10 d,
+    where CCA is inflated).
 
     ``unit == "predictions"``: :func:`helpers.similarity.prediction_similarity` of the two fine-tuned networks on
     the test fold (error agreement, the correct independent-errors baseline, [R]'s as-coded baseline, labelled
@@ -785,12 +834,16 @@ def analysis_unit(config: dict, workdir, stage_dir, device=None) -> list[dict]:
     for (layer, rep, images, channels, h, w, wanted) in json.loads(plan_a):
         xa, xb = acts_a[(layer, rep)], acts_b[(layer, rep)]
         n, dch = xa.shape
-        perm = _permutation(n, config["seed"], layer, rep, device) if config["null"] else None
+        kind = null_kind(config["null"])
+        rows_b = null_rows(len(images), int(h) * int(w), kind, _rng(config["seed"], layer, rep))
+        perm = None if rows_b is None else torch.as_tensor(rows_b, device=device)
+        if kind == "images" and perm is None:
+            kind = "none (one image in the cell)"
         for name in config["measures"]:
             fn = S.MEASURES[name]
             rows.append({"table": "similarity", **keys, "layer": layer, "stage": S.R_STAGE_OF_LAYER.get(layer, layer),
                          "repeat": rep, "n_images": len(images), "height": h, "width": w, "n_points": n,
-                         "n_channels": dch, "few_points": n < 10 * dch, "measure": name, "value": fn(xa, xb),
+                         "n_channels": dch, "few_points": n < 10 * dch, "measure": name, "value": fn(xa, xb), "null_kind": kind,
                          "null_value": fn(xa, xb[perm]) if perm is not None else float("nan")})
     return rows
 
@@ -1014,24 +1067,39 @@ def load_activations(results_dir, plan: RepresentationsPlan, target: str, fold: 
     raise KeyError(f"no activations of {network!r} for {target}, fold {fold}")
 
 
-def similarity_vs_points(x, y, sizes, measures=("cca", "linear_cka", "linear_cka_debiased"), seed: int = 0):
-    """How a measure depends on the number of points: for each ``n`` of ``sizes`` (at most the rows of ``x``), the
-    measure on the first ``n`` rows of a seeded shuffle of the paired points, and on the same rows with ``y``'s
-    shuffled again (the permutation null). A tidy DataFrame ``n, d, measure, value, null_value``; CCA needs
-    ``n > d``."""
+def similarity_vs_points(x, y, sizes, measures=("cca", "linear_cka", "linear_cka_debiased"), seed: int = 0,
+                         points_per_image: int = 1, null: str = "images"):
+    """How a measure depends on the number of points, with the cell's permutation null beside it.
+
+    ``x`` and ``y`` are two networks' activations of one cell, rows image-major with ``points_per_image``
+    (h w) consecutive rows per image (:func:`helpers.similarity.layer_activations`). For each ``n`` of
+    ``sizes``: the whole images of a seeded shuffle of the cell's images, as many as give ``n`` points
+    (``n`` is rounded down to whole images, at least two; the row's ``n`` is the points used), the measure on
+    them, and the measure with ``y``'s rows in the order of the null (:func:`null_rows`: by default a
+    derangement of those images, positions kept). A tidy DataFrame ``n, d, images, measure, value,
+    null_value``; CCA needs ``n > d``."""
     x, y = torch.as_tensor(x), torch.as_tensor(y)
+    hw = int(points_per_image)
+    if hw < 1 or len(x) % hw or len(x) != len(y):
+        raise ValueError(f"x and y must have the same rows, a whole number of images of {hw} points "
+                         f"(got {len(x)} and {len(y)})")
     rng = np.random.default_rng(seed)
-    order = torch.as_tensor(rng.permutation(len(x)))
+    n_img = len(x) // hw
+    order = rng.permutation(n_img)
     rows = []
     for n in sizes:
-        if n > len(x):
-            raise ValueError(f"{n} points asked, {len(x)} available")
-        idx = order[:n]
-        perm = torch.as_tensor(rng.permutation(n))
+        k = int(n) // hw
+        if int(n) > len(x) or k < 2:
+            raise ValueError(f"{n} points asked: the cell has {n_img} images of {hw} points ({len(x)} points), "
+                             "and the null needs two whole images")
+        idx = torch.as_tensor((order[:k, None] * hw + np.arange(hw)[None, :]).reshape(-1))
+        perm = null_rows(k, hw, null, rng)
         for m in measures:
             fn = S.MEASURES[m]
-            rows.append({"n": int(n), "d": int(x.shape[1]), "measure": m, "value": fn(x[idx], y[idx]),
-                         "null_value": fn(x[idx], y[idx][perm])})
+            rows.append({"n": int(k * hw), "d": int(x.shape[1]), "images": k, "measure": m,
+                         "value": fn(x[idx], y[idx]),
+                         "null_value": fn(x[idx], y[idx][torch.as_tensor(perm)]) if perm is not None
+                         else float("nan")})
     return pd.DataFrame(rows)
 
 
@@ -1160,9 +1228,16 @@ def plot_gain_scatter(table: pd.DataFrame, x: str, y: str = "relative_gain", hue
     return fig
 
 
+def _null_label(sim: pd.DataFrame) -> str:
+    kinds = sorted({k for k in sim.get("null_kind", pd.Series(["positions"])).dropna() if not k.startswith("none")})
+    name = {"images": "images deranged", "positions": "positions shuffled"}
+    return "null, " + " / ".join(name.get(k, k) for k in kinds) + " (+- 2 SD)" if kinds else "null"
+
+
 def plot_similarity_by_stage(sim: pd.DataFrame, measure: str = "cca", kinds=None, layers=None):
     """Our similarity per stage: one panel per target, one line per pair kind (mean over pairs, repeats and
-    folds) with a band of +- 1 SD, and the permutation null of all cells as a pink band."""
+    folds) with a band of +- 1 SD, and the permutation null (``null_kind``: by default whole images deranged
+    within each cell) as a pink band, mean +- 2 SD over every cell of the target and layer."""
     import matplotlib.pyplot as plt
 
     layers = layers or [l for l in _LAYER_ORDER if l in set(sim.layer)]
@@ -1175,7 +1250,7 @@ def plot_similarity_by_stage(sim: pd.DataFrame, measure: str = "cca", kinds=None
         st = sub[sub.target == t]
         null = st.groupby("layer")["null_value"].agg(["mean", "std"]).reindex(layers)
         ax.fill_between(x, null["mean"] - 2 * null["std"], null["mean"] + 2 * null["std"], color="tab:pink",
-                        alpha=0.45, label="permutation null (+- 2 SD)")
+                        alpha=0.45, label=_null_label(st))
         for k in kinds:
             g = st[st.kind == k].groupby("layer")["value"].agg(["mean", "std"]).reindex(layers)
             if g["mean"].isna().all():

@@ -120,9 +120,11 @@ def pairwise_plan(metrics) -> list[str]:
 def set_level_rows(unit_rows: pd.DataFrame, metrics, include_self: bool = False) -> list[dict]:
     """Set-level rows per target from the unit rows (parts, lp, fu) of its available sources.
 
-    The target's own source is left out before every set-level normalisation, as [D] does (it gets a
-    ``skipped`` row); ``include_self=True`` normalises over it too (this project's earlier form, kept to show
-    the difference: an extreme self source re-weights the parts and reorders the others)."""
+    The target's own source is left out before every set-level normalisation, as PROTOCOL.md says (it gets a
+    ``skipped`` row; for LP x FU this differs from [D]'s notebook, which kept it in FU's min-max:
+    :func:`helpers.metrics.setlevel.lp_fu` ``self_in_fu``); ``include_self=True`` normalises over it too (this
+    project's earlier form, kept to show the difference: an extreme self source re-weights the parts and
+    reorders the others)."""
     out = []
     wanted = [m for m in metrics if m in SET_LEVEL]
     if unit_rows.empty:
@@ -155,7 +157,7 @@ def set_level_rows(unit_rows: pd.DataFrame, metrics, include_self: bool = False)
                     if s in selves:
                         out.append({"source": s, **base, "score": float("nan"), "seconds": float(spent[s]),
                                     "status": "skipped", "reason": "the target's own source is not a candidate "
-                                    "(left out before normalising, as [D])"})
+                                    "(left out before normalising, PROTOCOL.md)"})
                         continue
                     note = f"normalised across {n_cand} sources" + (" (the target's own included)"
                                                                    if include_self and any(is_self(x, target)

@@ -216,7 +216,8 @@ if len(cmp):
     display(changed)
     moved = int(changed["sources_that_move"].sum())
     display(Markdown(f"**Table 7.** Set-level scores with the target's own source left out before normalising "
-                     f"(the default, as [D]) against normalising with it in: per metric and target, how many of "
+                     f"(the default, PROTOCOL.md; [D] kept it in FU's min-max) against normalising with it in: per "
+                     f"metric and target, how many of "
                      f"the other candidates change rank ({moved} in all) and the top source under each form."))
 else:
     display(Markdown("No set-level scores in this profile."))

@@ -165,7 +165,8 @@ display(Markdown("**Table 5.** Per metric: mean top-1 relative AUC, mean / media
 # The Scoring chapter scores two of [D]'s computations in both their corrected and their original form. Here is
 # what each form gives against the ground truth: SFDA with the PCA-64 step (`sfda`) against the reference
 # arithmetic (`sfda_reference`), and the set-level scores with the target's own source left out before
-# normalising (the default, as [D]) against normalising with it in.
+# normalising (the default, PROTOCOL.md; [D] kept it in FU's min-max only, see the Reproduction chapter) against
+# normalising with it in.
 
 # %%
 pairs = []

@@ -133,6 +133,15 @@ whole = long[(long.scenario == "dataset") & (long.metric == "lp_x_fu")].weighted
 cands = alt[alt.metric == "lp_x_fu"].weighted_tau.mean()
 print(f"LP x FU, min-max over the published column: {whole:.4f}")
 print(f"LP x FU, min-max over the candidates only:  {cands:.4f}")
+per_t = pd.DataFrame({"D": long[(long.scenario == "dataset") & (long.metric == "lp_x_fu")].set_index("target")
+                      .weighted_tau, "ours": alt[alt.metric == "lp_x_fu"].set_index("target").weighted_tau})
+moved = per_t[(per_t.D - per_t.ours).abs() > 5e-4]
+display(Markdown(
+    "This book's scoring stage follows PROTOCOL.md and leaves the target's own source out of *both* min-maxes "
+    "(`helpers.metrics.setlevel.lp_fu`; `self_in_fu=True` is [D]'s exact form). That differs from [D] for FU "
+    "only. On [D]'s tables the targets that move are "
+    + (", ".join(f"{t} ({r.D:.3f} in [D]'s form, {r.ours:.3f} ours)" for t, r in moved.iterrows()) or "none")
+    + f"; the other {len(per_t) - len(moved)} are unchanged to the third decimal."))
 
 # %% [markdown]
 # The per-target values of both scenarios are written to `results/reference/dovile2024_weighted_tau.csv`

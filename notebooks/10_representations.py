@@ -189,27 +189,40 @@ display(Markdown(
 # pooled): the held-out fifth is the test set, a stratified fifth of the rest the validation set.
 
 # %%
+r_size = {t: RR.INPUT_SIZE.get(t) for t in settings["targets"]}
+size_dev = [t for t, v in r_size.items() if v != settings["image_size"]]
+caps = [settings[f"max_{s}_images"] for s in ("train", "val", "test")]
 recipe = pd.DataFrame([
-    {"": "architecture", "this profile": settings["architecture"], "[R]": "resnet50"},
+    {"": "architecture", "this profile": settings["architecture"], "[R]": "resnet50",
+     "deviation": "yes" if settings["architecture"] != "resnet50" else ""},
     {"": "sources", "this profile": ", ".join(settings["sources"]) + ", random init",
-     "[R]": "ImageNet, RadImageNet, random init"},
+     "[R]": "ImageNet, RadImageNet, random init", "deviation": ""},
     {"": "freeze variant for", "this profile": ", ".join(settings["freeze_sources"]) or "none",
-     "[R]": "ImageNet, RadImageNet"},
+     "[R]": "ImageNet, RadImageNet", "deviation": ""},
     {"": "input size", "this profile": f"{settings['image_size']} px (from {settings['file_size']} px files)",
-     "[R]": "224 px (Breast), 112 px (Chest)"},
+     "[R]": ", ".join(f"{v} px ({t})" if v else f"unknown ({t})" for t, v in r_size.items()),
+     "deviation": ("yes: " + ", ".join(size_dev)) if size_dev else ""},
     {"": "Adam lr / batch / max epochs / patience",
      "this profile": "{lr:g} / {batch_size} / {epochs} / {patience}".format(**settings["finetune"]),
-     "[R]": "1e-05 / 128 / 200 / 3 (v1), 30 (later)"},
-    {"": "folds run", "this profile": f"{len(settings['folds'])} of {settings['n_folds']}", "[R]": "5 of 5"},
-    {"": "train / val / test images per fold",
-     "this profile": " / ".join(str(settings[f"max_{s}_images"] or "all") for s in ("train", "val", "test")),
-     "[R]": "all"},
+     "[R]": "1e-05 / 128 / 200 / 3 (v1), 30 (later)",
+     "deviation": "yes" if settings["finetune"]["lr"] != 1e-5 or settings["finetune"]["batch_size"] != 128
+     or settings["finetune"]["epochs"] != 200 else ""},
+    {"": "folds run", "this profile": f"{len(settings['folds'])} of {settings['n_folds']}", "[R]": "5 of 5",
+     "deviation": "yes" if len(settings["folds"]) != 5 else ""},
+    {"": "images per fold (train / val / test)",
+     "this profile": "64 / 16 / 20 % of the flag's images (validation carved from the training part)"
+     + ("; at most " + " / ".join(str(c or "all") for c in caps) + " images" if any(caps) else ""),
+     "[R]": f"{RR.TRAIN_SHARE:.0%} for training, {1 - RR.TRAIN_SHARE:.0%} held out (its split files)",
+     "deviation": "yes"},
     {"": "CCA points / channels / repeats",
-     "this profile": "{points} / {channels} / {repeats}".format(**settings["similarity"]), "[R]": "10000 / 64 / 5"},
+     "this profile": "{points} / {channels} / {repeats}".format(**settings["similarity"]), "[R]": "10000 / 64 / 5",
+     "deviation": "" if (settings["similarity"]["points"], settings["similarity"]["channels"],
+                         settings["similarity"]["repeats"]) == (10000, 64, 5) else "yes"},
 ]).set_index("")
 display(recipe)
 display(Markdown(
-    "**Table 4.** This profile's recipe beside [R]'s. "
+    "**Table 4.** This profile's recipe beside [R]'s; `deviation` marks every setting that differs from [R]'s "
+    "code. "
     + ("The learning rate is higher than [R]'s 1e-5 so that the few dozen optimizer steps a CPU allows move the "
        "weights measurably (the steps and the weight change are reported below). "
        if settings["finetune"]["lr"] > 1e-5 else "")
@@ -297,12 +310,14 @@ xa = RP.load_activations(out, plan, *first, "untrained (seed %d)" % settings["un
 xb = RP.load_activations(out, plan, *first, "untrained (seed %d)" % settings["untrained_seeds"][1])
 deep_layer = settings["similarity"]["layers"][-1]
 a, b = xa[(deep_layer, 0)], xb[(deep_layer, 0)]
-sizes = [n for n in (80, 96, 128, 192, 320, 640, len(a)) if a.shape[1] < n <= len(a)]
-curve = RP.similarity_vs_points(a, b, sizes)
+cell = acts[(acts.target == first[0]) & (acts.layer == deep_layer)].iloc[0]
+hw = int(cell.height * cell.width)
+sizes = [n for n in (80, 96, 128, 192, 320, 640, len(a)) if max(a.shape[1], 2 * hw) <= n <= len(a)]
+curve = RP.similarity_vs_points(a, b, sizes, points_per_image=hw)
 fig, axes = plt.subplots(1, 3, figsize=(10, 2.8), sharey=True)
 for ax, (m, g) in zip(axes, curve.groupby("measure", sort=False)):
     ax.plot(g.n, g.value, "o-", label="two untrained networks")
-    ax.plot(g.n, g.null_value, "s--", color="grey", label="points shuffled")
+    ax.plot(g.n, g.null_value, "s--", color="grey", label="images deranged (null)")
     ax.axvline(10 * a.shape[1], color="tab:red", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set_title(m.replace("_", " "), fontsize=9)
@@ -311,12 +326,32 @@ axes[0].set_ylabel("similarity")
 axes[0].legend(fontsize=7)
 fig.tight_layout()
 plt.show()
-cca_small = curve[(curve.measure == "cca") & (curve.n == min(sizes))].iloc[0]
+
+
+def null_at(measure):
+    """The null of a measure at the smallest n, and its largest absolute value from the second size on."""
+    g = curve[curve.measure == measure].sort_values("n")
+    return g.null_value.iloc[0], g.n.iloc[0], g.null_value.iloc[1:].abs().max(), g.n.iloc[min(1, len(g) - 1)]
+
+
+def near_zero(v):
+    return abs(v) < 0.05
+
+
+cca0, n0, _, _ = null_at("cca")
+bk0, _, bk_rest, n1 = null_at("linear_cka")
+dk0, _, dk_rest, _ = null_at("linear_cka_debiased")
 display(Markdown(
-    f"**Figure 6.** How the measures depend on n, at {deep_layer} ({a.shape[1]} channels) of the two untrained "
-    f"networks on {first[0]}: the first n points of the cell (line) and the same points with one side shuffled "
-    f"(dashed: what unrelated data gives). The dotted line is n = 10 d. At n = {cca_small.n} CCA gives "
-    f"{cca_small.null_value:.2f} for shuffled points; the debiased CKA stays near 0, the biased one does not."))
+    f"**Figure 6.** How the measures depend on n, at {deep_layer} ({a.shape[1]} channels, {hw} positions per image) "
+    f"of the two untrained networks on {first[0]}: the first n points of the cell taken as whole images (line), "
+    f"and the same images with one network's images deranged, every position kept (dashed: the permutation null, "
+    f"what two networks give on different images of this target). The dotted line is n = 10 d. At n = {n0}, "
+    f"CCA's null is {cca0:.2f}; the biased CKA's null is {bk0:.3f} at n = {n0} and at most {bk_rest:.3f} in "
+    f"absolute value from n = {n1} on"
+    + (", near 0 throughout" if near_zero(bk0) and near_zero(bk_rest) else
+       ", near 0 only with more points" if near_zero(bk_rest) else ", not near 0")
+    + f"; the debiased CKA's null is {dk0:.3f} at n = {n0} and at most {dk_rest:.3f} from n = {n1} on"
+    + (" (near 0)." if near_zero(dk0) and near_zero(dk_rest) else ".")))
 
 # %% [markdown]
 # ### Similarity per stage, floor and permutation null
@@ -332,16 +367,30 @@ display(Markdown(
 # %%
 extra = ["untrained_vs_finetuned", "recalibrated_vs_finetuned", "pretrained_vs_recalibrated"]
 shown = sim[sim.in_r | sim.kind.isin(extra)]
+null_by_layer = sim.groupby(["measure", "layer"])["null_value"].mean()
+
+
+def null_sentence(measure):
+    """The range of a measure's null over the stages, computed from the cells (NaN stages left out)."""
+    v = null_by_layer.loc[measure].dropna()
+    if v.empty:
+        return "No stage has a null here (every cell holds one image)."
+    return (f"Its null ranges from {v.min():.2f} ({v.idxmin()}) to {v.max():.2f} ({v.idxmax()}) over the stages"
+            + (f", that of {'linear CKA' if measure == 'cca' else 'CCA'} from "
+               f"{null_by_layer.loc[other].min():.2f} to {null_by_layer.loc[other].max():.2f}."
+               if (other := 'linear_cka' if measure == 'cca' else 'cca') in null_by_layer.index.get_level_values(0)
+               and null_by_layer.loc[other].notna().any() else "."))
 for measure, number in (("cca", 7), ("linear_cka", 8)):
     fig = RP.plot_similarity_by_stage(shown, measure)
     plt.show()
     display(Markdown(
         f"**Figure {number}.** Our CCA per stage, one panel per target (stages named as in [R]'s tables): mean over "
         f"the pairs of each kind, the repeats and folds (line) with ± 1 SD (band), and the permutation null of "
-        f"every cell (pink, ± 2 SD: the value for the same cells with one network's points shuffled)."
+        f"every cell (pink, mean ± 2 SD: the same cells with one network's images deranged, positions kept; a "
+        f"stage whose cells hold one image has no null). " + null_sentence("cca")
         if measure == "cca" else
         f"**Figure {number}.** The same for linear CKA (Kornblith et al.), which is invariant only to orthogonal "
-        f"maps and isotropic scaling; its permutation null is close to 0, CCA's is not."))
+        f"maps and isotropic scaling. " + null_sentence("linear_cka")))
 
 # %%
 summ = RP.summarize_similarity(shown, by=("kind", "layer", "measure"))
@@ -415,7 +464,24 @@ layers = settings["similarity"]["layers"]
 first_l, last_l, deep_l = layers[0], layers[-1], layers[1:]
 name_r = dict(zip(layers, RR.STAGES)) if len(layers) == len(RR.STAGES) else {l: l for l in layers}
 pf, fl = ours.loc["pretrained_vs_finetuned"], ours.loc["untrained_vs_untrained"]
-null_cca = sim[sim.measure == "cca"].null_value.mean()
+uu = sim[(sim.measure == "cca") & (sim.kind == "untrained_vs_untrained")]
+uu_null = uu.groupby("layer")["null_value"].agg(["mean", "std"]).reindex(layers)
+has_null = [l for l in layers if np.isfinite(uu_null.at[l, "mean"])]
+above = [l for l in has_null if fl[l] > uu_null.at[l, "mean"] + 2 * uu_null.at[l, "std"]]
+within = [l for l in has_null if l not in above]
+no_null = [l for l in layers if l not in has_null]
+floor_sentence = (
+    "Against the null of the same pairs (their images deranged, positions kept: what two untrained networks give "
+    "on different images of the target), the floor is above the null by more than 2 SD at "
+    + (", ".join(f"{name_r[l]} ({fl[l]:.2f} against {uu_null.at[l, 'mean']:.2f})" for l in above) or "no stage")
+    + (", within it at " + ", ".join(f"{name_r[l]} ({fl[l]:.2f} against {uu_null.at[l, 'mean']:.2f})"
+                                     for l in within) if within else "")
+    + (f" ({', '.join(name_r[l] for l in no_null)}: one image per cell, no null)" if no_null else "")
+    + ". " + ("Part of the floor is therefore what two networks give on any images of this target, and only the "
+              "excess over the null is similarity specific to the image shown."
+              if above and (uu_null.loc[above, "mean"] > 0.1).any() else
+              "The floor there is similarity specific to the images shown." if above else
+              "The floor here is no more than what two networks give on different images of this target."))
 below_r = [c for c in deep if pf_r[c] < floor_r[c]]
 below_o = [name_r[l] for l in deep_l if pf[l] < fl[l]]
 r_kinds = [k for k in RR.PAIR_KINDS if k in ours.index]
@@ -427,18 +493,29 @@ lines = [
     f"{last_l}: " + ("the same direction." if (pf[first_l] > pf[last_l]) == (pf_r["conv1"] > pf_r["block4"])
                      else "the opposite direction."),
     f"- **Floor.** [R]'s two untrained networks give {floor_r[deep].min():.2f}–{floor_r[deep].max():.2f} beyond "
-    f"conv1, ours {fl[deep_l].min():.2f}–{fl[deep_l].max():.2f}, while shuffled points give {null_cca:.2f} on "
-    f"average here: the floor is far above what CCA gives unrelated data of this size, so it reflects what any "
-    f"two networks of this architecture share on these images.",
+    f"conv1, ours {fl[deep_l].min():.2f}–{fl[deep_l].max():.2f}. " + floor_sentence,
     f"- **A network against its own start, against the floor.** Below the floor in [R] at "
     f"{', '.join(below_r) or 'no stage'}, in ours at {', '.join(below_o) or 'no stage'}"
     + (". In both, at the deepest stage a fine-tuned network is no more CCA-similar to the network it started "
        "from than two unrelated untrained networks are to each other." if "block4" in below_r and below_o
        and below_o[-1] == name_r[last_l] else "."),
 ]
+bn_summary = "- The BatchNorm control was not run on this profile."
 if "recalibrated_vs_finetuned" in ours.index:
     rc = ours.loc["recalibrated_vs_finetuned"]
     l1 = layers[1] if len(layers) > 1 else first_l
+    # the share of the fine-tuning drop (1 - CCA(pre-trained, fine-tuned)) that re-estimating the statistics
+    # alone recovers, in the early stages
+    share = {l: (rc[l] - pf[l]) / (1 - pf[l]) for l in (first_l, l1) if pf[l] < 1}
+    bn_summary = (
+        f"- The BatchNorm control: re-estimating a pre-trained network's BatchNorm statistics on the target, with "
+        f"no weight changed, recovers {', '.join(f'{v:.0%} at {k}' for k, v in share.items())} of the drop in CCA "
+        f"between it and its fine-tuned self (CCA {', '.join(f'{pf[k]:.2f} → {rc[k]:.2f} at {k}' for k in share)}). "
+        + ("In the early stages the statistics account for at least half of what CCA registers as change."
+           if rc[first_l] - pf[first_l] > 0.1 and min(share.values()) >= 0.5 else
+           "In the early stages the statistics account for part of what CCA registers as change, less than the "
+           "rest of fine-tuning does." if rc[first_l] - pf[first_l] > 0.1 else
+           "The statistics account for little of the change here (less than 0.1 of CCA at the stem)."))
     lines.append(
         f"- **BatchNorm statistics (our control).** With the pre-trained network's BatchNorm statistics re-estimated "
         f"on the target's training images and no weight changed, its CCA to its fine-tuned self is {rc[first_l]:.2f} "
@@ -490,9 +567,14 @@ display(Markdown("\n".join(lines)))
 #   [R]'s recipe and augmentation, best checkpoints in safetensors, CCA, linear CKA and debiased CKA for every
 #   pair of networks at every stage with a permutation null, the points n and channels d of every cell, the
 #   prediction similarity with the correct baseline and kappa, and the weight change per stage.
-# - A CCA value means little without its floor and null: two untrained networks and shuffled points set the
-#   scale against which "similar" has to be read (Figures 6–8, Table 8); a pre-trained network's BatchNorm
-#   statistics, which fine-tuning replaces, move CCA in the early stages as much as the weights do (our control).
+# - A CCA value means little without its floor and null: two untrained networks, and the same networks shown
+#   different images of the target (the permutation null), set the scale against which "similar" has to be read
+#   (Figures 6–8, Table 8). What the BatchNorm control shows on this run:
+
+# %% tags=["remove-input"]
+display(Markdown(bn_summary))
+
+# %% [markdown]
 #
 # ## What's next
 # The paper profile runs [R]'s recipe on ResNet-50 with ImageNet, a RadImageNet checkpoint (its input scale an

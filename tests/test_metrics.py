@@ -461,6 +461,34 @@ def test_setlevel_leaves_the_targets_own_source_out_before_normalising(name):
     assert _order(others) != _order(excluded), "the crafted self source must reorder the others when included"
 
 
+def test_lp_fu_self_in_fu_is_D_s_exact_form_on_its_published_tables():
+    """[D] kept the self source in FU's min-max (its LP column has no self value): ``self_in_fu=True`` gives
+    :func:`helpers.evaluation.minmax_product` over the whole published column on every target, and the default
+    (self left out of both, PROTOCOL.md) moves dermamnist only."""
+    from helpers import reference as R
+    from helpers.evaluation import minmax_product
+
+    lp, fu = R.load_scores("lp"), R.load_scores("fu")
+    whole = minmax_product(lp, fu, exclude_self=False)
+    moved = []
+    for t in lp.columns:
+        ok = lp[t].notna() & fu[t].notna()
+        d_form = M.lp_fu(lp[t][ok].to_dict(), fu[t][ok].to_dict(), target=t, self_in_fu=True)
+        ours = M.lp_fu(lp[t][ok].to_dict(), fu[t][ok].to_dict(), target=t)
+        # the self source: LP is NaN in [D]'s table, so it is not in `ok`; hand its FU over as [D] had it
+        self_rows = [s for s in fu.index if s.lower() == t.lower() and np.isfinite(fu.at[s, t])]
+        if self_rows:
+            lp_s = {**lp[t][ok].to_dict(), **{s: 0.0 for s in self_rows}}
+            fu_s = {**fu[t][ok].to_dict(), **{s: fu.at[s, t] for s in self_rows}}
+            d_form = M.lp_fu(lp_s, fu_s, target=t, self_in_fu=True)
+            ours = M.lp_fu(lp_s, fu_s, target=t)
+        cand = [s for s in ok.index[ok] if s.lower() != t.lower()]
+        assert [d_form[s] for s in cand] == pytest.approx(whole.loc[cand, t].tolist(), abs=1e-12), t
+        if any(abs(d_form[s] - ours[s]) > 1e-12 for s in cand):
+            moved.append(t)
+    assert moved == ["dermamnist"]
+
+
 def test_setlevel_target_with_only_its_own_source_is_an_error():
     with pytest.raises(ValueError, match="no candidate source"):
         M.lp_fu({"breastmnist": 1.0}, {"breastmnist": 2.0}, target="breastmnist")

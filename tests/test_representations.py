@@ -254,8 +254,13 @@ def test_stage_end_to_end_resumes_and_reports(tmp_path, shared_data_root, monkey
     assert flags["layer4"] and not flags["relu"]
     assert sim[sim.layer == "layer4"].few_points.all() and (sim[sim.layer == "layer4"].n_points == 24).all()
     # a real pairing against the permutation null: a network and its fine-tuned self
-    pf = sim[(sim.kind == "pretrained_vs_finetuned") & (sim.layer == "relu")]
-    assert (pf.value > pf.null_value + 0.1).all()
+    # (whole images deranged: a cell of one image has no null, and says so)
+    one = sim[sim.n_images == 1]
+    assert one.null_value.isna().all() and (one.null_kind == "none (one image in the cell)").all()
+    many = sim[sim.n_images >= 2]
+    assert len(many) and many.null_value.notna().all() and (many.null_kind == "images").all()
+    pf = many[(many.kind == "pretrained_vs_finetuned") & (many.measure == "cca")]
+    assert len(pf) and (pf.value > pf.null_value).all() and pf.value.mean() > pf.null_value.mean() + 0.03
     assert set(sim.measure) == {"cca", "linear_cka", "linear_cka_debiased"}
     # prediction similarity rows: the correct baseline and [R]'s as coded
     assert len(pred) == 3
@@ -272,3 +277,42 @@ def test_stage_end_to_end_resumes_and_reports(tmp_path, shared_data_root, monkey
     pd.testing.assert_frame_equal(again["similarity"], sim)
     units = Stage("representations", tmp_path).collect()
     assert units.drop_duplicates("key")["config.unit"].value_counts()["finetune"] == 4
+
+
+# ---------------------------------------------------------------------------------------------- the null
+def test_image_null_deranges_whole_images_and_keeps_positions():
+    rng = np.random.default_rng(0)
+    for n_img in (2, 3, 7, 40):
+        rows = RP.null_rows(n_img, 6, "images", rng)
+        img, pos = rows // 6, rows % 6
+        assert sorted(rows.tolist()) == list(range(n_img * 6))
+        assert (pos == np.tile(np.arange(6), n_img)).all()           # position p stays position p
+        assert (img != np.repeat(np.arange(n_img), 6)).all()         # no image is paired with itself
+        assert (img.reshape(n_img, 6) == img.reshape(n_img, 6)[:, :1]).all()  # an image moves whole
+    assert RP.null_rows(1, 6, "images", rng) is None                 # one image: no derangement
+    assert RP.null_rows(4, 6, "none", rng) is None
+    assert RP.null_kind(True) == "images" and RP.null_kind(False) == "none"
+    with pytest.raises(ValueError, match="unknown permutation null"):
+        RP.null_kind("pixels")
+
+
+def test_image_null_keeps_what_two_networks_share_by_position():
+    """Two 'networks' whose activations share only a position-dependent mean (padding, borders) and are
+    independent across images: the image derangement keeps that shared part (what unrelated images give), the
+    position shuffle removes it and sits far lower. The position shuffle was the earlier null."""
+    g = np.random.default_rng(1)
+    n_img, hw, d = 40, 16, 8
+    pos_mean = g.normal(size=(hw, d)) * 3
+    mix = g.normal(size=(d, d))
+    x = (np.tile(pos_mean, (n_img, 1)) + g.normal(size=(n_img * hw, d)))
+    y = (np.tile(pos_mean @ mix, (n_img, 1)) + g.normal(size=(n_img * hw, d)))
+    curve = {k: RP.similarity_vs_points(x, y, [n_img * hw], measures=("linear_cka",), points_per_image=hw,
+                                        null=k).iloc[0] for k in ("images", "positions")}
+    assert curve["images"].null_value > 0.5
+    assert curve["positions"].null_value < 0.1
+    assert curve["images"].value == pytest.approx(curve["positions"].value)
+    # sizes are whole images: 50 points of 16-point images use 3 images (48 points)
+    c = RP.similarity_vs_points(x, y, [50], measures=("linear_cka",), points_per_image=hw)
+    assert c.iloc[0].n == 48 and c.iloc[0].images == 3
+    with pytest.raises(ValueError, match="two whole images"):
+        RP.similarity_vs_points(x, y, [20], points_per_image=hw)

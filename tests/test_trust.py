@@ -191,6 +191,27 @@ def test_noise_ceiling_of_a_noiseless_sweep_is_one():
     assert len(res["replicates"]) == 2 * 20 * 3
 
 
+def test_ground_truth_noise_largely_cancels_in_a_paired_difference():
+    """The noise ceiling bounds one metric's agreement with a re-drawn ground truth, not the difference of two:
+    both are scored against the same replicate. A metric that ranks the sources as another does moves with it
+    exactly (difference 0, SD 0) while its own agreement moves (SD > 0); a noiseless sweep adds no spread."""
+    runs = _sweep(0.3)
+    truth = E.select_ground_truth(runs)
+    rng = np.random.default_rng(3)
+    scores = {"a": truth, "a_monotone": truth * 3 + 1,
+              "other": pd.DataFrame(rng.normal(size=truth.shape), index=truth.index, columns=truth.columns)}
+    res = E.noise_in_differences(scores, runs, reference="a", n_boot=40, seed=1)
+    assert res.at["a_monotone", "difference"] == 0 and res.at["a_monotone", "sd_difference"] == 0
+    assert res.at["a", "sd_alone"] > 0.01
+    assert res.at["other", "sd_difference"] > 0
+    reps = E.ground_truth_replicates(runs, n_boot=5, seed=1)
+    assert len(reps) == 5 and reps[0].shape == truth.shape and not reps[0].equals(reps[1])
+    calm = E.noise_in_differences({"a": truth, "other": scores["other"]}, _sweep(0.0), reference="a", n_boot=10)
+    assert calm["sd_alone"].max() < 1e-12 and calm["sd_difference"].max() < 1e-12
+    with pytest.raises(ValueError, match="reference"):
+        E.noise_in_differences(scores, runs, reference="missing", n_boot=5)
+
+
 def test_noise_ceiling_of_a_noisy_sweep_is_below_one_and_seeded():
     runs = _sweep(0.2)
     a = E.ground_truth_noise(runs, n_boot=40, seed=1)
@@ -322,7 +343,7 @@ def test_bootstrap_differences_are_paired(tables):
     truth, noise = tables
     scores = {"m": noise, "copy": noise.copy(), "perfect": truth}
     d = E.bootstrap_differences(scores, truth, reference="m", n_boot=50, seed=1)
-    assert d.loc["m"].tolist() == [0, 0, 0, 0]
+    assert d.loc["m"].tolist() == [0, 0, 0, 0, 0]
     assert d.loc["copy", "difference"] == 0 and d.loc["copy", "ci_low"] == 0 and d.loc["copy", "p_above"] == 0
     b = E.bootstrap_means(scores, truth, n_boot=50, seed=1)
     assert d.at["perfect", "difference"] == pytest.approx(b.at["perfect", "mean"] - b.at["m", "mean"])

@@ -3,8 +3,14 @@
 Every combination here min-max normalises across the candidates, so which sources take part changes every
 source's score. The target's own data set is not a candidate for it: with ``target=`` given, the source equal
 to the target (:func:`helpers.names.canonical_name`, the rule :func:`helpers.evaluation.correlate` uses) is
-left out *before* normalising, as [D] does (it sets that cell to NaN first), and gets NaN in the result.
+left out *before* normalising every part, as PROTOCOL.md says, and gets NaN in the result.
 ``target=None`` normalises over every source given (the caller has already chosen the candidates).
+
+Where this differs from [D]: [D]'s notebook normalises each published column as a whole. Its LP column has no
+value for the self source (so LP's min-max leaves it out), but its FU column has one, which stays in FU's
+min-max. :func:`lp_fu` with ``self_in_fu=True`` is that exact form; on [D]'s published tables only dermamnist
+moves (weighted tau .702 in [D]'s form, .699 with the self source left out of both; the Reproduction chapter
+computes both, :func:`helpers.reference.load_all_scores` ``combine_over``).
 """
 from __future__ import annotations
 
@@ -90,12 +96,14 @@ def etran(parts_by_source: Mapping, *, target=None, include_svd: bool = False, n
     return _with_self_nan({k: float(sum(parts[f][k] for f in use)) for k in p["energy"]}, selves, parts_by_source)
 
 
-def lp_fu(lp_by_source: Mapping, fu_by_source: Mapping, *, target=None) -> dict:
+def lp_fu(lp_by_source: Mapping, fu_by_source: Mapping, *, target=None, self_in_fu: bool = False) -> dict:
     """[D]'s proposed score: min-max(LP) x min-max(FU) across the candidate sources of one target.
 
     Higher is better. Both dicts must have the same sources. A source at the minimum of either gets 0.
-    ``target``: the target's own source is left out before the normalisation and scored NaN (module docstring).
-    Reference: Juodelyte et al., 2024 ([D]).
+    ``target``: the target's own source is left out before both normalisations and scored NaN (module
+    docstring, PROTOCOL.md). ``self_in_fu=True`` keeps the self source's FU in FU's min-max, as [D]'s notebook
+    did (its LP is still left out, and its own score is still NaN): [D]'s exact form, kept to show the
+    difference. Reference: Juodelyte et al., 2024 ([D]).
     """
     if set(lp_by_source) != set(fu_by_source):
         raise ValueError("lp_fu: LP and FU must be given for the same sources; differing: "
@@ -105,5 +113,10 @@ def lp_fu(lp_by_source: Mapping, fu_by_source: Mapping, *, target=None) -> dict:
     for name, d in (("LP", lp_c), ("FU", fu_c)):
         if not all(np.isfinite(float(v)) for v in d.values()):
             raise ValueError(f"lp_fu: non-finite {name} score among the candidates")
-    a, b = minmax(lp_c), minmax(fu_c)
+    a = minmax(lp_c)
+    if self_in_fu and selves:
+        fu_all = {**fu_c, **{s: fu_by_source[s] for s in selves if np.isfinite(float(fu_by_source[s]))}}
+        b = {s: v for s, v in minmax(fu_all).items() if s in fu_c}
+    else:
+        b = minmax(fu_c)
     return _with_self_nan({k: a[k] * b[k] for k in lp_c}, selves, lp_by_source)
