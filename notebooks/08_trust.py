@@ -315,8 +315,9 @@ display(Markdown("**Figure 2.** Per target, the distribution of the weighted τ 
                  + "\n\n" + " ".join(widest_line(s) for s in SCENARIOS)
                  + " The ceiling bounds one metric's agreement with a ground truth measured again: no metric can be "
                    "expected to agree with a re-drawn ground truth better than the re-drawn ground truths agree with "
-                   "[D]'s. It does not bound the difference between two metrics, which are scored against the same "
-                   "ground truth: its noise moves both, and largely cancels in a paired comparison (next table)."))
+                   "[D]'s. It does not bound the difference between two metrics: both are scored against the same "
+                   "ground truth, so its noise enters their difference only as far as they rank the sources "
+                   "differently (measured in Table 5b)."))
 
 # %% [markdown]
 # How much of a paired difference's spread does the ground truth's noise add? Each metric is scored against
@@ -337,13 +338,19 @@ display(noise_cmp.rename(index=lab, level="metric").round(3))
 
 def noise_line(s):
     t = noise_cmp.loc[s]
-    ratio = (t["sd_difference (ground-truth noise)"] / t["sd_difference (bootstrap over sources)"]).median()
+    gt = t["sd_difference (ground-truth noise)"].median()
+    src = t["sd_difference (bootstrap over sources)"].median()
     cancel = (t["sd_difference (ground-truth noise)"] / t["sd_alone (ground-truth noise)"]).median()
+    # independent sources of spread add in variance: how much wider the paired interval would be with both
+    added = np.sqrt(1 + (gt / src) ** 2) - 1
     return (f"- **{s}** (against {lab(best_metric[s])}): the ground truth's noise gives a paired difference a "
-            f"median SD of {f3(t['sd_difference (ground-truth noise)'].median())}, "
-            f"{ratio:.0%} of the SD from resampling sources ({f3(t['sd_difference (bootstrap over sources)'].median())})"
-            f"; a single metric's agreement varies by {f3(t['sd_alone (ground-truth noise)'].median())}, so the "
-            f"paired difference keeps {cancel:.0%} of that spread.")
+            f"median SD of {f3(gt)}, against {f3(src)} from resampling sources; added in variance it would widen "
+            f"the paired interval by about {added:.0%}. A single metric's agreement varies by "
+            f"{f3(t['sd_alone (ground-truth noise)'].median())} over the same replicates, and the paired "
+            f"difference keeps {cancel:.0%} of that: "
+            + ("the noise largely cancels between metrics." if cancel < 0.5 else
+               "it cancels only in part." if cancel < 0.9 else
+               "it does not cancel here, because the metrics rank the sources too differently to move together."))
 
 
 display(Markdown(f"**Table 5b.** Per metric, the SD of its difference to the best metric of the scenario over "
