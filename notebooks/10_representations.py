@@ -314,10 +314,13 @@ cell = acts[(acts.target == first[0]) & (acts.layer == deep_layer)].iloc[0]
 hw = int(cell.height * cell.width)
 sizes = [n for n in (80, 96, 128, 192, 320, 640, len(a)) if max(a.shape[1], 2 * hw) <= n <= len(a)]
 curve = RP.similarity_vs_points(a, b, sizes, points_per_image=hw)
+curve_pos = RP.similarity_vs_points(a, b, sizes, points_per_image=hw, null="positions")
 fig, axes = plt.subplots(1, 3, figsize=(10, 2.8), sharey=True)
 for ax, (m, g) in zip(axes, curve.groupby("measure", sort=False)):
+    gp = curve_pos[curve_pos.measure == m]
     ax.plot(g.n, g.value, "o-", label="two untrained networks")
     ax.plot(g.n, g.null_value, "s--", color="grey", label="images deranged (null)")
+    ax.plot(gp.n, gp.null_value, "x:", color="tab:olive", label="positions shuffled (earlier null)")
     ax.axvline(10 * a.shape[1], color="tab:red", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set_title(m.replace("_", " "), fontsize=9)
@@ -351,7 +354,12 @@ display(Markdown(
     + (", near 0 throughout" if near_zero(bk0) and near_zero(bk_rest) else
        ", near 0 only with more points" if near_zero(bk_rest) else ", not near 0")
     + f"; the debiased CKA's null is {dk0:.3f} at n = {n0} and at most {dk_rest:.3f} from n = {n1} on"
-    + (" (near 0)." if near_zero(dk0) and near_zero(dk_rest) else ".")))
+    + (" (near 0)." if near_zero(dk0) and near_zero(dk_rest) else ".")
+    + " Dotted: the earlier null, which shuffles single positions and so also breaks the pairing of positions; "
+    f"at n = {n0} it gives CCA {curve_pos[(curve_pos.measure == 'cca')].null_value.iloc[0]:.2f} and biased CKA "
+    f"{curve_pos[(curve_pos.measure == 'linear_cka')].null_value.iloc[0]:.3f}, "
+    + ("below" if curve_pos.groupby("measure").null_value.mean().mean() < curve.groupby("measure").null_value.mean().mean()
+       else "above") + " the image null on average: what different images give is not what shuffled points give."))
 
 # %% [markdown]
 # ### Similarity per stage, floor and permutation null

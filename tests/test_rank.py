@@ -390,3 +390,66 @@ def test_segmentation_encoder_candidate_ranks_without_source_head_metrics(npz_ta
     assert t.loc[("seg_busi@28", "leep"), "status"] == "skipped"
     assert "no classification head" in t.loc[("seg_busi@28", "leep"), "reason"]
     assert t.loc[("breastmnist@28", "leep"), "status"] == "ok"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the order of the files
+
+
+def _csv_of(folder, rows, path):
+    pd.DataFrame(rows, columns=["path", "label"]).to_csv(path, index=False)
+    return path
+
+
+def test_ranking_does_not_depend_on_the_order_of_the_files(shared_data_root, checkpoints, tmp_path):
+    """BUSI's train images as a class-sorted folder, a class-sorted CSV and a shuffled CSV: identical scores,
+    ranks and recommendation, bit for bit. Before the canonical order, FU's consecutive batches of the sorted
+    target held one class each (no valid triplet) and its value moved with the order."""
+    folder = R.write_busi_folder(tmp_path / "busi", root=shared_data_root)
+    rows = [(str(f), d.name) for d in sorted(folder.iterdir()) for f in sorted(d.iterdir())]
+    sorted_csv = _csv_of(folder, rows, tmp_path / "sorted.csv")
+    rng = np.random.default_rng(7)
+    shuffled_csv = _csv_of(folder, [rows[i] for i in rng.permutation(len(rows))], tmp_path / "shuffled.csv")
+    cands = ["resnet18:random@28", str(checkpoints / "breastmnist.safetensors")]
+    metrics = ["knn_accuracy", "linear_probe", "lp", "fu", "logme", "leep"]
+    results = [R.rank_models(t, cands, metrics=metrics, n_boot=20, device="cpu", progress=False, max_images=None)
+               for t in (folder, sorted_csv, shuffled_csv)]
+    key = ["candidate", "metric"]
+    tables = [r.table.sort_values(key).reset_index(drop=True) for r in results]
+    for t in tables[1:]:
+        pd.testing.assert_series_equal(tables[0]["score"], t["score"], check_exact=True)
+        pd.testing.assert_series_equal(tables[0]["rank"], t["rank"], check_exact=True)
+        assert (tables[0]["status"] == t["status"]).all()
+    assert (tables[0]["status"] == "ok").all()
+    recs = [r.recommendation[["candidate", "score", "rank", "p_first"]].reset_index(drop=True) for r in results]
+    for rec in recs[1:]:
+        pd.testing.assert_frame_equal(recs[0], rec, check_exact=True)
+    assert not results[0].reduced
+    # the defect this guards against: FU on consecutive batches of the class-sorted images
+    t = R.load_target(folder)
+    assert (np.diff(t.labels) >= 0).all()  # the folder is read class by class
+    model = M.penultimate_model(CA.build_model(CA.parse_candidate("resnet18:random@28"), 0))
+    ds = t.dataset(28, (0.5,) * 3, (0.5,) * 3, "cpu")
+    x, _ = ds.batch(torch.arange(len(ds)))
+    from helpers.metrics import fu
+
+    perm = torch.as_tensor(rng.permutation(len(ds)))
+    given = fu(model, "conv1", "layer1.0.conv1", x, torch.as_tensor(t.labels))
+    mixed = fu(model, "conv1", "layer1.0.conv1", x[perm], torch.as_tensor(t.labels)[perm])
+    assert abs(given - mixed) > 1e-3
+
+
+def test_a_failed_recommendation_metric_marks_the_recommendation_reduced(npz_target, checkpoints, capsys):
+    """FU needs two images per batch: on 8 images it fails for every candidate, LP x FU drops out of the
+    recommendation, and the result and the command say so."""
+    res = R.rank_models(npz_target, ["resnet18:random@28", str(checkpoints / "breastmnist.safetensors")],
+                        metrics=["knn_accuracy", "linear_probe", "lp", "fu"], n_boot=5, device="cpu",
+                        progress=False, max_images=8)
+    assert "lp_fu" in res.reduced and "failed for every candidate" in res.reduced["lp_fu"]
+    ok = res.recommendation[res.recommendation.status == "ok"]
+    assert len(ok) == 2 and ok["reason"].str.startswith("reduced: ").all()
+    code = rank_main(["--target", str(npz_target), "--candidates", "resnet18:random@28", "--max-images", "8",
+                      "--metrics", "knn_accuracy,linear_probe,lp,fu", "--n-boot", "0", "--quiet", "--cache-dir",
+                      "none", "--out", str(npz_target.parent / "out.csv")])
+    err = capsys.readouterr().err
+    assert code == 0 and "warning: the recommendation is reduced: lp_fu" in err

@@ -9,12 +9,32 @@ from ._common import finite_float, prepare
 __all__ = ["linear_probe"]
 
 
-def _folds(y: torch.Tensor, n_splits: int, seed: int, multilabel: bool) -> torch.Tensor:
-    """Fold id per sample: stratified by class (by the first positive label for multi-label), seeded."""
+def _folds(y: torch.Tensor, n_splits: int, seed: int, multilabel: bool, groups=None) -> torch.Tensor:
+    """Fold id per sample: stratified by class (by the first positive label for multi-label), seeded. With
+    ``groups`` (one id per sample: the slices of one volume, the images of one patient) whole groups are
+    assigned, stratified by each group's most frequent class, so a group never spans two folds."""
     g = torch.Generator().manual_seed(seed)
     yc = y.cpu()
     key = yc.argmax(1) if multilabel else yc
     fold = torch.empty(yc.shape[0], dtype=torch.int64)
+    if groups is not None:
+        import numpy as np
+
+        gid = np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
+        if gid.shape[0] != yc.shape[0]:
+            raise ValueError(f"groups has {gid.shape[0]} entries for {yc.shape[0]} samples")
+        kk = key.numpy()
+        n_groups = int(gid.max()) + 1
+        gkey = np.array([np.bincount(kk[gid == j]).argmax() for j in range(n_groups)])
+        gfold = np.empty(n_groups, dtype=np.int64)
+        offset = 0
+        for c in np.unique(gkey):
+            members = torch.as_tensor(np.flatnonzero(gkey == c))
+            members = members[torch.randperm(members.numel(), generator=g)].numpy()
+            gfold[members] = (np.arange(members.size) + offset) % n_splits
+            offset += members.size
+        fold[:] = torch.as_tensor(gfold[gid])
+        return fold.to(y.device)
     offset = 0
     for c in torch.unique(key):
         idx = torch.nonzero(key == c).flatten()
@@ -26,7 +46,7 @@ def _folds(y: torch.Tensor, n_splits: int, seed: int, multilabel: bool) -> torch
 
 @fair_threads()
 def linear_probe(features, labels, *, n_splits: int = 5, l2: float = 1.0, max_iter: int = 30,
-                 random_state: int = 0, per_sample: bool = False):
+                 random_state: int = 0, per_sample: bool = False, groups=None):
     """Cross-validated accuracy of an L2-regularised logistic regression on standardised frozen features.
 
     A cheap supervised baseline for the metrics: ``n_splits``-fold (default 5) stratified, seeded folds;
@@ -41,12 +61,15 @@ def linear_probe(features, labels, *, n_splits: int = 5, l2: float = 1.0, max_it
     ``per_sample=True`` returns the per-sample terms instead, a float64 tensor (N,) of each sample's held-out
     correctness (per-label accuracy for multi-label; NaN for a sample whose fold was too small to fit),
     whose mean over the finite entries is the score (for bootstrap intervals, e.g. :mod:`helpers.rank`).
+    ``groups``: one id per sample (the slices of one volume, the images of one patient); a group is never
+    split between folds. The folds depend on the order of the samples (call it with a canonical order, as
+    :mod:`helpers.rank` does, for results that do not depend on how the files were listed).
     """
     p = prepare(features, labels, metric="linear_probe", multilabel_ok=True, allow_constant=True)
     X = p.X.to(torch.float32)
     y = p.y
     n_splits = max(2, min(n_splits, p.N))
-    fold = _folds(y, n_splits, random_state, p.multilabel)
+    fold = _folds(y, n_splits, random_state, p.multilabel, groups)
     correct = 0.0
     total = 0
     terms = torch.full((p.N,), float("nan"), dtype=torch.float64, device=X.device)

@@ -67,10 +67,13 @@ def main(argv=None) -> int:
     with pd.option_context("display.width", 200, "display.max_colwidth", 70):
         print(f"target {result.target['target']}: {result.target['description']}")
         print(result.recommendation[cols].rename(columns={"score": "mean_rank"}).to_string(index=False))
+    for m, cause in result.reduced.items():
+        print(f"warning: the recommendation is reduced: {m} {cause}", file=sys.stderr)
     best = result.best
-    print(f"recommended: {best}" if best else "no candidate could be ranked")
+    print(f"recommended: {best}" + (" (reduced recommendation, see the warnings)" if result.reduced else "")
+          if best else "no candidate could be ranked")
     print(f"wrote {out}")
-    return 0
+    return 0 if best else 1
 
 
 if __name__ == "__main__":

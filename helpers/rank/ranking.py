@@ -19,6 +19,7 @@ from ..metrics import REGISTRY
 from ..metrics import setlevel as SL
 from ..runner import atomic_write_csv, atomic_write_text, config_key
 from . import candidates as CA
+from .order import canonicalize, stratified_order
 from .targets import RankInputError, Target, describe, load_target
 
 #: the combined recommendation's default metrics: [D]'s LP x FU (the best of its metrics, mean weighted tau
@@ -41,7 +42,7 @@ COLUMNS = ["target", "candidate", "name", "kind", "architecture", "weights", "im
            "reason", "n_images"]
 CANDIDATE_COLUMNS = ["candidate", "name", "kind", "architecture", "weights", "image_size", "mean", "std",
                      "status", "reason", "num_params", "feature_dim", "extract_seconds", "cached", "fu_layers"]
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: targets in canonical order, FU on class-stratified batches (helpers.rank.order)
 
 
 class MetricError(RankInputError):
@@ -65,6 +66,9 @@ class RankResult:
     replicates: pd.DataFrame
     target: dict
     settings: dict = field(default_factory=dict)
+    #: metrics of the recommendation that are missing (for every candidate or some), with the cause; a
+    #: recommendation without all of its metrics is *reduced* and says so in its rows' reason
+    reduced: dict = field(default_factory=dict)
 
     @property
     def best(self) -> str | None:
@@ -87,7 +91,8 @@ class RankResult:
         atomic_write_csv(self.candidates, out.with_name(f"{out.stem}_candidates.csv"))
         atomic_write_csv(self.replicates, out.with_name(f"{out.stem}_replicates.csv"))
         atomic_write_text(out.with_name(f"{out.stem}_target.json"),
-                          json.dumps({**self.target, "settings": self.settings}, indent=1, default=str))
+                          json.dumps({**self.target, "settings": self.settings, "reduced": self.reduced},
+                                     indent=1, default=str))
         return out
 
 
@@ -146,12 +151,14 @@ def _plan(metrics) -> list[str]:
     return list(dict.fromkeys(plan))
 
 
-def _pairwise(name: str, features, logits, labels, per_sample: bool = False):
+def _pairwise(name: str, features, logits, labels, per_sample: bool = False, groups=None):
     info = REGISTRY[name]
     inputs = {"features": features, "logits": logits}
     kwargs = {k: inputs[k] for k in info.inputs}
     if per_sample:
         kwargs["per_sample"] = True
+    if groups is not None and name == "linear_probe":
+        kwargs["groups"] = groups  # a volume's slices / a patient's images stay in one fold
     return info.fn(labels=labels, **kwargs)
 
 
@@ -236,7 +243,7 @@ class _Candidate:
 
     def fu(self, labels) -> dict:
         """FU's row fields (score, seconds, status, reason), cached in the entry's meta."""
-        key = f"seed={self.seed}"
+        key = f"seed={self.seed},batches=stratified"
         done = self.meta.get("fu", {}).get(key)
         if done is not None:
             return {**done, "reason": (done.get("reason") or "") + (" (cached)" if done["status"] == "ok" else "")}
@@ -253,9 +260,13 @@ class _Candidate:
             net = M.penultimate_model(model)
             first, second = (net.get_submodule(n) for n in layers)
             ds = self.dataset()
-            images, _ = ds.batch(torch.arange(len(ds), device=ds.device))
+            # FU's batches from a seeded, class-stratified permutation of the canonical order: a class-sorted
+            # target would otherwise give batches of one class, which hold no triplet
+            order = torch.as_tensor(stratified_order(labels, self.seed), device=ds.device)
+            images, _ = ds.batch(order)
             torch.manual_seed(self.seed)
-            value = REGISTRY["fu"].fn(net, first, second, images, torch.as_tensor(labels, device=ds.device))
+            value = REGISTRY["fu"].fn(net, first, second, images,
+                                      torch.as_tensor(np.asarray(labels), device=ds.device)[order])
             out = {"score": float(value), "seconds": time.perf_counter() - t0, "status": "ok",
                    "reason": f"layers {layers[0]}, {layers[1]}", "layers": f"{layers[0]}, {layers[1]}"}
         except Exception as exc:
@@ -310,7 +321,9 @@ def rank_models(target, candidates, *, metrics=None, recommend=DEFAULT_RECOMMEND
     cands = CA.parse_candidates(candidates, sources_dir)
     if int(n_boot) < 0:
         raise RankInputError(f"n_boot must be >= 0, got {n_boot}")
-    tgt = load_target(target, max_images=max_images, seed=seed, data_root=data_root, split=split)
+    # canonical order: the same images in any order give the same scores (helpers.rank.order)
+    tgt = canonicalize(load_target(target, max_images=max_images, seed=seed, data_root=data_root, split=split))
+    groups = getattr(tgt, "groups", None)
     device = torch.device(device) if device is not None else default_device()
     labels_t = torch.as_tensor(tgt.labels, device=device)
     plan = _plan(metrics)
@@ -372,7 +385,7 @@ def rank_models(target, candidates, *, metrics=None, recommend=DEFAULT_RECOMMEND
                            "reason": "the candidate has no classification head of its own (a segmentation "
                                      "encoder): no source logits"}
             else:
-                unit[m] = _metric(m, X, L, labels_t, c.spec, per_sample, parts)
+                unit[m] = _metric(m, X, L, labels_t, c.spec, per_sample, parts, groups)
         for m, r in _agnostic(c, work.meta).items():
             unit[m] = r
             if r["status"] == "ok":
@@ -399,20 +412,20 @@ def rank_models(target, candidates, *, metrics=None, recommend=DEFAULT_RECOMMEND
     settings = {"metrics": metrics, "recommend": recommend, "max_images": max_images, "seed": seed,
                 "n_boot": int(n_boot), "device": str(device), "image_size": image_size,
                 "cache_dir": str(cache_dir) if cache_dir else None, "sources_dir": str(sources_dir)}
-    return RankResult(table[COLUMNS], cand_table, rec, reps, describe(tgt), settings)
+    return RankResult(table[COLUMNS], cand_table, rec, reps, describe(tgt), settings, rec.attrs.get("reduced", {}))
 
 
-def _metric(m, X, L, labels_t, spec, per_sample, parts) -> dict:
+def _metric(m, X, L, labels_t, spec, per_sample, parts, groups=None) -> dict:
     """One pairwise metric (or parts) of one candidate as row fields; per-image terms and parts are kept."""
     info = REGISTRY[m]
     t0 = time.perf_counter()
     try:
         if m in PER_SAMPLE:
-            terms = _pairwise(m, X, L, labels_t, per_sample=True).double().cpu().numpy()
+            terms = _pairwise(m, X, L, labels_t, per_sample=True, groups=groups).double().cpu().numpy()
             per_sample.setdefault(m, {})[spec] = terms
             value = float(np.nanmean(terms))
         else:
-            value = _pairwise(m, X, L, labels_t)
+            value = _pairwise(m, X, L, labels_t, groups=groups)
         secs = time.perf_counter() - t0
         if info.returns_parts:
             parts.setdefault(m, {})[spec] = value
@@ -517,23 +530,32 @@ def mean_rank(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     return {c: float(np.mean(r)) for c, r in ranks.items()}
 
 
-def _resample(labels: np.ndarray, rng) -> np.ndarray:
+def _resample(labels: np.ndarray, rng, groups=None) -> np.ndarray:
     """Bootstrap indices: with replacement within each class (every class keeps its count), plain for
-    multi-label targets."""
+    multi-label targets. With ``groups`` (a volume's slices, a patient's images) whole groups are drawn, with
+    replacement within each group's most frequent class, as many as the class has: a group is one draw."""
+    if groups is not None:
+        gid = np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
+        key = labels.argmax(1) if labels.ndim == 2 else labels
+        members = [np.flatnonzero(gid == j) for j in range(int(gid.max()) + 1)]
+        gkey = np.array([np.bincount(key[m]).argmax() for m in members])
+        picks = [rng.choice(np.flatnonzero(gkey == k), int((gkey == k).sum()), replace=True)
+                 for k in np.unique(gkey)]
+        return np.concatenate([members[j] for j in np.concatenate(picks)])
     if labels.ndim == 2:
         return rng.integers(0, len(labels), len(labels))
     return np.concatenate([rng.choice(np.flatnonzero(labels == k), int((labels == k).sum()), replace=True)
                            for k in np.unique(labels)])
 
 
-def bootstrap_ranks(scores_fn, candidates: list[str], n_boot: int, seed: int, labels: np.ndarray):
+def bootstrap_ranks(scores_fn, candidates: list[str], n_boot: int, seed: int, labels: np.ndarray, groups=None):
     """Replicates of the recommendation: ``scores_fn(index)`` -> metric -> candidate -> score on the resampled
     images ``index``; returns a long DataFrame (replicate, candidate, metric, score, rank) where metric
     ``recommendation`` holds the mean rank (score) and the overall rank, ties broken uniformly at random."""
     rng = np.random.default_rng(seed)
     rows = []
     for b in range(int(n_boot)):
-        idx = _resample(labels, rng)
+        idx = _resample(labels, rng, groups)
         scores = scores_fn(idx)
         for m, by_c in scores.items():
             s = pd.Series(by_c, dtype=float)
@@ -620,7 +642,7 @@ def _recommend(table, recommend, tgt, per_sample, fixed, parts, feats, labels_t,
                  and m not in ("lp_fu", "fu")}
     t0 = time.perf_counter()
     reps = bootstrap_ranks(lambda idx: _scores_on(idx, usable, per_sample, fixed, parts_fns, labels_np),
-                           ok_cands, n_boot, seed, labels_np) if usable and n_boot else \
+                           ok_cands, n_boot, seed, labels_np, getattr(tgt, "groups", None)) if usable and n_boot else \
         pd.DataFrame(columns=["replicate", "candidate", "metric", "score", "rank"])
     boot_s = time.perf_counter() - t0
     reps["name"] = reps["candidate"].map({c: b["name"] for c, b in base_of.items()})
@@ -634,6 +656,7 @@ def _recommend(table, recommend, tgt, per_sample, fixed, parts, feats, labels_t,
             sel = (table["metric"] == m) & (table["candidate"] == c) & (table["status"] == "ok")
             table.loc[sel, ["ci_low", "ci_high"]] = [lo, hi]
     mr = mean_rank({m: full[m] for m in usable})
+    reduced = _reduced(table, recommend, usable, full, ok_cands, base_of)
     secs = ok[ok["metric"].isin(usable)].groupby("candidate")["seconds"].sum()
     rec_rows = []
     overall = _rank(pd.Series(mr, dtype=float), higher=False) if mr else pd.Series(dtype=float)
@@ -648,7 +671,7 @@ def _recommend(table, recommend, tgt, per_sample, fixed, parts, feats, labels_t,
         g = boot[boot["candidate"] == c]
         rec_rows.append({**row, "score": mr[c], "rank": float(overall[c]), "seconds": float(secs.get(c, 0.0)) +
                          boot_s / max(len(mr), 1), "status": "ok",
-                         "reason": f"mean rank over {', '.join(have)}" + (
+                         "reason": ("reduced: " if reduced else "") + f"mean rank over {', '.join(have)}" + (
                              f"; bootstrap of {int(n_boot)} replicates over the {len(tgt)} target images"
                              if len(g) else ""),
                          "p_first": float((g["rank"] == 1).mean()) if len(g) else np.nan,
@@ -661,7 +684,24 @@ def _recommend(table, recommend, tgt, per_sample, fixed, parts, feats, labels_t,
     table = pd.concat([table, rec], ignore_index=True)
     rec = rec.assign(_r=rec["rank"].fillna(np.inf)).sort_values(["_r", "score"], kind="stable").drop(columns="_r")
     rec = rec.reset_index(drop=True)
+    rec.attrs["reduced"] = reduced
     return table, rec, reps
+
+
+def _reduced(table, recommend, usable, full, ok_cands, base_of) -> dict[str, str]:
+    """The metrics of the recommendation that are missing, by metric, with a one-line cause: failed for every
+    candidate (its reasons), or missing for some of them (named)."""
+    out = {}
+    for m in recommend:
+        rows = table[(table["metric"] == m) & table["candidate"].isin(ok_cands)]
+        causes = sorted({str(r).splitlines()[0][:160] for r in rows.loc[rows["status"] != "ok", "reason"] if r})
+        if m not in usable:
+            out[m] = "failed for every candidate" + (f" ({'; '.join(causes[:2])})" if causes else "")
+            continue
+        lacking = [base_of[c]["name"] for c in ok_cands if c not in full[m]]
+        if lacking:
+            out[m] = f"missing for {', '.join(lacking)}" + (f" ({'; '.join(causes[:2])})" if causes else "")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
