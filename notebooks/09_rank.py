@@ -186,10 +186,10 @@ display(Markdown(
     "than trust one number."))
 best = result.best
 bm = rec[rec["name"] == "breastmnist"]
-if len(bm) and bm["status"].iloc[0] == "ok":
-    display(Markdown(f"The recommended candidate is `{rec['name'].iloc[0]}`. The `breastmnist` source, which saw "
-                     f"these images in pretraining, is ranked {bm['rank'].iloc[0]:.0f} of {len(ok_names)} "
-                     f"(first in {bm['p_first'].iloc[0]:.0%} of the replicates)."))
+display(Markdown(result.verdict() + (
+    f" The `breastmnist` source, which saw these images in pretraining, is ranked {bm['rank'].iloc[0]:.0f} of "
+    f"{len(ok_names)} (first in {bm['p_first'].iloc[0]:.0%} of the replicates)."
+    if len(bm) and bm["status"].iloc[0] == "ok" else "")))
 
 # %% [markdown]
 # ## How stable is the recommendation?

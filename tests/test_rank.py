@@ -453,3 +453,16 @@ def test_a_failed_recommendation_metric_marks_the_recommendation_reduced(npz_tar
                       "none", "--out", str(npz_target.parent / "out.csv")])
     err = capsys.readouterr().err
     assert code == 0 and "warning: the recommendation is reduced: lp_fu" in err
+
+
+def test_verdict_agrees_with_the_bootstrap():
+    rec = pd.DataFrame({"name": ["a", "b", "c"], "status": "ok", "rank": [1.0, 2.0, 3.0],
+                        "p_first": [0.30, 0.63, 0.07], "rank_low": [1.0, 1.0, 2.0], "rank_high": [3.0, 2.0, 3.0]})
+    res = R.RankResult(pd.DataFrame(), pd.DataFrame(), rec, pd.DataFrame(), {})
+    v = res.verdict()
+    assert "`a` has the best mean rank" in v and "`b` is first more often (63%)" in v
+    assert "`a`, `b` all include first place" in v
+    clear = R.RankResult(pd.DataFrame(), pd.DataFrame(), rec.assign(p_first=[0.9, 0.1, 0.0], rank_low=[1., 2, 2]),
+                         pd.DataFrame(), {})
+    assert "only candidate whose rank interval includes first place" in clear.verdict()
+    assert "more often" not in clear.verdict()

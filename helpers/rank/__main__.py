@@ -72,6 +72,8 @@ def main(argv=None) -> int:
     best = result.best
     print(f"recommended: {best}" + (" (reduced recommendation, see the warnings)" if result.reduced else "")
           if best else "no candidate could be ranked")
+    if best:
+        print(result.verdict().replace("`", ""))
     print(f"wrote {out}")
     return 0 if best else 1
 

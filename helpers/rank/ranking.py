@@ -70,6 +70,32 @@ class RankResult:
     #: recommendation without all of its metrics is *reduced* and says so in its rows' reason
     reduced: dict = field(default_factory=dict)
 
+    def verdict(self) -> str:
+        """One sentence on the recommendation that agrees with its own bootstrap: the candidate with the best
+        mean rank, whether the bootstrap puts another first more often, and which candidates' 95 % rank
+        intervals include first place (those the target's images cannot separate)."""
+        ok = self.recommendation[self.recommendation["status"] == "ok"]
+        if ok.empty:
+            return "No candidate could be ranked."
+        top = ok.iloc[0]
+        text = f"`{top['name']}` has the best mean rank"
+        if len(ok) == 1:
+            return text + " (the only candidate that could be ranked)."
+        pf = ok.set_index("name")["p_first"]
+        if pf.notna().any():
+            lead = pf.idxmax()
+            text += f" and is first in {pf[top['name']]:.0%} of the bootstrap replicates"
+            if lead != top["name"] and pf[lead] > pf[top["name"]]:
+                text += f", but `{lead}` is first more often ({pf[lead]:.0%})"
+            tied = ok[ok["rank_low"] <= 1]["name"].tolist()
+            if len(tied) > 1:
+                text += (f"; the rank intervals of {', '.join(f'`{n}`' for n in tied)} all include first place, "
+                         "so these images cannot separate them")
+            else:
+                text += f"; it is the only candidate whose rank interval includes first place"
+        return text + ("." if not self.reduced else
+                       f" (reduced recommendation: {', '.join(self.reduced)} missing).")
+
     @property
     def best(self) -> str | None:
         """The recommended candidate (first of :attr:`recommendation`), None when none could be ranked."""
