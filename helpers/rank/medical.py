@@ -249,9 +249,12 @@ def _dcmread(path: Path, **kw):
     try:
         return pydicom.dcmread(path, **kw)
     except InvalidDicomError:
-        if path.suffix.lower() in DICOM_SUFFIXES:  # a .dcm without the Part-10 preamble
-            return pydicom.dcmread(path, force=True, **kw)
-        raise
+        if path.suffix.lower() not in DICOM_SUFFIXES:
+            raise
+        ds = pydicom.dcmread(path, force=True, **kw)  # a .dcm without the Part-10 preamble (ACR-NEMA style)
+        if not any(tag.group in (0x0008, 0x0010, 0x0020, 0x0028) for tag in ds.keys()):
+            raise InvalidDicomError("no DICM marker and no DICOM data elements: not a DICOM file") from None
+        return ds
 
 
 def _dicom_group(ds, path: Path, group_by: str) -> str:
@@ -295,7 +298,7 @@ def scan(path, *, slice_axis=2, central_slices: int | None = None, group_by: str
             extra = int(np.prod(shape[3:])) if len(shape) > 3 else None
             volumes = [None] if extra is None else list(range(extra))
             refs = [(t, k) for t in volumes for k in _central(n, central_slices)]
-        return Volume(path, kind, refs, f"file:{path.resolve()}", "NIfTI")
+        return Volume(path, kind, refs, f"file:{path.resolve()}", "")
     except MedicalReadError:
         raise
     except ImportError:

@@ -519,7 +519,7 @@ def _medical_target(name, kind, where, files, labels, classes, group_keys, max_i
             f"{len(sizes)} different sizes, {min(min(s) for s in sizes)} to {max(max(s) for s in sizes)} px")
     spans = sum(len(np.unique(item_labels[rows][groups == g], axis=0)) > 1 for g in np.unique(groups))
     desc = (f"{where}: {len(images)} images{_subset_note(len(keep), len(item_labels))} from {len(used)} files "
-            f"({n_dicom} DICOM, {len(used) - n_dicom} NIfTI; {', '.join(modalities) or '?'})"
+            f"({n_dicom} DICOM{' ' + '/'.join(modalities) if modalities else ''}, {len(used) - n_dicom} NIfTI)"
             + (f", {multi} of them volumes split into slices (DICOM: frames; NIfTI: axis {axis})" if multi else "")
             + (f", the central {opts.central_slices} slices of each volume" if opts.central_slices else "")
             + f", {int(groups.max()) + 1} groups (group_by={opts.group_by}"
