@@ -10,15 +10,26 @@ Four forms (:func:`load_target` tells them apart):
     ``max_images`` takes the *first* images of the subset (as the scoring stage does: the fold is already a
     random draw).
 a folder with one sub-folder per class
-    ``<folder>/<class>/<image>``; PNG, JPEG, TIFF or BMP; any size; grayscale or colour. Class ids follow
-    the sorted sub-folder names. Hidden files and files with other suffixes are ignored (and counted).
+    ``<folder>/<class>/<image>``; PNG, JPEG, TIFF or BMP; any size; grayscale or colour; or DICOM / NIfTI
+    files (below). Class ids follow the sorted sub-folder names. Hidden files and files with other suffixes
+    are ignored (and counted).
 an ``.npz`` file with ``images`` and ``labels``
-    ``images`` uint8 (N, H, W) or (N, H, W, 1 | 3) (uint16 is scaled, below), ``labels`` integer (N,)
-    class ids or an (N, L) 0/1 multi-hot matrix; an optional ``classes`` string array names them. Read with
-    ``allow_pickle=False``.
+    ``images`` uint8 (N, H, W) or (N, H, W, 1 | 3), or grayscale int16 / uint16 / int32 / float (N, H, W),
+    taken as physical values and windowed like DICOM (below; without a window, one min-max over the target,
+    which is how uint16 was always scaled); ``labels`` integer (N,) class ids or an (N, L) 0/1 multi-hot
+    matrix; an optional ``classes`` string array names them. Optional: ``groups`` (N,) (images of one patient),
+    ``rescale_slope`` / ``rescale_intercept`` and ``window_center`` / ``window_width`` (a number or one per
+    image). Read with ``allow_pickle=False``.
 a ``.csv`` of image paths
-    a ``path`` column (else the first column) of image paths relative to the CSV, and one column per label:
-    several 0/1 columns make a multi-label target; a single column is a class label (names or integers).
+    a ``path`` column (else the first column) of image (or DICOM / NIfTI) paths relative to the CSV, and one
+    column per label: several 0/1 columns make a multi-label target; a single column is a class label (names
+    or integers). A column named ``group``, ``patient`` or ``patient_id`` is each row's group, not a label.
+
+DICOM and NIfTI (:mod:`helpers.rank.medical`, the optional extra ``medical``), in folders and CSVs: rescaled to
+physical units, windowed to 0..255 (``window``), MONOCHROME1 inverted, multi-frame files and volumes split into
+2-D slices (``slice_axis``, ``central_slices``), each slice labelled like its file; :attr:`Target.groups` keeps
+the slices of one file and the files of one patient (``group_by``) together. A target is either ordinary
+images or DICOM / NIfTI files, not both.
 
 Decoding (folders and CSVs) uses PIL, and every mode is converted by one stated rule: 8-bit grayscale
 (``L``, ``LA``, ``1``, ``P`` without colour) stays one channel; colour (``RGB``, ``RGBA``, ``P``, ``CMYK``,
@@ -35,7 +46,13 @@ at a time (:class:`TargetImages`): bilinear resize to its square input size (ant
 crop) and its own normalisation.
 
 ``max_images`` on folders, npz and CSV targets keeps a seeded class-stratified subset (every class keeps at
-least 2 images where it has them) *before* decoding, so a large folder is never read whole.
+least 2 images where it has them) *before* decoding, so a large folder is never read whole (DICOM / NIfTI:
+every header is read, the pixels of the subset only). With groups it keeps or drops whole groups
+(:func:`_stratified_groups`), so it can keep fewer images (or, when a class's smallest group is larger
+than its quota, more).
+
+``skip_unreadable`` leaves out files that cannot be read, counts them in :attr:`Target.description` and
+names the first, instead of stopping at the first with its name.
 
 Bad input raises :class:`TargetError` (a ``ValueError``) naming the file or value: a missing path, an empty
 folder, a single class, a class with fewer than 2 images, an unreadable image, mixed bit depths, labels
