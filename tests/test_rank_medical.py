@@ -177,6 +177,44 @@ def test_multiframe_dicom_is_split_into_frames_with_central_slices(tmp_path):
     assert sub.files == R.load_target(root, max_images=20, seed=0).files
 
 
+def test_colour_dicom_stays_rgb_and_large_slices_are_reduced(tmp_path):
+    root = tmp_path / "colour"
+    for k, name in enumerate(["examples_ybr_color.dcm", "CT_small.dcm"]):  # 30 YBR_FULL_422 US frames; a CT
+        (root / f"c{k}").mkdir(parents=True)
+        for j in range(2):
+            shutil.copy(get_testdata_file(name), root / f"c{k}" / f"{j}.dcm")
+    t = R.load_target(root, window="ct-abdomen", central_slices=2, max_side=100)
+    ds = pydicom.dcmread(root / "c0" / "0.dcm")
+    assert ds.PhotometricInterpretation == "YBR_FULL_422" and int(ds.NumberOfFrames) == 30
+    assert len(t) == 2 * 2 + 2 and t.slices[:2] == ["frame 14", "frame 15"]
+    assert "4 colour (RGB, not windowed)" in t.description and "grayscale replicated" in t.description
+    assert t.images[0].shape == (75, 100, 3) and t.images[-1].shape == (100, 100, 3)  # 240x320, 128x128 reduced
+    frame = ds.pixel_array[14]  # pydicom converts YBR to RGB
+    from PIL import Image
+
+    im = Image.fromarray(frame)
+    im.thumbnail((100, 100), Image.LANCZOS)
+    assert np.array_equal(t.images[0], np.asarray(im))
+    assert (t.images[-1][..., 0] == t.images[-1][..., 2]).all()
+
+
+def test_command_passes_the_medical_options(dicom_tree, monkeypatch, capsys):
+    seen = {}
+
+    def fake_rank(target, *a, **k):
+        seen["target"] = target
+        raise R.RankInputError("stop here")
+
+    monkeypatch.setattr(R, "rank_models", fake_rank)
+    shutil.copy(get_testdata_file("MR_truncated.dcm"), dicom_tree / "class_b" / "broken.dcm")
+    argv = ["--target", str(dicom_tree), "--candidates", TINY[0], "--quiet"]
+    assert rank_main(argv) == 2 and "broken.dcm cannot be decoded" in capsys.readouterr().err
+    assert rank_main(argv + ["--skip-unreadable", "--window", "40,400", "--group-by", "file"]) == 2
+    t = seen["target"]
+    assert "stop here" in capsys.readouterr().err and len(t) == 17 and len(np.unique(t.groups)) == 17
+    assert "1 unreadable files skipped" in t.description and "window C=40 W=400" in t.description
+
+
 def test_csv_of_dicom_paths_group_column_and_unreadable_files(dicom_tree, tmp_path):
     files = sorted(p for p in dicom_tree.rglob("*") if p.is_file() and p.name not in ("DICOMDIR", "notes.txt"))
     rows = [{"path": str(p.relative_to(dicom_tree)), "finding": p.parent.name} for p in files]

@@ -459,10 +459,10 @@ def _shrink(x: np.ndarray, max_side: int) -> np.ndarray:
     from PIL import Image
 
     if x.ndim == 3:
-        im = Image.fromarray(x)
+        im = Image.fromarray(np.ascontiguousarray(x, dtype=np.uint8))
         im.thumbnail((max_side, max_side), Image.LANCZOS)
         return np.asarray(im, dtype=np.uint8)
-    im = Image.fromarray(x.astype(np.float32), mode="F")
+    im = Image.fromarray(np.ascontiguousarray(x, dtype=np.float32))  # mode F
     im.thumbnail((max_side, max_side), Image.BILINEAR)
     return np.asarray(im, dtype=np.float64)
 

@@ -535,12 +535,16 @@ def _medical_target(name, kind, where, files, labels, classes, group_keys, max_i
     size = (f"size {next(iter(sizes))[1]}x{next(iter(sizes))[0]}" if len(sizes) == 1 else
             f"{len(sizes)} different sizes, {min(min(s) for s in sizes)} to {max(max(s) for s in sizes)} px")
     spans = sum(len(np.unique(item_labels[rows][groups == g], axis=0)) > 1 for g in np.unique(groups))
+    lone = [] if item_labels.ndim == 2 else [
+        classes[c] for c in np.unique(item_labels[rows]) if len(np.unique(groups[item_labels[rows] == c])) < 2]
     desc = (f"{where}: {len(images)} images{_subset_note(len(keep), len(item_labels))} from {len(used)} files "
             f"({n_dicom} DICOM{' ' + '/'.join(modalities) if modalities else ''}, {len(used) - n_dicom} NIfTI)"
             + (f", {multi} of them volumes split into slices (DICOM: frames; NIfTI: axis {axis})" if multi else "")
             + (f", the central {opts.central_slices} slices of each volume" if opts.central_slices else "")
             + f", {int(groups.max()) + 1} groups (group_by={opts.group_by}"
-            + (f"; {spans} span several classes" if spans else "") + f"), in physical units, {note}, {size}"
+            + (f"; {spans} span several classes" if spans else "")
+            + (f"; classes with a single group, which no fold can split: {lone}" if lone else "")
+            + f"), in physical units, {note}, {size}"
             + extra + (f"; {no_image} DICOM files without an image ignored" if no_image else "")
             + _skipped_note(skipped))
     target = Target(name, kind, images, item_labels[rows], classes, desc,
