@@ -75,7 +75,8 @@ def test_window_presets_and_the_dicom_linear_function():
     assert MD.parse_window("ct-lung") == MD.Window("fixed", -600, 1500, "ct-lung")
     assert MD.parse_window(" -600, 1500 ") == MD.Window("fixed", -600, 1500)
     assert MD.parse_window(None).rule == "auto" and MD.parse_window("FILE").rule == "file"
-    for bad in ("lung", "40", "40,0", "a,b", "40,400,3"):
+    assert MD.parse_window("Bone") == MD.Window("fixed", 400, 1800, "ct-bone")
+    for bad in ("lungs", "40", "40,0", "a,b", "40,400,3"):
         with pytest.raises(ValueError, match="window"):
             MD.parse_window(bad)
     assert MD.parse_slice_axis("Axial") == "axial" and MD.parse_slice_axis("1") == 1
@@ -316,7 +317,8 @@ def test_npz_int16_and_float_images_are_rescaled_and_windowed(tmp_path):
                           dicom_window(hu.astype(float), 40, 400))
     # max_images keeps whole groups
     sub = R.load_target(tmp_path / "ct.npz", max_images=6, seed=1)
-    assert len(sub) == 4 and np.bincount(sub.groups).tolist() == [2, 2] and sorted(sub.labels) == [0, 0, 1, 1]  # quota 3 per class
+    # the quota is 3 images a class: one group of 2 fits, a second would exceed it
+    assert len(sub) == 4 and np.bincount(sub.groups).tolist() == [2, 2] and sorted(sub.labels) == [0, 0, 1, 1]
     bad = {"u8.npz": (dict(images=hu.astype(np.uint8), labels=y), "ct-lung", "uint8 images"),
            "nan.npz": (dict(images=np.where(hu > 0, np.nan, hu).astype(np.float32), labels=y), None, "NaN"),
            "grp.npz": (dict(images=hu, labels=y, groups=groups[:5]), None, "'groups' has shape"),
@@ -326,6 +328,23 @@ def test_npz_int16_and_float_images_are_rescaled_and_windowed(tmp_path):
         with pytest.raises(R.TargetError, match=message) as info:
             R.load_target(tmp_path / name, window=window)
         assert name in str(info.value)
+
+
+def test_skip_unreadable_works_for_ordinary_images_too(tmp_path):
+    from PIL import Image
+
+    for k in range(2):
+        (tmp_path / f"c{k}").mkdir()
+        for j in range(3):
+            Image.fromarray(np.full((8, 8), 40 * k + j, np.uint8)).save(tmp_path / f"c{k}" / f"{j}.png")
+    (tmp_path / "c1" / "broken.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(R.TargetError, match=r"image .*broken.png cannot be read .*--skip-unreadable"):
+        R.load_target(tmp_path)
+    t = R.load_target(tmp_path, skip_unreadable=True)
+    assert len(t) == 6 and t.groups is None and "1 unreadable files skipped (the first: image" in t.description
+    assert [Path(f).name for f in t.files] == ["0.png", "1.png", "2.png"] * 2 and t.labels.tolist() == [0] * 3 + [1] * 3
+    with pytest.raises(R.TargetError, match="a window .* applies only to DICOM"):
+        R.load_target(tmp_path, window="ct-lung")
 
 
 def test_group_subsets_keep_whole_groups_stratified_and_seeded():

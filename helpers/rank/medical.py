@@ -56,7 +56,8 @@ import numpy as np
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-#: standard CT windows, (center, width) in Hounsfield units (Radiopaedia, "Windowing (CT)")
+#: standard CT windows, (center, width) in Hounsfield units, from Radiopaedia's "Windowing (CT)" (where it gives a
+#: range, as for subdural and soft tissue, the middle of it); a name may drop the ``ct-`` prefix
 PRESETS = {
     "ct-lung": (-600.0, 1500.0),
     "ct-mediastinum": (50.0, 350.0),
@@ -71,7 +72,6 @@ PRESETS = {
 WINDOW_RULES = ("file", "minmax")
 GROUP_RULES = ("patient", "series", "file")
 SLICE_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
-_COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_PARTIAL_422", "YBR_ICT", "YBR_RCT")
 
 
 class MedicalReadError(Exception):
@@ -131,8 +131,9 @@ def parse_window(spec) -> Window:
             return Window()
         if text in WINDOW_RULES:
             return Window(text)
-        if text in PRESETS:
-            return Window("fixed", *PRESETS[text], name=text)
+        if text in PRESETS or f"ct-{text}" in PRESETS:
+            name = text if text in PRESETS else f"ct-{text}"
+            return Window("fixed", *PRESETS[name], name=name)
         parts = [p for p in re.split(r"[,\s]+", text) if p]
         if len(parts) != 2:
             raise ValueError(f"window {spec!r}: expected CENTER,WIDTH (e.g. 40,400), 'file', 'minmax' or a "
