@@ -359,6 +359,13 @@ def test_group_subsets_keep_whole_groups_stratified_and_seeded():
         assert set(labels[keep].tolist()) == {0, 1, 2}
         assert np.array_equal(keep, _stratified_groups(labels, groups, n, seed=n))
     assert len(_stratified_groups(labels, groups, 80, seed=0)) <= 80 + 8
+    # every class keeps 2 images: here class 1's groups are one of 1 image and one of 6, its quota 2
+    labels, groups = np.array([0] * 10 + [1] * 7), np.array(list(range(10)) + [10] + [11] * 6)
+    keep = _stratified_groups(labels, groups, 6, seed=0)
+    assert (labels[keep] == 1).sum() == 7 and (labels[keep] == 0).sum() == 3
+    # a class only present in a group counted for another class still gets that group
+    labels, groups = np.array([0, 0, 0, 1, 0, 0, 0, 0]), np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    assert 3 in _stratified_groups(labels, groups, 4, seed=0)
 
 
 def test_fingerprint_changes_with_groups_only_when_there_are_groups():
@@ -394,7 +401,7 @@ def test_dicom_tree_csv_and_nifti_folder_rank_end_to_end(dicom_tree, tmp_path, c
                                  (nifti, dict(central_slices=3), 4)]:
         t = R.load_target(target, **kw)
         assert len(np.unique(t.groups)) == n_groups
-        res = R.rank_models(t, TINY, **FAST)
+        res = R.rank_models(t if kw else target, TINY, **FAST)  # a path: rank_models loads it with the defaults
         rec = res.recommendation
         assert len(rec) == 2 and (rec["status"] == "ok").all(), rec[["name", "status", "reason"]]
         assert (res.table["status"] == "ok").all() and len(res.table) == 2 * 3

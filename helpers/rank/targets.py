@@ -48,8 +48,7 @@ crop) and its own normalisation.
 ``max_images`` on folders, npz and CSV targets keeps a seeded class-stratified subset (every class keeps at
 least 2 images where it has them) *before* decoding, so a large folder is never read whole (DICOM / NIfTI:
 every header is read, the pixels of the subset only). With groups it keeps or drops whole groups
-(:func:`_stratified_groups`), so it can keep fewer images (or, when a class's smallest group is larger
-than its quota, more).
+(:func:`_stratified_groups`), so it can keep fewer images (or, to keep 2 images a class, more).
 
 ``skip_unreadable`` leaves out files that cannot be read, counts them in :attr:`Target.description` and
 names the first, instead of stopping at the first with its name.
@@ -355,8 +354,9 @@ def _stratified(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
 def _stratified_groups(labels: np.ndarray, groups: np.ndarray | None, n: int | None, seed: int) -> np.ndarray:
     """Like :func:`_stratified`, but whole groups are kept or dropped: each group counts for the class most of
     its images have (the lowest on a tie; first positive for multi-label), the groups of each class are drawn
-    in a seeded random order and taken while the class's quota of images is not exceeded; a class whose
-    groups are all larger than its quota keeps its smallest group. Sorted; everything when ``n`` is None or
+    in a seeded random order and taken while the class's quota of images is not exceeded; then the smallest
+    groups are added to a class with fewer than 2 images (where it has them), and a class with no image at
+    all gets the smallest group that has one. Sorted; everything when ``n`` is None or
     >= N, or ``groups`` is None (then :func:`_stratified`)."""
     N = len(labels)
     if groups is None:
@@ -383,9 +383,14 @@ def _stratified_groups(labels: np.ndarray, groups: np.ndarray | None, n: int | N
             if total + size[g] <= quota[c]:
                 taken.append(g)
                 total += size[g]
-        if not taken:
-            taken = [members[np.argmin(size[members])]]
+        rest = sorted((g for g in members if g not in taken), key=lambda g: (size[g], g))
+        while total < min(2, counts[c]) and rest:  # every class keeps 2 images where it has them
+            taken.append(rest.pop(0))
+            total += size[taken[-1]]
         chosen.extend(taken)
+    for c in classes:  # a class whose images all sit in groups counted for other classes
+        if not (key[np.isin(gid, chosen)] == c).any():
+            chosen.append(min(np.unique(gid[key == c]), key=lambda g: (size[g], g)))
     return np.flatnonzero(np.isin(gid, chosen))
 
 
