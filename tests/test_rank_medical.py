@@ -281,6 +281,16 @@ def test_nifti_volumes_axes_central_slices_rescale_and_groups(tmp_path):
     w = [j for j, f in enumerate(ax.files) if f.endswith("written.nii.gz")]
     assert len(w) == 4 and ax.images[w[0]].shape == (5, 6)
     assert np.array_equal(ax.images[w[2]], dicom_window(np.rot90(stored[2].T * 2.0 - 100), 0, 400))
+    # the same volume stored inferior to superior flipped (voxel axis 0 points to I): canonical slice k is
+    # stored slice 3 - k
+    flipped = affine.copy()
+    flipped[2, 0] = -1
+    nib.save(nib.Nifti1Image(stored, flipped), root / "b" / "flipped.nii.gz")
+    ax = R.load_target(root, slice_axis="axial", window="0,400")
+    f = [j for j, name in enumerate(ax.files) if name.endswith("flipped.nii.gz")]
+    assert len(f) == 4 and all(np.array_equal(ax.images[f[k]], dicom_window(np.rot90(stored[3 - k].T * 1.0), 0, 400))
+                               for k in range(4))
+    (root / "b" / "flipped.nii.gz").unlink()
     # the default: example4d's own window (cal_min, cal_max), the others one min-max
     own = R.load_target(root, central_slices=2)
     assert "4 grayscale with their file's own window" in own.description

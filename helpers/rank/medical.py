@@ -418,26 +418,33 @@ def _read_dicom(path: Path, refs) -> list[Slice]:
 
 
 def _read_nifti(path: Path, refs, slice_axis) -> list[Slice]:
+    """The slices ``refs`` read one at a time through nibabel's array proxy (which applies scl_slope /
+    scl_inter), so a large 4-D file is never loaded whole."""
     nib = _nibabel()
     img = nib.load(str(path))
-    # np.asanyarray of nibabel's array proxy applies scl_slope / scl_inter (physical units)
-    data = np.asanyarray(img.dataobj)
-    axis = slice_axis if img.ndim >= 3 else None
-    if isinstance(slice_axis, str) and img.ndim >= 3:
-        ornt = nib.orientations.io_orientation(img.affine)
-        data = nib.orientations.apply_orientation(data, ornt)  # closest canonical RAS+ (on the first 3 axes)
-        axis = SLICE_AXES[slice_axis]
     cal_min, cal_max = float(img.header.get("cal_min", 0) or 0), float(img.header.get("cal_max", 0) or 0)
     window = ((cal_min + cal_max) / 2, cal_max - cal_min) if cal_max - cal_min >= 1 else None
-    if data.ndim > 4:
-        data = data.reshape(data.shape[:3] + (-1,))
+    shape = tuple(img.shape)
+    if len(shape) >= 3:
+        axis = _voxel_axis(img, slice_axis)
+        ornt = nib.orientations.io_orientation(img.affine) if isinstance(slice_axis, str) else None
     out = []
     for t, k in refs:
         if k is None:
-            plane = data
+            plane = np.asanyarray(img.dataobj)
         else:
-            vol = data if t is None else data[..., t]
-            plane = np.take(vol, k, axis=axis)
+            stored = k
+            if ornt is not None and ornt[axis, 1] == -1:  # k counts along the canonical (flipped) axis
+                stored = shape[axis] - 1 - k
+            index = [slice(None)] * 3
+            index[axis] = slice(stored, stored + 1)
+            extra = () if t is None else tuple(int(i) for i in np.unravel_index(t, shape[3:]))
+            slab = np.asanyarray(img.dataobj[tuple(index) + extra])  # 3-D, 1 thick along axis
+            if ornt is not None:  # closest canonical RAS+: the slab's thin axis lands on the named axis
+                slab = nib.orientations.apply_orientation(slab, ornt)
+                plane = np.take(slab, 0, axis=SLICE_AXES[slice_axis])
+            else:
+                plane = np.take(slab, 0, axis=axis)
         plane = np.asarray(plane, dtype=np.float64)
         if plane.ndim != 2:
             raise MedicalReadError(f"NIfTI file {path}: a slice of shape {plane.shape}; expected 2-D")
