@@ -150,6 +150,17 @@ def _multiframe(path, frames, patient):
     ds.save_as(path)
 
 
+def test_central_slices_of_a_series_of_single_frame_files(dicom_tree):
+    t = R.load_target(dicom_tree, central_slices=3)
+    kept = {Path(f).name for f in t.files}
+    # CT5N (5 files, one orientation): the middle 3 by position along the normal (here z, descending order)
+    ct5 = sorted(dicom_tree.glob("class_a/*CT5N*"), key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+    assert {f.name for f in ct5} & kept == {f.name for f in ct5[1:4]}
+    # CT2 (4 files): positions -99.48 (17106), 103.02, 104.27, 105.52 (17196) -> (4 - 3) // 2 = 0 onwards
+    assert sorted(f for f in kept if f.startswith("CT2_")) == ["CT2_17106", "CT2_17136", "CT2_17166"]
+    assert len(t) == 17 - 2 - 1 and "3 single-frame files outside the central slices" in t.description
+
+
 def test_multiframe_dicom_is_split_into_frames_with_central_slices(tmp_path):
     root = tmp_path / "frames"
     for k in range(2):

@@ -54,7 +54,8 @@ def main(argv=None) -> int:
                         "axis: 0, 1, 2 (voxel axes, default 2) or sagittal, coronal, axial (canonical RAS+); "
                         "multi-frame DICOM along its frames")
     parser.add_argument("--central-slices", type=int, default=None, metavar="K",
-                        help="keep the K central slices (frames) of every volume (default: all)")
+                        help="keep the K central slices of every volume: a multi-frame DICOM, a NIfTI volume, "
+                        "or a DICOM series of single-frame files ordered by position (default: all)")
     parser.add_argument("--group-by", default="patient", choices=["patient", "series", "file"],
                         help="DICOM images kept together in bootstrap and probe folds: by PatientID (default; "
                         "else the series, else the file), by SeriesInstanceUID, or by file")

@@ -37,7 +37,9 @@ Slices
     series of 3-D volumes (the 4th and later axes), each split the same way. Each 2-D slice is shown as
     ``np.rot90(slice)`` (first in-plane axis across, second up: an axial slice of a RAS+ volume has anterior
     at the top). ``central_slices=K`` keeps the K central slices (frames) of every volume, indices
-    ``(n - K) // 2`` onwards; a volume with at most K slices keeps all of them.
+    ``(n - K) // 2`` onwards; a volume with at most K slices keeps all of them. A DICOM series stored as
+    single-frame files (one file a slice) is a volume too: :func:`central_of_series` orders its files by
+    position along the slice normal and keeps the K central files.
 Groups (:attr:`helpers.rank.Target.groups`: images of one group are kept together in every bootstrap
     replicate, probe fold and ``max_images`` subset)
     ``group_by="patient"`` (the default): DICOM files with a non-empty ``PatientID`` are grouped by it (all
@@ -225,6 +227,11 @@ class Volume:
     group: str = ""
     modality: str = ""
     has_image: bool = True
+    #: DICOM: SeriesInstanceUID, ImageOrientationPatient, ImagePositionPatient, InstanceNumber (or None)
+    series: str = ""
+    orientation: tuple | None = None
+    position: tuple | None = None
+    instance: int | None = None
 
     def where(self, ref) -> str:
         """A slice reference in words (empty for a single 2-D image)."""
@@ -286,7 +293,10 @@ def scan(path, *, slice_axis=2, central_slices: int | None = None, group_by: str
                 refs = list(_central(int(ds.NumberOfFrames or 1), central_slices))
             else:
                 refs = [None]
-            return Volume(path, kind, refs, _dicom_group(ds, path, group_by), str(ds.get("Modality", "") or ""))
+            return Volume(path, kind, refs, _dicom_group(ds, path, group_by), str(ds.get("Modality", "") or ""),
+                          series=str(ds.get("SeriesInstanceUID", "") or "").strip(),
+                          orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+                          position=_floats(ds.get("ImagePositionPatient"), 3), instance=_int(ds.get("InstanceNumber")))
         img = _nibabel().load(str(path))
         shape = tuple(int(s) for s in img.shape)
         if len(shape) < 2 or min(shape) < 1:
@@ -307,6 +317,51 @@ def scan(path, *, slice_axis=2, central_slices: int | None = None, group_by: str
     except Exception as exc:  # pydicom and nibabel raise many types for a bad file
         raise MedicalReadError(f"{'DICOM' if kind == 'dicom' else 'NIfTI'} file {path} cannot be read "
                                f"({type(exc).__name__}: {exc})") from exc
+
+
+def _floats(value, n: int) -> tuple | None:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n and all(np.isfinite(out)) else None
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def central_of_series(volumes: list, k: int) -> list[int]:
+    """Indices of ``volumes`` kept when a DICOM series stored as single-frame files (one file a slice, as
+    PACS exports a CT) is cut to its ``k`` central slices: the files of one ``SeriesInstanceUID`` are ordered
+    by their position along the slice normal (ImagePositionPatient . (row x column of
+    ImageOrientationPatient)) when they share one orientation, else by InstanceNumber, else by file name; the
+    ``(n - k) // 2``-th onwards are kept. Multi-frame files, NIfTI and files without a series are kept."""
+    series: dict = {}
+    for i, v in enumerate(volumes):
+        if v.kind == "dicom" and v.refs == [None] and v.series:
+            series.setdefault(v.series, []).append(i)
+    drop = set()
+    for members in series.values():
+        if len(members) <= k:
+            continue
+        vols = [volumes[i] for i in members]
+        orientations = {v.orientation for v in vols}
+        if len(orientations) == 1 and None not in orientations and all(v.position for v in vols):
+            o = np.asarray(next(iter(orientations)))
+            normal = np.cross(o[:3], o[3:])
+            key = [(float(np.dot(v.position, normal)), v.path.name) for v in vols]
+        elif all(v.instance is not None for v in vols):
+            key = [(v.instance, v.path.name) for v in vols]
+        else:
+            key = [(0, v.path.name) for v in vols]
+        order = [members[j] for j in sorted(range(len(members)), key=lambda j: key[j])]
+        keep = set(order[j] for j in _central(len(order), k))
+        drop.update(i for i in members if i not in keep)
+    return [i for i in range(len(volumes)) if i not in drop]
 
 
 def _voxel_axis(img, slice_axis) -> int:

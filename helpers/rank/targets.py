@@ -497,6 +497,13 @@ def _medical_target(name, kind, where, files, labels, classes, group_keys, max_i
         raise TargetError(f"{where}: {exc}") from exc
     if not volumes:
         raise TargetError(f"{where}: no readable DICOM / NIfTI image{_skipped_note(skipped)}")
+    series_cut = 0
+    if opts.central_slices is not None:  # a series of single-frame files keeps its central files
+        kept_vols = MD.central_of_series(volumes, opts.central_slices)
+        series_cut = len(volumes) - len(kept_vols)
+        volumes = [volumes[i] for i in kept_vols]
+        vol_labels = [vol_labels[i] for i in kept_vols]
+        vol_keys = [vol_keys[i] for i in kept_vols]
     item_vol = np.repeat(np.arange(len(volumes)), [len(v.refs) for v in volumes])
     item_ref = [r for v in volumes for r in v.refs]
     item_labels = np.asarray(vol_labels, dtype=np.int64)[item_vol]
@@ -546,6 +553,8 @@ def _medical_target(name, kind, where, files, labels, classes, group_keys, max_i
             f"({n_dicom} DICOM{' ' + '/'.join(modalities) if modalities else ''}, {len(used) - n_dicom} NIfTI)"
             + (f", {multi} of them volumes split into slices (DICOM: frames; NIfTI: axis {axis})" if multi else "")
             + (f", the central {opts.central_slices} slices of each volume" if opts.central_slices else "")
+            + (f" ({series_cut} single-frame files outside the central slices of their series left out)"
+               if series_cut else "")
             + f", {int(groups.max()) + 1} groups (group_by={opts.group_by}"
             + (f"; {spans} span several classes" if spans else "")
             + (f"; classes with a single group, which no fold can split: {lone}" if lone else "")
