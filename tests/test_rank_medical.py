@@ -368,6 +368,14 @@ def test_skip_unreadable_works_for_ordinary_images_too(tmp_path):
         R.load_target(tmp_path, window="ct-lung")
 
 
+def test_without_the_extra_the_error_says_what_to_install(dicom_tree, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pydicom", None)
+    with pytest.raises(R.TargetError, match=r"needs pydicom: pip install \.\[medical\]"):
+        R.load_target(dicom_tree)
+
+
 def test_group_subsets_keep_whole_groups_stratified_and_seeded():
     rng = np.random.default_rng(3)
     groups = np.repeat(np.arange(40), rng.integers(1, 9, size=40))
