@@ -336,6 +336,13 @@ def test_npz_int16_and_float_images_are_rescaled_and_windowed(tmp_path):
     np.savez(tmp_path / "own.npz", images=hu, labels=y, window_center=np.full(12, 40.0), window_width=400.0)
     assert np.array_equal(np.stack(R.load_target(tmp_path / "own.npz").images),
                           dicom_window(hu.astype(float), 40, 400))
+    centers = np.linspace(-500, 500, 12)
+    np.savez(tmp_path / "own12.npz", images=hu, labels=y, window_center=centers, window_width=400.0)
+    sub = R.load_target(tmp_path / "own12.npz", max_images=6, seed=2)
+    # every kept image is one source image under that image's own window (the per-image arrays follow the subset)
+    source = [[i for i in range(12) if np.array_equal(dicom_window(hu[i].astype(float), centers[i], 400), im)]
+              for im in sub.images]
+    assert len(sub) == 6 and all(len(m) == 1 for m in source) and len({m[0] for m in source}) == 6
     # max_images keeps whole groups
     sub = R.load_target(tmp_path / "ct.npz", max_images=6, seed=1)
     # the quota is 3 images a class: one group of 2 fits, a second would exceed it
