@@ -296,7 +296,8 @@ def scan(path, *, slice_axis=2, central_slices: int | None = None, group_by: str
             return Volume(path, kind, refs, _dicom_group(ds, path, group_by), str(ds.get("Modality", "") or ""),
                           series=str(ds.get("SeriesInstanceUID", "") or "").strip(),
                           orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-                          position=_floats(ds.get("ImagePositionPatient"), 3), instance=_int(ds.get("InstanceNumber")))
+                          position=_floats(ds.get("ImagePositionPatient"), 3),
+                          instance=_int(ds.get("InstanceNumber")))
         img = _nibabel().load(str(path))
         shape = tuple(int(s) for s in img.shape)
         if len(shape) < 2 or min(shape) < 1:
