@@ -12,6 +12,11 @@ targets:    a folder with one sub-folder per class; an .npz with 'images' and 'l
 candidates: ARCH (torchvision, ImageNet weights), ARCH:random, ARCH:IMAGENET1K_V2, ARCH:path/to/ckpt.pt,
             path/to/ckpt.safetensors (with its JSON sidecar), timm:NAME[:random], or a trained source of the
             project by name (results/<profile>/sources/<name>.safetensors); add @SIZE for the input size
+medical:    DICOM (files with or without .dcm, as PACS exports them) and NIfTI (.nii, .nii.gz) in class folders or
+            a CSV (pip install .[medical]); a multi-frame DICOM or a 3-D/4-D NIfTI gives one image per slice,
+            all of them one group (with all files of the same DICOM PatientID) that the bootstrap and the
+            probe folds keep together. Rescaled to physical units (RescaleSlope/Intercept), windowed
+            (--window), MONOCHROME1 inverted; int16 / float .npz images are windowed the same way
 output:     OUT (one row per candidate and metric, 'recommendation' rows last) and beside it
             OUT_candidates.csv, OUT_replicates.csv, OUT_target.json
 """
@@ -41,16 +46,46 @@ def main(argv=None) -> int:
                         "project's trained sources (default quick)")
     parser.add_argument("--sources-dir", default=None, help="folder of trained sources (overrides --profile)")
     parser.add_argument("--data-root", default=None, help="data root for MedMNIST targets")
+    parser.add_argument("--window", default=None, help="DICOM / NIfTI / int16 or float npz: CENTER,WIDTH (e.g. "
+                        "-600,1500), a preset (ct-lung, ct-mediastinum, ct-soft-tissue, ct-abdomen, ct-liver, "
+                        "ct-bone, ct-brain, ct-subdural, ct-stroke), 'file' (each file's own) or 'minmax' (one "
+                        "min-max over the target); default: the file's own window, else one min-max")
+    parser.add_argument("--slice-axis", default=None, help="NIfTI volumes are split into 2-D slices along this "
+                        "axis: 0, 1, 2 (voxel axes, default 2) or sagittal, coronal, axial (canonical RAS+); "
+                        "multi-frame DICOM along its frames")
+    parser.add_argument("--central-slices", type=int, default=None, metavar="K",
+                        help="keep the K central slices of every volume: a multi-frame DICOM, a NIfTI volume, "
+                        "or a DICOM series of single-frame files ordered by position (default: all)")
+    parser.add_argument("--group-by", default="patient", choices=["patient", "series", "file"],
+                        help="DICOM images kept together in bootstrap and probe folds: by PatientID (default; "
+                        "else the series, else the file), by SeriesInstanceUID, or by file")
+    parser.add_argument("--skip-unreadable", action="store_true", help="leave out files that cannot be read "
+                        "(counted in the target's description) instead of stopping at the first")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-    from . import DEFAULT_RECOMMEND, RankInputError, rank_models
+    from . import DEFAULT_RECOMMEND, RankInputError, load_target, rank_models
+    from .candidates import parse_candidates
+    from .ranking import resolve_metrics
 
     out = Path(args.out)
     cache = None if (args.cache_dir or "").lower() == "none" else (args.cache_dir or out.parent / "rank_cache")
     try:
-        result = rank_models(args.target, args.candidates, metrics=args.metrics,
+        # names first (as rank_models does), then the target with the options rank_models does not take
+        resolve_metrics(args.metrics, args.recommend or DEFAULT_RECOMMEND)
+        sources = args.sources_dir
+        if sources is None and args.profile:
+            from ..paths import results_root
+            from ..training import sources_dir
+
+            sources = sources_dir(results_root(args.profile))
+        parse_candidates(args.candidates, sources)
+        target = load_target(args.target, max_images=args.max_images or None, seed=args.seed,
+                             data_root=args.data_root, split=args.split, window=args.window,
+                             slice_axis=args.slice_axis, central_slices=args.central_slices,
+                             skip_unreadable=args.skip_unreadable, group_by=args.group_by)
+        result = rank_models(target, args.candidates, metrics=args.metrics,
                              recommend=args.recommend or DEFAULT_RECOMMEND,
                              max_images=args.max_images or None, seed=args.seed, n_boot=args.n_boot,
                              device=args.device, cache_dir=cache, image_size=args.image_size,
