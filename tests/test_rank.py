@@ -466,3 +466,20 @@ def test_verdict_agrees_with_the_bootstrap():
                          pd.DataFrame(), {})
     assert "only candidate whose rank interval includes first place" in clear.verdict()
     assert "more often" not in clear.verdict()
+
+
+def test_a_subset_of_a_reordered_target_is_the_same_subset(breast, tmp_path):
+    from helpers.rank.order import canonicalize
+
+    x, y = breast
+    perm = np.random.default_rng(3).permutation(len(y))
+    np.savez(tmp_path / "a.npz", images=x, labels=y)
+    np.savez(tmp_path / "b.npz", images=x[perm], labels=y[perm])
+    a, b = (canonicalize(R.load_target(tmp_path / f, max_images=12, seed=1)) for f in ("a.npz", "b.npz"))
+    assert a.fingerprint == b.fingerprint and len(a) == 12
+    for name, order in (("a.csv", np.arange(len(y))), ("b.csv", perm)):
+        for i in order:
+            Image.fromarray(x[i]).save(tmp_path / f"{i}.png")
+        pd.DataFrame({"path": [f"{i}.png" for i in order], "label": y[order]}).to_csv(tmp_path / name, index=False)
+    a, b = (canonicalize(R.load_target(tmp_path / f, max_images=12, seed=1)) for f in ("a.csv", "b.csv"))
+    assert a.fingerprint == b.fingerprint

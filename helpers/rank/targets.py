@@ -623,6 +623,15 @@ def _npz_target(path: Path, max_images, seed, opts) -> Target:
     groups = more.get("groups")
     if groups is not None:
         groups = _group_ids(groups)
+    if max_images is not None and int(max_images) < len(x):
+        # the subset is drawn from the canonical order, so the same images stored in another order give the
+        # same subset (helpers.rank.order)
+        from .order import canonical_order
+
+        order = canonical_order(x, labels)
+        x, labels = x[order], labels[order]
+        groups = None if groups is None else groups[order]
+        more = {k: (v[order] if v.ndim == 1 else v) for k, v in more.items()}
     keep = _stratified_groups(labels, groups, max_images, seed)
     x, labels = x[keep], labels[keep]
     groups = None if groups is None else _group_ids(groups[keep])
@@ -701,6 +710,8 @@ def _csv_target(path: Path, max_images, seed, max_side, opts) -> Target:
     label_cols = [c for c in df.columns if c not in (path_col, group_col)]
     if df[path_col].isna().any():
         raise TargetError(f"{path}: column {path_col!r} has {int(df[path_col].isna().sum())} empty paths")
+    # rows sorted by path: the same files listed in another order give the same subset (helpers.rank.order)
+    df = df.iloc[np.argsort(df[path_col].astype(str).to_numpy(), kind="stable")].reset_index(drop=True)
     if not label_cols:
         raise TargetError(f"{path}: no label column (columns {list(df.columns)}: {path_col!r} is the path, "
                           f"{group_col!r} the group)")
