@@ -519,11 +519,14 @@ if "recalibrated_vs_finetuned" in ours.index:
         f"- The BatchNorm control: re-estimating a pre-trained network's BatchNorm statistics on the target, with "
         f"no weight changed, recovers {', '.join(f'{v:.0%} at {k}' for k, v in share.items())} of the drop in CCA "
         f"between it and its fine-tuned self (CCA {', '.join(f'{pf[k]:.2f} → {rc[k]:.2f} at {k}' for k in share)}). "
-        + ("In the early stages the statistics account for at least half of what CCA registers as change."
-           if rc[first_l] - pf[first_l] > 0.1 and min(share.values()) >= 0.5 else
-           "In the early stages the statistics account for part of what CCA registers as change, less than the "
-           "rest of fine-tuning does." if rc[first_l] - pf[first_l] > 0.1 else
-           "The statistics account for little of the change here (less than 0.1 of CCA at the stem)."))
+        + ("The statistics account for little of the change here (less than 0.1 of CCA at the stem)."
+           if rc[first_l] - pf[first_l] <= 0.1 else
+           "The statistics account for at least half of what CCA registers as change at "
+           + " and ".join(k for k, v in share.items() if v >= 0.5)
+           + (", less than half at " + " and ".join(k for k, v in share.items() if v < 0.5)
+              if any(v < 0.5 for v in share.values()) else "") + "."
+           if any(v >= 0.5 for v in share.values()) else
+           "The statistics account for part of what CCA registers as change, less than half of it."))
     lines.append(
         f"- **BatchNorm statistics (our control).** With the pre-trained network's BatchNorm statistics re-estimated "
         f"on the target's training images and no weight changed, its CCA to its fine-tuned self is {rc[first_l]:.2f} "
