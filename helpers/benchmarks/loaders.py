@@ -124,6 +124,139 @@ def load_dovile2024() -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------------
+# Chaves et al., DART 2023 (same group as the TMLR benchmark, separate fine-tuning runs)
+
+CHAVES2023_METRICS = ("hscore_score", "nce_score", "leep_score", "nleep_score", "logme_score",
+                      "reg_hscore_score", "gbc_score")
+
+
+def load_chaves2023() -> pd.DataFrame:
+    """Chaves et al. (DART 2023): 3 medical targets x 10 ImageNet architectures, 7 scores; truth = the
+    fine-tuned test accuracy (``test_acc_score``). Scenario ``architecture``."""
+    perf = pd.read_csv(_path("chaves2023_dart", "task_performances.csv"))
+    sc = pd.read_csv(_path("chaves2023_dart", "transf_metrics_values.csv"))
+    df = sc.merge(perf[["task", "model", "test_acc_score"]], on=["task", "model"], how="left")
+    df = df.rename(columns={"task": "target", "model": "candidate", "value": "score", "test_acc_score": "truth"})
+    df.insert(0, "scenario", "architecture")
+    df.insert(0, "benchmark", "chaves2023")
+    df["higher_is_better"] = True
+    df["medical"] = True
+    return validate(df)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Schlimme (DirectTransEst, 2023): 3D brain MRI segmentation
+
+
+def load_schlimme2023() -> pd.DataFrame:
+    """DirectTransEst (Schlimme, HPI thesis 2023): 3 segmentation tasks (white matter, hippocampus,
+    ventricles) x 4 MRI data sets; each (task, target data set) is a target with the 3 other data sets as
+    source models. Scores: the source model's Dice on the target before fine-tuning (``pre_ft_dice``),
+    CC-FV ([S]) and TransRate; truth = Dice after fine-tuning. Scenario ``dataset``."""
+    raw = pd.read_csv(_path("schlimme2023", "FinalResults.csv"))
+    raw["target"] = raw["Task"].str.lower().str.replace(" ", "_") + "/" + raw["Target Data"].str.lower()
+    cols = {"Pre-FT Dice": "pre_ft_dice", "Pre-FT CCFV": "ccfv", "Pre-FT TransRate": "transrate"}
+    df = raw.melt(id_vars=["target", "Source Data", "Post-Fine-Tuning"], value_vars=list(cols),
+                  var_name="metric", value_name="score")
+    df["metric"] = df["metric"].map(cols)
+    df = df.rename(columns={"Source Data": "candidate", "Post-Fine-Tuning": "truth"})
+    df["candidate"] = df["candidate"].str.lower()
+    df.insert(0, "scenario", "dataset")
+    df.insert(0, "benchmark", "schlimme2023")
+    df["higher_is_better"] = True
+    df["medical"] = True
+    return validate(df)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Godau et al. (task fingerprinting, DKFZ)
+
+#: Godau et al.'s transfer scenarios -> their experiment files (AUROC, full targets, validation tasks)
+GODAU_SCENARIOS = {"architecture": "load_arch_experiment_AUROC_False_True.csv",
+                   "pretraining": "load_pretrain_experiment_AUROC_True.csv",
+                   "augmentation": "load_augmentation_experiment_AUROC_True.csv",
+                   "multi_task": "load_multi_task_experiment_AUROC_False_True.csv"}
+#: the task distances copied (file stem; ``:`` of the original names replaced by ``_``); lower = closer
+GODAU_DISTANCES = ("FID", "KLD-PP_NN", "KLD-PP_NS-1000-BINS", "KLD-PP_NS-W_SN-1000-BINS", "KLD-PP_NS-W_TS-100-BINS",
+                   "MMD-geo-sinkhorn-0.01", "SEMANTIC", "VDNA-PP_NN-1000-BINS")
+
+
+def _godau_runs(scenario: str) -> pd.DataFrame:
+    if scenario not in GODAU_SCENARIOS:
+        raise BenchmarkError(f"unknown Godau scenario {scenario!r}; known: {list(GODAU_SCENARIOS)}")
+    runs = pd.read_csv(_path("godau2024", "exp", GODAU_SCENARIOS[scenario]), index_col=0)
+    return runs.rename(columns={"r": "replicate", "s": "candidate", "t": "target", "p": "truth"})
+
+
+def godau_task_infos() -> pd.DataFrame:
+    """Godau et al.'s task table (``cache/task_infos.csv``) indexed by task name, with ``medical``."""
+    info = pd.read_csv(_path("godau2024", "task_infos.csv"), index_col=0).set_index("name")
+    info["medical"] = info["keywords"].astype(str).str.contains("'medical'")
+    return info
+
+
+def load_godau2024(scenarios=tuple(GODAU_SCENARIOS)) -> pd.DataFrame:
+    """Godau et al. (task fingerprinting, IMSY-DKFZ): 43 biomedical and natural targets x 58-70 source
+    tasks in four transfer scenarios (architecture search, pre-training, augmentation policy, multi-task),
+    truth = target test AUROC averaged over 3 seeds (:func:`load_replicates` has the seeds). Scores: 8 task
+    distances (``lower_is_better``) and the source task's number of samples (``source_size``, a static
+    baseline)."""
+    info = godau_task_infos()
+    dists = {d: pd.read_csv(_path("godau2024", "distances", f"{d}.csv"), index_col=0) for d in GODAU_DISTANCES}
+    parts = []
+    for scen in scenarios:
+        runs = _godau_runs(scen)
+        truth = runs.groupby(["target", "candidate"], sort=False)["truth"].mean().reset_index()
+        for d, D in dists.items():
+            st = D.stack().rename("score").rename_axis(["candidate", "target"]).reset_index()
+            parts.append(truth.merge(st, on=["target", "candidate"], how="left").assign(
+                metric=d, higher_is_better=False, scenario=scen))
+        size = truth.assign(score=truth["candidate"].map(info["num_samples"]).astype(float),
+                            metric="source_size", higher_is_better=True, scenario=scen)
+        parts.append(size)
+    df = pd.concat(parts, ignore_index=True)
+    df.insert(0, "benchmark", "godau2024")
+    df["medical"] = df["target"].map(info["medical"]).fillna(False).astype(bool)
+    return validate(df)
+
+
+def godau_replicates(scenarios=tuple(GODAU_SCENARIOS)) -> pd.DataFrame:
+    """The 3 seeds of every (scenario, target, source) of :func:`load_godau2024`."""
+    parts = [_godau_runs(s).assign(scenario=s) for s in scenarios]
+    df = pd.concat(parts, ignore_index=True).assign(benchmark="godau2024")
+    return df[["benchmark", "scenario", "target", "candidate", "replicate", "truth"]]
+
+
+# ----------------------------------------------------------------------------------------------------
+# [R] (Juodelyte, Jimenez-Sanchez, Cheplygina, TMLR 2023): ground truth only
+
+#: pre-training images of [R]'s sources (ImageNet-1k train split; RadImageNet as published; random init 0)
+R_SOURCE_SIZES = {"ImageNet": 1_281_167, "RadImageNet": 1_350_000, "random": 0}
+
+
+def load_juodelyte2023() -> pd.DataFrame:
+    """[R]: 7 medical targets x 3 starting points (ImageNet, RadImageNet, random initialisation), full
+    fine-tuning, truth = test AUC averaged over 5 folds (:func:`load_replicates` has the folds). No
+    transferability score was published: the only score is the static ``source_size`` baseline. Scenario
+    ``dataset``."""
+    auc = pd.read_csv(REFERENCE / "juodelyte2023" / "results" / "AUC.csv")
+    auc = auc[auc["freeze"] == "freezeFalse"]
+    truth = auc.groupby(["target", "source"], sort=False)["AUC"].mean().reset_index()
+    df = truth.rename(columns={"source": "candidate", "AUC": "truth"})
+    df["score"] = df["candidate"].map(R_SOURCE_SIZES).astype(float)
+    df = df.assign(benchmark="juodelyte2023", scenario="dataset", metric="source_size", higher_is_better=True,
+                   medical=True)
+    return validate(df)
+
+
+def juodelyte2023_replicates() -> pd.DataFrame:
+    auc = pd.read_csv(REFERENCE / "juodelyte2023" / "results" / "AUC.csv")
+    auc = auc[auc["freeze"] == "freezeFalse"]
+    return pd.DataFrame({"benchmark": "juodelyte2023", "scenario": "dataset", "target": auc["target"],
+                         "candidate": auc["source"], "replicate": auc["fold"], "truth": auc["AUC"]})
+
+
+# ----------------------------------------------------------------------------------------------------
 # registry
 
 #: name -> (loader, one line: what it holds, independent group, medical targets?)
@@ -134,6 +267,14 @@ BENCHMARKS: dict[str, tuple[Callable[[], pd.DataFrame], str, str, str]] = {
                    "UNICAMP / Avila & Valle", "mixed"),
     "modelspider": (load_modelspider, "Model Spider (Zhang et al. NeurIPS 2023): 8 targets x 10 ImageNet models",
                     "Nanjing University / Zhan & Ye", "natural"),
+    "chaves2023": (load_chaves2023, "Chaves et al. DART 2023: 3 medical targets x 10 ImageNet architectures, 7 scores",
+                   "UNICAMP / Avila & Valle", "medical"),
+    "schlimme2023": (load_schlimme2023, "DirectTransEst: 3D brain MRI segmentation, 12 targets x 3 source models",
+                     "HPI Potsdam / Lippert", "medical"),
+    "godau2024": (load_godau2024, "Godau et al. task fingerprinting: 43 targets x 58-70 source tasks, 4 scenarios",
+                  "DKFZ / Maier-Hein", "mixed"),
+    "juodelyte2023": (load_juodelyte2023, "[R] Juodelyte et al. TMLR 2023: 7 targets, ImageNet vs RadImageNet vs "
+                      "random init (ground truth only)", "ITU Copenhagen / Cheplygina", "medical"),
 }
 
 
@@ -155,4 +296,5 @@ def load_replicates(name: str) -> pd.DataFrame | None:
     return validate_replicates(fn()) if fn else None
 
 
-REPLICATES: dict[str, Callable[[], pd.DataFrame]] = {}
+REPLICATES: dict[str, Callable[[], pd.DataFrame]] = {"godau2024": godau_replicates,
+                                                     "juodelyte2023": juodelyte2023_replicates}
