@@ -193,6 +193,25 @@ def test_bootstrap_point_mean_and_pairing():
     d = B.paired_differences(reps, point, "a")
     assert d.loc["a"].tolist()[:3] == [0, 0, 0]
     assert d.at["b", "difference"] < 0
+    cand = B.bootstrap_summary(df, n_boot=20, seed=1, resample="candidates")
+    np.testing.assert_allclose(cand["point"], s_point["point"])
+    assert not np.allclose(cand["ci_low"], s_point["ci_low"])
+    pooled = B.bootstrap_summary(df, "pooled", n_boot=20, seed=1)
+    assert (pooled["ci_low"] <= pooled["ci_high"]).all()
+
+
+def test_loaders_hold_what_they_say():
+    sizes = {"chaves2024": (11, 10, 14), "modelspider": (8, 10, 9), "chaves2023": (3, 10, 7),
+             "schlimme2023": (12, 4, 3), "juodelyte2023": (7, 3, 1)}
+    for name, (n_t, n_c, n_m) in sizes.items():
+        df = B.load(name)
+        assert (df["target"].nunique(), df["candidate"].nunique(), df["metric"].nunique()) == (n_t, n_c, n_m), name
+    reps = B.load_replicates("juodelyte2023")
+    assert reps.groupby(["target", "candidate"]).size().eq(5).all()
+    truth = B.load("juodelyte2023").set_index(["target", "candidate"])["truth"]
+    np.testing.assert_allclose(reps.groupby(["target", "candidate"])["truth"].mean().reindex(truth.index), truth)
+    with pytest.raises(B.BenchmarkError, match="unknown benchmark"):
+        B.load("nope")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .conventions import check_convention, pair_taus, pooled_components
+from .conventions import check_convention, pair_taus, pooled_components, weighted_tau
 from .format import BenchmarkError, read_long, read_wide, validate
 
 GROUP = ["benchmark", "scenario"]
@@ -56,8 +56,10 @@ def correlations(table: pd.DataFrame, convention: str = "scipy", constant: str =
     return pd.DataFrame(rows)
 
 
-def _summary_values(targets, k: int, convention: str, constant: str, draws=None) -> tuple[float, float]:
-    """(weighted, tau-b) summary over targets of metric column k; ``draws``: per target candidate indices."""
+def _summary_values(targets, k: int, convention: str, constant: str, draws=None,
+                    kendall: bool = True) -> tuple[float, float]:
+    """(weighted, tau-b) summary over targets of metric column k; ``draws``: per target candidate indices;
+    ``kendall=False`` skips tau-b (NaN), for the bootstrap."""
     if convention == "pooled":
         comp_w, comp_u = np.zeros(5), np.zeros(5)
         xs = []
@@ -67,7 +69,8 @@ def _summary_values(targets, k: int, convention: str, constant: str, draws=None)
             ok = np.isfinite(x)
             xs.append(x[ok])
             comp_w += pooled_components(x[ok], yy[ok], True)
-            comp_u += pooled_components(x[ok], yy[ok], False)
+            if kendall:
+                comp_u += pooled_components(x[ok], yy[ok], False)
         allx = np.concatenate(xs) if xs else np.array([])
         if allx.size == 0 or np.all(allx == allx[0]):
             v = 0.0 if constant == "zero" else float("nan")
@@ -82,7 +85,10 @@ def _summary_values(targets, k: int, convention: str, constant: str, draws=None)
         idx = draws[i] if draws is not None else slice(None)
         x, yy = X[idx, k], y[idx]
         ok = np.isfinite(x)
-        wt, kt = pair_taus(x[ok], yy[ok], convention, constant)
+        if kendall:
+            wt, kt = pair_taus(x[ok], yy[ok], convention, constant)
+        else:
+            wt, kt = weighted_tau(x[ok], yy[ok], convention, constant), float("nan")
         wts.append(wt)
         kts.append(kt)
     with warnings.catch_warnings():
@@ -98,39 +104,83 @@ def summarize(table: pd.DataFrame, convention: str = "scipy", constant: str = "n
     check_convention(convention, constant)
     per = correlations(table, convention, constant)
     rows = []
+    groups = dict(tuple(per.groupby(["benchmark", "scenario", "metric"], sort=False)))
     for (b, s), (metrics, targets) in _cells(table).items():
         for k, m in enumerate(metrics):
-            wt, kt = _summary_values(targets, k, convention, constant)
-            p = per[(per.benchmark == b) & (per.scenario == s) & (per.metric == m)]
+            p = groups[(b, s, m)]
             fin = p[np.isfinite(p["weighted_tau"])]
+            if convention == "pooled":
+                wt, kt = _summary_values(targets, k, convention, constant)
+            else:
+                wt = float(fin["weighted_tau"].mean()) if len(fin) else float("nan")
+                kt = float(p["kendall_tau"].mean()) if p["kendall_tau"].notna().any() else float("nan")
             rows.append({"benchmark": b, "scenario": s, "metric": m, "weighted_tau": wt, "kendall_tau": kt,
                          "n_targets": int(len(fin)), "n_candidates": int(fin["n_candidates"].sum())})
     return pd.DataFrame(rows)
 
 
+def _target_values(targets, k: int, convention: str, constant: str):
+    """Per target: the weighted tau (mean conventions) or the 5 grouped components (``pooled``), metric k."""
+    if convention == "pooled":
+        comps, xs = [], []
+        for _, y, X in targets:
+            ok = np.isfinite(X[:, k])
+            comps.append(pooled_components(X[ok, k], y[ok], True))
+            xs.append(X[ok, k])
+        return np.array(comps), xs
+    return np.array([weighted_tau(X[np.isfinite(X[:, k]), k], y[np.isfinite(X[:, k])], convention, constant)
+                     for _, y, X in targets]), None
+
+
+def _pooled_from(comps: np.ndarray, xs, constant: str) -> float:
+    allx = np.concatenate(xs) if xs else np.array([])
+    if allx.size == 0 or np.all(allx == allx[0]):
+        return 0.0 if constant == "zero" else float("nan")
+    c, d, tx, ty, w = comps.sum(axis=0)
+    den = np.sqrt((w - tx) * (w - ty))
+    return float((c - d) / den) if den > 0 else float("nan")
+
+
 def bootstrap_replicates(table: pd.DataFrame, convention: str = "scipy", constant: str = "nan",
-                         n_boot: int = 200, seed: int = 0) -> dict:
-    """Per (benchmark, scenario): a DataFrame ``n_boot x metrics`` of the weighted-tau summary recomputed
-    after drawing, within every target, its candidates with replacement (the same draw for every metric,
-    so differences between metrics stay paired)."""
+                         n_boot: int = 200, seed: int = 0, resample: str = "targets") -> dict:
+    """Per (benchmark, scenario): a DataFrame ``n_boot x metrics`` of the weighted-tau summary recomputed on
+    bootstrap samples, the same draw for every metric (so differences between metrics stay paired).
+
+    ``resample="targets"`` draws the targets with replacement: the interval says what summary to expect on
+    another set of targets like these (the practitioner's question; fast, the per-target values are computed
+    once). ``resample="candidates"`` draws, within every target, its candidates with replacement (as
+    :func:`helpers.evaluation.bootstrap_means`): the uncertainty from the finite zoo, targets fixed."""
     check_convention(convention, constant)
     if n_boot < 1:
         raise ValueError("n_boot must be >= 1")
+    if resample not in ("targets", "candidates"):
+        raise ValueError("resample must be 'targets' or 'candidates'")
     rng = np.random.default_rng(seed)
     out = {}
     for key, (metrics, targets) in _cells(table).items():
         reps = np.full((n_boot, len(metrics)), np.nan)
-        for r in range(n_boot):
-            draws = [rng.integers(0, len(y), len(y)) for _, y, _ in targets]
+        if resample == "targets":
+            draws = rng.integers(0, len(targets), size=(n_boot, len(targets)))
             for k in range(len(metrics)):
-                reps[r, k] = _summary_values(targets, k, convention, constant, draws)[0]
+                vals, xs = _target_values(targets, k, convention, constant)
+                for r in range(n_boot):
+                    if convention == "pooled":
+                        reps[r, k] = _pooled_from(vals[draws[r]], [xs[i] for i in draws[r]], constant)
+                    else:
+                        v = vals[draws[r]]
+                        reps[r, k] = v[np.isfinite(v)].mean() if np.isfinite(v).any() else np.nan
+        else:
+            for r in range(n_boot):
+                draws = [rng.integers(0, len(y), len(y)) for _, y, _ in targets]
+                for k in range(len(metrics)):
+                    reps[r, k] = _summary_values(targets, k, convention, constant, draws, kendall=False)[0]
         out[key] = pd.DataFrame(reps, columns=metrics)
     return out
 
 
 def bootstrap_summary(table: pd.DataFrame, convention: str = "scipy", constant: str = "nan",
                       n_boot: int = 200, seed: int = 0, level: float = 0.95, statistic: str = "point",
-                      replicates: dict | None = None) -> pd.DataFrame:
+                      resample: str = "targets", replicates: dict | None = None) -> pd.DataFrame:
     """:func:`summarize` with a percentile bootstrap interval per metric. ``statistic="point"`` reports the
     full-sample value as ``value``, ``"mean"`` the mean of the replicates (what Chaves et al.'s figures
     print); both are in the table (``point``, ``boot_mean``) either way."""
@@ -139,7 +189,8 @@ def bootstrap_summary(table: pd.DataFrame, convention: str = "scipy", constant: 
     if not 0 < level < 1:
         raise ValueError("level must be in (0, 1)")
     summ = summarize(table, convention, constant)
-    reps = replicates if replicates is not None else bootstrap_replicates(table, convention, constant, n_boot, seed)
+    reps = replicates if replicates is not None else bootstrap_replicates(table, convention, constant, n_boot, seed,
+                                                                          resample)
     a = (1 - level) / 2
     lo, hi, mean = [], [], []
     for _, r in summ.iterrows():
@@ -151,7 +202,8 @@ def bootstrap_summary(table: pd.DataFrame, convention: str = "scipy", constant: 
     summ = summ.rename(columns={"weighted_tau": "point"})
     summ["boot_mean"], summ["ci_low"], summ["ci_high"] = mean, lo, hi
     summ.insert(3, "value", summ["point"] if statistic == "point" else summ["boot_mean"])
-    summ.attrs.update(n_boot=n_boot, seed=seed, level=level, convention=convention, statistic=statistic)
+    summ.attrs.update(n_boot=n_boot, seed=seed, level=level, convention=convention, statistic=statistic,
+                      resample=resample)
     return summ
 
 
