@@ -51,8 +51,12 @@ def _numeric(df: pd.DataFrame, column: str, allow_nan: bool) -> pd.Series:
     raw = df[column]
     if pd.api.types.is_bool_dtype(raw):
         raise BenchmarkError(f"column {column!r} holds booleans, not numbers")
-    num = pd.to_numeric(raw, errors="coerce")
-    bad = num.isna() & raw.notna() & (raw.astype(str).str.strip().str.lower() != "nan")
+    if pd.api.types.is_numeric_dtype(raw):
+        num = raw.astype(float)
+        bad = pd.Series(False, index=raw.index)
+    else:
+        num = pd.to_numeric(raw, errors="coerce")
+        bad = num.isna() & raw.notna() & (raw.astype(str).str.strip().str.lower() != "nan")
     if bad.any():
         i = bad.index[bad.to_numpy()][0]
         raise BenchmarkError(f"column {column!r} is not numeric at {_row_label(df, i)}: {raw.loc[i]!r}")
@@ -101,9 +105,12 @@ def validate(table: pd.DataFrame, min_candidates: int = MIN_CANDIDATES) -> pd.Da
         if df[c].isna().any():
             i = df.index[df[c].isna().to_numpy()][0]
             raise BenchmarkError(f"column {c!r} is empty at row {i}")
-        df[c] = df[c].astype(str)
-    truth_num = pd.to_numeric(df["truth"], errors="coerce")
-    no_truth = truth_num.isna() & (df["truth"].isna() | (df["truth"].astype(str).str.strip().str.lower() == "nan"))
+        if df[c].dtype != object or not df[c].map(type).eq(str).all():
+            df[c] = df[c].astype(str)
+    if pd.api.types.is_numeric_dtype(df["truth"]):
+        no_truth = df["truth"].isna()
+    else:
+        no_truth = df["truth"].isna() | (df["truth"].astype(str).str.strip().str.lower() == "nan")
     if no_truth.any():
         i = df.index[no_truth.to_numpy()][0]
         raise BenchmarkError(f"candidate {df.at[i, 'candidate']!r} of target {df.at[i, 'target']!r} has a score "
