@@ -80,7 +80,11 @@ DOMAINS = {name: domain for name, (_, _, _, domain) in B.BENCHMARKS.items()}
 
 # %% [markdown]
 # ## The benchmarks
-# Each loader reads the authors' numeric tables, copied under `data/reference/<name>/` with their repository,
+# The benchmarks: [D] {cite}`juodelyte2024dataset` and [R] {cite}`juodelyte2023revisiting`, Chaves et al.
+# 2024 {cite}`chaves2024basics` and 2023 {cite}`chaves2023performance`, Model Spider
+# {cite}`zhang2023modelspider`, Godau et al.'s task fingerprinting {cite}`godau2024beyond` and DirectTransEst
+# {cite}`schlimme2023directtransest`, whose CC-FV scores test [S]'s metric {cite}`yang2023pick` on someone
+# else's data. Each loader reads the authors' numeric tables, copied under `data/reference/<name>/` with their repository,
 # commit, file names and licence (code is never copied), and returns one long table: benchmark, scenario
 # (what the candidates are: source data sets, architectures, source tasks), target, candidate, fine-tuned
 # ground truth, metric, score. Where a paper published repeated runs, the truth is their mean and the runs
@@ -332,8 +336,11 @@ display(Markdown(
 
 # %% [markdown]
 # ## A combined view across benchmarks
+# Static baselines that beat published metrics are the point of Singh, Hess and Vanschoren
+# {cite}`singh2025site` and of Chaves et al.; this section asks whether that holds across groups.
+#
 # How to pool: a (benchmark, scenario) unit contributes its mean weighted τ over targets. Targets within a
-# unit share candidates and protocol, so they are not independent, and units differ a hundredfold in size
+# unit share candidates and protocol, so they are not independent, and units differ more than tenfold in size
 # (3 to 43 targets): weighting by targets would let Godau et al. decide everything. Units are therefore
 # averaged within their research group first (groups that publish several benchmarks reuse protocols and
 # sometimes targets: Chaves et al. 2023 and 2024 share their three medical data sets), then groups count

@@ -264,3 +264,53 @@ def test_command_bad_input_exits_2_with_one_line(tmp_path, args, message):
 def test_command_missing_file():
     p = _run("evaluate", "/nonexistent.csv", "--target", "t", "--candidate", "c", "--truth", "y", "--scores", "a")
     assert p.returncode == 2 and "no such file" in p.stderr and "Traceback" not in p.stderr
+
+
+# ----------------------------------------------------------------------------------------------------
+# across benchmarks (helpers.benchmarks.evidence)
+
+
+def test_loto_prior_matches_the_trust_chapters_rule():
+    from helpers.benchmarks import evidence as V
+    from helpers.evaluation import loto_prior
+
+    d = B.load("dovile2024")
+    d = d[d.scenario == "architecture"]
+    x = V.with_loto_prior(d)
+    x = x[x.metric == "loto_prior"].pivot(index="candidate", columns="target", values="score")
+    truth = d.drop_duplicates(["target", "candidate"]).pivot(index="candidate", columns="target", values="truth")
+    ref = loto_prior(truth)
+    np.testing.assert_allclose(x.to_numpy(), ref.loc[x.index, x.columns].to_numpy(), atol=1e-12)
+
+
+def test_noise_ceiling_from_replicates():
+    from helpers.benchmarks import evidence as V
+
+    rng = np.random.default_rng(0)
+    base = rng.random(6)
+    rows = [{"benchmark": "b", "scenario": "s", "target": "t", "candidate": f"c{i}", "replicate": r,
+             "truth": base[i]} for r in range(3) for i in range(6)]
+    same = V.noise_ceiling(pd.DataFrame(rows))
+    assert same.loc[0, "seed_pairs"] == pytest.approx(1.0) and same.loc[0, "one_vs_rest"] == pytest.approx(1.0)
+    noisy = pd.DataFrame(rows).assign(truth=lambda d: d["truth"] + rng.normal(0, 0.5, len(d)))
+    got = V.noise_ceiling(noisy)
+    assert got.loc[0, "seed_pairs"] < 1 and got.loc[0, "n_replicates"] == 3
+
+
+def test_combine_weighs_groups_equally_and_decision_row():
+    from helpers.benchmarks import evidence as V
+
+    units = pd.DataFrame([
+        ("b1", "s", "LogME", 0.8, 40, "g1"), ("b2", "s", "LogME", 0.6, 3, "g1"), ("b3", "s", "LogME", 0.1, 3, "g2"),
+        ("b1", "s", "LOTO prior", 0.5, 40, "g1"), ("b2", "s", "LOTO prior", 0.5, 3, "g1"),
+        ("b3", "s", "LOTO prior", 0.5, 3, "g2"), ("b3", "s", "OTCE", 0.9, 3, "g2"),
+    ], columns=["benchmark", "scenario", "scorer", "mean", "n_targets", "group"])
+    comb = V.combine(units)
+    assert comb.at["LogME", "pooled"] == pytest.approx((0.7 + 0.1) / 2)
+    assert comb.at["LogME", "n_groups"] == 2 and comb.at["LogME", "n_targets"] == 46
+    row = V.decision_row(units)
+    assert row["score"] == "LogME" and row["baseline"] == "LOTO prior"  # OTCE: one unit of three
+    assert row["wins"] == "2 of 3" and row["recommend"] == "LogME"
+    assert row["top_single"].startswith("OTCE 0.900")
+    assert V.decision_row(units.iloc[0:0])["units"] == 0
+    assert V.scorer_name("logme_score") == V.scorer_name("LogME") == "LogME"

@@ -3,7 +3,7 @@ per scorer, pooling by independent group, and the practitioner's decision table.
 
 Pooling rule (:func:`combine`): a (benchmark, scenario) is one *unit*; its value for a scorer is the mean
 weighted tau over its targets. Targets of one unit share candidates and fine-tuning protocol, so they are not
-independent draws, and benchmarks differ a hundredfold in size (3 to 43 targets): weighting by targets would
+independent draws, and benchmarks differ more than tenfold in size (3 to 43 targets): weighting by targets would
 let one benchmark decide. Units are therefore averaged within their research group first (groups that publish
 several benchmarks reuse protocols and data), then groups are averaged with equal weight. The evidence count
 of a cell is (groups, units, targets).
