@@ -37,7 +37,7 @@
 # ## Prerequisites
 # | Concept | Importance | Notes |
 # | --- | --- | --- |
-# | [Which metric to trust](08_trust) | Necessary | static baselines, leave-one-target-out prior, noise ceiling, paired bootstrap |
+# | [Which metric to trust](08_trust) | Necessary | static baselines, LOTO prior, noise ceiling, paired bootstrap |
 # | Weighted Kendall's τ | Necessary | `scipy.stats.weightedtau`; the conventions of section 2 |
 # | Bootstrap | Helpful | percentile intervals from resampling with replacement |
 #
@@ -80,22 +80,22 @@ DOMAINS = {name: domain for name, (_, _, _, domain) in B.BENCHMARKS.items()}
 
 # %% [markdown]
 # ## The benchmarks
-# The benchmarks: [D] {cite}`juodelyte2024dataset` and [R] {cite}`juodelyte2023revisiting`, Chaves et al.
-# 2024 {cite}`chaves2024basics` and 2023 {cite}`chaves2023performance`, Model Spider
-# {cite}`zhang2023modelspider`, Godau et al.'s task fingerprinting {cite}`godau2024beyond` and DirectTransEst
+# The benchmarks: [D] {cite}`juodelyte2024dataset` and [R] {cite}`juodelyte2023revisiting`, Chaves et al. 2024
+# {cite}`chaves2024basics` and 2023 {cite}`chaves2023performance`, Model Spider {cite}`zhang2023modelspider`,
+# Godau et al.'s task fingerprinting {cite}`godau2024beyond` and DirectTransEst
 # {cite}`schlimme2023directtransest`, whose CC-FV scores test [S]'s metric {cite}`yang2023pick` on someone
-# else's data. Each loader reads the authors' numeric tables, copied under `data/reference/<name>/` with their repository,
-# commit, file names and licence (code is never copied), and returns one long table: benchmark, scenario
-# (what the candidates are: source data sets, architectures, source tasks), target, candidate, fine-tuned
-# ground truth, metric, score. Where a paper published repeated runs, the truth is their mean and the runs
-# are kept as replicates. Two baselines that use no feature of the target are added to every benchmark
-# before any correlation is computed: the **leave-one-target-out prior** (a candidate's mean truth rank on
-# the benchmark's other targets, as in the trust chapter) and, for Model Spider's torchvision zoo, the
-# **ImageNet top-1 accuracy** and **parameter count** from torchvision's weight metadata (also for [D]'s
-# architectures, mapped to torchvision as in the trust chapter). Chaves et al. 2024 publish ImageNet accuracy
-# as one of their scorers (the same timm models' values serve their 2023 benchmark), Godau et al.'s task table gives the source task's number
-# of samples (**source size**), and for [R] the pre-training set sizes of ImageNet, RadImageNet and random
-# initialisation are the only score there is.
+# else's data. Each loader reads the authors' numeric tables, copied under `data/reference/<name>/` with their
+# repository, commit, file names and licence (code is never copied), and returns one long table: benchmark,
+# scenario (what the candidates are: source data sets, architectures, source tasks), target, candidate,
+# fine-tuned ground truth, metric, score. Where a paper published repeated runs, the truth is their mean and the
+# runs are kept as replicates. Two baselines that use no feature of the target are added to every benchmark
+# before any correlation is computed: the **leave-one-target-out prior** (a candidate's mean truth rank on the
+# benchmark's other targets, as in the trust chapter) and, for Model Spider's torchvision zoo, the **ImageNet
+# top-1 accuracy** and **parameter count** from torchvision's weight metadata (also for [D]'s architectures,
+# mapped to torchvision as in the trust chapter). Chaves et al. 2024 publish ImageNet accuracy as one of their
+# scorers (the same timm models' values serve their 2023 benchmark), Godau et al.'s task table gives the source
+# task's number of samples (**source size**), and for [R] the pre-training set sizes of ImageNet, RadImageNet
+# and random initialisation are the only score there is.
 
 # %%
 raw = B.load_all()
@@ -202,7 +202,8 @@ dov_match = [(r.scenario, r.metric) for r in dov.itertuples()
              and round(r.weighted_tau, 3) == R.PUBLISHED_MEANS[r.scenario][r.metric]]
 dov_total = sum(v is not None for s in R.PUBLISHED_MEANS.values() for k, v in s.items() if k != "lp_x_fu")
 display(Markdown(
-    f"**Table 3.** Chaves et al.'s overall values: all {int((check_chaves['published'] == check_chaves['pooled (ours)']).sum())} "
+    f"**Table 3.** Chaves et al.'s overall values: all "
+    f"{int((check_chaves['published'] == check_chaves['pooled (ours)']).sum())} "
     f"of the {len(check_chaves)} values quoted are reproduced to four decimals by `pooled`; the mean over "
     f"targets differs only for SFDA ({f3(mean_c['sfda_score'])} against {f3(pooled['sfda_score'])} pooled), "
     "whose scores tie on flowers102 (five architectures score exactly 1.0). "
@@ -240,7 +241,8 @@ for (b, s) in UNITS:
     diffs[(b, s)] = d
     best = sc.index[0] if len(sc) else None
     rows.append({"benchmark": b, "scenario": s, "best baseline": u.at[ref, "scorer"],
-                 "baseline τ": u.at[ref, "point"], "baseline CI": f"[{f3(u.at[ref, 'ci_low'])}, {f3(u.at[ref, 'ci_high'])}]",
+                 "baseline τ": u.at[ref, "point"],
+                 "baseline CI": f"[{f3(u.at[ref, 'ci_low'])}, {f3(u.at[ref, 'ci_high'])}]",
                  "best scorer": u.at[best, "scorer"] if best else "(none)",
                  "scorer τ": u.at[best, "point"] if best else np.nan,
                  "scorer − baseline": d.at[best, "difference"] if best else np.nan,
@@ -340,8 +342,8 @@ display(Markdown(
 # {cite}`singh2025site` and of Chaves et al.; this section asks whether that holds across groups.
 #
 # How to pool: a (benchmark, scenario) unit contributes its mean weighted τ over targets. Targets within a
-# unit share candidates and protocol, so they are not independent, and units differ more than tenfold in size
-# (3 to 43 targets): weighting by targets would let Godau et al. decide everything. Units are therefore
+# unit share candidates and protocol, so they are not independent, and units differ more than tenfold in
+# size (3 to 43 targets): weighting by targets would let Godau et al. decide everything. Units are therefore
 # averaged within their research group first (groups that publish several benchmarks reuse protocols and
 # sometimes targets: Chaves et al. 2023 and 2024 share their three medical data sets), then groups count
 # equally (`helpers.benchmarks.evidence.combine`). Beside the pooled value stand the range over units and
@@ -354,7 +356,8 @@ combined = V.combine(units)
 display(combined.round(3))
 multi = combined[combined["n_groups"] >= 2]
 display(Markdown(
-    f"**Table 7.** Pooled mean weighted τ per scorer over {units[['benchmark', 'scenario']].drop_duplicates().shape[0]} "
+    "**Table 7.** Pooled mean weighted τ per scorer over "
+    f"{units[['benchmark', 'scenario']].drop_duplicates().shape[0]} "
     f"units from {units['group'].nunique()} groups, range over units and evidence counts. Only "
     f"{len(multi)} scorers were evaluated by at least two independent groups: "
     + ", ".join(f"{i} ({f3(r.pooled)}, {int(r.n_groups)} groups)" for i, r in multi.iterrows())

@@ -268,7 +268,8 @@ def format_summary(result: pd.DataFrame) -> str:
     allrows = result[result["target"] == "ALL"].sort_values("weighted_tau", ascending=False)
     per = result[result["target"] != "ALL"]
     lines = [f"{per['target'].nunique()} target(s), {allrows['metric'].nunique()} metric(s); convention "
-             f"{result.attrs.get('convention', 'scipy')}", f"{'metric':<24} {'weighted tau':>12} {'tau-b':>8} {'targets':>8}"]
+             f"{result.attrs.get('convention', 'scipy')}",
+             f"{'metric':<24} {'weighted tau':>12} {'tau-b':>8} {'targets':>8}"]
     for _, r in allrows.iterrows():
         n_t = int(np.isfinite(per.loc[per["metric"] == r["metric"], "weighted_tau"]).sum())
         lines.append(f"{str(r['metric'])[:24]:<24} {r['weighted_tau']:>12.4f} {r['kendall_tau']:>8.4f} {n_t:>8d}")
