@@ -151,10 +151,12 @@ display(Markdown(
 not_used = pd.DataFrame([
     ("thuml/Transfer-Learning-Library `examples/model_selection`", "same single-source zoo and numbers as "
      "Model Spider's table: counted once, as Model Spider"),
-    ("google-research `stable_transfer`", "not read in this session (classification and 17 x 16 "
-     "segmentation tables)"),
-    ("Ba1Jun/model-selection-nlp", "the scores are committed (per method, 5 repeats), but the fine-tuned GLUE "
-     "accuracies were not found as a table in the repository"),
+    ("google-research `stable_transfer`", "not loaded: the monorepo snapshot (1.1 GB) could not be brought "
+     "here whole, and its result tables (e.g. `source_model_architectures_table.csv`, 131 kB) were only "
+     "readable piecewise in this session; the next loader to write"),
+    ("Ba1Jun/model-selection-nlp", "not loaded: the scores are committed (6 models, 5 repeats), but the "
+     "fine-tuned GLUE accuracies exist only as unlabelled 7-value lists in a scratch notebook "
+     "(`project/src/utils/corr_cal.ipynb`), whose model order the repository does not state"),
     ("DovileDo/revisiting-transfer ([R])", "used, but ground truth only: it publishes no transferability score"),
     ("TencentARC/SFDA, OpenGVLab EMMS, zLizy/transferability_graph, dbolya/parc",
      "ground truth only; not read in this session (SFDA's group 1 reappears in EMMS, ETran and PED and would "
