@@ -82,6 +82,7 @@ DOMAINS = {name: domain for name, (_, _, _, domain) in B.BENCHMARKS.items()}
 # ## The benchmarks
 # The benchmarks: [D] {cite}`juodelyte2024dataset` and [R] {cite}`juodelyte2023revisiting`, Chaves et al. 2024
 # {cite}`chaves2024basics` and 2023 {cite}`chaves2023performance`, Model Spider {cite}`zhang2023modelspider`,
+# Google's stable_transfer {cite}`agostinelli2022stable`,
 # Godau et al.'s task fingerprinting {cite}`godau2024beyond` and DirectTransEst
 # {cite}`schlimme2023directtransest`, whose CC-FV scores test [S]'s metric {cite}`yang2023pick` on someone
 # else's data. Each loader reads the authors' numeric tables, copied under `data/reference/<name>/` with their
@@ -151,9 +152,9 @@ display(Markdown(
 not_used = pd.DataFrame([
     ("thuml/Transfer-Learning-Library `examples/model_selection`", "same single-source zoo and numbers as "
      "Model Spider's table: counted once, as Model Spider"),
-    ("google-research `stable_transfer`", "not loaded: the monorepo snapshot (1.1 GB) could not be brought "
-     "here whole, and its result tables (e.g. `source_model_architectures_table.csv`, 131 kB) were only "
-     "readable piecewise in this session; the next loader to write"),
+    ("google-research `stable_transfer`", "partly used: its source-architecture table is loaded; the "
+     "semantic-segmentation (17 x 16) and source-data-set tables are not (the monorepo, 1.1 GB, could not be "
+     "brought here whole, and the tables were read piecewise)"),
     ("Ba1Jun/model-selection-nlp", "not loaded: the scores are committed (6 models, 5 repeats), but the "
      "fine-tuned GLUE accuracies exist only as unlabelled 7-value lists in a scratch notebook "
      "(`project/src/utils/corr_cal.ipynb`), whose model order the repository does not state"),
@@ -388,7 +389,8 @@ display(Markdown(
 # [D]'s dataset scenario, DirectTransEst, [R] and Godau et al.'s pre-training scenario restricted to its
 # medical targets. Choosing an **architecture for a medical target**: [D]'s architecture scenario, Chaves
 # et al. 2023 and the medical targets of Chaves et al. 2024. Choosing an **ImageNet architecture for any
-# target**: Chaves et al. 2024, Model Spider, [D]'s and Chaves et al. 2023's architecture units.
+# target**: Chaves et al. 2024, Model Spider, stable_transfer's fine-tuned unit, [D]'s and Chaves et al.
+# 2023's architecture units.
 # Transferring **other knowledge from a source task** (architecture, augmentation policy, multi-task
 # partner): Godau et al.'s other three scenarios, medical targets. A **foundation-model zoo**: none of the
 # benchmarks loaded here holds one. Per use case, only scorers evaluated on at least half of its units
@@ -416,7 +418,8 @@ use_cases = {
     "architecture, medical target": select([("dovile2024", "architecture"), ("chaves2023", "architecture"),
                                             ("chaves2024", "architecture")], medical_only=True),
     "ImageNet architecture, any target": select([("chaves2024", "architecture"), ("modelspider", "architecture"),
-                                                 ("dovile2024", "architecture"), ("chaves2023", "architecture")]),
+                                                 ("dovile2024", "architecture"), ("chaves2023", "architecture"),
+                                                 ("stable_transfer", "architecture_finetuned")]),
     "other knowledge from a source task, medical target": select(
         [("godau2024", "architecture"), ("godau2024", "augmentation"), ("godau2024", "multi_task")],
         medical_only=True),

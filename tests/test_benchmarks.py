@@ -202,7 +202,7 @@ def test_bootstrap_point_mean_and_pairing():
 
 def test_loaders_hold_what_they_say():
     sizes = {"chaves2024": (11, 10, 14), "modelspider": (8, 10, 9), "chaves2023": (3, 10, 7),
-             "schlimme2023": (12, 4, 3), "juodelyte2023": (7, 3, 1)}
+             "schlimme2023": (12, 4, 3), "juodelyte2023": (7, 3, 1), "stable_transfer": (9, 19, 5)}
     for name, (n_t, n_c, n_m) in sizes.items():
         df = B.load(name)
         assert (df["target"].nunique(), df["candidate"].nunique(), df["metric"].nunique()) == (n_t, n_c, n_m), name

@@ -263,6 +263,29 @@ def juodelyte2023_replicates() -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------------
+# stable_transfer (Agostinelli et al., Google Research, ECCV 2022)
+
+
+def load_stable_transfer() -> pd.DataFrame:
+    """stable_transfer's source-architecture table: 9 natural-image targets x 19 Keras ImageNet
+    architectures, 5 scores (GBC, LEEP, NLEEP, LogME, H-score); truth = test accuracy after training a head on
+    the frozen backbone (scenario ``architecture_frozen``) or after full fine-tuning
+    (``architecture_finetuned``)."""
+    acc = pd.read_csv(_path("stable_transfer", "test_accuracy.csv"))
+    sc = pd.read_csv(_path("stable_transfer", "scores_by_metric.csv"))
+    archs = [c for c in acc.columns if c not in ("target", "trainable_backbone")]
+    t = acc.melt(id_vars=["target", "trainable_backbone"], value_vars=archs, var_name="candidate",
+                 value_name="truth")
+    s = sc.melt(id_vars=["target", "metric"], value_vars=archs, var_name="candidate", value_name="score")
+    df = s.merge(t, on=["target", "candidate"], how="left")
+    df["scenario"] = np.where(df["trainable_backbone"].astype(str) == "True", "architecture_finetuned",
+                              "architecture_frozen")
+    df = df.drop(columns="trainable_backbone").assign(benchmark="stable_transfer", higher_is_better=True,
+                                                      medical=False)
+    return validate(df)
+
+
+# ----------------------------------------------------------------------------------------------------
 # registry
 
 #: name -> (loader, one line: what it holds, independent group, medical targets?)
@@ -281,6 +304,8 @@ BENCHMARKS: dict[str, tuple[Callable[[], pd.DataFrame], str, str, str]] = {
                   "DKFZ / Maier-Hein", "mixed"),
     "juodelyte2023": (load_juodelyte2023, "[R] Juodelyte et al. TMLR 2023: 7 targets, ImageNet vs RadImageNet vs "
                       "random init (ground truth only)", "ITU Copenhagen / Cheplygina", "medical"),
+    "stable_transfer": (load_stable_transfer, "stable_transfer (Agostinelli et al. ECCV 2022): 9 targets x 19 "
+                        "ImageNet architectures, frozen and fine-tuned", "Google Research / Ferrari", "natural"),
 }
 
 
