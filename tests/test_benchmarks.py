@@ -142,8 +142,9 @@ def test_read_wide_and_long_agree():
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.drop(columns="truth"), "column 'truth'"),
     (lambda d: d.assign(truth=d["truth"].where(d.index != 4)), "has a score for metric 'a' but no truth"),
-    (lambda d: d.assign(truth=d["truth"].astype(object).where(d.index != 2, "high")), "not numeric at row 2"),
-    (lambda d: d.assign(a=d["a"].astype(object).where(d.index != 1, "x")), "not numeric at row 1"),
+    (lambda d: d.assign(truth=d["truth"].astype(object).where(d.index != 2, "high")),
+     "column 'truth' is not numeric at data row 3 .*'high'"),
+    (lambda d: d.assign(a=d["a"].astype(object).where(d.index != 1, "x")), "column 'a' is not numeric at data row 2"),
     (lambda d: pd.concat([d, d.iloc[[0]]], ignore_index=True), "duplicate"),
     (lambda d: d[~((d.target == "t1") & d.candidate.isin(["c0", "c1", "c2"]))], "target 't1'.*2 candidate"),
 ])

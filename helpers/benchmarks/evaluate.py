@@ -259,7 +259,7 @@ def evaluate(table, target: str = "target", candidate: str = "candidate", truth:
         try:
             result.to_csv(out, index=False)
         except OSError as exc:
-            raise BenchmarkError(f"cannot write {str(out)!r}: {exc.strerror}") from None
+            raise BenchmarkError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
     return result
 
 

@@ -183,6 +183,22 @@ def _need(df: pd.DataFrame, cols: Sequence[str], option: str = "") -> None:
             raise BenchmarkError(f"column {c!r}{hint} is not in the table; have {list(df.columns)}")
 
 
+def _check_input_numbers(df: pd.DataFrame, columns: Sequence[str], target: str, candidate: str) -> None:
+    """Name the user's own column and data row (1 = the first row under the header) of a non-numeric value."""
+    for col in columns:
+        raw = df[col]
+        if pd.api.types.is_bool_dtype(raw):
+            raise BenchmarkError(f"column {col!r} holds true/false values, not numbers")
+        if pd.api.types.is_numeric_dtype(raw):
+            continue
+        num = pd.to_numeric(raw, errors="coerce")
+        bad = num.isna() & raw.notna() & (raw.astype(str).str.strip().str.lower() != "nan")
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise BenchmarkError(f"column {col!r} is not numeric at data row {i + 1} ({target}={df[target].iloc[i]!r}, "
+                                 f"{candidate}={df[candidate].iloc[i]!r}): {raw.iloc[i]!r}")
+
+
 def read_long(table, target: str = "target", candidate: str = "candidate", truth: str = "truth",
               metric: str = "metric", score: str = "score", scenario: str | None = None,
               benchmark: str = "benchmark", lower_is_better: Sequence[str] = (),
@@ -191,6 +207,7 @@ def read_long(table, target: str = "target", candidate: str = "candidate", truth
     tidy format and validated. ``lower_is_better``: metric names whose smaller values predict better."""
     df = _frame(table, "benchmark table")
     _need(df, [target, candidate, truth, metric, score] + ([scenario] if scenario else []))
+    _check_input_numbers(df, [truth, score], target, candidate)
     out = pd.DataFrame({"benchmark": benchmark,
                         "scenario": df[scenario].astype(str) if scenario else "default",
                         "target": df[target], "candidate": df[candidate], "truth": df[truth],
@@ -209,6 +226,7 @@ def read_wide(table, scores: Sequence[str], target: str = "target", candidate: s
         raise BenchmarkError("no score column given (--scores COL,COL,...)")
     _need(df, [target, candidate, truth] + ([scenario] if scenario else []))
     _need(df, scores, "a score column")
+    _check_input_numbers(df, [truth, *scores], target, candidate)
     base = pd.DataFrame({"benchmark": benchmark,
                          "scenario": df[scenario].astype(str) if scenario else "default",
                          "target": df[target], "candidate": df[candidate], "truth": df[truth]})
