@@ -250,7 +250,9 @@ for (b, s) in UNITS:
                  "scorer τ": u.at[best, "point"] if best else np.nan,
                  "scorer − baseline": d.at[best, "difference"] if best else np.nan,
                  "difference CI": f"[{f3(d.at[best, 'ci_low'])}, {f3(d.at[best, 'ci_high'])}]" if best else "",
-                 "scorers above baseline": f"{int((sc['point'] > u.at[ref, 'point']).sum())} of {len(sc)}"})
+                 "scorers above baseline": f"{int((sc['point'] > u.at[ref, 'point']).sum())} of {len(sc)}",
+                 "clearly above / below": f"{int((d.loc[sc.index, 'ci_low'] > 0).sum())} / "
+                                          f"{int((d.loc[sc.index, 'ci_high'] < 0).sum())}"})
 unit_table = pd.DataFrame(rows)
 display(unit_table)
 clear_wins = unit_table[unit_table["difference CI"].str.match(r"^\[0\.|^\[[1-9]")]
@@ -261,6 +263,11 @@ display(Markdown(
     f"of the difference lies above zero in {len(clear_wins)} of {len(unit_table)} units"
     + (f" ({', '.join(f'{r.benchmark}/{r.scenario}' for r in clear_wins.itertuples())})" if len(clear_wins) else "")
     + f"; in {int((unit_table['scorer − baseline'] < 0).sum())} units no scorer beats the best baseline at all. "
+    "*Clearly above / below*: how many of the unit's scorers have a paired-difference interval entirely above or "
+    "entirely below zero (over all units: "
+    f"{sum(int(x.split(' / ')[0]) for x in unit_table['clearly above / below'])} above, "
+    f"{sum(int(x.split(' / ')[1]) for x in unit_table['clearly above / below'])} below, of "
+    f"{int(sum(int(x.split(' of ')[1]) for x in unit_table['scorers above baseline']))} (unit, scorer) pairs). "
     "The best scorer is chosen after seeing the results, so its difference is optimistic."))
 
 # %%
@@ -455,13 +462,16 @@ display(Markdown("\n".join([
     f"Model Spider's table ({ms_match['truth_weighted']} of {len(ms_per['truth_weighted'])} cells), [D]'s means "
     f"({len(dov_match)} of {dov_total}).",
     f"- Per unit, the best scorer's paired difference from the best static baseline is clearly positive in "
-    f"{len(clear_wins)} of {len(unit_table)} units (Table 4).",
+    f"{len(clear_wins)} of {len(unit_table)} units (Table 4); over all (unit, scorer) pairs, "
+    f"{sum(int(x.split(' / ')[1]) for x in unit_table['clearly above / below'])} of "
+    f"{int(sum(int(x.split(' of ')[1]) for x in unit_table['scorers above baseline']))} are clearly below the "
+    "unit's best static baseline, most often the leave-one-target-out prior, which needs no target data at all.",
     f"- Choosing an ImageNet architecture: recommend {ar['recommend']} (best score {ar['score']} "
     f"{f3(ar['score_tau'])}, best baseline {ar['baseline']} {f3(ar['baseline_tau'])}; the score beats the "
     f"baseline in {ar['wins'] or 'no'} units).",
     f"- Choosing a source data set for a medical target: recommend {sd['recommend']} "
     f"({f3(sd['baseline_tau'] if sd['recommend'] == sd['baseline'] else sd['score_tau'])}); no score was "
-    f"evaluated on half of its {sd['units']} units" if sd['score'] is None else
+    f"evaluated on half of its {sd['units']} units." if sd['score'] is None else
     f"- Choosing a source data set for a medical target: recommend {sd['recommend']} (best score {sd['score']} "
     f"{f3(sd['score_tau'])}, best baseline {sd['baseline']} {f3(sd['baseline_tau'])}; {sd['wins']} units).",
     "- Where replicates exist, the truth's own run-to-run agreement (Table 6) bounds what any scorer can show.",

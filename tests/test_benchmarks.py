@@ -315,3 +315,17 @@ def test_combine_weighs_groups_equally_and_decision_row():
     assert row["top_single"].startswith("OTCE 0.900")
     assert V.decision_row(units.iloc[0:0])["units"] == 0
     assert V.scorer_name("logme_score") == V.scorer_name("LogME") == "LogME"
+
+
+def test_chaves_per_dataset_cells_equal_scipy_on_the_authors_table():
+    """All 154 (data set, scorer) cells of Chaves et al.: our long-format pipeline gives exactly scipy's
+    weightedtau(score, truth) and kendalltau on the authors' rows (constant scores count 0, as in their code)."""
+    from scipy import stats
+
+    df = B.load("chaves2024")
+    per = B.correlations(df, "scipy", constant="zero").set_index(["target", "metric"])
+    assert len(per) == 154
+    for (t, m), g in df.groupby(["target", "metric"]):
+        x, y = g["score"].to_numpy(float), g["truth"].to_numpy(float)
+        assert per.at[(t, m), "weighted_tau"] == pytest.approx(stats.weightedtau(x, y).statistic, abs=1e-12)
+        assert per.at[(t, m), "kendall_tau"] == pytest.approx(stats.kendalltau(x, y).statistic, abs=1e-12)
