@@ -465,7 +465,7 @@ display(Markdown("\n".join([
     f"{len(clear_wins)} of {len(unit_table)} units (Table 4); over all (unit, scorer) pairs, "
     f"{sum(int(x.split(' / ')[1]) for x in unit_table['clearly above / below'])} of "
     f"{int(sum(int(x.split(' of ')[1]) for x in unit_table['scorers above baseline']))} are clearly below the "
-    "unit's best static baseline, most often the leave-one-target-out prior, which needs no target data at all.",
+    "unit's best static baseline, most often the leave-one-target-out prior, which uses no data of the target.",
     f"- Choosing an ImageNet architecture: recommend {ar['recommend']} (best score {ar['score']} "
     f"{f3(ar['score_tau'])}, best baseline {ar['baseline']} {f3(ar['baseline_tau'])}; the score beats the "
     f"baseline in {ar['wins'] or 'no'} units).",
