@@ -1,0 +1,170 @@
+"""Across benchmarks: static baselines added to any tidy table, the noise ceiling from replicates, one name
+per scorer, pooling by independent group, and the practitioner's decision table.
+
+Pooling rule (:func:`combine`): a (benchmark, scenario) is one *unit*; its value for a scorer is the mean
+weighted tau over its targets. Targets of one unit share candidates and fine-tuning protocol, so they are not
+independent draws, and benchmarks differ more than tenfold in size (3 to 43 targets): weighting by targets would
+let one benchmark decide. Units are therefore averaged within their research group first (groups that publish
+several benchmarks reuse protocols and data), then groups are averaged with equal weight. The evidence count
+of a cell is (groups, units, targets).
+"""
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import pandas as pd
+
+from .conventions import weighted_tau
+from .format import validate
+
+#: one display name per scorer across the benchmarks' spellings (keys: lower case, letters and digits only)
+SCORER_NAMES = {
+    "logme": "LogME", "logmescore": "LogME", "leep": "LEEP", "leepscore": "LEEP", "nleep": "NLEEP",
+    "nleepscore": "NLEEP", "nce": "NCE", "ncescore": "NCE", "hscore": "H-score", "hscorescore": "H-score",
+    "reghscorescore": "reg. H-score", "gbc": "GBC", "gbcscore": "GBC", "pactran": "PACTran",
+    "pactrandirichlet": "PACTran", "pactranscore": "PACTran", "sfda": "SFDA", "sfdascore": "SFDA",
+    "parc": "PARC", "parcscore": "PARC", "ncti": "NCTI", "nctiscore": "NCTI", "etranenergyscore": "ETran",
+    "tmiscore": "TMI", "otce": "OTCE", "lfc": "LFC", "lp": "LP", "fu": "FU", "ccfv": "CC-FV",
+    "transrate": "TransRate", "preftdice": "pre-fine-tuning Dice", "imagenet": "ImageNet top-1",
+    "imagenettop1": "ImageNet top-1", "numparams": "parameter count", "sourcesize": "source size",
+    "lotoprior": "LOTO prior",
+}
+#: scorers that use no feature of the target (static baselines, declared here before any result)
+BASELINES = ("ImageNet top-1", "parameter count", "source size", "LOTO prior")
+
+
+def scorer_name(metric: str) -> str:
+    """The display name of a benchmark's metric (:data:`SCORER_NAMES`), the metric itself when unknown."""
+    return SCORER_NAMES.get(re.sub(r"[^a-z0-9]", "", str(metric).lower()), str(metric))
+
+
+def with_loto_prior(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` plus the leave-one-target-out prior as metric ``loto_prior`` in every (benchmark, scenario)
+    with at least 2 targets: for target t a candidate scores 1 minus its mean normalised truth rank (0 = best)
+    over the other targets (:func:`helpers.evaluation.loto_prior`'s rule; candidates are matched by exact
+    name, none excluded). Candidates ranked on no other target get NaN."""
+    parts = [table]
+    for (b, s), g in table.groupby(["benchmark", "scenario"], sort=False):
+        truth = g.drop_duplicates(["target", "candidate"]).pivot(index="candidate", columns="target",
+                                                                 values="truth")
+        if truth.shape[1] < 2:
+            continue
+        ranks = (truth.rank(ascending=False, method="average") - 1) / (truth.notna().sum() - 1)
+        total, count = ranks.sum(axis=1), ranks.notna().sum(axis=1)
+        # mean over the other targets: (sum - own) / (count - own present)
+        own = ranks.fillna(0.0)
+        prior = 1.0 - (own.rsub(total, axis=0)).div(ranks.notna().astype(int).rsub(count, axis=0), axis=0)
+        prior = prior.where(truth.notna())
+        extra = (truth.stack().rename("truth").to_frame()
+                 .join(prior.stack().rename("score")).reset_index())
+        extra = extra.rename(columns={"level_0": "candidate", "level_1": "target"})
+        extra = extra[extra["truth"].notna()]
+        extra = extra.assign(benchmark=b, scenario=s, metric="loto_prior", higher_is_better=True)
+        if "medical" in g.columns:
+            extra["medical"] = extra["target"].map(g.drop_duplicates("target").set_index("target")["medical"])
+        parts.append(extra)
+    return validate(pd.concat(parts, ignore_index=True))
+
+
+def with_static(table: pd.DataFrame, values: pd.DataFrame, benchmark: str, scenario: str | None = None) -> pd.DataFrame:
+    """``table`` plus static baselines for one benchmark: ``values`` is indexed by candidate with one column
+    per baseline (higher = predicted better), given the same score on every target."""
+    parts = [table]
+    g = table[(table["benchmark"] == benchmark) & ((table["scenario"] == scenario) if scenario else True)]
+    pairs = g.drop_duplicates(["scenario", "target", "candidate"])
+    for col in values.columns:
+        extra = pairs.assign(metric=col, score=pairs["candidate"].map(values[col]).astype(float),
+                             higher_is_better=True)
+        parts.append(extra)
+    return validate(pd.concat(parts, ignore_index=True))
+
+
+def noise_ceiling(replicates: pd.DataFrame) -> pd.DataFrame:
+    """How far the ground truth moves between repeated runs, per (benchmark, scenario, target): ``seed_pairs``
+    = mean weighted tau between the rankings of two runs (over all pairs of replicate ids), and ``one_vs_rest``
+    = mean weighted tau between one run and the mean of the others (how well a perfect predictor of the mean
+    truth could agree with a single new run). Candidates missing from a run are left out of that pair."""
+    rows = []
+    for (b, s, t), g in replicates.groupby(["benchmark", "scenario", "target"], sort=False):
+        w = g.pivot(index="candidate", columns="replicate", values="truth")
+        reps = list(w.columns)
+        if len(reps) < 2:
+            continue
+        pair_vals = []
+        for a, c in itertools.combinations(reps, 2):
+            ok = w[a].notna() & w[c].notna()
+            pair_vals.append(weighted_tau(w.loc[ok, a].to_numpy(), w.loc[ok, c].to_numpy()))
+        rest_vals = []
+        for a in reps:
+            rest = w.drop(columns=[a]).mean(axis=1)
+            ok = w[a].notna() & rest.notna()
+            rest_vals.append(weighted_tau(rest[ok].to_numpy(), w.loc[ok, a].to_numpy()))
+        rows.append({"benchmark": b, "scenario": s, "target": t, "n_replicates": len(reps),
+                     "n_candidates": int(w.notna().all(axis=1).sum()),
+                     "seed_pairs": float(np.nanmean(pair_vals)), "one_vs_rest": float(np.nanmean(rest_vals))})
+    return pd.DataFrame(rows)
+
+
+def unit_means(per_target: pd.DataFrame, groups: dict[str, str]) -> pd.DataFrame:
+    """Per (benchmark, scenario, scorer): the mean weighted tau over targets and the number of targets, with
+    the research ``group`` of each benchmark (``groups``: benchmark -> group) and the display ``scorer``."""
+    df = per_target.assign(scorer=per_target["metric"].map(scorer_name))
+    out = (df.groupby(["benchmark", "scenario", "scorer"], sort=False)["weighted_tau"]
+             .agg(mean="mean", n_targets="count").reset_index())
+    missing = sorted(set(out["benchmark"]) - set(groups))
+    if missing:
+        raise ValueError(f"no research group given for benchmark(s) {missing}")
+    out["group"] = out["benchmark"].map(groups)
+    return out[out["n_targets"] > 0]
+
+
+def combine(units: pd.DataFrame) -> pd.DataFrame:
+    """Per scorer, the pooled mean weighted tau of the module docstring (units averaged within a group, then
+    groups with equal weight) with ``min_unit`` / ``max_unit`` (the range over units), the evidence counts
+    ``n_groups``, ``n_units``, ``n_targets`` and ``baseline`` (True for the static baselines)."""
+    by_group = units.groupby(["scorer", "group"])["mean"].mean().reset_index()
+    out = by_group.groupby("scorer")["mean"].mean().rename("pooled").to_frame()
+    out["min_unit"] = units.groupby("scorer")["mean"].min()
+    out["max_unit"] = units.groupby("scorer")["mean"].max()
+    out["n_groups"] = units.groupby("scorer")["group"].nunique()
+    out["n_units"] = units.groupby("scorer").size()
+    out["n_targets"] = units.groupby("scorer")["n_targets"].sum()
+    out["baseline"] = out.index.isin(BASELINES)
+    return out.sort_values("pooled", ascending=False)
+
+
+def decision_row(units: pd.DataFrame, min_share: float = 0.5) -> dict:
+    """The decision-table entry for one use case from its units. Only scorers evaluated on at least
+    ``min_share`` of the use case's units compete (a scorer seen on one benchmark of four is not evidence for
+    the use case): the best score and the best baseline by pooled mean (:func:`combine`), in how many units
+    the score beat the baseline where both were evaluated, and the recommendation (the score if it won most
+    of those units, else the baseline). ``top_single`` names the highest unit mean of any score, with its unit,
+    so a strong result on one benchmark stays visible."""
+    empty = {"recommend": "no public evidence loaded", "score": None, "score_tau": np.nan, "baseline": None,
+             "baseline_tau": np.nan, "wins": "", "top_single": "", "groups": 0, "units": 0, "targets": 0}
+    if units.empty:
+        return empty
+    n_units = units[["benchmark", "scenario"]].drop_duplicates().shape[0]
+    comb = combine(units)
+    eligible = comb[comb["n_units"] >= max(1, int(np.ceil(min_share * n_units)))]
+    scores, bases = eligible[~eligible["baseline"]], eligible[eligible["baseline"]]
+    best = scores.index[0] if len(scores) else None
+    base = bases.index[0] if len(bases) else None
+    wins = ""
+    recommend = best or base
+    if best and base:
+        wide = units.pivot_table(index=["benchmark", "scenario"], columns="scorer", values="mean")
+        both = wide[[best, base]].dropna()
+        k = int((both[best] > both[base]).sum())
+        wins = f"{k} of {len(both)}"
+        recommend = best if k * 2 > len(both) else base
+    single = units[~units["scorer"].isin(BASELINES)].sort_values("mean", ascending=False)
+    top = (f"{single.iloc[0]['scorer']} {single.iloc[0]['mean']:.3f} ({single.iloc[0]['benchmark']})"
+           if len(single) else "")
+    return {"recommend": recommend, "score": best,
+            "score_tau": comb.at[best, "pooled"] if best else np.nan,
+            "baseline": base, "baseline_tau": comb.at[base, "pooled"] if base else np.nan,
+            "wins": wins, "top_single": top, "groups": int(units["group"].nunique()), "units": int(n_units),
+            "targets": int(units.groupby(["benchmark", "scenario"])["n_targets"].max().sum())}

@@ -1,0 +1,331 @@
+"""helpers.benchmarks: the tidy format and its validation, the conventions against their authors' numbers,
+the loaders and the command."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import benchmarks as B
+from helpers.benchmarks.conventions import pooled_components
+from helpers.paths import PROJECT_ROOT
+
+
+def _toy(n_targets=3, n_cand=5, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for t in range(n_targets):
+        truth = rng.random(n_cand)
+        for c in range(n_cand):
+            rows.append({"target": f"t{t}", "candidate": f"c{c}", "truth": truth[c],
+                         "a": truth[c] + 0.1 * rng.random(), "b": rng.random()})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------------
+# conventions reproduce published numbers
+
+
+def test_chaves_pooled_reproduces_overall_values():
+    df = B.load("chaves2024")
+    pooled = B.summarize(df, "pooled", constant="zero").set_index("metric")["weighted_tau"]
+    # Chaves et al. TMLR 2024, overall grouped weighted tau (quoted in issue 21)
+    for metric, published in {"etran_energy_score": 0.6677, "ncti_score": 0.6634, "imagenet": 0.6455,
+                              "sfda_score": 0.2071}.items():
+        assert round(pooled[metric], 4) == published, metric
+    mean = B.summarize(df, "scipy", constant="zero").set_index("metric")["weighted_tau"]
+    assert round(mean["sfda_score"], 4) == 0.2192  # SFDA ties its scores on flowers102: pooled != mean
+    untied = [m for m in pooled.index if m != "sfda_score"]
+    np.testing.assert_allclose(pooled[untied], mean[untied], atol=1e-12)
+
+
+def test_modelspider_truth_weighted_reproduces_readme_table():
+    df = B.load("modelspider")
+    per = B.correlations(df, "truth_weighted")
+    pub = B.loaders.modelspider_published()
+    labels = B.loaders.MODELSPIDER_LABELS
+    matched, differ = 0, []
+    for _, r in per.iterrows():
+        p = pub.at[labels[r["metric"]], r["target"] if r["target"] != "Pet" else "Pet"]
+        if abs(r["weighted_tau"] - p) <= 0.0005 + 1e-9:
+            matched += 1
+        else:
+            differ.append((r["target"], r["metric"]))
+    assert len(per) == 72
+    assert matched >= 69
+    # the three Aircraft cells whose published scores do not give the README value under any convention
+    assert sorted(differ) == [("Aircraft", "LEEP"), ("Aircraft", "LogME"), ("Aircraft", "NLEEP")]
+    # and the scipy default does not reproduce the table (the convention matters)
+    scipy_per = B.correlations(df, "scipy")
+    hits = sum(abs(r["weighted_tau"] - pub.at[labels[r["metric"]], r["target"]]) <= 0.0005
+               for _, r in scipy_per.iterrows())
+    assert hits < 60
+
+
+def test_dovile_means_reproduced():
+    from helpers import reference as ref
+
+    s = B.summarize(B.load("dovile2024"))
+    n = 0
+    for _, r in s.iterrows():
+        published = ref.PUBLISHED_MEANS[r["scenario"]].get(r["metric"])
+        if published is not None:
+            assert round(r["weighted_tau"], 3) == published, (r["scenario"], r["metric"])
+            n += 1
+    assert n == 14
+
+
+def _brute_pooled(groups, weighted=True):
+    c = d = tx = ty = W = 0.0
+    for x, y in groups:
+        n = len(x)
+        rx = np.empty(n)
+        rx[np.lexsort((y, x))[::-1]] = np.arange(n)
+        ry = np.empty(n)
+        ry[np.lexsort((x, y))[::-1]] = np.arange(n)
+        for i in range(n):
+            for j in range(i + 1, n):
+                w = (1 / (1 + rx[i]) + 1 / (1 + rx[j]) + 1 / (1 + ry[i]) + 1 / (1 + ry[j])) if weighted else 1.0
+                s = np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])
+                if s > 0:
+                    c += w
+                elif s < 0:
+                    d += w
+                else:
+                    tx += w * (x[i] == x[j])
+                    ty += w * (y[i] == y[j])
+                W += w
+    return (c - d) / np.sqrt((W - tx) * (W - ty))
+
+
+def test_pooled_tau_against_pairwise_definition_with_ties():
+    rng = np.random.default_rng(3)
+    groups = [(rng.integers(0, 4, 9).astype(float), rng.integers(0, 5, 9).astype(float)) for _ in range(4)]
+    for weighted in (True, False):
+        assert B.pooled_tau(groups, weighted) == pytest.approx(_brute_pooled(groups, weighted), abs=1e-12)
+    # one untied group: the pooled tau is scipy's weighted tau
+    from scipy import stats
+    x, y = rng.random(8), rng.random(8)
+    assert B.pooled_tau([(x, y)]) == pytest.approx(stats.weightedtau(x, y).statistic, abs=1e-12)
+    assert pooled_components(x[:1], y[:1]).sum() == 0
+
+
+def test_constant_scores_nan_or_zero():
+    assert np.isnan(B.pair_taus([1, 1, 1], [1, 2, 3])[0])
+    assert B.pair_taus([1, 1, 1], [1, 2, 3], constant="zero") == (0.0, 0.0)
+    assert np.isnan(B.pooled_tau([([2, 2, 2], [1, 2, 3])]))
+    assert B.pooled_tau([([2, 2, 2], [1, 2, 3])], constant="zero") == 0.0
+    with pytest.raises(ValueError, match="unknown convention"):
+        B.pair_taus([1, 2, 3], [1, 2, 3], convention="spearman")
+
+
+# ----------------------------------------------------------------------------------------------------
+# format and validation
+
+
+def _long(df):
+    return B.read_wide(df, ["a", "b"])
+
+
+def test_read_wide_and_long_agree():
+    wide = _toy()
+    a = B.correlations(_long(wide))
+    long = wide.melt(id_vars=["target", "candidate", "truth"], var_name="m", value_name="s")
+    b = B.correlations(B.read_long(long, metric="m", score="s"))
+    pd.testing.assert_frame_equal(a.sort_values(["target", "metric"]).reset_index(drop=True),
+                                  b.sort_values(["target", "metric"]).reset_index(drop=True))
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.drop(columns="truth"), "column 'truth'"),
+    (lambda d: d.assign(truth=d["truth"].where(d.index != 4)), "has a score for metric 'a' but no truth"),
+    (lambda d: d.assign(truth=d["truth"].astype(object).where(d.index != 2, "high")),
+     "column 'truth' is not numeric at data row 3 .*'high'"),
+    (lambda d: d.assign(a=d["a"].astype(object).where(d.index != 1, "x")), "column 'a' is not numeric at data row 2"),
+    (lambda d: pd.concat([d, d.iloc[[0]]], ignore_index=True), "duplicate"),
+    (lambda d: d[~((d.target == "t1") & d.candidate.isin(["c0", "c1", "c2"]))], "target 't1'.*2 candidate"),
+])
+def test_validation_errors_name_the_problem(mutate, message):
+    with pytest.raises(B.BenchmarkError, match=message):
+        _long(mutate(_toy()))
+
+
+def test_scores_without_truth_are_named():
+    wide = _toy()
+    scores = wide.melt(id_vars=["target", "candidate"], value_vars=["a"], var_name="metric", value_name="score")
+    truth = wide[["target", "candidate", "truth"]]
+    with pytest.raises(B.BenchmarkError, match="'c4' of target 't0' has a score .* but no truth"):
+        B.from_tables(scores, truth[~((truth.target == "t0") & (truth.candidate == "c4"))])
+    assert len(B.from_tables(scores, truth)) == len(scores)
+
+
+def test_lower_is_better_negates():
+    wide = _toy()
+    wide["neg_a"] = -wide["a"]
+    r = B.evaluate(wide, scores=["a", "neg_a"], lower_is_better=["neg_a"])
+    allr = r[r.target == "ALL"].set_index("metric")
+    assert allr.at["a", "weighted_tau"] == pytest.approx(allr.at["neg_a", "weighted_tau"])
+    with pytest.raises(B.BenchmarkError, match="not in the table"):
+        B.evaluate(wide, scores=["a"], lower_is_better=["zzz"])
+
+
+def test_evaluate_output_shape_and_summary():
+    r = B.evaluate(_toy(), scores="a,b", convention="pooled")
+    assert list(r.columns) == ["target", "metric", "weighted_tau", "kendall_tau", "n_candidates"]
+    assert len(r) == 3 * 2 + 2
+    assert set(r.loc[r.target == "ALL", "metric"]) == {"a", "b"}
+    a = r[(r.metric == "a") & (r.target != "ALL")]
+    assert (a["n_candidates"] == 5).all()
+    assert r.loc[(r.target == "ALL") & (r.metric == "a"), "weighted_tau"].item() > 0.5
+
+
+def test_bootstrap_point_mean_and_pairing():
+    df = _long(_toy(n_targets=4, n_cand=8))
+    s_point = B.bootstrap_summary(df, n_boot=50, seed=1)
+    s_mean = B.bootstrap_summary(df, n_boot=50, seed=1, statistic="mean")
+    np.testing.assert_allclose(s_point["value"], s_point["point"])
+    np.testing.assert_allclose(s_mean["value"], s_mean["boot_mean"])
+    assert (s_point["ci_low"] <= s_point["ci_high"]).all()
+    reps = B.bootstrap_replicates(df, n_boot=50, seed=1)[("benchmark", "default")]
+    point = s_point.set_index("metric")["point"]
+    d = B.paired_differences(reps, point, "a")
+    assert d.loc["a"].tolist()[:3] == [0, 0, 0]
+    assert d.at["b", "difference"] < 0
+    cand = B.bootstrap_summary(df, n_boot=20, seed=1, resample="candidates")
+    np.testing.assert_allclose(cand["point"], s_point["point"])
+    assert not np.allclose(cand["ci_low"], s_point["ci_low"])
+    pooled = B.bootstrap_summary(df, "pooled", n_boot=20, seed=1)
+    assert (pooled["ci_low"] <= pooled["ci_high"]).all()
+
+
+def test_loaders_hold_what_they_say():
+    sizes = {"chaves2024": (11, 10, 14), "modelspider": (8, 10, 9), "chaves2023": (3, 10, 7),
+             "schlimme2023": (12, 4, 3), "juodelyte2023": (7, 3, 1), "stable_transfer": (9, 19, 5)}
+    for name, (n_t, n_c, n_m) in sizes.items():
+        df = B.load(name)
+        assert (df["target"].nunique(), df["candidate"].nunique(), df["metric"].nunique()) == (n_t, n_c, n_m), name
+    reps = B.load_replicates("juodelyte2023")
+    assert reps.groupby(["target", "candidate"]).size().eq(5).all()
+    truth = B.load("juodelyte2023").set_index(["target", "candidate"])["truth"]
+    np.testing.assert_allclose(reps.groupby(["target", "candidate"])["truth"].mean().reindex(truth.index), truth)
+    with pytest.raises(B.BenchmarkError, match="unknown benchmark"):
+        B.load("nope")
+
+
+# ----------------------------------------------------------------------------------------------------
+# the command
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "helpers.benchmarks", *args], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT)
+
+
+def test_command_wide_and_long(tmp_path):
+    wide = _toy()
+    path, out = tmp_path / "t.csv", tmp_path / "o.csv"
+    wide.to_csv(path, index=False)
+    p = _run("evaluate", str(path), "--target", "target", "--candidate", "candidate", "--truth", "truth",
+             "--scores", "a,b", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "weighted tau" in p.stdout
+    res = pd.read_csv(out)
+    pd.testing.assert_frame_equal(res, B.evaluate(wide, scores=["a", "b"]).reset_index(drop=True),
+                                  check_dtype=False)
+    long = wide.melt(id_vars=["target", "candidate", "truth"], var_name="m", value_name="s")
+    long.to_csv(path, index=False)
+    p = _run("evaluate", str(path), "--target", "target", "--candidate", "candidate", "--truth", "truth",
+             "--metric", "m", "--score", "s", "--convention", "truth_weighted")
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scores", "a,zzz"], "column 'zzz'"),
+    (["--scores", "a", "--target", "nope"], "column 'nope'"),
+    (["--metric", "m"], "both --metric and --score"),
+    (["--scores", "a", "--convention", "bogus"], "invalid choice"),
+    ([], "--metric COL --score COL"),
+])
+def test_command_bad_input_exits_2_with_one_line(tmp_path, args, message):
+    path = tmp_path / "t.csv"
+    _toy().to_csv(path, index=False)
+    base = ["evaluate", str(path), "--target", "target", "--candidate", "candidate", "--truth", "truth"]
+    if "--target" in args:
+        base = ["evaluate", str(path), "--candidate", "candidate", "--truth", "truth"]
+    p = _run(*base, *args)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert message in p.stderr
+
+
+def test_command_missing_file():
+    p = _run("evaluate", "/nonexistent.csv", "--target", "t", "--candidate", "c", "--truth", "y", "--scores", "a")
+    assert p.returncode == 2 and "no such file" in p.stderr and "Traceback" not in p.stderr
+
+
+# ----------------------------------------------------------------------------------------------------
+# across benchmarks (helpers.benchmarks.evidence)
+
+
+def test_loto_prior_matches_the_trust_chapters_rule():
+    from helpers.benchmarks import evidence as V
+    from helpers.evaluation import loto_prior
+
+    d = B.load("dovile2024")
+    d = d[d.scenario == "architecture"]
+    x = V.with_loto_prior(d)
+    x = x[x.metric == "loto_prior"].pivot(index="candidate", columns="target", values="score")
+    truth = d.drop_duplicates(["target", "candidate"]).pivot(index="candidate", columns="target", values="truth")
+    ref = loto_prior(truth)
+    np.testing.assert_allclose(x.to_numpy(), ref.loc[x.index, x.columns].to_numpy(), atol=1e-12)
+
+
+def test_noise_ceiling_from_replicates():
+    from helpers.benchmarks import evidence as V
+
+    rng = np.random.default_rng(0)
+    base = rng.random(6)
+    rows = [{"benchmark": "b", "scenario": "s", "target": "t", "candidate": f"c{i}", "replicate": r,
+             "truth": base[i]} for r in range(3) for i in range(6)]
+    same = V.noise_ceiling(pd.DataFrame(rows))
+    assert same.loc[0, "seed_pairs"] == pytest.approx(1.0) and same.loc[0, "one_vs_rest"] == pytest.approx(1.0)
+    noisy = pd.DataFrame(rows).assign(truth=lambda d: d["truth"] + rng.normal(0, 0.5, len(d)))
+    got = V.noise_ceiling(noisy)
+    assert got.loc[0, "seed_pairs"] < 1 and got.loc[0, "n_replicates"] == 3
+
+
+def test_combine_weighs_groups_equally_and_decision_row():
+    from helpers.benchmarks import evidence as V
+
+    units = pd.DataFrame([
+        ("b1", "s", "LogME", 0.8, 40, "g1"), ("b2", "s", "LogME", 0.6, 3, "g1"), ("b3", "s", "LogME", 0.1, 3, "g2"),
+        ("b1", "s", "LOTO prior", 0.5, 40, "g1"), ("b2", "s", "LOTO prior", 0.5, 3, "g1"),
+        ("b3", "s", "LOTO prior", 0.5, 3, "g2"), ("b3", "s", "OTCE", 0.9, 3, "g2"),
+    ], columns=["benchmark", "scenario", "scorer", "mean", "n_targets", "group"])
+    comb = V.combine(units)
+    assert comb.at["LogME", "pooled"] == pytest.approx((0.7 + 0.1) / 2)
+    assert comb.at["LogME", "n_groups"] == 2 and comb.at["LogME", "n_targets"] == 46
+    row = V.decision_row(units)
+    assert row["score"] == "LogME" and row["baseline"] == "LOTO prior"  # OTCE: one unit of three
+    assert row["wins"] == "2 of 3" and row["recommend"] == "LogME"
+    assert row["top_single"].startswith("OTCE 0.900")
+    assert V.decision_row(units.iloc[0:0])["units"] == 0
+    assert V.scorer_name("logme_score") == V.scorer_name("LogME") == "LogME"
+
+
+def test_chaves_per_dataset_cells_equal_scipy_on_the_authors_table():
+    """All 154 (data set, scorer) cells of Chaves et al.: our long-format pipeline gives exactly scipy's
+    weightedtau(score, truth) and kendalltau on the authors' rows (constant scores count 0, as in their code)."""
+    from scipy import stats
+
+    df = B.load("chaves2024")
+    per = B.correlations(df, "scipy", constant="zero").set_index(["target", "metric"])
+    assert len(per) == 154
+    for (t, m), g in df.groupby(["target", "metric"]):
+        x, y = g["score"].to_numpy(float), g["truth"].to_numpy(float)
+        assert per.at[(t, m), "weighted_tau"] == pytest.approx(stats.weightedtau(x, y).statistic, abs=1e-12)
+        assert per.at[(t, m), "kendall_tau"] == pytest.approx(stats.kendalltau(x, y).statistic, abs=1e-12)
