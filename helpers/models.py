@@ -484,6 +484,18 @@ def classifier_from_unet(state: dict, arch: str = "resnet18", head_seed: int = 0
     return model
 
 
+def resnet_v1_strides(model: nn.Module) -> nn.Module:
+    """torchvision's ResNet-50 (v1.5: a stage's stride on the 3x3 ``conv2``) made v1 (the stride on the first
+    1x1 ``conv1``, as Keras's and Caffe's ResNet-50): what a checkpoint converted from Keras needs (its sidecar
+    says ``stride_in_1x1``; :mod:`helpers.rank.keras`)."""
+    for name in ("layer2", "layer3", "layer4"):
+        block = getattr(model, name)[0]
+        stride = block.conv2.stride
+        block.conv1.stride, block.conv2.stride = stride, (1, 1)
+    model.stride_in_1x1 = True
+    return model
+
+
 def has_source_head(source) -> bool:
     """Whether a source's model has a classification head of its own whose logits mean something (LEEP, NCE):
     False for a segmentation U-Net checkpoint (its encoder becomes the classifier, :func:`classifier_from_unet`);
@@ -491,7 +503,8 @@ def has_source_head(source) -> bool:
     path = Path(str(source))
     if str(source) in ("random", "imagenet") or not path.is_file():
         return True
-    if str(read_sidecar(path).get("format", "")).startswith("helpers.segmentation"):
+    meta = read_sidecar(path)
+    if str(meta.get("format", "")).startswith("helpers.segmentation") or meta.get("source_head") is False:
         return False
     return not is_unet_state(read_state_dict(path))
 
@@ -510,9 +523,15 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None) -> nn.Modu
         return model
     arch = meta.get("architecture") or arch or "resnet18"
     model = _random_model(arch)
+    if meta.get("stride_in_1x1"):  # converted from Keras (helpers.rank.keras)
+        resnet_v1_strides(model)
     _fit_head_to(model, state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if meta.get("source_head") is False:  # a backbone without classifier (Keras _notop): the head stays random
+        head = head_path(model) + "."
+        missing = [k for k in missing if not k.startswith(head)]
+        model.has_source_head = False
     if missing or unexpected:
         raise ValueError(f"{path}: checkpoint does not fit {arch}: missing {missing[:5]}, unexpected "
                          f"{unexpected[:5]}")

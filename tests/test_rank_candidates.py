@@ -336,11 +336,15 @@ def test_refusals_say_why_pickled_model_unsafe_corrupt(resnet, tmp_path):
     assert set(M.read_state_dict(legacy)) == set(resnet.state_dict())
 
 
-def test_keras_h5_refused_with_the_reason(tmp_path):
-    (tmp_path / "RadImageNet-ResNet50_notop.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 64)
-    c = R.parse_candidate(f"radimagenet:{tmp_path / 'RadImageNet-ResNet50_notop.h5'}")
-    with pytest.raises(M.UnsupportedCheckpointError, match=r"Keras/TensorFlow weights file.*\(H, W, in, out\)"):
-        CA.build_model(c)
+def test_keras_h5_is_not_read_as_a_state_dict(tmp_path):
+    path = tmp_path / "RadImageNet-ResNet50_notop.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 64)  # an HDF5 signature, then nothing
+    with pytest.raises(M.UnsupportedCheckpointError, match=r"Keras/TensorFlow weights file.*\(H, W, in, out\).*"
+                                                           r"radimagenet:PATH"):
+        M.read_state_dict(path)
+    pytest.importorskip("h5py")
+    with pytest.raises(M.CorruptCheckpointError, match="corrupt or not HDF5"):  # as a candidate: converted, if it can
+        CA.build_model(R.parse_candidate(f"radimagenet:{path}"))
 
 
 def test_input_too_small_for_the_architecture_is_named():
@@ -391,3 +395,96 @@ def test_rank_models_end_to_end_with_hub_candidates(npz_target, dino, timm_resne
     assert again.candidates.set_index("candidate").loc[cands[0], "cached"]
     a, b = (r.table.set_index(["candidate", "metric"])["score"] for r in (res, again))
     assert np.allclose(a.loc[cands[0]], b.loc[cands[0]], equal_nan=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# RadImageNet's ResNet-50 as published: a Keras .h5
+
+
+def _keras_resnet50(monkeypatch, size=64):
+    """Keras's own ResNet50 (keras 3 on the torch backend) with random conv biases and BatchNorm statistics,
+    and its weights written in the legacy .h5 layout RadImageNet's files have."""
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras was imported with another backend")
+    rng = np.random.default_rng(0)
+    model = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(size, size, 3),
+                                        pooling="avg")
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if ws:
+            new = [rng.normal(0, 0.1, w.shape).astype("float32") for w in ws]
+            if len(ws) == 4:  # BatchNorm: gamma, beta, moving mean, moving variance (> 0)
+                new[0] = rng.uniform(0.5, 1.5, ws[0].shape).astype("float32")
+                new[3] = rng.uniform(0.5, 2.0, ws[3].shape).astype("float32")
+            elif len(ws) == 2:  # a convolution's kernel and bias
+                new[0] = (new[0] * np.sqrt(2.0 / np.prod(ws[0].shape[:3])) * 10).astype("float32")
+            layer.set_weights(new)
+    return keras, model
+
+
+def test_keras_radimagenet_resnet50_converted_exactly(monkeypatch, tmp_path):
+    keras, kmodel = _keras_resnet50(monkeypatch)
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from helpers.rank import keras as K
+
+    path = tmp_path / "RadImageNet-ResNet50_notop.h5"
+    with h5py.File(path, "w") as fh:
+        legacy_h5_format.save_weights_to_hdf5_group(fh, kmodel)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    want = np.asarray(kmodel(x / 255.0).detach().cpu())  # RadImageNet's own scale: RGB / 255
+    c = R.parse_candidate(f"radimagenet:{path}")
+    assert R.preprocessing(c) == {"image_size": 224, "mean": [0.0] * 3, "std": [1.0] * 3}
+    model = CA.build_model(c)
+    assert not model.has_source_head and CA.identity(c, 0)["arch"] == "resnet50"
+    with torch.no_grad():
+        got = M.penultimate_model(model)(torch.from_numpy(x / 255.0).permute(0, 3, 1, 2).float())
+    assert np.allclose(got.numpy(), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    # caffe (as [R] fed it): BGR, mean pixel; the BGR order folded into conv1, the pipeline feeds RGB
+    state, meta = K.convert_keras_resnet50(path, tmp_path / "rin_caffe", input_scale="caffe")
+    want = np.asarray(kmodel(keras.applications.resnet50.preprocess_input(x.copy())).detach().cpu())
+    c = R.parse_candidate(str(tmp_path / "rin_caffe.safetensors"))
+    pre = R.preprocessing(c)
+    model = CA.build_model(c)
+    xin = (torch.from_numpy(x).permute(0, 3, 1, 2) / 255 - torch.tensor(pre["mean"])[:, None, None]) / torch.tensor(
+        pre["std"])[:, None, None]
+    with torch.no_grad():
+        got = M.penultimate_model(model)(xin.float())
+    assert np.allclose(got.numpy(), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert M.load_checkpoint(tmp_path / "rin_caffe.safetensors").stride_in_1x1  # the book's loader too
+    # Keras 2's layout of the same weights (model.save: a model_weights group, names ending ':0'): same tensors
+    k2 = tmp_path / "keras2.h5"
+    with h5py.File(path, "r") as src, h5py.File(k2, "w") as dst:
+        group = dst.create_group("model_weights")
+        group.attrs["layer_names"] = [n.encode() for n in src.attrs["layer_names"]]
+        for name in src.attrs["layer_names"]:
+            g = group.create_group(name)
+            names = [w.decode() if isinstance(w, bytes) else w for w in src[name].attrs["weight_names"]]
+            g.attrs["weight_names"] = [f"{name}/{w.split('/')[-1]}:0".encode() for w in names]
+            for w in names:
+                g.create_dataset(f"{name}/{w.split('/')[-1]}:0", data=src[name][w][()])
+    a, _ = K.convert_keras_resnet50(path)
+    b, _ = K.convert_keras_resnet50(k2)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_keras_files_that_are_not_a_resnet50_are_refused(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "RadImageNet-DenseNet121_notop.h5"
+    with h5py.File(path, "w") as fh:
+        fh.attrs["layer_names"] = [b"conv1/conv", b"conv1/bn"]  # Keras DenseNet121's first layers
+        g = fh.create_group("conv1/conv")
+        g.attrs["weight_names"] = [b"conv1/conv/kernel:0"]
+        g.create_dataset("conv1/conv/kernel:0", data=np.zeros((7, 7, 3, 64), "float32"))
+        g = fh.create_group("conv1/bn")
+        g.attrs["weight_names"] = [b"conv1/bn/gamma:0"]
+        g.create_dataset("conv1/bn/gamma:0", data=np.ones(64, "float32"))
+    with pytest.raises(M.UnsupportedCheckpointError, match="not a Keras ResNet-50.*only RadImageNet's ResNet-50"):
+        CA.build_model(R.parse_candidate(f"radimagenet:{path}"))
+    (tmp_path / "broken.h5").write_bytes(b"not hdf5 at all")
+    with pytest.raises(M.CorruptCheckpointError, match="corrupt or not HDF5"):
+        CA.build_model(R.parse_candidate(f"radimagenet:{tmp_path / 'broken.h5'}"))

@@ -257,8 +257,19 @@ def sidecar(path) -> dict:
         raise ValueError(f"sidecar {side} is not valid JSON ({exc})") from exc
 
 
+def is_keras(c: Candidate) -> bool:
+    """A Keras ``.h5`` checkpoint candidate (converted by :mod:`helpers.rank.keras`)."""
+    return c.kind in ("checkpoint", "source") and c.path.suffix.lower() in M.KERAS_SUFFIXES
+
+
 def resolved_arch(c: Candidate) -> str:
-    """The torchvision architecture of a checkpoint candidate (sidecar, else the given one)."""
+    """The torchvision architecture of a checkpoint candidate (sidecar, else the given one, else inferred from
+    its tensors; a Keras ``.h5``: ResNet-50, the one Keras model converted)."""
+    if is_keras(c):
+        if c.arch not in (None, "resnet50"):
+            raise ValueError(f"{c.path}: a Keras .h5 is converted only as a ResNet-50 (helpers.rank.keras), "
+                             f"not as {c.arch}")
+        return "resnet50"
     meta = sidecar(c.path)
     side = meta.get("architecture")
     if str(meta.get("format", "")).startswith("helpers.segmentation"):
@@ -340,6 +351,10 @@ def preprocessing(c: Candidate, image_size: int | None = None) -> dict:
         size = int(cfg.get("input_size", (3, DEFAULT_SIZE, DEFAULT_SIZE))[-1])
         if c.weights == "pretrained":
             mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+    elif c.kind in ("checkpoint", "source") and is_keras(c):
+        from .keras import INPUT_SCALES
+
+        mean, std = INPUT_SCALES["unit"]["mean"], INPUT_SCALES["unit"]["std"]
     elif c.kind in ("checkpoint", "source") and c.path.is_file():
         meta = sidecar(c.path)
         size = int(meta.get("image_size") or size)
@@ -433,7 +448,16 @@ def build_torchvision(arch: str, weights: str, spec: str = "") -> nn.Module:
 def load_checkpoint(c: Candidate) -> nn.Module:
     """A checkpoint candidate as a model with its own head; ``ValueError`` when it does not fit."""
     arch = resolved_arch(c)
+    if is_keras(c):
+        from . import keras as K
+
+        return K.build_resnet50(*K.convert_keras_resnet50(c.path))
     state = M.read_state_dict(c.path)
+    meta = sidecar(c.path)
+    if meta.get("stride_in_1x1"):  # converted from Keras (helpers.rank.keras)
+        from . import keras as K
+
+        return K.build_resnet50(state, meta)
     if M.is_unet_state(state):  # a segmentation U-Net: its encoder as a classifier without a source head
         return M.classifier_from_unet(state, arch)
     model = build_torchvision(arch, "random")
