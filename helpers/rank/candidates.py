@@ -10,22 +10,38 @@ A candidate is written ``SPEC[@SIZE]``; ``@SIZE`` overrides its input size (pixe
     candidate is ``unavailable`` with the reason and where to put the file.
 ``ARCH:random``
     random initialisation (``torch.manual_seed(seed)`` first), a baseline.
-``ARCH:PATH`` or ``PATH``
-    a checkpoint: ``.safetensors``, or ``.pt`` / ``.pth`` / ``.bin`` read with ``torch.load(weights_only=True)``
-    (never unpickling code; :func:`helpers.models.read_state_dict`), with its own head. The architecture
-    comes from a JSON sidecar (``PATH`` with suffix ``.json``, as :func:`helpers.models.save_checkpoint`
-    writes) or from ``ARCH``; a checkpoint that does not fit the architecture is an ``error`` row.
+``imagenet``
+    the book's name for its ImageNet source: torchvision's ResNet-18 ``IMAGENET1K_V1``.
+``ARCH:PATH``, ``PATH`` or ``radimagenet:PATH``
+    a checkpoint: ``.safetensors``, or ``.pt`` / ``.pth`` / ``.bin`` / ``.ckpt`` read with
+    ``torch.load(weights_only=True)`` (never unpickling code; :func:`helpers.models.read_state_dict`), with its
+    own head. Lightning (``state_dict`` key, ``model.`` prefix), DDP (``module.``) and ``torch.compile``
+    (``_orig_mod.``) layouts are unwrapped. The architecture comes from a JSON sidecar (``PATH`` with suffix
+    ``.json``, as :func:`helpers.models.save_checkpoint` writes), from ``ARCH``, else from the tensors
+    themselves (:func:`infer_arch`: the one architecture of :data:`INFER_ARCHS` whose names and shapes they
+    have). A checkpoint that does not fit is an ``error`` row; so is a whole pickled model (refused with the
+    fix: save ``state_dict()``), a corrupt file (called corrupt) and an unsafe one (naming what it would
+    import). A Keras ``.h5`` (RadImageNet's published ``RadImageNet-ResNet50_notop.h5``) is converted exactly
+    to torchvision's ResNet-50 with v1 strides by :mod:`helpers.rank.keras` (input RGB / 255, RadImageNet's
+    recipe); any other Keras model is refused with the reason.
 ``timm:NAME`` or ``timm:NAME:random``
     a `timm <https://github.com/huggingface/pytorch-image-models>`_ model (pretrained weights from the
     Hugging Face hub, or random init), when the optional ``timm`` package is installed (``pip install
-    .[timm]``); without it the candidate is ``unavailable`` and says so.
+    .[timm]``); without it the candidate is ``unavailable`` and says so. A timm backbone without classifier
+    (``num_classes=0``, e.g. timm's DINOv2) is wrapped so that its pooled features are the representation.
+``hf:ORG/NAME[@REVISION]``, ``hf:PATH``, ``timm:hf-hub:ORG/NAME``, ``timm:local-dir:PATH``
+    a foundation model from the Hugging Face hub or a folder in the hub's layout (transformers, timm, or an
+    open_clip timm tower such as BiomedCLIP's): :mod:`helpers.rank.hub` (no repository code runs; safetensors
+    preferred; the model's declared preprocessing; ``pip install .[hub]``).
 a trained source of this project by name (``seg_<set>`` / ``seg_union``: an encoder of the segmentation bank)
     ``breastmnist``, ``medmnist_union__retinamnist``...: ``results/<profile>/sources/<name>.safetensors``,
     written by the Pretraining chapter.
 
 Input convention per candidate (:func:`preprocessing`): ImageNet weights get ImageNet mean/std and the crop
 size of the weights' own transforms (224 for most torchvision models, 384 for efficientnet_v2_s; timm: its
-``pretrained_cfg``); everything else 0.5/0.5 (PROTOCOL.md section 4) and the size recorded in the checkpoint
+``pretrained_cfg``); hub models what they declare (:func:`helpers.rank.hub.declared_preprocessing`; the
+declared interpolation and crop are reported by :func:`declared_preprocessing`, the target images are resized
+square, bilinear); everything else 0.5/0.5 (PROTOCOL.md section 4) and the size recorded in the checkpoint
 sidecar (``image_size``; the project's sources say the size they were trained at), else 224. A sidecar may
 also carry ``mean`` and ``std``. ``@SIZE`` or ``image_size=`` of :func:`helpers.rank.rank_models` override
 the size.
@@ -38,6 +54,9 @@ FU's two layers: the pair of :data:`helpers.models.ARCHITECTURES` for the regist
 first two ``Conv2d`` modules in registration order (for torchvision's and timm's CNNs the order of the
 forward pass: the stem and the first convolution after it). A model with fewer than two convolutions (a
 vision transformer) gets FU ``skipped``.
+
+An input smaller than the architecture allows is an :class:`helpers.models.InputSizeError` naming the size, the
+architecture and the smallest size that runs (:func:`helpers.models.guard_input_size`), as an ``error`` row.
 """
 from __future__ import annotations
 

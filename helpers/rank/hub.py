@@ -306,6 +306,20 @@ def _timm():
     return timm
 
 
+def _timm_from_folder(folder: Path) -> nn.Module:
+    """timm's own loader of a folder in the hub layout (``local-dir:``; weights: ``model.safetensors`` first, else
+    ``torch.load(weights_only=True)``)."""
+    timm = _timm()
+    try:
+        from timm.models._factory import parse_model_name
+
+        parse_model_name(f"local-dir:{folder}")
+    except (ImportError, ValueError) as exc:
+        raise M.SourceUnavailable(str(folder), f"timm {timm.__version__} cannot load a model from a local folder "
+                                  "(its 'local-dir:' source): pip install -U timm") from exc
+    return timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+
+
 def timm_embedding(model: nn.Module, name: str = "") -> nn.Module:
     """A timm model as a candidate: itself where its classifier is a Linear that
     :func:`helpers.models.feature_path` finds (its source classes give logits), else (``num_classes=0``
@@ -319,14 +333,12 @@ def timm_embedding(model: nn.Module, name: str = "") -> nn.Module:
 
 def load_timm(ref: str, spec: str = "") -> nn.Module:
     """``hf-hub:ORG/NAME`` or ``local-dir:PATH`` through timm, from the local folder :func:`resolve` gives."""
-    timm = _timm()
     source, _, target = ref.partition(":")
     folder = resolve(target if source == "hf-hub" else str(Path(target).expanduser()), spec)
     if layout(folder) != "timm":
         raise HubLayoutError(f"{folder}: not in timm's hub layout (config.json has no 'architecture'); a "
                              f"transformers model is written hf:{target}")
-    model = timm.create_model(f"local-dir:{folder}", pretrained=True)
-    return timm_embedding(model.eval(), spec)
+    return timm_embedding(_timm_from_folder(folder), spec)
 
 
 def load_open_clip(folder: Path, name: str = "") -> HubEmbedding:
@@ -368,7 +380,7 @@ def load_hf(ref: str, spec: str = "") -> nn.Module:
     folder = resolve(ref, spec)
     kind = layout(folder)
     if kind == "timm":
-        return timm_embedding(_timm().create_model(f"local-dir:{folder}", pretrained=True).eval(), spec)
+        return timm_embedding(_timm_from_folder(folder), spec)
     if kind == "open_clip":
         return load_open_clip(folder, spec)
     return load_transformers(folder, spec)
