@@ -628,9 +628,11 @@ def _size_guard(module: nn.Module, args):
         return None
     name = getattr(module, "input_size_name", None) or getattr(module, "arch_name", None) or type(module).__name__
     least = smallest_input_size(module, max(size) + 1, x)
-    fix = (f"; the smallest input size it runs at is {least} px (write the candidate with @{least} or larger)"
-           if least else f"; it runs at no size up to {_PROBE_MAX} px")
-    raise InputSizeError(f"input size {size[0]}x{size[1]} px is too small for {name} ({error}){fix}")
+    if least:
+        raise InputSizeError(f"input size {size[0]}x{size[1]} px is too small for {name} ({error}); the smallest "
+                             f"input size it runs at is {least} px (write the candidate with @{least} or larger)")
+    raise InputSizeError(f"input size {size[0]}x{size[1]} px does not fit {name} ({error}), and it does not run at "
+                         f"{_PROBE_MAX} px either: a model with a fixed input size? use its own size")
 
 
 def guard_input_size(model: nn.Module, name: str | None = None) -> nn.Module:

@@ -191,6 +191,48 @@ def test_clip_image_tower_only(tmp_path):
     assert declared["declared"] is False and declared["image_size"] == 32
 
 
+def test_vit_uses_the_cls_token_not_its_untrained_tanh_pooler_and_runs_at_other_sizes(tmp_path):
+    torch.manual_seed(7)
+    cfg = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                 patch_size=8, image_size=32)
+    ref = transformers.ViTModel(cfg).eval()
+    ref.save_pretrained(tmp_path / "vit")
+    model = CA.build_model(R.parse_candidate(f"hf:{tmp_path / 'vit'}@48"))
+    x = _x()
+    with torch.no_grad():
+        out = ref(pixel_values=x)
+        assert torch.allclose(model.embed(x), out.last_hidden_state[:, 0], atol=1e-6)
+        assert not torch.allclose(model.embed(x), out.pooler_output, atol=1e-3)
+        x48 = _x(size=48)
+        want = ref(pixel_values=x48, interpolate_pos_encoding=True).last_hidden_state[:, 0]
+        assert torch.allclose(model.embed(x48), want, atol=1e-6)
+
+
+def test_hf_cnn_has_fu_layers_and_gradients_reach_them(tmp_path):
+    torch.manual_seed(6)
+    cfg = transformers.ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                    layer_type="basic")
+    ref = transformers.ResNetModel(cfg).eval()
+    ref.save_pretrained(tmp_path / "resnet")
+    model = CA.build_model(R.parse_candidate(f"hf:{tmp_path / 'resnet'}"))
+    x = _x()
+    with torch.no_grad():
+        assert torch.allclose(model.embed(x), ref(pixel_values=x).pooler_output.flatten(1), atol=1e-6)  # avg pool
+    layers = CA.fu_layer_names(model)
+    assert layers is not None and all(n.startswith("backbone.") for n in layers)
+    net = M.penultimate_model(model)
+    net(x).sum().backward()
+    assert all(net.get_submodule(n).weight.grad.abs().sum() > 0 for n in layers)
+
+
+def test_fixed_size_model_is_told_to_use_its_own_size():
+    model = CA.build_model(R.parse_candidate("timm:vit_tiny_patch16_224:random"))
+    with pytest.raises(M.InputSizeError, match=r"28x28 px does not fit timm:vit_tiny_patch16_224:random .*fixed "
+                                               r"input size"):
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 28, 28))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # timm models from the hub's layout
 
