@@ -26,11 +26,11 @@ What the candidate computes (:class:`HubEmbedding`): images -> an embedding (the
 metrics see) -> a placeholder one-unit ``head`` (zero weights; ``has_source_head = False``: a hub backbone
 has no source classes, so LEEP / NCE are skipped). The embedding is
 
-* transformers: ``pooler_output`` where the model's pooling has no weights of its own (DINOv2 / RAD-DINO: the
-  CLS token after the final norm; ResNet / ConvNeXt / Swin: the average pool; CLIP's vision tower: the CLS
-  token after ``post_layernorm``), else the CLS token of ``last_hidden_state`` (ViT's ``pooler`` is a
-  tanh layer that self-supervised checkpoints such as DINO ship untrained); a ViT run at another size than
-  its config's gets ``interpolate_pos_encoding=True``;
+* transformers: ``pooler_output`` (DINOv2 / RAD-DINO: the CLS token after the final norm; ResNet / ConvNeXt
+  / Swin: the average pool; BEiT: its mean pooling; CLIP's vision tower: the CLS token after
+  ``post_layernorm``; SigLIP: its attention-pool head), except where the pooler is ViT's dense + tanh layer
+  (``pooler.dense``), which self-supervised checkpoints such as DINO ship untrained: there the CLS token of
+  ``last_hidden_state``; a ViT run at another size than its config's gets ``interpolate_pos_encoding=True``;
 * timm: ``forward_head(forward_features(x), pre_logits=True)`` (the input of its classifier);
 * open_clip / BiomedCLIP: the timm trunk's pooled output, before the image-text projection.
 
@@ -216,8 +216,8 @@ class HubEmbedding(nn.Module):
         self.input_size_name = name
         self._interpolate = kind == "transformers" and "interpolate_pos_encoding" in inspect.signature(
             backbone.forward).parameters
-        own_pooler = getattr(backbone, "pooler", None)
-        self._cls_token = isinstance(own_pooler, nn.Module) and any(True for _ in own_pooler.parameters())
+        # ViT / DeiT's pooler: a dense + tanh layer on the CLS token, trained only by supervised checkpoints
+        self._cls_token = isinstance(getattr(getattr(backbone, "pooler", None), "dense", None), nn.Linear)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind in ("timm", "open_clip"):
