@@ -629,8 +629,9 @@ def _size_guard(module: nn.Module, args):
     name = getattr(module, "input_size_name", None) or getattr(module, "arch_name", None) or type(module).__name__
     least = smallest_input_size(module, max(size) + 1, x)
     if least:
-        raise InputSizeError(f"input size {size[0]}x{size[1]} px is too small for {name} ({error}); the smallest "
-                             f"input size it runs at is {least} px (write the candidate with @{least} or larger)")
+        raise InputSizeError(f"input size {size[0]}x{size[1]} px is too small for {name}: the smallest input size "
+                             f"it runs at is {least} px (write the candidate with @{least} or larger); the model "
+                             f"said: {error}")
     raise InputSizeError(f"input size {size[0]}x{size[1]} px does not fit {name} ({error}), and it does not run at "
                          f"{_PROBE_MAX} px either: a model with a fixed input size? use its own size")
 
