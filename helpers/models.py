@@ -283,7 +283,8 @@ def _pickle_bytes(path: Path) -> list[bytes]:
     neither."""
     import zipfile
 
-    head = path.read_bytes()[:4]
+    with open(path, "rb") as fh:
+        head = fh.read(4)
     if not head:
         raise CorruptCheckpointError(f"{path}: the file is empty (a checkpoint whose writing was cut off?)")
     if zipfile.is_zipfile(path):
