@@ -530,3 +530,40 @@ def test_keras_files_that_are_not_a_resnet50_are_refused(tmp_path):
     (tmp_path / "broken.h5").write_bytes(b"not hdf5 at all")
     with pytest.raises(M.CorruptCheckpointError, match="corrupt or not HDF5"):
         CA.build_model(R.parse_candidate(f"radimagenet:{tmp_path / 'broken.h5'}"))
+
+
+def test_keras_layout_written_with_h5py_round_trips(tmp_path):
+    """Without keras (CI): a Keras-layout .h5 written here from a v1-strided torchvision ResNet-50 (kernels
+    (H, W, in, out), conv biases folded out of the BatchNorm means, Keras's epsilon) converts back to the same
+    network. The semantics of Keras's own ResNet50 are checked by the test above where keras is installed."""
+    h5py = pytest.importorskip("h5py")
+    from helpers.rank import keras as K
+
+    torch.manual_seed(8)
+    ref = M.resnet_v1_strides(M._random_model("resnet50")).eval()
+    for m in ref.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+    sd = ref.state_dict()
+    path = tmp_path / "keras_layout.h5"
+    with h5py.File(path, "w") as fh:
+        names = []
+        for kconv, kbn, tconv, tbn in K.layer_map():
+            bias = torch.randn(sd[f"{tconv}.weight"].shape[0]) * 0.1
+            weights = {kconv: {"kernel": sd[f"{tconv}.weight"].permute(2, 3, 1, 0), "bias": bias},
+                       kbn: {"gamma": sd[f"{tbn}.weight"], "beta": sd[f"{tbn}.bias"],
+                             "moving_mean": sd[f"{tbn}.running_mean"] + bias,
+                             "moving_variance": sd[f"{tbn}.running_var"] - (K.KERAS_EPS - K.TORCH_EPS)}}
+            for layer, ws in weights.items():
+                g = fh.create_group(layer)
+                g.attrs["weight_names"] = [f"{layer}/{w}:0".encode() for w in ws]
+                for w, v in ws.items():
+                    g.create_dataset(f"{layer}/{w}:0", data=v.numpy())
+                names.append(layer.encode())
+        fh.attrs["layer_names"] = names
+    model = CA.build_model(R.parse_candidate(f"radimagenet:{path}"))
+    x = _x(size=64)
+    with torch.no_grad():
+        assert torch.allclose(M.penultimate_model(model)(x), M.penultimate_model(ref)(x), atol=1e-4, rtol=1e-4)
+    assert model.layer2[0].conv1.stride == (2, 2) and model.layer2[0].conv2.stride == (1, 1)

@@ -282,9 +282,16 @@ def load_transformers(folder: Path, name: str = "") -> HubEmbedding:
     transformers = _transformers()
     cfg = check_remote_code(folder)
     safetensors = any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").is_file()
-    model, info = transformers.AutoModel.from_pretrained(
-        str(folder), trust_remote_code=False, use_safetensors=safetensors, local_files_only=True,
-        output_loading_info=True)
+    tlog = transformers.utils.logging
+    bars = tlog.is_progress_bar_enabled()
+    tlog.disable_progress_bar()  # one bar per candidate would drown the ranking's own progress
+    try:
+        model, info = transformers.AutoModel.from_pretrained(
+            str(folder), trust_remote_code=False, use_safetensors=safetensors, local_files_only=True,
+            output_loading_info=True)
+    finally:
+        if bars:
+            tlog.enable_progress_bar()
     _weights_fit(info, folder)
     vision_cfg = cfg.get("vision_config")
     if vision_cfg and hasattr(model, "vision_model"):  # CLIP / SigLIP: the image tower alone
