@@ -19,8 +19,12 @@ from helpers.data import load_medmnist
 from helpers.rank import candidates as CA
 from helpers.rank import hub as H
 
-transformers = pytest.importorskip("transformers")
-timm = pytest.importorskip("timm")
+try:  # the hub extra (pip install .[hub]); the checkpoint tests run without it
+    import timm
+    import transformers
+except ImportError:  # pragma: no cover - CI installs the extra
+    timm = transformers = None
+needs_hub = pytest.mark.skipif(transformers is None or timm is None, reason="needs the hub extra: pip install .[hub]")
 
 
 def _x(n=2, size=32, seed=0):
@@ -82,6 +86,7 @@ def offline_hub(tmp_path, monkeypatch):
 # transformers models
 
 
+@needs_hub
 def test_hf_folder_loads_with_its_declared_preprocessing(dino):
     folder, ref = dino
     c = R.parse_candidate(f"hf:{folder}")
@@ -107,6 +112,7 @@ def test_hf_folder_loads_with_its_declared_preprocessing(dino):
         assert torch.equal(CA.build_model(c).embed(x), emb)
 
 
+@needs_hub
 def test_hf_hub_id_resolves_from_the_local_hub_cache_offline(dino, offline_hub):
     folder, ref = dino
     _hub_cache(offline_hub, "testorg/tiny-dinov2", folder)
@@ -125,6 +131,7 @@ def test_hf_hub_id_resolves_from_the_local_hub_cache_offline(dino, offline_hub):
         R.preprocessing(missing)
 
 
+@needs_hub
 def test_safetensors_preferred_and_pickled_bin_loaded_weights_only(dino, tmp_path):
     folder, ref = dino
     both = tmp_path / "both"
@@ -143,6 +150,7 @@ def test_safetensors_preferred_and_pickled_bin_loaded_weights_only(dino, tmp_pat
     assert all(torch.equal(v, ref.state_dict()[k]) for k, v in loaded.state_dict().items())
 
 
+@needs_hub
 def test_hf_weights_that_do_not_fit_are_an_error_not_random_init(dino, tmp_path):
     folder, ref = dino
     bad = tmp_path / "bad"
@@ -156,6 +164,7 @@ def test_hf_weights_that_do_not_fit_are_an_error_not_random_init(dino, tmp_path)
         CA.build_model(R.parse_candidate(f"hf:{bad}"))
 
 
+@needs_hub
 def test_model_needing_remote_code_is_refused_without_running_it(tmp_path):
     folder = tmp_path / "custom"
     folder.mkdir()
@@ -172,6 +181,7 @@ def test_model_needing_remote_code_is_refused_without_running_it(tmp_path):
     assert not marker.exists()
 
 
+@needs_hub
 def test_clip_image_tower_only(tmp_path):
     torch.manual_seed(2)
     cfg = transformers.CLIPConfig(
@@ -191,6 +201,7 @@ def test_clip_image_tower_only(tmp_path):
     assert declared["declared"] is False and declared["image_size"] == 32
 
 
+@needs_hub
 def test_vit_uses_the_cls_token_not_its_untrained_tanh_pooler_and_runs_at_other_sizes(tmp_path):
     torch.manual_seed(7)
     cfg = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -208,6 +219,7 @@ def test_vit_uses_the_cls_token_not_its_untrained_tanh_pooler_and_runs_at_other_
         assert torch.allclose(model.embed(x48), want, atol=1e-6)
 
 
+@needs_hub
 def test_hf_cnn_has_fu_layers_and_gradients_reach_them(tmp_path):
     torch.manual_seed(6)
     cfg = transformers.ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
@@ -225,6 +237,7 @@ def test_hf_cnn_has_fu_layers_and_gradients_reach_them(tmp_path):
     assert all(net.get_submodule(n).weight.grad.abs().sum() > 0 for n in layers)
 
 
+@needs_hub
 def test_fixed_size_model_is_told_to_use_its_own_size():
     model = CA.build_model(R.parse_candidate("timm:vit_tiny_patch16_224:random"))
     with pytest.raises(M.InputSizeError, match=r"28x28 px does not fit timm:vit_tiny_patch16_224:random .*fixed "
@@ -237,6 +250,7 @@ def test_fixed_size_model_is_told_to_use_its_own_size():
 # timm models from the hub's layout
 
 
+@needs_hub
 def test_timm_local_dir_and_hf_hub_cache(timm_resnet, offline_hub):
     folder, ref = timm_resnet
     _hub_cache(offline_hub, "testorg/tiny-resnet", folder)
@@ -256,6 +270,7 @@ def test_timm_local_dir_and_hf_hub_cache(timm_resnet, offline_hub):
         CA.build_model(R.parse_candidate("timm:hf-hub:testorg/absent"))
 
 
+@needs_hub
 def test_timm_backbone_without_head_gives_its_pooled_features(tmp_path):
     torch.manual_seed(3)
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32, depth=2).eval()
@@ -268,6 +283,7 @@ def test_timm_backbone_without_head_gives_its_pooled_features(tmp_path):
     assert R.preprocessing(R.parse_candidate(f"timm:local-dir:{tmp_path / 'vit'}"))["image_size"] == 32
 
 
+@needs_hub
 def test_open_clip_timm_tower_biomedclip_layout(tmp_path):
     """BiomedCLIP's layout: open_clip_config.json (vision_cfg.timm_model_name) and open_clip_pytorch_model.bin
     holding visual.trunk.* (the timm ViT), visual.head.proj.weight and the text tower."""
@@ -415,6 +431,7 @@ def npz_target(shared_data_root, tmp_path_factory):
     return path
 
 
+@needs_hub
 def test_rank_models_end_to_end_with_hub_candidates(npz_target, dino, timm_resnet, tmp_path):
     cands = [f"hf:{dino[0]}", f"timm:local-dir:{timm_resnet[0]}@32", "resnet18:random@28", f"hf:{tmp_path / 'nope'}"]
     metrics = ["knn_accuracy", "linear_probe", "lp", "fu", "leep", "logme", "num_params"]
