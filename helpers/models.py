@@ -47,6 +47,25 @@ class UnsafeCheckpointError(ValueError):
     """A checkpoint file holds something other than tensors and plain containers (it would run code)."""
 
 
+class PickledModelError(UnsafeCheckpointError):
+    """A checkpoint that is a whole pickled model (``torch.save(model)``), not its ``state_dict()``: loading it
+    would import and run the model's code. The message carries the one-line fix."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file that is damaged or not a checkpoint at all (truncated, empty, not zip/pickle/safetensors
+    data). Nothing in it was run; it is broken, not unsafe."""
+
+
+class UnsupportedCheckpointError(ValueError):
+    """A checkpoint in a format this project does not read (a Keras/TensorFlow ``.h5`` file), with the reason
+    and how to convert it."""
+
+
+class InputSizeError(ValueError):
+    """The input size is too small (or otherwise wrong) for the architecture; the message names both."""
+
+
 @dataclass(frozen=True)
 class Architecture:
     """A torchvision architecture: its builder, ImageNet weights enum member, FU layer pair, head and the layer
@@ -221,36 +240,173 @@ def penultimate_model(model: nn.Module, inplace: bool = False) -> nn.Module:
 # checkpoints
 
 
+#: wrappers whose prefix every key of a state dict may carry: DistributedDataParallel / DataParallel
+#: (``module.``), a PyTorch Lightning module holding the network as ``self.model`` (``model.``), torch.compile
+#: (``_orig_mod.``)
+STATE_PREFIXES = ("module.", "model.", "_orig_mod.")
+#: keys under which training frameworks nest the state dict (Lightning: ``state_dict``)
+STATE_KEYS = ("state_dict", "model_state_dict", "model", "net")
+
+
 def _clean_state(state: dict) -> dict:
-    """Unwrap common checkpoint layouts ({'state_dict': ...}, {'model': ...}, DataParallel 'module.')."""
-    for key in ("state_dict", "model_state_dict", "model", "net"):
+    """Unwrap the common checkpoint layouts: the state dict nested under a key (Lightning's ``state_dict``,
+    ``model_state_dict``, ``model``, ``net``) and wrapper prefixes that **every** key carries
+    (:data:`STATE_PREFIXES`: DDP's ``module.``, Lightning's ``model.``, torch.compile's ``_orig_mod.``, also
+    stacked). A prefix only some keys carry is kept (the fit check then names the keys). Non-tensor entries
+    (epoch counters, hyper-parameters) are dropped."""
+    for key in STATE_KEYS:
         if isinstance(state.get(key), dict):
             state = state[key]
             break
-    out = {}
-    for k, v in state.items():
-        if not isinstance(v, torch.Tensor):
-            continue
-        out[k[7:] if k.startswith("module.") else k] = v
+    out = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    changed = True
+    while out and changed:
+        changed = False
+        for prefix in STATE_PREFIXES:
+            if all(k.startswith(prefix) for k in out):
+                out = {k[len(prefix):]: v for k, v in out.items()}
+                changed = True
     return out
 
 
+#: module prefixes of pickled globals that mean "a whole model was pickled" (its classes would be imported)
+_MODEL_MODULES = ("torch.nn.modules.", "torchvision.models.", "timm.models.", "transformers.models.",
+                  "monai.networks.", "segmentation_models_pytorch.", "lightning.", "pytorch_lightning.",
+                  "helpers.")
+_STRING_OPS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE",
+               "BINUNICODE8"}
+
+
+def _pickle_bytes(path: Path) -> list[bytes]:
+    """The pickle streams of a torch checkpoint, read as bytes without unpickling: ``*/data.pkl`` of the zip
+    format, or the file itself (legacy format or a plain pickle). :class:`CorruptCheckpointError` when it is
+    neither."""
+    import zipfile
+
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise CorruptCheckpointError(f"{path}: the file is empty (a checkpoint whose writing was cut off?)")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if n.endswith("data.pkl")]
+                if not names:
+                    raise CorruptCheckpointError(f"{path}: a zip file without the data.pkl of a torch checkpoint")
+                return [zf.read(names[0])]
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:  # CRC errors, truncated members
+            raise CorruptCheckpointError(f"{path}: the file is corrupt (damaged zip archive: {exc})") from exc
+    if head.startswith(b"PK"):
+        raise CorruptCheckpointError(f"{path}: the file is corrupt (a truncated or damaged zip archive: "
+                                     "torch.save's format without its central directory)")
+    if head[:1] != b"\x80":
+        raise CorruptCheckpointError(f"{path}: the file is corrupt or not a PyTorch checkpoint (it starts with "
+                                     f"{head!r}, neither a zip archive, a pickle nor safetensors)")
+    return [path.read_bytes()]
+
+
+def pickle_globals(path: str | os.PathLike) -> list[str]:
+    """The ``module.name`` globals a torch checkpoint's pickle would import, read with :mod:`pickletools`
+    (which decodes opcodes and runs nothing). :class:`CorruptCheckpointError` when the pickle is malformed.
+    For the legacy (non-zip) format the leading pickles are read (magic number, protocol, system info, the
+    object) until the raw storage bytes."""
+    import io
+    import pickletools
+
+    found: list[str] = []
+    for data in _pickle_bytes(Path(path)):
+        stream = io.BytesIO(data)
+        for n_pickle in range(4):  # legacy format: 4 pickles, then raw storages
+            strings, memo, last = [], {}, None
+            try:
+                for op, arg, _ in pickletools.genops(stream):
+                    name = op.name
+                    if name in _STRING_OPS:
+                        last = arg if isinstance(arg, str) else arg.decode("latin-1", "replace")
+                        strings.append(last)
+                    elif name in ("BINGET", "LONG_BINGET", "GET"):
+                        last = memo.get(arg)
+                        strings.append(last)
+                    elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+                        memo[arg] = last
+                    elif name == "MEMOIZE":
+                        memo[len(memo)] = last
+                    elif name == "GLOBAL":
+                        found.append(str(arg).replace(" ", "."))
+                        last = None
+                    elif name == "STACK_GLOBAL":
+                        mod, qual = (strings[-2:] + [None, None])[:2] if len(strings) >= 2 else (None, None)
+                        found.append(f"{mod}.{qual}")
+                        last = None
+                    else:
+                        last = None
+            except Exception as exc:  # ValueError (bad opcode), EOF inside a pickle
+                raise CorruptCheckpointError(f"{Path(path)}: the file is corrupt (its pickle data is malformed or "
+                                             f"truncated: {str(exc)[:120]})") from exc
+            if stream.tell() >= len(data) or data[stream.tell():stream.tell() + 1] != b"\x80":
+                break
+    return sorted(set(found))
+
+
+def _load_failure(path: Path, exc: Exception) -> ValueError:
+    """Why ``torch.load(weights_only=True)`` refused a file: corrupt, a whole pickled model (with the fix) or
+    unsafe content (naming the globals it would import)."""
+    try:
+        globs = pickle_globals(path)
+    except CorruptCheckpointError as corrupt:
+        return corrupt
+    models = [g for g in globs if g.startswith(_MODEL_MODULES) or g.startswith("__main__.")]
+    if models:
+        return PickledModelError(
+            f"{path}: refused to load: the file is a whole pickled model ({', '.join(models[:3])}"
+            f"{', ...' if len(models) > 3 else ''}), and loading it would import and run that code. Fix: save "
+            "its state_dict() instead: torch.save(model.state_dict(), path)")
+    import pickle
+
+    if isinstance(exc, pickle.UnpicklingError):
+        return UnsafeCheckpointError(
+            f"{path}: refused to load: the file is not a plain tensor checkpoint; its pickle would import "
+            f"{', '.join(globs[:6]) or 'objects'} ({type(exc).__name__}). Only tensors and plain containers are "
+            "accepted (torch.load weights_only=True); re-save it as a state dict or as safetensors")
+    return CorruptCheckpointError(f"{path}: the file is corrupt ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+#: suffixes of Keras / TensorFlow weight files
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file, never unpickling code: safetensors, or ``torch.load(weights_only=True)``."""
+    """Tensors of a checkpoint file, never unpickling code: safetensors, or ``torch.load(weights_only=True)``.
+
+    The layouts of :func:`_clean_state` are unwrapped (Lightning ``state_dict`` / ``model.``, DDP ``module.``).
+    Refusals say why: :class:`PickledModelError` for ``torch.save(model)`` (with the fix: save
+    ``state_dict()``), :class:`UnsafeCheckpointError` for other pickled objects (naming what would be imported),
+    :class:`CorruptCheckpointError` for a damaged file, :class:`UnsupportedCheckpointError` for Keras ``.h5``
+    (:func:`helpers.rank.keras.convert_keras_resnet50` converts a RadImageNet ResNet-50)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix.lower() in KERAS_SUFFIXES:
+        raise UnsupportedCheckpointError(
+            f"{path}: a Keras/TensorFlow weights file: its kernels are laid out (H, W, in, out) and its layers "
+            "are named by Keras, so it is not a PyTorch state dict. A Keras ResNet-50 (RadImageNet's published "
+            "RadImageNet-ResNet50_notop.h5) is converted by helpers.rank.keras.convert_keras_resnet50(path, "
+            "out) (or the candidate radimagenet:PATH); any other Keras model: export its weights to PyTorch "
+            "names yourself and save them with safetensors")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return _clean_state(load_file(str(path)))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CorruptCheckpointError(f"{path}: the file is corrupt (safetensors: {str(exc)[:200]})") from exc
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle.UnpicklingError and friends
-        raise UnsafeCheckpointError(
-            f"{path}: refused to load: the file is not a plain tensor checkpoint ({type(exc).__name__}: "
-            f"{str(exc)[:300]}). Only tensors and plain containers are accepted (torch.load weights_only=True); "
-            "re-save it as a state dict or as safetensors") from exc
+    except Exception as exc:  # pickle.UnpicklingError (refused globals), RuntimeError / EOFError (damaged file)
+        raise _load_failure(path, exc) from exc
+    if isinstance(state, nn.Module):  # pragma: no cover - weights_only never returns a module
+        raise PickledModelError(f"{path}: a whole model; save its state_dict() instead")
     if not isinstance(state, dict):
         raise UnsafeCheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
     return _clean_state(state)
@@ -329,6 +485,18 @@ def classifier_from_unet(state: dict, arch: str = "resnet18", head_seed: int = 0
     return model
 
 
+def resnet_v1_strides(model: nn.Module) -> nn.Module:
+    """torchvision's ResNet-50 (v1.5: a stage's stride on the 3x3 ``conv2``) made v1 (the stride on the first
+    1x1 ``conv1``, as Keras's and Caffe's ResNet-50): what a checkpoint converted from Keras needs (its sidecar
+    says ``stride_in_1x1``; :mod:`helpers.rank.keras`)."""
+    for name in ("layer2", "layer3", "layer4"):
+        block = getattr(model, name)[0]
+        stride = block.conv2.stride
+        block.conv1.stride, block.conv2.stride = stride, (1, 1)
+    model.stride_in_1x1 = True
+    return model
+
+
 def has_source_head(source) -> bool:
     """Whether a source's model has a classification head of its own whose logits mean something (LEEP, NCE):
     False for a segmentation U-Net checkpoint (its encoder becomes the classifier, :func:`classifier_from_unet`);
@@ -336,7 +504,8 @@ def has_source_head(source) -> bool:
     path = Path(str(source))
     if str(source) in ("random", "imagenet") or not path.is_file():
         return True
-    if str(read_sidecar(path).get("format", "")).startswith("helpers.segmentation"):
+    meta = read_sidecar(path)
+    if str(meta.get("format", "")).startswith("helpers.segmentation") or meta.get("source_head") is False:
         return False
     return not is_unet_state(read_state_dict(path))
 
@@ -355,9 +524,15 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None) -> nn.Modu
         return model
     arch = meta.get("architecture") or arch or "resnet18"
     model = _random_model(arch)
+    if meta.get("stride_in_1x1"):  # converted from Keras (helpers.rank.keras)
+        resnet_v1_strides(model)
     _fit_head_to(model, state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if meta.get("source_head") is False:  # a backbone without classifier (Keras _notop): the head stays random
+        head = head_path(model) + "."
+        missing = [k for k in missing if not k.startswith(head)]
+        model.has_source_head = False
     if missing or unexpected:
         raise ValueError(f"{path}: checkpoint does not fit {arch}: missing {missing[:5]}, unexpected "
                          f"{unexpected[:5]}")
@@ -396,6 +571,84 @@ def normalization_for(source: str | os.PathLike):
     from .data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD
 
     return (IMAGENET_MEAN, IMAGENET_STD) if str(source) == "imagenet" else (HALF_MEAN, HALF_STD)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# input size
+
+
+#: inputs at least this large are not probed (no architecture here needs more)
+_PROBE_BELOW = 64
+_PROBE_MAX = 512
+
+
+def _runs_at(model: nn.Module, size: int, ref: torch.Tensor) -> str | None:
+    """None when ``model`` runs on one zero image of ``size`` x ``size``, else the first line of its error."""
+    x = torch.zeros(1, ref.shape[1], size, size, dtype=ref.dtype, device=ref.device)
+    model._size_probing = True
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+        return None
+    except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    finally:
+        model._size_probing = False
+        model.train(was_training)
+
+
+def smallest_input_size(model: nn.Module, start: int, ref: torch.Tensor | None = None) -> int | None:
+    """The smallest square input size >= ``start`` (up to 512) at which ``model`` runs, by bisection (sizes
+    at which an architecture runs are upward closed for CNNs); None when none does."""
+    ref = ref if ref is not None else torch.zeros(1, 3, 1, 1, device=next(model.parameters()).device)
+    if _runs_at(model, _PROBE_MAX, ref) is not None:
+        return None
+    lo, hi = int(start), _PROBE_MAX  # hi runs
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _runs_at(model, mid, ref) is None:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def _size_guard(module: nn.Module, args):
+    if getattr(module, "_size_probing", False) or not args or not isinstance(args[0], torch.Tensor):
+        return None
+    x = args[0]
+    if x.dim() != 4 or min(x.shape[-2:]) >= _PROBE_BELOW:
+        return None
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    ok = module.__dict__.setdefault("_sizes_checked", {})
+    if size not in ok:
+        ok[size] = _runs_at(module, max(size), x)
+    error = ok[size]
+    if error is None:
+        return None
+    name = getattr(module, "input_size_name", None) or getattr(module, "arch_name", None) or type(module).__name__
+    least = smallest_input_size(module, max(size) + 1, x)
+    if least:
+        raise InputSizeError(f"input size {size[0]}x{size[1]} px is too small for {name}: the smallest input size "
+                             f"it runs at is {least} px (write the candidate with @{least} or larger); the model "
+                             f"said: {error}")
+    raise InputSizeError(f"input size {size[0]}x{size[1]} px does not fit {name} ({error}), and it does not run at "
+                         f"{_PROBE_MAX} px either: a model with a fixed input size? use its own size")
+
+
+def guard_input_size(model: nn.Module, name: str | None = None) -> nn.Module:
+    """Make an input that is too small for the architecture an :class:`InputSizeError` naming the size, the
+    architecture and the smallest size that runs, instead of a shape error from deep inside the network.
+
+    A forward pre-hook: inputs smaller than 64 px are tried once per size on a single zero image (no cost for
+    larger inputs, one small forward per new small size). It travels with ``copy.deepcopy``."""
+    if name:
+        model.input_size_name = name
+    if not getattr(model, "_size_guarded", False):
+        model.register_forward_pre_hook(_size_guard)
+        model._size_guarded = True
+    return model
 
 
 # ----------------------------------------------------------------------------------------------------------

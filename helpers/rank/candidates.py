@@ -10,22 +10,38 @@ A candidate is written ``SPEC[@SIZE]``; ``@SIZE`` overrides its input size (pixe
     candidate is ``unavailable`` with the reason and where to put the file.
 ``ARCH:random``
     random initialisation (``torch.manual_seed(seed)`` first), a baseline.
-``ARCH:PATH`` or ``PATH``
-    a checkpoint: ``.safetensors``, or ``.pt`` / ``.pth`` / ``.bin`` read with ``torch.load(weights_only=True)``
-    (never unpickling code; :func:`helpers.models.read_state_dict`), with its own head. The architecture
-    comes from a JSON sidecar (``PATH`` with suffix ``.json``, as :func:`helpers.models.save_checkpoint`
-    writes) or from ``ARCH``; a checkpoint that does not fit the architecture is an ``error`` row.
+``imagenet``
+    the book's name for its ImageNet source: torchvision's ResNet-18 ``IMAGENET1K_V1``.
+``ARCH:PATH``, ``PATH`` or ``radimagenet:PATH``
+    a checkpoint: ``.safetensors``, or ``.pt`` / ``.pth`` / ``.bin`` / ``.ckpt`` read with
+    ``torch.load(weights_only=True)`` (never unpickling code; :func:`helpers.models.read_state_dict`), with its
+    own head. Lightning (``state_dict`` key, ``model.`` prefix), DDP (``module.``) and ``torch.compile``
+    (``_orig_mod.``) layouts are unwrapped. The architecture comes from a JSON sidecar (``PATH`` with suffix
+    ``.json``, as :func:`helpers.models.save_checkpoint` writes), from ``ARCH``, else from the tensors
+    themselves (:func:`infer_arch`: the one architecture of :data:`INFER_ARCHS` whose names and shapes they
+    have). A checkpoint that does not fit is an ``error`` row; so is a whole pickled model (refused with the
+    fix: save ``state_dict()``), a corrupt file (called corrupt) and an unsafe one (naming what it would
+    import). A Keras ``.h5`` (RadImageNet's published ``RadImageNet-ResNet50_notop.h5``) is converted exactly
+    to torchvision's ResNet-50 with v1 strides by :mod:`helpers.rank.keras` (input RGB / 255, RadImageNet's
+    recipe); any other Keras model is refused with the reason.
 ``timm:NAME`` or ``timm:NAME:random``
     a `timm <https://github.com/huggingface/pytorch-image-models>`_ model (pretrained weights from the
     Hugging Face hub, or random init), when the optional ``timm`` package is installed (``pip install
-    .[timm]``); without it the candidate is ``unavailable`` and says so.
+    .[timm]``); without it the candidate is ``unavailable`` and says so. A timm backbone without classifier
+    (``num_classes=0``, e.g. timm's DINOv2) is wrapped so that its pooled features are the representation.
+``hf:ORG/NAME[@REVISION]``, ``hf:PATH``, ``timm:hf-hub:ORG/NAME``, ``timm:local-dir:PATH``
+    a foundation model from the Hugging Face hub or a folder in the hub's layout (transformers, timm, or an
+    open_clip timm tower such as BiomedCLIP's): :mod:`helpers.rank.hub` (no repository code runs; safetensors
+    preferred; the model's declared preprocessing; ``pip install .[hub]``).
 a trained source of this project by name (``seg_<set>`` / ``seg_union``: an encoder of the segmentation bank)
     ``breastmnist``, ``medmnist_union__retinamnist``...: ``results/<profile>/sources/<name>.safetensors``,
     written by the Pretraining chapter.
 
 Input convention per candidate (:func:`preprocessing`): ImageNet weights get ImageNet mean/std and the crop
 size of the weights' own transforms (224 for most torchvision models, 384 for efficientnet_v2_s; timm: its
-``pretrained_cfg``); everything else 0.5/0.5 (PROTOCOL.md section 4) and the size recorded in the checkpoint
+``pretrained_cfg``); hub models what they declare (:func:`helpers.rank.hub.declared_preprocessing`; the
+declared interpolation and crop are reported by :func:`declared_preprocessing`, the target images are resized
+square, bilinear); everything else 0.5/0.5 (PROTOCOL.md section 4) and the size recorded in the checkpoint
 sidecar (``image_size``; the project's sources say the size they were trained at), else 224. A sidecar may
 also carry ``mean`` and ``std``. ``@SIZE`` or ``image_size=`` of :func:`helpers.rank.rank_models` override
 the size.
@@ -38,6 +54,9 @@ FU's two layers: the pair of :data:`helpers.models.ARCHITECTURES` for the regist
 first two ``Conv2d`` modules in registration order (for torchvision's and timm's CNNs the order of the
 forward pass: the stem and the first convolution after it). A model with fewer than two convolutions (a
 vision transformer) gets FU ``skipped``.
+
+An input smaller than the architecture allows is an :class:`helpers.models.InputSizeError` naming the size, the
+architecture and the smallest size that runs (:func:`helpers.models.guard_input_size`), as an ``error`` row.
 """
 from __future__ import annotations
 
@@ -53,9 +72,15 @@ import torch.nn as nn
 
 from .. import models as M
 from ..data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD
+from . import hub as H
 from .targets import RankInputError
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".h5", ".hdf5")
+#: the architecture of the book's ``imagenet`` source ([D]'s protocol, helpers.models.load_source's default)
+BOOK_ARCH = "resnet18"
+#: architectures a checkpoint without sidecar or ARCH is matched against (by its tensor names and shapes)
+INFER_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "densenet121", "densenet169",
+               "efficientnet_v2_s", "mobilenet_v3_small", "convnext_tiny", "vgg11")
 DEFAULT_SIZE = 224
 DOWNLOAD_TIMEOUT_S = 20
 _AUX_OFF = {"googlenet": {"aux_logits": False, "init_weights": True},
@@ -132,12 +157,34 @@ def parse_candidate(spec: str, sources_dir=None) -> Candidate:
         if size < 8:
             raise CandidateError(f"candidate {spec!r}: input size @{size} is too small (at least 8)")
     archs = torchvision_architectures()
+    if text.startswith("hf:"):
+        ref = text[3:].strip()
+        if not ref:
+            raise CandidateError(f"candidate {spec!r}: write hf:ORG/NAME[@REVISION] or hf:PATH (a folder)")
+        if not H.is_local_ref(ref) and not re.fullmatch(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+(@[\w.\-/]+)?", ref):
+            raise CandidateError(f"candidate {spec!r}: {ref!r} is neither a hub id ORG/NAME nor a folder")
+        return Candidate(spec, "hf", _hub_ref(ref), "pretrained", size)
     if text.startswith("timm:"):
         rest = text[5:]
+        if rest.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
+            source, _, ref = rest.partition(":")
+            if not ref:
+                raise CandidateError(f"candidate {spec!r}: write timm:hf-hub:ORG/NAME or timm:local-dir:PATH")
+            source = source.replace("_", "-")
+            return Candidate(spec, "timm", f"{source}:{_hub_ref(ref) if source == 'local-dir' else ref}",
+                             "pretrained", size)
         name, _, mode = rest.partition(":")
         if not name or mode not in ("", "random", "pretrained"):
-            raise CandidateError(f"candidate {spec!r}: write timm:NAME or timm:NAME:random")
+            raise CandidateError(f"candidate {spec!r}: write timm:NAME, timm:NAME:random, timm:hf-hub:ORG/NAME "
+                                 "or timm:local-dir:PATH")
         return Candidate(spec, "timm", name, "random" if mode == "random" else "pretrained", size)
+    if text == "imagenet":  # the book's name: torchvision's ImageNet ResNet-18 (PROTOCOL.md section 3)
+        return Candidate(spec, "torchvision", BOOK_ARCH, M.ARCHITECTURES[BOOK_ARCH].weights, size)
+    if text.startswith("radimagenet:"):  # the book's name: a RadImageNet checkpoint (data-use agreement)
+        ref = text[len("radimagenet:"):].strip()
+        if not ref:
+            raise CandidateError(f"candidate {spec!r}: write radimagenet:PATH (a RadImageNet checkpoint file)")
+        return Candidate(spec, "checkpoint", None, str(Path(ref).expanduser()), size)
     head, sep, rest = text.partition(":")
     looks_like_path = "/" in text or "\\" in text or Path(text).suffix.lower() in CHECKPOINT_SUFFIXES
     if sep and head in archs:
@@ -174,6 +221,11 @@ def parse_candidate(spec: str, sources_dir=None) -> Candidate:
     raise CandidateError(f"candidate {spec!r} is neither a torchvision architecture, a checkpoint file, a timm "
                          f"model (timm:NAME) nor a trained source in {sources_dir}"
                          f"{_suggest(text, archs + sources)}")
+
+
+def _hub_ref(ref: str) -> str:
+    """A hub reference as given, a local folder made absolute (the candidate names the same folder from anywhere)."""
+    return str(Path(ref).expanduser().resolve()) if H.is_local_ref(ref) else ref
 
 
 def parse_candidates(specs, sources_dir=None) -> list[Candidate]:
@@ -224,8 +276,19 @@ def sidecar(path) -> dict:
         raise ValueError(f"sidecar {side} is not valid JSON ({exc})") from exc
 
 
+def is_keras(c: Candidate) -> bool:
+    """A Keras ``.h5`` checkpoint candidate (converted by :mod:`helpers.rank.keras`)."""
+    return c.kind in ("checkpoint", "source") and c.path.suffix.lower() in M.KERAS_SUFFIXES
+
+
 def resolved_arch(c: Candidate) -> str:
-    """The torchvision architecture of a checkpoint candidate (sidecar, else the given one)."""
+    """The torchvision architecture of a checkpoint candidate (sidecar, else the given one, else inferred from
+    its tensors; a Keras ``.h5``: ResNet-50, the one Keras model converted)."""
+    if is_keras(c):
+        if c.arch not in (None, "resnet50"):
+            raise ValueError(f"{c.path}: a Keras .h5 is converted only as a ResNet-50 (helpers.rank.keras), "
+                             f"not as {c.arch}")
+        return "resnet50"
     meta = sidecar(c.path)
     side = meta.get("architecture")
     if str(meta.get("format", "")).startswith("helpers.segmentation"):
@@ -234,11 +297,45 @@ def resolved_arch(c: Candidate) -> str:
         raise ValueError(f"{c.path}: its sidecar says {side!r} but the candidate names {c.arch!r}")
     arch = side or c.arch
     if not arch:
-        raise ValueError(f"{c.path}: no sidecar names its architecture; write the candidate as ARCH:{c.weights}")
+        arch = infer_arch(M.read_state_dict(c.path))
+    if not arch:
+        raise ValueError(f"{c.path}: no sidecar names its architecture and its tensors match none of "
+                         f"{', '.join(INFER_ARCHS)}; write the candidate as ARCH:{c.weights}")
     if arch not in torchvision_architectures():
         raise ValueError(f"{c.path}: architecture {arch!r} is not a torchvision classification model"
                          f"{_suggest(arch, torchvision_architectures())}")
     return arch
+
+
+_ARCH_KEYS: dict = {}
+
+
+def _arch_keys(arch: str) -> dict:
+    """Tensor names and shapes of a torchvision architecture, without its head (built on the meta device)."""
+    if arch not in _ARCH_KEYS:
+        import torchvision.models as tvm
+
+        with torch.device("meta"):
+            model = tvm.get_model(arch, weights=None, **_AUX_OFF.get(arch, {}))
+        model.arch_name = arch
+        head = M.head_path(model)
+        _ARCH_KEYS[arch] = {k: tuple(v.shape) for k, v in model.state_dict().items()
+                            if not k.startswith(head + ".") and not k.endswith("num_batches_tracked")}
+    return _ARCH_KEYS[arch]
+
+
+def infer_arch(state: dict) -> str | None:
+    """The architecture of :data:`INFER_ARCHS` whose backbone tensors (names and shapes, head aside) the state
+    dict has exactly; a U-Net's ResNet encoder counts as its ResNet. None when none or several match."""
+    if M.is_unet_state(state):
+        state = {k[len(M.UNET_ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(M.UNET_ENCODER_PREFIX)}
+    shapes = {k: tuple(v.shape) for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    hits = []
+    for arch in INFER_ARCHS:
+        want = _arch_keys(arch)
+        if all(shapes.get(k) == v for k, v in want.items()) and len(shapes) - len(want) <= 4:
+            hits.append(arch)
+    return hits[0] if len(hits) == 1 else None
 
 
 def identity(c: Candidate, seed: int) -> dict:
@@ -250,6 +347,9 @@ def identity(c: Candidate, seed: int) -> dict:
             raise M.SourceUnavailable(c.spec, f"checkpoint {c.path} does not exist" + (
                 ": run the Pretraining chapter (02) first" if c.kind == "source" else ""))
         return {"kind": "checkpoint", "arch": resolved_arch(c), "sha256": _file_hash(c.path)}
+    if hub_candidate(c):  # the folder's config and weight files, hashed (a revision's snapshot, a local folder)
+        folder = _hub_folder(c)
+        return {"kind": c.kind, "arch": c.arch, "files": H.folder_identity(folder)}
     out = {"kind": c.kind, "arch": c.arch, "weights": c.weights}
     if c.weights == "random":
         out["seed"] = int(seed)
@@ -262,17 +362,45 @@ def preprocessing(c: Candidate, image_size: int | None = None) -> dict:
     if c.kind == "torchvision" and c.weights != "random":
         tf = _weights(c.arch, c.weights).transforms()
         mean, std, size = tuple(tf.mean), tuple(tf.std), int(tf.crop_size[0])
+    elif hub_candidate(c):
+        declared = H.declared_preprocessing(_hub_folder(c))
+        mean, std, size = declared["mean"], declared["std"], int(declared["image_size"] or DEFAULT_SIZE)
     elif c.kind == "timm":
         cfg = _timm_cfg(c.arch)
         size = int(cfg.get("input_size", (3, DEFAULT_SIZE, DEFAULT_SIZE))[-1])
         if c.weights == "pretrained":
             mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+    elif c.kind in ("checkpoint", "source") and is_keras(c):
+        from .keras import INPUT_SCALES
+
+        mean, std = INPUT_SCALES["unit"]["mean"], INPUT_SCALES["unit"]["std"]
     elif c.kind in ("checkpoint", "source") and c.path.is_file():
         meta = sidecar(c.path)
         size = int(meta.get("image_size") or size)
         mean, std = tuple(meta.get("mean") or mean), tuple(meta.get("std") or std)
     size = int(c.image_size or image_size or size)
     return {"image_size": size, "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+
+
+def hub_candidate(c: Candidate) -> bool:
+    """An ``hf:`` candidate or a timm model from the hub's layout (``timm:hf-hub:`` / ``timm:local-dir:``)."""
+    return c.kind == "hf" or (c.kind == "timm" and str(c.arch).startswith(("hf-hub:", "local-dir:")))
+
+
+def _hub_folder(c: Candidate) -> Path:
+    """The local folder of a hub candidate (:func:`helpers.rank.hub.resolve`: the folder, the hub cache's
+    snapshot, or a download); :class:`helpers.models.SourceUnavailable` when it cannot be had."""
+    if c.kind == "hf":
+        return H.resolve(c.arch, c.spec)
+    source, _, ref = c.arch.partition(":")
+    return H.resolve(ref, c.spec)
+
+
+def declared_preprocessing(c: Candidate) -> dict | None:
+    """Everything a hub candidate declares for its input (:func:`helpers.rank.hub.declared_preprocessing`:
+    also ``interpolation`` and ``crop``, which the target pipeline reports but does not apply); None for the
+    other kinds."""
+    return H.declared_preprocessing(_hub_folder(c)) if hub_candidate(c) else None
 
 
 def _timm():
@@ -339,7 +467,16 @@ def build_torchvision(arch: str, weights: str, spec: str = "") -> nn.Module:
 def load_checkpoint(c: Candidate) -> nn.Module:
     """A checkpoint candidate as a model with its own head; ``ValueError`` when it does not fit."""
     arch = resolved_arch(c)
+    if is_keras(c):
+        from . import keras as K
+
+        return K.build_resnet50(*K.convert_keras_resnet50(c.path))
     state = M.read_state_dict(c.path)
+    meta = sidecar(c.path)
+    if meta.get("stride_in_1x1"):  # converted from Keras (helpers.rank.keras)
+        from . import keras as K
+
+        return K.build_resnet50(state, meta)
     if M.is_unet_state(state):  # a segmentation U-Net: its encoder as a classifier without a source head
         return M.classifier_from_unet(state, arch)
     model = build_torchvision(arch, "random")
@@ -364,15 +501,20 @@ def build_model(c: Candidate, seed: int = 0) -> nn.Module:
         if not c.path.is_file():
             raise M.SourceUnavailable(c.spec, f"checkpoint {c.path} does not exist")
         model = load_checkpoint(c)
+    elif c.kind == "hf":
+        model = H.load_hf(c.arch, c.spec)
+    elif hub_candidate(c):
+        model = H.load_timm(c.arch, c.spec)
     elif c.kind == "timm":
         timm = _timm()
         _timm_cfg(c.arch)
         pretrained = c.weights == "pretrained"
         model = (_with_timeout(lambda: timm.create_model(c.arch, pretrained=True), f"timm weights of {c.arch}",
                                c.spec) if pretrained else timm.create_model(c.arch, pretrained=False))
+        model = H.timm_embedding(model, c.spec)
     else:  # pragma: no cover - parse_candidate makes only these kinds
         raise ValueError(f"unknown candidate kind {c.kind!r}")
-    return model.eval()
+    return M.guard_input_size(model.eval(), getattr(model, "arch_name", None) or c.spec)
 
 
 def fu_layer_names(model: nn.Module) -> tuple[str, str] | None:
