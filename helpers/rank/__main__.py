@@ -10,8 +10,10 @@ EPILOG = """\
 targets:    a folder with one sub-folder per class; an .npz with 'images' and 'labels'; a .csv with a path
             column and one column per label (multi-label); a MedMNIST flag, e.g. breastmnist or breastmnist:test
 candidates: ARCH (torchvision, ImageNet weights), ARCH:random, ARCH:IMAGENET1K_V2, ARCH:path/to/ckpt.pt,
-            path/to/ckpt.safetensors (with its JSON sidecar), timm:NAME[:random], or a trained source of the
-            project by name (results/<profile>/sources/<name>.safetensors); add @SIZE for the input size
+            path/to/ckpt.safetensors (with its JSON sidecar), imagenet, radimagenet:PATH (.pt or Keras .h5),
+            hf:ORG/NAME or hf:PATH (Hugging Face vision models), timm:NAME[:random], timm:hf-hub:ORG/NAME,
+            timm:local-dir:PATH, or a trained source of the project by name
+            (results/<profile>/sources/<name>.safetensors); add @SIZE for the input size
 medical:    DICOM (files with or without .dcm, as PACS exports them) and NIfTI (.nii, .nii.gz) in class folders or
             a CSV (pip install .[medical]); a multi-frame DICOM or a 3-D/4-D NIfTI gives one image per slice,
             all of them one group (with all files of the same DICOM PatientID) that the bootstrap and the
