@@ -80,15 +80,34 @@ def main(argv=None) -> int:
                           "max_retries": args.max_retries}
     elif args.address:
         parser.error("--address needs --engine ray")
+    from .paths import MissingResultError
+
     start = time.perf_counter()
-    report = stages.run(names, args.profile, args.results_dir, args.data_root, args.device, engine=args.engine,
-                        progress=not args.no_progress, keep_going=True, options=options, threads=args.threads,
-                        **engine_options)
+    try:
+        report = stages.run(names, args.profile, args.results_dir, args.data_root, args.device,
+                            engine=args.engine, progress=not args.no_progress, keep_going=True, options=options,
+                            threads=args.threads, **engine_options)
+    except MissingResultError as exc:
+        print(f"[run] an input is missing: {exc}", file=sys.stderr)
+        return 2
     print(report.summary())
+    first = run_first(report, names, args.profile)
+    if first:
+        print(first)
     for name, path in report.tables.items():
         print(f"  wrote {name}: {path}")
     print(f"[run] {', '.join(names)} on profile {args.profile!r} in {time.perf_counter() - start:.0f} s")
     return 1 if report.failed else 0
+
+
+def run_first(report, names, profile) -> str:
+    """The 'run first' line for tasks blocked because a stage outside this run has not been run."""
+    needed = sorted({reason.split(":", 1)[0] for _, status, reason in report.problems
+                     if status == "blocked" and "is not done" in reason} - set(names))
+    if not needed:
+        return ""
+    return ("[run] some units wait for stages that have not run; run first: "
+            + "; ".join(f"python -m helpers.run {n} --profile {profile}" for n in needed))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@
 #
 # - **Time to run**: under a minute on the quick profile.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
 flags = None        # None: the profile's flags; or a list / comma-separated string of flags
 data_root = None    # None: $DATA_ROOT, else data/
@@ -42,7 +42,7 @@ per_class = 6       # images per class in the sample grids
 # %% [markdown]
 # ## Imports
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 import warnings
 
@@ -57,7 +57,7 @@ from helpers.paths import results_root
 from helpers.profiles import load_profile, profile_flags
 from helpers.runner import atomic_write_csv
 
-# %%
+# %% tags=["hide-input"]
 cfg = load_profile(profile)
 if flags is None:
     flags = profile_flags(cfg, data_root)
@@ -95,7 +95,7 @@ status
 # %% [markdown]
 # ## A look at the images
 
-# %%
+# %% tags=["hide-input"]
 for flag, d in datasets.items():
     fig = viz.sample_grid(d, "train", per_class=per_class)
     plt.show()
@@ -108,7 +108,7 @@ for flag, d in datasets.items():
 # rotation, sharpness, autocontrast and histogram equalisation. Here they run as batched tensor operations on
 # the device that holds the data set (the GPU when there is one), never image by image through PIL.
 
-# %%
+# %% tags=["hide-input"]
 for flag, d in datasets.items():
     viz.augmentation_grid(d, image_size=cfg["data"]["image_size"])
     plt.show()
@@ -119,7 +119,7 @@ for flag, d in datasets.items():
 # %% [markdown]
 # ## Class balance per split
 
-# %%
+# %% tags=["hide-input"]
 counts = pd.concat([D.class_count_table(d) for d in datasets.values()], ignore_index=True)
 for flag in datasets:
     viz.class_count_bars(counts, flag)
@@ -154,7 +154,7 @@ fold_sizes
 # validation split is smaller than `n_classes * 25` (retinamnist: 120 < 125) every fold shares the whole
 # validation split; otherwise each fold draws its own.
 
-# %%
+# %% tags=["hide-input"]
 fold1 = fold_tables[(fold_tables["fold"] == 1) & (fold_tables["split"] == "train")]
 fold1.pivot_table(index="flag", columns="class_id", values="count", fill_value=0)
 
@@ -162,7 +162,7 @@ fold1.pivot_table(index="flag", columns="class_id", values="count", fill_value=0
 # Class counts within fold 1's training subset, the set every transferability metric in this book is computed
 # on. The draw is not stratified, so it follows the class balance of the full training split.
 
-# %%
+# %% tags=["hide-input"]
 out = results_root(cfg["name"])
 atomic_write_csv(status.reset_index(), out / "data_files.csv")
 atomic_write_csv(counts, out / "data_class_counts.csv")

@@ -35,7 +35,7 @@
 # - **Time to run**: about two minutes on the quick profile (2-core CPU); hours per source on a GPU for the
 #   paper profile.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
 data_root = None    # None: $DATA_ROOT, else data/
 device = None       # None: the profile's device (auto: cuda when present)
@@ -43,7 +43,7 @@ device = None       # None: the profile's device (auto: cuda when present)
 # %% [markdown]
 # ## Imports
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -54,7 +54,7 @@ from helpers.stages import pretraining as P
 from helpers.paths import results_root
 from helpers.profiles import load_profile, profile_flags, profile_targets, resolve_device
 
-# %%
+# %% tags=["hide-input"]
 cfg = load_profile(profile)
 flags = profile_flags(cfg, data_root)
 targets = profile_targets(cfg, data_root)
@@ -67,7 +67,7 @@ print(f"profile {cfg['name']!r}: flags {flags}, targets {targets}, device {devic
 # PROTOCOL section 3 lists five kinds of source. The table says what each source of this profile is and how
 # it is obtained; sources trained here are the single-dataset and union ones.
 
-# %%
+# %% tags=["hide-input"]
 KINDS = {
     "imagenet": ("torchvision ResNet-18, IMAGENET1K_V1 weights", "downloaded through torchvision"),
     "radimagenet": ("ResNet-18 trained on RadImageNet (165 classes)", "user checkpoint (data-use agreement)"),
@@ -102,7 +102,7 @@ kinds
 # units run from the command line, `python -m helpers.run pretraining --profile <name>` (on a Ray cluster with
 # `--engine ray`); when they are stored already, this chapter only reads them.
 
-# %%
+# %% tags=["hide-input"]
 recipes = pd.DataFrame({kind: {k: str(v) for k, v in engine.recipe_section(cfg, kind).items()}
                         for kind in ("single_dataset", "union")})
 recipes
@@ -123,7 +123,7 @@ pre[cols].set_index("source").round(3) if not pre.empty else pre
 # One row per trained source: the images it saw, its output units, how many epochs ran and which one was kept,
 # and the validation loss, AUC and accuracy (MedMNIST's definitions) of the kept checkpoint.
 
-# %%
+# %% tags=["hide-input"]
 if not pre.empty:
     hist = pd.concat([pd.DataFrame(h).assign(source=s) for s, h in zip(pre["source"], pre["history"])])
     fig, axes = plt.subplots(1, 2, figsize=(9, 3))
@@ -149,7 +149,7 @@ if not pre.empty:
 # (with replacement, on the device with `torch.multinomial`). The table shows the layout for the full
 # collection without each of this profile's targets.
 
-# %%
+# %% tags=["hide-input"]
 from helpers.data import MEDMNIST_2D_FLAGS
 
 layout_rows = []
@@ -181,7 +181,7 @@ layout.pivot_table(index="flag", columns="left out", values="units", aggfunc="fi
 # records why). The bank's pretraining runs here, through the segmentation stage, so that the encoders exist
 # before fine-tuning; the Segmentation chapter then only reads them.
 
-# %%
+# %% tags=["hide-input"]
 seg_sources = P.segmentation_encoder_sources(cfg)
 if seg_sources:
     from helpers.stages import segmentation as SG
@@ -202,7 +202,7 @@ else:
 # A source that cannot be obtained here (ImageNet weights without a network, RadImageNet without a
 # checkpoint) is recorded as unavailable with the reason; the later chapters leave it out instead of failing.
 
-# %%
+# %% tags=["hide-input"]
 avail = P.source_table(cfg, targets, out)
 from helpers.runner import atomic_write_csv
 

@@ -34,7 +34,7 @@
 #
 # - **Time to run**: under a minute on the quick profile (2-core CPU); seconds when the units are done.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
 data_root = None    # None: $DATA_ROOT, else data/
 device = None       # None: the profile's device (auto: cuda when present)
@@ -42,7 +42,7 @@ device = None       # None: the profile's device (auto: cuda when present)
 # %% [markdown]
 # ## Imports
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import numpy as np
@@ -58,7 +58,7 @@ from helpers.metrics import REGISTRY
 from helpers.paths import results_root
 from helpers.profiles import load_profile, profile_targets, resolve_device
 
-# %%
+# %% tags=["hide-input"]
 cfg = load_profile(profile)
 targets = profile_targets(cfg, data_root)
 sources = cfg["sources"]["dataset"]
@@ -86,7 +86,7 @@ display(Markdown("**Table 1.** Rows of the scores table per metric and status: `
                  "`unavailable` rows belong to sources that cannot be loaded here, `skipped` / `error` / `nan` "
                  "rows carry the reason in the table."))
 
-# %%
+# %% tags=["hide-input"]
 why = scores[scores["status"] != "ok"].drop_duplicates(["source", "status", "reason"])[["source", "status", "reason"]]
 display(why.reset_index(drop=True) if len(why) else Markdown("Every pair was scored."))
 display(Markdown("**Table 2.** Why rows have no score (one line per source and reason). On this machine the "
@@ -97,7 +97,7 @@ display(Markdown("**Table 2.** Why rows have no score (one line per source and r
 # The tidy table `results/<profile>/scores.csv` has one row per (source, target, fold, metric) with the score
 # and the seconds it took. Below, the scores of one target as a source x metric table.
 
-# %%
+# %% tags=["hide-input"]
 tables = S.score_tables(scores, metrics)
 first = targets[0]
 one = pd.DataFrame({m: t[first] for m, t in tables.items() if first in t.columns})
@@ -112,7 +112,7 @@ display(Markdown(f"**Table 3.** Scores of every available source (rows) for targ
 # Each panel is one metric: sources in rows, targets in columns. The colour is min-max normalised within each
 # target column, since a metric is only ever used to rank the sources of one target.
 
-# %%
+# %% tags=["hide-input"]
 names = list(tables)
 ncol = 4
 nrow = int(np.ceil(len(names) / ncol))
@@ -146,7 +146,7 @@ display(Markdown("**Figure 1.** Scores per metric (panel), source (row) and targ
 # equal to the target is scored too, but the Correlation chapter excludes it, as [D] does. The table below counts,
 # per metric, how often each source is ranked first across the targets.
 
-# %%
+# %% tags=["hide-input"]
 firsts = pd.DataFrame({m: t.idxmax().value_counts() for m, t in tables.items()}).fillna(0).astype(int).T
 display(firsts)
 display(Markdown("**Table 4.** Number of targets in which each source (column) gets the highest score of each "
@@ -155,7 +155,7 @@ display(Markdown("**Table 4.** Number of targets in which each source (column) g
 # %% [markdown]
 # ## The time each metric takes
 
-# %%
+# %% tags=["hide-input"]
 ok = scores[scores["status"] == "ok"]
 secs = ok.groupby("metric")["seconds"].agg(["mean", "median", "max", "sum"]).reindex(
     [m for m in metrics if m in set(ok["metric"])])
@@ -172,7 +172,7 @@ display(Markdown(f"**Figure 2.** Mean seconds per (source, target) pair for each
                  f"{ext['seconds'].mean():.2f} s per unit on average in the last run (less when the cached "
                  "features were read back)."))
 
-# %%
+# %% tags=["hide-input"]
 display(secs.style.format("{:.3f}"))
 display(Markdown("**Table 5.** Seconds per metric over the scored pairs: mean, median, maximum and total. On "
                  "the quick profile the sets are small (at most a few hundred images), so every metric takes "
@@ -191,7 +191,7 @@ display(Markdown("**Table 5.** Seconds per metric over the scored pairs: mean, m
 #   candidate sources. [D] leaves the target's own source out before normalising; normalising with it in
 #   (this project's earlier form) lets an extreme self source re-weight the parts and reorder the others.
 
-# %%
+# %% tags=["hide-input"]
 sf = scores[scores["metric"].isin(["sfda", "sfda_reference"]) & (scores["status"] == "ok")]
 sf = sf[[s != t for s, t in zip(sf["source"], sf["target"])]]
 sat = (sf.assign(at_one=sf["score"] > 1 - 1e-9)
@@ -205,7 +205,7 @@ display(Markdown("**Table 6.** SFDA per target over the candidate sources (the t
                  f"`sfda` ran with options {', '.join(f'`{f}`' for f in form) or '(none recorded)'}; "
                  "`sfda_reference` is the reference arithmetic. A form with every source at 1.0 ranks nothing."))
 
-# %%
+# %% tags=["hide-input"]
 cmp = S.set_level_comparison(out, profile=cfg)
 if len(cmp):
     changed = (cmp.assign(moved=cmp["rank_excluded"] != cmp["rank_included"])

@@ -35,14 +35,14 @@
 #
 # - **Time to run**: seconds.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
 n_boot = 300        # bootstrap replicates for the confidence intervals
 
 # %% [markdown]
 # ## Imports
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import numpy as np
@@ -51,13 +51,14 @@ from IPython.display import Markdown, display
 
 from helpers import evaluation as E
 from helpers import scoring as S
-from helpers.paths import results_root
+from helpers.paths import require_result, results_root
 from helpers.profiles import load_profile
 
-# %%
+# %% tags=["hide-input"]
 cfg = load_profile(profile)
 out = results_root(cfg["name"])
-truth = pd.read_csv(out / "ground_truth.csv", index_col="source")
+# each input names the stage that writes it, and the command, when it is missing
+truth = pd.read_csv(require_result(cfg, "ground_truth.csv"), index_col="source")
 scores = S.read_scores(out)
 metrics = S.profile_metrics(cfg)
 tables = S.score_tables(scores, metrics)
@@ -82,7 +83,7 @@ display(Markdown(f"**Table 1.** Weighted τ per metric (rows) and target (column
                  "per target (blue = the metric ranks the sources as fine-tuning does, red = the reverse). "
                  "NaN means the metric gave every source the same score."))
 
-# %%
+# %% tags=["hide-input"]
 cols = ["weighted_tau", "kendall_tau", "pearson", "top1_relative", "regret", "n_sources", "top_source",
         "best_source", "constant_scores"]
 display(long.set_index(["metric", "target"])[cols].round(3))
@@ -92,7 +93,7 @@ display(Markdown("**Table 2.** All per-target statistics: `top_source` is the so
 # %% [markdown]
 # ## Means and medians per metric
 
-# %%
+# %% tags=["hide-input"]
 summary = E.summarize(long, ("weighted_tau",)).sort_values("mean", ascending=False)
 boot = E.bootstrap_means(tables, truth, n_boot=n_boot, seed=0)
 summary = summary.join(boot[["ci_low", "ci_high", "p_best"]])
@@ -102,7 +103,7 @@ display(Markdown(f"**Table 3.** Mean and median weighted τ over the {len(target
                  "sources resampled per target) and `p_best`, the share of replicates in which the metric has "
                  "the highest mean."))
 
-# %%
+# %% tags=["hide-input"]
 fig = E.interval_plot(boot, title="mean weighted τ with 95 % bootstrap intervals")
 plt.show()
 widths = (boot["ci_high"] - boot["ci_low"]).median()
@@ -116,7 +117,7 @@ display(Markdown("**Figure 1.** Mean weighted τ over targets per metric (dot) a
 # As in [D]'s scatter figures, one panel per (target, metric): each point is a source, the line a least-squares
 # fit, and the panel title the weighted τ.
 
-# %%
+# %% tags=["hide-input"]
 fig = E.scatter_grid(tables, truth, targets=targets)
 plt.show()
 display(Markdown("**Figure 2.** Score (x) against fine-tuned test AUC (y) per target (row) and metric (column), "
@@ -132,7 +133,7 @@ display(Markdown("**Figure 2.** Score (x) against fine-tuned test AUC (y) per ta
 # With a handful of targets these statistics are **illustrative only**: the test has almost no power, and the
 # CD is about as large as the whole range of ranks.
 
-# %%
+# %% tags=["hide-input"]
 if len(targets) >= 2 and wt.shape[1] >= 3:
     ranks = E.rank_table(wt)
     display(ranks.T.assign(mean=ranks.mean()).sort_values("mean").round(2))
@@ -153,7 +154,7 @@ else:
 # %% [markdown]
 # ## What trusting each metric costs
 
-# %%
+# %% tags=["hide-input"]
 practical = E.practical_summary(long).sort_values("regret_mean")
 display(practical.round(3))
 display(Markdown("**Table 5.** Per metric: mean top-1 relative AUC, mean / median / worst regret (AUC points "
@@ -167,7 +168,7 @@ display(Markdown("**Table 5.** Per metric: mean top-1 relative AUC, mean / media
 # arithmetic (`sfda_reference`), and the set-level scores with the target's own source left out before
 # normalising (the default, as [D]) against normalising with it in.
 
-# %%
+# %% tags=["hide-input"]
 pairs = []
 if {"sfda", "sfda_reference"} <= set(wt.columns):  # wt: targets x metrics
     pairs.append(("sfda", wt["sfda"], wt["sfda_reference"], "PCA-64", "reference arithmetic"))
@@ -205,7 +206,7 @@ else:
 # and a ground truth whose ranking moves between seeds about as much as the metrics differ (Fine-tuning
 # chapter); agreement or disagreement with [D] here is weak evidence either way.
 
-# %%
+# %% tags=["hide-input"]
 ref_path = results_root() / "reference" / "dovile2024_weighted_tau.csv"
 if ref_path.is_file():
     ref = pd.read_csv(ref_path)

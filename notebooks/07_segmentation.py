@@ -39,7 +39,7 @@
 #
 # - **Time to run**: about 10 minutes on the quick profile (2-core CPU).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
 data_root = None    # None: $DATA_ROOT, else data/
 device = None       # None: the profile's device (auto: cuda when present)
@@ -47,7 +47,7 @@ device = None       # None: the profile's device (auto: cuda when present)
 # %% [markdown]
 # ## Imports
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import numpy as np
@@ -64,7 +64,7 @@ from helpers.scoring import score_tables
 from helpers.segmentation import scoring as SS
 from helpers.stages import segmentation as SEG
 
-# %%
+# %% tags=["hide-input"]
 cfg = load_profile(profile)
 sec = S.segmentation_section(cfg)
 device = device or resolve_device(cfg)
@@ -80,7 +80,7 @@ print(f"profile {cfg['name']!r}: sets {sec['sets']}, targets {sec['targets']}, {
 # (BUSI {cite}`aldhabyani2020busi`), dermoscopy lesions (PH2 {cite}`mendonca2013ph2`), cardiac MRI with three
 # structures (ACDC {cite}`bernard2018acdc`) and H&E nuclei (MoNuSeg {cite}`kumar2017monuseg`).
 
-# %%
+# %% tags=["hide-input"]
 data = {name: S.load_segmentation(name, data_root) for name in sec["sets"]}
 overview = pd.DataFrame([{"set": d.name, "modality": d.info.get("modality", ""),
                           "classes": ", ".join(d.foreground_classes), "train": len(d.masks["train"]),
@@ -91,14 +91,14 @@ display(Markdown("**Table 1.** The five sets: modality, foreground classes (back
                  "the number of images per split as stored, and their stored size. The model bank resizes them to "
                  f"{sec['image_size']} px on this profile."))
 
-# %%
+# %% tags=["hide-input"]
 fig = viz.segmentation_grid(list(data.values()), n_images=4)
 plt.show()
 display(Markdown("**Figure 1.** Four random training images of each set with the outlines of their masks (one "
                  "colour per foreground class). The sets differ in modality, colour, object size and number of "
                  "objects: a nucleus covers a few pixels, a skin lesion most of the image."))
 
-# %%
+# %% tags=["hide-input"]
 pix = pd.concat([d.class_pixel_table() for d in data.values()])
 pix = pix[(pix["split"] == "train") & (pix["class_id"] > 0)]
 display(pix[["set", "class_name", "images_with_class", "images", "pixel_share"]].set_index(["set", "class_name"])
@@ -115,7 +115,7 @@ display(Markdown("**Table 2.** Per foreground class of each training split: in h
 # weights (unavailable here: the weights cannot be downloaded on this machine). Single-set sources are shared by
 # every target they are a candidate for; the union source is trained once per target.
 
-# %%
+# %% tags=["hide-input"]
 pre = SEG.run_segmentation_pretraining(cfg, out, root=data_root, device=device, progress=False)
 cols = [c for c in ["source", "kind", "sets", "train_images", "val_images", "epochs_run", "best_epoch",
                     "val_loss", "val_dice", "train_seconds"] if c in pre.columns]
@@ -124,7 +124,7 @@ display(Markdown("**Table 3.** The pre-trained sources: the sets each was traine
                  "the epoch kept (best validation Dice) with its validation loss and mean foreground Dice, and "
                  "the training time. `union__<target>` is the union of every set except that target."))
 
-# %%
+# %% tags=["hide-input"]
 table = S.segmentation_source_table(cfg, out)
 display(table.pivot_table(index="source", columns="target", values="available", aggfunc="first")
         .replace({True: "yes", False: "no"}))
@@ -152,7 +152,7 @@ display(Markdown("**Figure 2.** Test Dice (mean over foreground classes) after f
                  "each target (column); blank cells are the target itself. This is the ranking a "
                  "transferability score should predict."))
 
-# %%
+# %% tags=["hide-input"]
 spread = pd.DataFrame({"best": truth.idxmax(), "best Dice": truth.max(), "worst": truth.idxmin(),
                        "worst Dice": truth.min(), "range": truth.max() - truth.min()})
 display(spread.round(3))
@@ -167,7 +167,7 @@ display(Markdown(f"Random initialisation is the best source on {n_random} of the
                  "sources are often within a point or two of each other, the order of the noise of a test subset "
                  "of at most 100 images."))
 
-# %%
+# %% tags=["hide-input"]
 dice_long = S.dice_long_table(runs)
 multi = dice_long[dice_long["target"].isin([t for t in truth.columns if data[t].n_classes > 2])]
 if len(multi):
@@ -203,7 +203,7 @@ bad = scores[scores["status"].isin(["error", "nan"])]
 if len(bad):
     display(bad[["source", "target", "metric", "status", "reason"]].drop_duplicates(["metric", "reason"]))
 
-# %%
+# %% tags=["hide-input"]
 tables = score_tables(scores, SS.SCORES)
 main = ["ccfv", "ccfv_unit", "logme", "transrate", "gbc", "leep"]
 fig, axes = plt.subplots(1, len(main), figsize=(3.3 * len(main), 0.42 * truth.shape[0] + 1.6), squeeze=False)
@@ -225,7 +225,7 @@ display(Markdown("**Figure 3.** Scores of CC-FV (as defined, and on the unit sph
                  "numbers are the raw scores; the colour is min-max normalised within each target column "
                  "(brighter = ranked higher). Compare each panel with the ground truth of Figure 2."))
 
-# %%
+# %% tags=["hide-input"]
 parts = SS.layer_parts_table(scores, "ccfv").assign(random=lambda d: np.where(d["source"] == "random",
                                                                               "random", "pre-trained"))
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -253,7 +253,7 @@ display(Markdown("**Figure 4.** The two parts of CC-FV per decoder block (deep t
 # the published means are set beside ours only as a reference point: **a different benchmark** (2D, other
 # modalities, other sources and training budgets), so agreement is not expected.
 
-# %%
+# %% tags=["hide-input"]
 results = E.correlate_many(tables, truth, exclude_self=True)
 long = E.tidy(results)
 # metrics x targets tables of one statistic
@@ -272,20 +272,20 @@ display(Markdown(f"**Table 8.** Mean over the {truth.shape[1]} targets of the we
                  "CC-FV .499). Different data, models and budgets: the published column is context, not a "
                  "target to match. The last row is a control, not a metric (see below)."))
 
-# %%
+# %% tags=["hide-input"]
 show = wt.loc[main_rows].rename(index=SS.LABELS)
 display(show.style.format("{:.3f}", na_rep="NaN").background_gradient(axis=None, cmap="RdBu", vmin=-1, vmax=1))
 display(Markdown("**Table 9.** Weighted τ per score (rows) and target (columns): blue = the score ranks the "
                  "sources as fine-tuning does, red = the reverse. NaN marks a constant score column."))
 
-# %%
+# %% tags=["hide-input"]
 fig = E.scatter_grid({m: tables[m] for m in main if m in tables}, truth, targets=list(truth.columns),
                      labels=SS.LABELS, panel=1.9, truth_label="fine-tuned test Dice")
 plt.show()
 display(Markdown("**Figure 5.** Score (x) against fine-tuned test Dice (y) per target (row) and score (column); "
                  "each point is a source and the line a least-squares fit; τw is the panel's weighted τ."))
 
-# %%
+# %% tags=["hide-input"]
 practical = E.practical_summary(long).reindex(main_rows)
 practical.index = [SS.LABELS.get(m, m) for m in practical.index]
 display(practical.round(3))
@@ -302,7 +302,7 @@ display(Markdown("**Table 10.** What trusting each score costs: mean top-1 relat
 # `scale_control` is minus the log of the features' root-mean-square, a score that knows nothing else; the
 # variant `ccfv_unit` puts every sampled feature on the unit sphere first, so it cannot see the scale.
 
-# %%
+# %% tags=["hide-input"]
 rms = np.exp(-tables["scale_control"])
 display(rms.reindex(index=truth.index, columns=truth.columns).style.format("{:.3f}", na_rep=""))
 rho = pd.Series({t: tables["ccfv"][t].corr(tables["scale_control"][t], method="spearman")
@@ -337,7 +337,7 @@ display(Markdown(
 #   which a *higher* energy raises the score, the opposite of what "variety" means. Our default uses the
 #   energy of normalised features with the sign that rewards variety.
 
-# %%
+# %% tags=["hide-input"]
 ablation = wt.loc[[m for m in SS.CCFV_VARIANTS if m in wt.index]]
 abl = pd.DataFrame({"weighted τ (mean)": ablation.mean(axis=1), "Pearson (mean)": pr.reindex(ablation.index).mean(axis=1)})
 abl = abl.join(ablation)
@@ -348,7 +348,7 @@ display(Markdown("**Table 12.** The CC-FV variants: mean weighted τ and Pearson
                  "code as published; without CC; without FV; only the shallowest decoder block; KL and "
                  "Bhattacharyya distances instead of 2-Wasserstein; every feature on the unit sphere."))
 
-# %%
+# %% tags=["hide-input"]
 same = {}
 for t in truth.columns:
     a, b = tables["ccfv"][t].dropna(), tables["ccfv_official_average"][t].dropna()
