@@ -4,6 +4,7 @@
     python -m helpers.run pretraining finetuning --profile paper --engine ray --address auto
     python -m helpers.run all --profile paper --plan                  # what it would do and cost, offline
     python -m helpers.run all --profile paper --plan --json
+    python -m helpers.run all --profile paper --plan --images-per-s 1500   # plus a GPU what-if at that rate
 
 Stages: pretraining, finetuning, scoring, segmentation (and any stage module registered in
 helpers.stages.REGISTRY), or all. Results go to results/<profile>/ ($RESULTS_ROOT/<profile>/ when set); a
@@ -50,8 +51,8 @@ def main(argv=None) -> int:
     parser.add_argument("--plan", action="store_true", help="print what would run and what it costs; compute nothing")
     parser.add_argument("--json", action="store_true", help="with --plan: machine-readable output")
     parser.add_argument("--images-per-s", type=float, default=None,
-                        help="with --plan: a what-if training rate (images/s of ResNet-18 at 224 px) instead of "
-                             "the measured tables; the plan labels it as assumed")
+                        help="with --plan: a GPU what-if training rate (images/s of one ResNet-18 run at 224 px), "
+                             "estimated beside the measured figures and labelled as assumed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.json and not args.plan:
@@ -64,10 +65,8 @@ def main(argv=None) -> int:
     if args.images_per_s and not args.plan:
         parser.error("--images-per-s goes with --plan")
     if args.plan:
-        from .stages import throughput
-
-        throughput.assume(args.images_per_s)
-        p = stages.plan(names, args.profile, args.results_dir, args.data_root, args.device)
+        p = stages.plan(names, args.profile, args.results_dir, args.data_root, args.device,
+                        images_per_s=args.images_per_s)
         print(json.dumps(p, indent=1) if args.json else stages.plan_text(p))
         return 0
 

@@ -126,8 +126,20 @@ def test_paper_plan_offline_counts_every_unit(tmp_path, monkeypatch):
     assert by["segmentation"]["units"] == 80
     whats = " ".join(m["what"] for s in p["stages"] for m in s["missing_inputs"])
     assert "RadImageNet" in whats and "MedMNIST pathmnist at 224 px" in whats
-    assert ft["gpu_hours"] > 0 and p["wall_hours"]["64"] <= p["wall_hours"]["8"] <= p["wall_hours"]["1"]
+    assert ft["device_hours"] > 0 and p["wall_hours"]["64"] <= p["wall_hours"]["8"] <= p["wall_hours"]["1"]
     assert p["throughput"]["source"].endswith(("training_gpu.txt", "training_cpu.txt"))
+    # segmentation and representations are estimated too (from the measured rates), every task of them
+    for name in ("segmentation", "representations"):
+        assert by[name]["device_hours"] > 0 and by[name]["tasks_without_estimate"] == 0, by[name]
+    # what the downloads weigh: an upper bound per MedMNIST file, torchvision's size for the weights
+    dl = {r["what"]: r for r in p["downloads"]["rows"]}
+    assert dl["MedMNIST pathmnist at 224 px"]["bytes"] == 107180 * 224 * 224 * 3 + 107180 * 8
+    assert not dl["MedMNIST pathmnist at 224 px"]["exact"]
+    assert "RadImageNet ResNet-18 checkpoint" in p["downloads"]["unknown"]
+    if p["device"] == "CPU":  # the committed table is a CPU one: every figure says so, none says GPU
+        text = stages.plan_text(p)
+        assert "CPU device-hours left" in text and "1 CPU device ~" in text and "1 GPU ~" not in text
+        assert "--images-per-s" in text and "at most" in text
     assert not (tmp_path / "results").exists()
     # with a RadImageNet checkpoint configured, its units are planned too (the file itself is a missing input)
     profile["sources"]["radimagenet_checkpoint"] = str(tmp_path / "radimagenet.safetensors")
@@ -143,6 +155,22 @@ def test_plan_cli_json(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     p = json.loads(proc.stdout)
     assert [s["stage"] for s in p["stages"]] == ["finetuning", "scoring"]
+
+
+def test_plan_gpu_what_if_beside_the_measured_figures(tmp_path):
+    """--images-per-s adds a GPU what-if column and line; the measured figures stay, labelled by their device."""
+    from helpers.stages import throughput
+
+    base = stages.plan(["finetuning", "segmentation"], "quick", tmp_path / "r")
+    p = stages.plan(["finetuning", "segmentation"], "quick", tmp_path / "r", images_per_s=2000)
+    assert throughput.measured() is not None and not throughput.measured().source.startswith("assumed")
+    assert p["device_hours_pending"] == pytest.approx(base["device_hours_pending"])  # measured ones unchanged
+    w = p["what_if"]
+    assert w["images_per_s"] == 2000 and set(w["stages"]) == {"finetuning", "segmentation"}
+    assert 0 < w["device_hours_pending"] < p["device_hours_pending"]
+    text = stages.plan_text(p)
+    assert "GPU what-if left" in text and "GPU what-if at --images-per-s 2000 (assumed, not measured" in text
+    assert "1 GPU ~" in text.split("GPU what-if at")[1]
 
 
 def test_throughput_table_prefers_the_gpu_one(tmp_path):
