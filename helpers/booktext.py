@@ -6,7 +6,7 @@ A chapter computes a number in a (hidden) code cell and its prose says it in a M
     booktext.glue(n_targets=len(targets), best=summary.index[0], best_tau=summary["mean"].iloc[0])
 
     # %% [markdown]
-    # **Table 3.** Mean weighted τ over the {glue:text}`n_targets` targets; the best is `{glue:text}`best``
+    # **Table 3.** Mean weighted τ over the {glue:text}`n_targets` targets; the best is **{glue:text}`best`**
     # ({glue:text}`best_tau:.2f`).
 
 ``{glue:text}`name``` (MyST-NB) puts the value into the built page; a format spec after a colon formats numbers.
@@ -18,7 +18,7 @@ import pandas as pd
 
 
 def glue(**values) -> None:
-    """Make ``values`` available to the chapter's Markdown as ``{glue:text}`name``` without displaying them.
+    """Make ``values`` available to the chapter's Markdown as **{glue:text}`name`**` without displaying them.
 
     Needs ``myst_nb`` (installed with jupyter-book); without it (the library installed alone) this does nothing,
     so a chapter still runs."""

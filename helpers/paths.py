@@ -58,6 +58,7 @@ PRODUCERS = (
     ("segmentation*.csv", "stage", "segmentation"),
     ("representations*.csv", "stage", "representations"),
     ("data_*.csv", "chapter", "01_data"),
+    ("correlation*.csv", "chapter", "05_correlation"),
     ("sources.csv", "chapter", "02_pretraining"),
     ("reference/*", "chapter", "06_reproduction"),
 )

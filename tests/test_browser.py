@@ -62,7 +62,8 @@ def broken_site(tmp_path_factory):
         '<div class="cell_output docutils container"><div class="output traceback highlight-ipythontb">'
         "<pre>ValueError</pre></div></div>"))
     limit = browsercheck.MAX_VISIBLE_CODE_CELLS
-    cell = '<div class="cell docutils container"><div class="cell_input docutils container"><pre>x = 1</pre></div></div>'
+    cell = ('<div class="cell docutils container"><div class="cell_input docutils container"><pre>x = 1</pre>'
+            '</div></div>')
     hidden = ('<div class="cell tag_hide-input docutils container"><details class="hide above-input"><summary>'
               'Show code</summary><div class="cell_input docutils container"><pre>y = 2</pre></div></details></div>')
     (site / "code_shown.html").write_text(_page(cell * (limit + 1)))

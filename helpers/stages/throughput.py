@@ -14,7 +14,8 @@ a GPU), else ``benchmarks/results/training_cpu.txt``. The assumptions, stated wi
 * a segmentation U-Net with a ResNet-18 encoder costs twice a ResNet-18 step per image (its decoder is assumed to
   cost what the encoder does); the segmentation sets' sizes are those of the data folder's MANIFEST.json;
 * a representation-similarity unit costs the CCA and CKA seconds measured by ``benchmarks/similarity.py``
-  (``similarity_*.txt``) per layer and repeat, twice with its permutation null; a unit that compares stored predictions is counted as 0;
+  (``similarity_*.txt``) per layer and repeat, twice with its permutation null; a unit that compares stored
+  predictions is counted as 0;
 * data loading, checkpointing and the metrics themselves are not counted.
 """
 from __future__ import annotations
