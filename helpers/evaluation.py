@@ -348,11 +348,18 @@ def bootstrap_means(scores: Mapping[str, pd.DataFrame], truth: pd.DataFrame, n_b
     alpha = (1 - level) / 2
     ranks = pd.DataFrame(boots).rank(axis=1, ascending=False, na_option="bottom").to_numpy()
     best = np.nanargmax(np.where(np.isnan(boots), -np.inf, boots), axis=1)
+    with warnings.catch_warnings():
+        # a metric NaN in every replicate (constant scores on every target) has NaN bounds, by definition; numpy's
+        # "All-NaN slice" / "Degrees of freedom" warnings about exactly that are not news to the reader
+        warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Degrees of freedom <= 0", RuntimeWarning)
+        low, high = np.nanquantile(boots, alpha, axis=0), np.nanquantile(boots, 1 - alpha, axis=0)
+        sd = np.nanstd(boots, axis=0, ddof=1) if n_boot > 1 else np.nan
     out = pd.DataFrame({
         "mean": point,
-        "ci_low": np.nanquantile(boots, alpha, axis=0),
-        "ci_high": np.nanquantile(boots, 1 - alpha, axis=0),
-        "boot_sd": np.nanstd(boots, axis=0, ddof=1) if n_boot > 1 else np.nan,
+        "ci_low": low,
+        "ci_high": high,
+        "boot_sd": sd,
         "mean_rank": ranks.mean(axis=0),
         "p_best": np.bincount(best, minlength=len(metrics)) / n_boot,
     }, index=pd.Index(metrics, name="metric"))

@@ -55,8 +55,9 @@ seed = 0              # seed of the bootstrap
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
+from helpers import booktext
 from helpers import evaluation as E
 from helpers import reference as R
 from helpers.paths import PROJECT_ROOT
@@ -116,10 +117,12 @@ comparison = R.compare_with_published(long)
 comparison["metric"] = comparison["metric"].map(L)
 display(comparison.set_index(["scenario", "metric"]).style.format(
     {"ours": "{:.6f}", "ours_3dp": "{:.3f}", "published": "{:.3f}", "abs_diff": "{:.6f}"}, na_rep="—"))
-n_match = int(comparison["matches"].eq(True).sum())
-n_pub = int(comparison["published"].notna().sum())
-display(Markdown(f"**{n_match} of {n_pub}** published means reproduced to the third decimal "
-                 f"(largest difference {comparison['abs_diff'].max():.6f})."))
+booktext.glue(n_match=int(comparison["matches"].eq(True).sum()), n_pub=int(comparison["published"].notna().sum()),
+              max_diff=float(comparison["abs_diff"].max()))
+
+# %% [markdown]
+# **{glue:text}`n_match` of {glue:text}`n_pub`** published means reproduced to the third decimal (largest
+# difference {glue:text}`max_diff:.6f`).
 
 # %% [markdown]
 # One detail matters for LP x FU: [D] min-max normalised each column of the published tables *as a whole*.
@@ -263,18 +266,21 @@ fig = E.cd_diagram(nem["architecture"]["avg_ranks"], nem["architecture"]["cd"], 
 
 # %% [markdown]
 # ## Scores against fine-tuned AUC
-# The grid plots, for the dataset scenario, each metric's score (x axis) against the fine-tuned AUC (y axis)
-# of the 14 candidate sources, one panel per (target, metric), with a least-squares line and the weighted τ
-# above each panel, like [D]'s scatter figure.
+# For the dataset scenario, each metric's score (x axis) against the fine-tuned AUC (y axis) of the 14
+# candidate sources, one figure per target and one panel per metric, with a least-squares line and the weighted
+# τ above each panel, like [D]'s scatter figure.
 
 # %% tags=["hide-input"]
 scores_dataset = R.load_all_scores("dataset", ref)
 truth_dataset = R.load_ground_truth("dataset", ref)
-fig = E.scatter_grid(scores_dataset, truth_dataset, labels=L, panel=1.45)
+for target in truth_dataset.columns:
+    fig = E.scatter_target(scores_dataset, truth_dataset, target, labels=L, ncols=4, panel=1.8)
+    plt.show()
 
 # %% [markdown]
-# **Figure 3.** Score (x) against fine-tuned test AUC (y) over the 14 candidate sources, per target (rows)
-# and metric (columns), dataset scenario; red: least-squares fit; title: weighted τ. SFDA's columns for
+# **Figure 3.** Score (x) against fine-tuned test AUC (y) over the 14 candidate sources, one figure per target
+# and one panel per metric, dataset scenario; red: least-squares fit; panel title: the metric and its weighted
+# τ. SFDA's columns for
 # BreastMNIST and PneumoniaMNIST are a single vertical line of points (every score 1.0), hence NaN. In
 # several panels (FU and LP x FU especially) one or two sources lie far from the rest, and the AUCs of the
 # sources often span only one or two points, so a single source can decide both the fit and the τ.

@@ -218,3 +218,18 @@ def test_scatter_target_facets_one_target_legibly():
     fig2 = E.scatter_target({k: scores[k] for k in list(scores)[:4]}, truth, "t2", ncols=3)
     assert sum(a.axison for a in fig2.axes) == 4 and len(fig2.axes) == 6  # 2 rows of 3, two panels off
     plt.close("all")
+
+
+def test_bootstrap_of_an_all_constant_metric_is_nan_without_warnings():
+    import warnings
+
+    rng = np.random.default_rng(1)
+    idx, cols = list("abcdef"), ["t1", "t2"]
+    truth = pd.DataFrame(rng.uniform(size=(6, 2)), index=idx, columns=cols)
+    scores = {"m": pd.DataFrame(rng.normal(size=(6, 2)), index=idx, columns=cols),
+              "flat": pd.DataFrame(1.0, index=idx, columns=cols)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        boot = E.bootstrap_means(scores, truth, n_boot=20, seed=0)
+    assert np.isnan(boot.loc["flat", ["ci_low", "ci_high", "boot_sd"]].astype(float)).all()
+    assert np.isfinite(boot.loc["m", ["ci_low", "ci_high"]].astype(float)).all()
