@@ -47,8 +47,9 @@ device = None       # None: the profile's device (auto: cuda when present)
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
+from helpers import booktext
 from helpers import engine
 from helpers.stages import pretraining as P
 from helpers.paths import results_root
@@ -111,10 +112,13 @@ recipes
 # The recipes the profile uses for single-dataset and union sources (the union: SGD with step decay, BCE over
 # the joint label space, class-balanced sampling, early stopping on validation loss). In the quick profile they are cut to a few epochs on a
 # subset of each training split (`max_train_images`, `max_val_images`) at the stored 28 px, so that it runs on
-# a CPU in about a minute; the paper profile trains 100 epochs on the whole split at 224 px.
+# a CPU in about a minute; the paper profile trains 100 epochs on the whole split at 224 px. In a notebook of
+# your own, one call trains (or reads back) every source of a profile:
 
 # %%
 pre = P.run_pretraining(cfg, flags, targets, out, root=data_root, device=device, progress=False)
+
+# %% tags=["hide-input"]
 cols = ["source", "kind", "flags", "train_images", "val_images", "n_outputs", "epochs_run", "best_epoch",
         "val_loss", "val_auc", "val_acc", "train_seconds"]
 pre[cols].set_index("source").round(3) if not pre.empty else pre
@@ -137,8 +141,10 @@ if not pre.empty:
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     plt.show()
-    display(Markdown("*Figure: training (dashed) and validation (solid) loss, and validation AUC, per epoch of "
-                     "each source trained in this chapter.*"))
+
+# %% [markdown]
+# **Figure 1.** Training (dashed) and validation (solid) loss, and validation AUC, per epoch of each source
+# trained in this chapter.
 
 # %% [markdown]
 # ## The union source's joint label space
@@ -189,13 +195,16 @@ if seg_sources:
     seg_pre = SG.run_segmentation_pretraining(cfg, out, root=data_root, device=device, progress=False)
     used = {P.segmentation_unit_name(s): s for s in seg_sources}
     seg_table = seg_pre[seg_pre["source"].isin(used)].assign(as_source=lambda d: d["source"].map(used))
+    booktext.glue(n_seg=len(seg_table))
     display(seg_table.set_index("as_source")[["sets", "n_classes", "train_images", "epochs_run", "best_epoch",
                                               "val_dice"]].round(3))
-    display(Markdown(f"**Table.** The {len(seg_table)} segmentation U-Nets whose encoders are classification "
-                     "sources here: the sets each was trained on, its classes (background included), training "
-                     "images, epochs run and kept, and its validation Dice."))
 else:
-    display(Markdown("This profile lists no segmentation encoder among its sources."))
+    booktext.glue(n_seg=0)
+    print("This profile lists no segmentation encoder among its sources.")
+
+# %% [markdown]
+# The {glue:text}`n_seg` segmentation U-Nets whose encoders are classification sources here: the sets each was
+# trained on, its classes (background included), training images, epochs run and kept, and its validation Dice.
 
 # %% [markdown]
 # ## Which sources are available here
