@@ -363,3 +363,25 @@ def test_a_failed_task_blocks_its_dependants_and_the_rest_goes_on(tiny, tmp_path
     assert again.counts["pretraining"].computed == 1 and again.counts["finetuning"].computed == 4
     assert again.counts["finetuning"].done_before == 4
     assert not list((results / "finetuning" / "problems").glob("*.json"))  # cleared once the task finished
+
+
+def test_segmentation_and_representations_estimates_follow_the_measured_rate():
+    """A U-Net unit costs UNET_COST ResNet-18 steps per image on its set's sizes; a ResNet-50 fine-tuning run its
+    multiply-adds ratio; a predictions unit nothing; an unknown set no estimate."""
+    from helpers.stages import throughput as T
+
+    tp = T.measured()
+    rate = tp.rate(128, grouped=False)
+    sizes = {"kvasir_seg": (700, 100, 200)}
+    recipe = {"epochs": 3, "max_train_images": 50, "max_val_images": None, "max_test_images": None}
+    ft = {"stage": "segmentation_finetuning", "target": "kvasir_seg", "image_size": 128, "recipe": recipe}
+    images = 50 * 3 + T.EVAL_COST * (100 * 3 + 200)
+    assert T.segmentation_seconds(ft, sizes) == pytest.approx(T.UNET_COST * images / rate)
+    sc = {"stage": "segmentation_scoring", "target": "kvasir_seg", "image_size": 128, "max_images": 200}
+    assert T.segmentation_seconds(sc, sizes) == pytest.approx(T.UNET_COST * T.EVAL_COST * 200 / rate)
+    assert T.segmentation_seconds({**ft, "target": "elsewhere"}, sizes) is None
+    rep = {"unit": "finetune", "arch": "resnet50", "target": "breastmnist", "image_size": 224,
+           "data": {"n_folds": 5, "val_fraction": 0.2}, "recipe": {"epochs": 2}}
+    r18 = T.representations_seconds({**rep, "arch": "resnet18"}, {})
+    assert T.representations_seconds(rep, {}) == pytest.approx(r18 * 4.089 / 1.814)
+    assert T.representations_seconds({"unit": "predictions"}, {}) == 0.0
