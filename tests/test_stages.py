@@ -385,3 +385,13 @@ def test_segmentation_and_representations_estimates_follow_the_measured_rate():
     r18 = T.representations_seconds({**rep, "arch": "resnet18"}, {})
     assert T.representations_seconds(rep, {}) == pytest.approx(r18 * 4.089 / 1.814)
     assert T.representations_seconds({"unit": "predictions"}, {}) == 0.0
+
+
+def test_run_cli_names_the_stage_to_run_first(tiny, tmp_path):
+    """Fine-tuning on a fresh results folder: the units of a pretrained source wait for pretraining, and the
+    command says which command to run first."""
+    proc = subprocess.run([sys.executable, "-m", "helpers.run", "finetuning", "--profile", str(tiny),
+                           "--results-dir", str(tmp_path / "r"), "--no-progress", "--threads", "1"],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"run first: python -m helpers.run pretraining --profile {tiny}" in proc.stdout, proc.stdout[-2000:]
