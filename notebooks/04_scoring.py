@@ -121,19 +121,19 @@ one.T.style.format("{:.3g}").background_gradient(axis=1, cmap="viridis")
 
 # %% tags=["hide-input"]
 names = list(tables)
-ncol = 4
+ncol = 2  # two panels a row keep the numbers and labels readable at page width
 nrow = int(np.ceil(len(names) / ncol))
-fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.4 * nrow), squeeze=False)
+fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, (0.24 * len(sources) + 0.9) * nrow), squeeze=False)
 for ax, m in zip(axes.flat, names):
     w = tables[m].reindex(columns=[t for t in targets if t in tables[m].columns])
     rng = (w.max() - w.min()).replace(0, np.nan)
     norm = (w - w.min()) / rng
     sns.heatmap(norm, ax=ax, cmap="viridis", vmin=0, vmax=1, cbar=False, annot=w.to_numpy(), fmt=".2g",
-                annot_kws={"fontsize": 6})
-    ax.set_title(m, fontsize=9)
+                annot_kws={"fontsize": 7})
+    ax.set_title(m, fontsize=10)
     ax.set_xlabel("")
     ax.set_ylabel("")
-    ax.tick_params(labelsize=6)
+    ax.tick_params(labelsize=7)
     ax.set_xticklabels([t.get_text().replace("mnist", "") for t in ax.get_xticklabels()])
     ax.set_yticklabels([t.get_text().replace("medmnist_union", "union").replace("mnist", "")
                         for t in ax.get_yticklabels()], rotation=0)

@@ -234,15 +234,16 @@ if len(bad):
 # %% tags=["hide-input"]
 tables = score_tables(scores, SS.SCORES)
 main = ["ccfv", "ccfv_unit", "logme", "transrate", "gbc", "leep"]
-fig, axes = plt.subplots(1, len(main), figsize=(3.3 * len(main), 0.42 * truth.shape[0] + 1.6), squeeze=False)
-for ax, m in zip(axes[0], main):
+ncol = 3  # three panels a row keep the numbers readable at page width
+fig, axes = plt.subplots(2, ncol, figsize=(3.3 * ncol, 2 * (0.42 * truth.shape[0] + 1.6)), squeeze=False)
+for ax, m in zip(axes.flat, main):
     if m not in tables:
         ax.axis("off")
         continue
     w = tables[m].reindex(index=truth.index, columns=truth.columns)
     norm = (w - w.min()) / (w.max() - w.min()).replace(0, np.nan)
     sns.heatmap(norm, ax=ax, cmap="viridis", vmin=0, vmax=1, cbar=False, annot=w.to_numpy(), fmt=".3g",
-                annot_kws={"fontsize": 6})
+                annot_kws={"fontsize": 7})
     ax.set_title(SS.LABELS[m], fontsize=9)
     ax.set_xlabel("")
     ax.set_ylabel("")
