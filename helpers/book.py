@@ -73,9 +73,26 @@ def execute_chapter(name: str, profile: str, parameters: dict | None = None) -> 
         raise
     finally:
         staged.unlink(missing_ok=True)
+    hide_injected_parameters(running)
     os.replace(running, final)
     (EXECUTED_DIR / f"{name}.failed.ipynb").unlink(missing_ok=True)
     return final
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Give papermill's injected-parameters cell the ``remove-cell`` tag, so the book shows the parameters once
+    (the chapter's own parameters cell, behind a toggle), not a second time as the values papermill passed."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    changed = False
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+            changed = True
+    if changed:
+        nbformat.write(nb, path)
 
 
 def build_html(strict: bool = True) -> None:

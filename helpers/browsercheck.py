@@ -7,12 +7,19 @@ Every page of ``_build/html`` is served on localhost and opened in headless Chro
   not an element id (or ``name``) of the target page;
 * **tracebacks**: a page that shows a Python traceback (text ``Traceback (most recent call last)`` or a
   notebook error output, i.e. an element with class ``traceback`` / ``output_error`` / ``ansi-red-fg``
-  inside an error cell).
+  inside an error cell);
+* **code shown outside a toggle**: more than :data:`MAX_VISIBLE_CODE_CELLS` notebook code cells whose input is
+  not inside a ``<details>`` toggle (Jupyter Book's ``hide-input``); a chapter shows only the calls a reader
+  copies;
+* **tables wider than the page**: a ``<table>`` wider than the content column (by more than
+  :data:`WIDTH_TOLERANCE_PX`) at a :data:`WINDOW_WIDTH` px window, unless it sits in a box that scrolls
+  horizontally (``overflow-x: auto | scroll``) and itself fits; and a page that scrolls sideways as a whole.
 
-It can also save small PNG screenshots of chosen pages. Command line::
+It can also save small PNG screenshots of chosen pages, or of every chapter of ``_toc.yml``. Command line::
 
     python -m helpers.browsercheck _build/html \
         --screenshot book/executed/05_correlation.html=results/screenshots/correlation.png
+    python -m helpers.browsercheck _build/html --chapter-screenshots results/screenshots
 
 It exits with status 1 and lists every problem when anything is wrong. Chromium runs with
 ``--no-sandbox --disable-gpu --disable-background-networking --disable-component-update --no-first-run`` and a
@@ -40,6 +47,9 @@ CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
 # Sphinx/jupyter-book support pages, not chapters: they are still opened, but only for images and tracebacks.
 _SKIP_DIRS = {"_sources", "_static", "_images", "_downloads"}
 _TRACEBACK_TEXT = "Traceback (most recent call last)"
+MAX_VISIBLE_CODE_CELLS = 3   # notebook code cells a page may show outside a toggle
+WINDOW_WIDTH = 1280          # px: the browser window the layout is measured in
+WIDTH_TOLERANCE_PX = 2       # px a table may exceed the content column by (rounding, borders)
 
 # Runs inside the page: returns broken images, the page's internal links and whether it shows a traceback.
 _PAGE_PROBE = r"""
@@ -53,8 +63,32 @@ for (const el of document.querySelectorAll('a[name]')) out.ids.push(el.getAttrib
 const text = document.body ? document.body.innerText : '';
 out.traceback = text.includes('TRACEBACK_TEXT') ||
   document.querySelector('.output.traceback, .output_error, div.cell_output .traceback') !== null;
+// code cells whose input is not inside a <details> toggle (hide-input renders one)
+out.visibleCode = Array.from(document.querySelectorAll('div.cell_input'))
+  .filter(el => el.closest('details') === null).length;
+// tables wider than the content column, unless a horizontally scrolling box that fits holds them
+const content = ['article.bd-article', 'main article', 'article', 'main']
+  .map(sel => document.querySelector(sel)).find(el => el) || document.body;
+const limit = content.getBoundingClientRect().width + TOLERANCE;
+out.contentWidth = Math.round(content.getBoundingClientRect().width);
+out.wideTables = [];
+const scrolls = el => ['auto', 'scroll'].includes(getComputedStyle(el).overflowX) &&
+                      el.getBoundingClientRect().width <= limit;
+for (const table of content.querySelectorAll('table')) {
+  const width = Math.max(table.scrollWidth, table.getBoundingClientRect().width);
+  if (width <= limit) continue;
+  let held = false;
+  for (let el = table; el && el !== content.parentElement; el = el.parentElement) {
+    if (scrolls(el)) { held = true; break; }
+  }
+  if (!held) {
+    const head = Array.from(table.querySelectorAll('th')).slice(0, 4).map(th => th.innerText.trim()).join(', ');
+    out.wideTables.push(`${Math.round(width)} px table (${head || 'no header'})`);
+  }
+}
+out.pageScrollsSideways = document.documentElement.scrollWidth > window.innerWidth + TOLERANCE;
 return out;
-""".replace("TRACEBACK_TEXT", _TRACEBACK_TEXT)
+""".replace("TRACEBACK_TEXT", _TRACEBACK_TEXT).replace("TOLERANCE", str(WIDTH_TOLERANCE_PX))
 
 
 _SCROLL_TO_FIGURE = r"""
@@ -72,16 +106,27 @@ class PageReport:
     bad_images: list[str] = field(default_factory=list)
     broken_links: list[str] = field(default_factory=list)
     traceback: bool = False
+    visible_code_cells: int = 0
+    wide_tables: list[str] = field(default_factory=list)
+    content_width: int = 0
+    page_scrolls_sideways: bool = False
 
     @property
     def ok(self) -> bool:
-        return not (self.bad_images or self.broken_links or self.traceback)
+        return not self.problems()
 
     def problems(self) -> list[str]:
         out = [f"{self.page}: missing image {src}" for src in self.bad_images]
         out += [f"{self.page}: broken internal link {href}" for href in self.broken_links]
         if self.traceback:
             out.append(f"{self.page}: shows a Python traceback")
+        if self.visible_code_cells > MAX_VISIBLE_CODE_CELLS:
+            out.append(f"{self.page}: shows {self.visible_code_cells} code cells outside a toggle (at most "
+                       f"{MAX_VISIBLE_CODE_CELLS}: tag the others hide-input)")
+        out += [f"{self.page}: {t} wider than the {self.content_width} px content column and not in a scrolling "
+                "box" for t in self.wide_tables]
+        if self.page_scrolls_sideways:
+            out.append(f"{self.page}: the page scrolls sideways at {WINDOW_WIDTH} px")
         return out
 
 
@@ -117,7 +162,7 @@ def serve(directory: str | Path):
 
 
 @contextlib.contextmanager
-def headless_chromium(width: int = 1280, height: int = 1000):
+def headless_chromium(width: int = WINDOW_WIDTH, height: int = 1000):
     """A selenium WebDriver on headless Chromium with a throw-away profile directory."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -185,7 +230,11 @@ def check_site(root: str | Path, *, screenshots: dict[str, str | Path] | None = 
             driver.get(base + page)
             _wait_loaded(driver)
             probe = driver.execute_script(_PAGE_PROBE)
-            reports[page] = PageReport(page, bad_images=probe["badImages"], traceback=bool(probe["traceback"]))
+            reports[page] = PageReport(page, bad_images=probe["badImages"], traceback=bool(probe["traceback"]),
+                                       visible_code_cells=int(probe["visibleCode"]),
+                                       wide_tables=list(probe["wideTables"]),
+                                       content_width=int(probe["contentWidth"]),
+                                       page_scrolls_sideways=bool(probe["pageScrollsSideways"]))
             ids_by_page[page] = set(probe["ids"])
             links_by_page[page] = probe["links"]
             if page in screenshots:
@@ -237,13 +286,28 @@ def _save_screenshot(driver, path: Path, width: int) -> None:
     os.replace(tmp, path)
 
 
+def chapter_screenshots(folder: str | Path, toc_path: str | Path | None = None) -> dict[str, Path]:
+    """``{page: png}`` for every chapter of ``_toc.yml``: ``book/executed/05_correlation.html`` ->
+    ``<folder>/correlation.png`` (the name without its number), so a new chapter gets one automatically."""
+    from .book import toc_chapters
+    from .paths import PROJECT_ROOT
+
+    names = toc_chapters(Path(toc_path) if toc_path else PROJECT_ROOT / "_toc.yml")
+    return {f"book/executed/{n}.html": Path(folder) / f"{n.split('_', 1)[-1]}.png" for n in names}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("site", nargs="?", default="_build/html", help="built HTML folder (default _build/html)")
     parser.add_argument("--screenshot", action="append", default=[], metavar="PAGE=PNG",
                         help="save a screenshot of PAGE (site-relative) to PNG; repeatable")
+    parser.add_argument("--chapter-screenshots", metavar="FOLDER", default=None,
+                        help="save <FOLDER>/<chapter>.png (and <chapter>_figure.png) for every chapter of _toc.yml")
+    parser.add_argument("--toc", default=None, help="the _toc.yml for --chapter-screenshots (default: the project's)")
     args = parser.parse_args(argv)
     shots = dict(s.split("=", 1) for s in args.screenshot)
+    if args.chapter_screenshots:
+        shots.update({k: str(v) for k, v in chapter_screenshots(args.chapter_screenshots, args.toc).items()})
     reports = check_site(args.site, screenshots=shots)
     problems = [p for r in reports for p in r.problems()]
     print(f"[browser] {len(reports)} pages opened in headless Chromium, {len(problems)} problems")

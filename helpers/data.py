@@ -3,8 +3,12 @@
 Files live under ``<data root>/medmnist/`` as ``<flag>.npz`` (28 px) or ``<flag>_<size>.npz``; the data root
 follows :func:`helpers.paths.data_root` (explicit argument, else ``$DATA_ROOT``, else ``data/``).
 
-Every file is checked against the MD5 that ``medmnist.INFO`` records for it. A file whose MD5 differs (a
-subset, a re-saved copy) still loads, with a :class:`MD5MismatchWarning` that says so; a file that cannot be
+Every file is checked against the MD5 that ``medmnist.INFO`` records for it. A file whose MD5 differs is told
+apart by its content (:func:`content_sha256`, a hash of the decoded arrays): a re-saved copy of the official
+images and labels (its content hash is in :data:`OFFICIAL_CONTENT_SHA256`) loads silently, since its results are
+comparable with the official split; a subset (split sizes differ from ``medmnist.INFO``'s ``n_samples``), a
+modified copy (the release's label counts differ) or a copy whose content cannot be verified loads with a
+:class:`MD5MismatchWarning` that says which. ``MedMNISTData.provenance`` records the outcome. A file that cannot be
 read, lacks keys or holds inconsistent arrays raises :class:`MedMNISTFileError` naming the file and the
 problem. Arrays are read with ``allow_pickle=False`` always.
 """
@@ -39,7 +43,32 @@ class MedMNISTFileError(ValueError):
 
 
 class MD5MismatchWarning(UserWarning):
-    """A MedMNIST file loaded, but its MD5 is not the one ``medmnist.INFO`` records."""
+    """A MedMNIST file loaded, its MD5 is not the one ``medmnist.INFO`` records, and its content is not the
+    official release's: results on it are not comparable with the official split."""
+
+
+# Provenance of a loaded file (``MedMNISTData.provenance``); only the first two are comparable with the release.
+OFFICIAL = "official"
+OFFICIAL_RESAVED = "official content, re-saved"
+SUBSET = "subset"
+MODIFIED = "modified"
+UNVERIFIED = "unverified"
+COMPARABLE = (OFFICIAL, OFFICIAL_RESAVED)
+
+# SHA-256 of the decoded content (:func:`content_sha256`) of official releases, keyed by (flag, size). Recorded
+# from files whose content is the release's: retinamnist's official file (its MD5 matches medmnist.INFO) and the
+# re-saved breastmnist of the offline data folder (same images and labels; its split sizes match INFO's
+# n_samples and its label counts match OFFICIAL_LABEL_COUNTS; only the label array's shape and dtype changed).
+OFFICIAL_CONTENT_SHA256 = {
+    ("retinamnist", 28): "39edee1960838590f215919f9c15c195732e04e2e367b0219f8566d0cdefd024",
+    ("breastmnist", 28): "20155dcfbfa2bdee06850a355303a9139cc95215dc833e1ddb95acf688c63a1a",
+}
+# Images per class in each split of the official release (the same at every size), where known.
+OFFICIAL_LABEL_COUNTS = {
+    "breastmnist": {"train": (147, 399), "val": (21, 57), "test": (42, 114)},
+    "pneumoniamnist": {"train": (1214, 3494), "val": (135, 389), "test": (234, 390)},
+    "retinamnist": {"train": (486, 128, 206, 194, 66), "val": (54, 12, 28, 20, 6), "test": (174, 46, 92, 68, 20)},
+}
 
 
 def medmnist_info(flag: str) -> dict:
@@ -132,6 +161,12 @@ class MedMNISTData:
     md5_ok: bool
     images: dict[str, np.ndarray] = field(repr=False)
     labels: dict[str, np.ndarray] = field(repr=False)
+    provenance: str = OFFICIAL  # one of OFFICIAL, OFFICIAL_RESAVED, SUBSET, MODIFIED, UNVERIFIED
+
+    @property
+    def comparable(self) -> bool:
+        """Whether results on this file are comparable with the official release (same images and labels)."""
+        return self.provenance in COMPARABLE
 
     @property
     def multilabel(self) -> bool:
@@ -184,19 +219,62 @@ def load_medmnist(flag: str, size: int = 28, root=None, download: bool | None = 
 
     md5 = file_md5(path)
     md5_ok = md5 == expected_md5(flag, size)
-    if verify_md5 and not md5_ok:
+    images, labels = _read_npz(path, flag, size, info)
+    provenance, reason = (OFFICIAL, "") if md5_ok else classify_content(flag, size, images, labels)
+    if verify_md5 and provenance not in COMPARABLE:
         warnings.warn(
-            f"{path}: MD5 {md5} differs from medmnist.INFO's {expected_md5(flag, size)} for {flag} at {size} px; "
-            "the file is a subset or a re-saved copy, so results are not comparable with the official split",
+            f"{path}: MD5 {md5} differs from medmnist.INFO's {expected_md5(flag, size)} for {flag} at {size} px "
+            f"and its content is a {provenance} copy: {reason}; results are not comparable with the official split",
             MD5MismatchWarning, stacklevel=2,
         )
-    images, labels = _read_npz(path, flag, size, info)
     n_classes = len(info["label"])
     return MedMNISTData(
         flag=flag, size=size, path=path, task=info["task"], n_channels=int(info["n_channels"]),
         class_names=[info["label"][str(i)] for i in range(n_classes)], md5=md5, md5_ok=md5_ok,
-        images=images, labels=labels,
+        images=images, labels=labels, provenance=provenance,
     )
+
+
+def content_sha256(images: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> str:
+    """SHA-256 of decoded content: per split, the uint8 images and the int64 (N, n_labels) labels, C order.
+
+    Independent of how the file was saved (compression, label dtype, (N,) or (N, 1) labels)."""
+    digest = hashlib.sha256()
+    for s in SPLITS:
+        x = np.ascontiguousarray(images[s], dtype=np.uint8)
+        y = np.ascontiguousarray(labels[s], dtype=np.int64)
+        y = y[:, None] if y.ndim == 1 else y
+        for arr in (x, y):
+            digest.update(f"{s}:{arr.shape}:".encode())
+            digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+def classify_content(flag: str, size: int, images: dict, labels: dict) -> tuple[str, str]:
+    """Provenance of a file whose MD5 is not the official one, and the reason: ``(provenance, reason)``.
+
+    A recorded content hash that matches gives :data:`OFFICIAL_RESAVED`; split sizes other than
+    ``medmnist.INFO``'s ``n_samples`` give :data:`SUBSET`; the release's sizes with other label counts give
+    :data:`MODIFIED`; anything else (no recorded hash, or one that differs) is :data:`UNVERIFIED`."""
+    info = medmnist_info(flag)
+    sizes = {s: len(labels[s]) for s in SPLITS}
+    official_sizes = {s: int(info["n_samples"][s]) for s in SPLITS}
+    recorded = OFFICIAL_CONTENT_SHA256.get((flag, size))
+    if recorded is not None and content_sha256(images, labels) == recorded:
+        return OFFICIAL_RESAVED, "its decoded images and labels are the official release's (content SHA-256)"
+    if sizes != official_sizes:
+        diff = ", ".join(f"{s} {sizes[s]} of {official_sizes[s]}" for s in SPLITS if sizes[s] != official_sizes[s])
+        return SUBSET, f"split sizes differ from the release ({diff})"
+    counts = OFFICIAL_LABEL_COUNTS.get(flag)
+    if counts is not None and not info["task"].startswith("multi-label"):
+        found = {s: tuple(np.bincount(labels[s][:, 0], minlength=len(counts[s])).tolist()) for s in SPLITS}
+        bad = [s for s in SPLITS if found[s] != tuple(counts[s])]
+        if bad:
+            return MODIFIED, ("the release's split sizes but other label counts ("
+                              + ", ".join(f"{s} {found[s]} vs {tuple(counts[s])}" for s in bad) + ")")
+    what = ("its content hash differs from the recorded official one" if recorded
+            else "no official content hash is recorded for it")
+    return UNVERIFIED, f"the release's split sizes, but {what}, so the images cannot be verified"
 
 
 def _read_npz(path: Path, flag: str, size: int, info: dict):

@@ -348,11 +348,18 @@ def bootstrap_means(scores: Mapping[str, pd.DataFrame], truth: pd.DataFrame, n_b
     alpha = (1 - level) / 2
     ranks = pd.DataFrame(boots).rank(axis=1, ascending=False, na_option="bottom").to_numpy()
     best = np.nanargmax(np.where(np.isnan(boots), -np.inf, boots), axis=1)
+    with warnings.catch_warnings():
+        # a metric NaN in every replicate (constant scores on every target) has NaN bounds, by definition; numpy's
+        # "All-NaN slice" / "Degrees of freedom" warnings about exactly that are not news to the reader
+        warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Degrees of freedom <= 0", RuntimeWarning)
+        low, high = np.nanquantile(boots, alpha, axis=0), np.nanquantile(boots, 1 - alpha, axis=0)
+        sd = np.nanstd(boots, axis=0, ddof=1) if n_boot > 1 else np.nan
     out = pd.DataFrame({
         "mean": point,
-        "ci_low": np.nanquantile(boots, alpha, axis=0),
-        "ci_high": np.nanquantile(boots, 1 - alpha, axis=0),
-        "boot_sd": np.nanstd(boots, axis=0, ddof=1) if n_boot > 1 else np.nan,
+        "ci_low": low,
+        "ci_high": high,
+        "boot_sd": sd,
         "mean_rank": ranks.mean(axis=0),
         "p_best": np.bincount(best, minlength=len(metrics)) / n_boot,
     }, index=pd.Index(metrics, name="metric"))
@@ -498,6 +505,58 @@ def cd_diagram(avg_ranks: pd.Series, cd: float, labels: Mapping | None = None, t
 
 # ----------------------------------------------------------------------------------------------------
 # figures
+
+
+def scatter_target(scores: Mapping[str, pd.DataFrame], truth: pd.DataFrame, target: str, metrics=None,
+                   exclude_self: bool = True, labels: Mapping | None = None, ncols: int = 6, panel: float = 1.9,
+                   key: Callable = canonical_name, truth_label: str = "fine-tuned test AUC"):
+    """The scatter panels of one target, legible at page width: one panel per metric, ``ncols`` to a row, each
+    titled with the metric and its weighted tau, score (x) against the ground truth (y) over the sources with a
+    least-squares line. A large (targets x metrics) grid becomes one such figure per target. Returns a Figure."""
+    import matplotlib.pyplot as plt
+
+    metrics = list(metrics or scores)
+    labels = labels or {}
+    ncols = max(1, min(ncols, len(metrics)))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols, panel * 0.95 * nrows), squeeze=False)
+    tk = key(target)
+    for i, m in enumerate(metrics):
+        ax = axes[i // ncols, i % ncols]
+        S, T, _, _ = _align(scores[m], truth, key)
+        name = labels.get(m, m)
+        if tk not in S.columns:
+            ax.set_title(f"{name}\nno scores", fontsize=8, pad=2)
+        else:
+            ok = _candidates(S, T, tk, exclude_self, key)
+            x, y = S[tk].to_numpy()[ok], T[tk].to_numpy()[ok]
+            ax.scatter(x, y, s=12, color="tab:blue")
+            if x.size >= 2 and not _is_constant(x):
+                slope, icpt = np.polyfit(x, y, 1)
+                xx = np.linspace(x.min(), x.max(), 2)
+                ax.plot(xx, slope * xx + icpt, color="tab:red", lw=1)
+            wt = weighted_tau(x, y)
+            ax.set_title(f"{name}\nτw = {wt:.2f}" if np.isfinite(wt) else f"{name}\nτw = NaN (constant)",
+                         fontsize=8, pad=2)
+        ax.tick_params(labelsize=7, length=2, pad=1)
+        ax.xaxis.get_offset_text().set_fontsize(7)
+        ax.locator_params(axis="x", nbins=3)
+        ax.locator_params(axis="y", nbins=4)
+        if i % ncols:
+            ax.tick_params(labelleft=False)
+    for j in range(len(metrics), nrows * ncols):
+        axes[j // ncols, j % ncols].axis("off")
+    for row in axes:  # every panel of a row shares the y range, so the labels at the left hold for the row
+        lo = min(a.get_ylim()[0] for a in row if a.axison)
+        hi = max(a.get_ylim()[1] for a in row if a.axison)
+        for a in row:
+            if a.axison:
+                a.set_ylim(lo, hi)
+    fig.suptitle(f"target {target}", fontsize=10)
+    fig.supxlabel("transferability score", fontsize=9)
+    fig.supylabel(truth_label, fontsize=9)
+    fig.tight_layout(h_pad=0.8, w_pad=0.4)
+    return fig
 
 
 def scatter_grid(scores: Mapping[str, pd.DataFrame], truth: pd.DataFrame, metrics=None, targets=None,

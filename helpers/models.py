@@ -186,6 +186,26 @@ def _random_model(arch: str, num_classes: int = 1000) -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def quiet_hub_download():
+    """Drop torch.hub's ``Downloading: "<url>" to <cache path>`` line, which it writes to stdout before every
+    download attempt even with ``progress=False`` (so an offline build showed the builder's home path in every
+    chapter that asks for ImageNet weights). Everything else written to stdout is passed on; exceptions are not
+    touched (a failed download still raises, and callers report it)."""
+    import io
+    import sys
+
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield
+    finally:
+        kept = [line for line in buffer.getvalue().splitlines(keepends=True)
+                if not line.startswith('Downloading: "')]
+        if kept:
+            sys.stdout.write("".join(kept))
+
+
 def _imagenet_model(arch: str) -> nn.Module:
     """torchvision's ImageNet model; :class:`SourceUnavailable` when the weights cannot be had."""
     import torchvision.models as tvm
@@ -196,7 +216,8 @@ def _imagenet_model(arch: str) -> nn.Module:
     old_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(20)
     try:
-        model = _builder(arch)(weights=weights, progress=False, **kwargs)
+        with quiet_hub_download():
+            model = _builder(arch)(weights=weights, progress=False, **kwargs)
     except Exception as exc:  # URLError, HTTPError, OSError, RuntimeError (corrupt file): all mean "not here"
         hub = Path(torch.hub.get_dir()) / "checkpoints"
         reason = (f"torchvision could not load {arch} weights {weights} ({type(exc).__name__}: "

@@ -957,6 +957,7 @@ def tasks(profile: dict, env) -> list:
     (waiting for the fine-tuning or pretraining that makes the network) and one per analysis unit (waiting for
     the activations, or the fine-tuning runs, it reads). An unavailable source then blocks only what uses it."""
     from .stages.base import Task
+    from .stages.throughput import representations_seconds
 
     if not profile.get("representations"):
         return []  # a profile without the section has no such stage
@@ -966,7 +967,8 @@ def tasks(profile: dict, env) -> list:
         tid = f"{NAME}:finetune:{c['target']}:fold{c['fold']}:{c['source']}:{c['variant']}"
         ft_ids[config_key(c)] = tid
         dep = _producer_task(profile, c["source"], c["target"])
-        out.append(Task(STAGE, tid, (c,), (dep,) if dep else (), dict(RESOURCES["finetune"])))
+        out.append(Task(STAGE, tid, (c,), (dep,) if dep else (), dict(RESOURCES["finetune"]),
+                        representations_seconds(c, profile)))
     for c in plan.activations:
         model = c["model"]
         if model["kind"] == "finetuned":
@@ -977,12 +979,13 @@ def tasks(profile: dict, env) -> list:
         else:
             deps = ()
         act_ids[config_key(c)] = _net_id(c)
-        out.append(Task(STAGE, _net_id(c), (c,), deps, dict(RESOURCES["activations"])))
+        out.append(Task(STAGE, _net_id(c), (c,), deps, dict(RESOURCES["activations"]),
+                        representations_seconds(c, profile)))
     for c in plan.analysis:
         ids = act_ids if c["unit"] == "similarity" else ft_ids
         deps = tuple(ids[c[k]] for k in ("a_key", "b_key"))
         tid = f"{NAME}:{c['unit']}:{c['target']}:fold{c['fold']}:{network_name(c['a'])}~{network_name(c['b'])}"
-        out.append(Task(STAGE, tid, (c,), deps, dict(RESOURCES["analysis"])))
+        out.append(Task(STAGE, tid, (c,), deps, dict(RESOURCES["analysis"]), representations_seconds(c, profile)))
     return out
 
 

@@ -4,6 +4,7 @@
     python -m helpers.run pretraining finetuning --profile paper --engine ray --address auto
     python -m helpers.run all --profile paper --plan                  # what it would do and cost, offline
     python -m helpers.run all --profile paper --plan --json
+    python -m helpers.run all --profile paper --plan --images-per-s 1500   # plus a GPU what-if at that rate
 
 Stages: pretraining, finetuning, scoring, segmentation (and any stage module registered in
 helpers.stages.REGISTRY), or all. Results go to results/<profile>/ ($RESULTS_ROOT/<profile>/ when set); a
@@ -50,8 +51,8 @@ def main(argv=None) -> int:
     parser.add_argument("--plan", action="store_true", help="print what would run and what it costs; compute nothing")
     parser.add_argument("--json", action="store_true", help="with --plan: machine-readable output")
     parser.add_argument("--images-per-s", type=float, default=None,
-                        help="with --plan: a what-if training rate (images/s of ResNet-18 at 224 px) instead of "
-                             "the measured tables; the plan labels it as assumed")
+                        help="with --plan: a GPU what-if training rate (images/s of one ResNet-18 run at 224 px), "
+                             "estimated beside the measured figures and labelled as assumed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.json and not args.plan:
@@ -64,10 +65,8 @@ def main(argv=None) -> int:
     if args.images_per_s and not args.plan:
         parser.error("--images-per-s goes with --plan")
     if args.plan:
-        from .stages import throughput
-
-        throughput.assume(args.images_per_s)
-        p = stages.plan(names, args.profile, args.results_dir, args.data_root, args.device)
+        p = stages.plan(names, args.profile, args.results_dir, args.data_root, args.device,
+                        images_per_s=args.images_per_s)
         print(json.dumps(p, indent=1) if args.json else stages.plan_text(p))
         return 0
 
@@ -80,15 +79,34 @@ def main(argv=None) -> int:
                           "max_retries": args.max_retries}
     elif args.address:
         parser.error("--address needs --engine ray")
+    from .paths import MissingResultError
+
     start = time.perf_counter()
-    report = stages.run(names, args.profile, args.results_dir, args.data_root, args.device, engine=args.engine,
-                        progress=not args.no_progress, keep_going=True, options=options, threads=args.threads,
-                        **engine_options)
+    try:
+        report = stages.run(names, args.profile, args.results_dir, args.data_root, args.device,
+                            engine=args.engine, progress=not args.no_progress, keep_going=True, options=options,
+                            threads=args.threads, **engine_options)
+    except MissingResultError as exc:
+        print(f"[run] an input is missing: {exc}", file=sys.stderr)
+        return 2
     print(report.summary())
+    first = run_first(report, names, args.profile)
+    if first:
+        print(first)
     for name, path in report.tables.items():
         print(f"  wrote {name}: {path}")
     print(f"[run] {', '.join(names)} on profile {args.profile!r} in {time.perf_counter() - start:.0f} s")
     return 1 if report.failed else 0
+
+
+def run_first(report, names, profile) -> str:
+    """The 'run first' line for tasks blocked because a stage outside this run has not been run."""
+    needed = sorted({reason.split(":", 1)[0] for _, status, reason in report.problems
+                     if status == "blocked" and "is not done" in reason} - set(names))
+    if not needed:
+        return ""
+    return ("[run] some units wait for stages that have not run; run first: "
+            + "; ".join(f"python -m helpers.run {n} --profile {profile}" for n in needed))
 
 
 if __name__ == "__main__":

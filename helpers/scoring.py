@@ -241,7 +241,9 @@ def extraction_times(results_dir, stage: str = "scoring", profile=None) -> pd.Da
 
 
 def read_scores(results_dir) -> pd.DataFrame:
-    table = pd.read_csv(Path(results_dir) / "scores.csv", keep_default_na=True)
+    from .paths import require_result
+
+    table = pd.read_csv(require_result(None, "scores.csv", results_dir), keep_default_na=True)
     if "options" not in table:
         table["options"] = ""
     return table.fillna({"reason": "", "options": ""})

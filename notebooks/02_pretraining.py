@@ -35,7 +35,7 @@
 # - **Time to run**: about two minutes on the quick profile (2-core CPU); hours per source on a GPU for the
 #   paper profile.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
 data_root = None    # None: $DATA_ROOT, else data/
 device = None       # None: the profile's device (auto: cuda when present)
@@ -43,18 +43,19 @@ device = None       # None: the profile's device (auto: cuda when present)
 # %% [markdown]
 # ## Imports
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
+from helpers import booktext
 from helpers import engine
 from helpers.stages import pretraining as P
 from helpers.paths import results_root
 from helpers.profiles import load_profile, profile_flags, profile_targets, resolve_device
 
-# %%
+# %% tags=["hide-input"]
 cfg = load_profile(profile)
 flags = profile_flags(cfg, data_root)
 targets = profile_targets(cfg, data_root)
@@ -67,7 +68,7 @@ print(f"profile {cfg['name']!r}: flags {flags}, targets {targets}, device {devic
 # PROTOCOL section 3 lists five kinds of source. The table says what each source of this profile is and how
 # it is obtained; sources trained here are the single-dataset and union ones.
 
-# %%
+# %% tags=["hide-input"]
 KINDS = {
     "imagenet": ("torchvision ResNet-18, IMAGENET1K_V1 weights", "downloaded through torchvision"),
     "radimagenet": ("ResNet-18 trained on RadImageNet (165 classes)", "user checkpoint (data-use agreement)"),
@@ -102,7 +103,7 @@ kinds
 # units run from the command line, `python -m helpers.run pretraining --profile <name>` (on a Ray cluster with
 # `--engine ray`); when they are stored already, this chapter only reads them.
 
-# %%
+# %% tags=["hide-input"]
 recipes = pd.DataFrame({kind: {k: str(v) for k, v in engine.recipe_section(cfg, kind).items()}
                         for kind in ("single_dataset", "union")})
 recipes
@@ -111,10 +112,13 @@ recipes
 # The recipes the profile uses for single-dataset and union sources (the union: SGD with step decay, BCE over
 # the joint label space, class-balanced sampling, early stopping on validation loss). In the quick profile they are cut to a few epochs on a
 # subset of each training split (`max_train_images`, `max_val_images`) at the stored 28 px, so that it runs on
-# a CPU in about a minute; the paper profile trains 100 epochs on the whole split at 224 px.
+# a CPU in about a minute; the paper profile trains 100 epochs on the whole split at 224 px. In a notebook of
+# your own, one call trains (or reads back) every source of a profile:
 
 # %%
 pre = P.run_pretraining(cfg, flags, targets, out, root=data_root, device=device, progress=False)
+
+# %% tags=["hide-input"]
 cols = ["source", "kind", "flags", "train_images", "val_images", "n_outputs", "epochs_run", "best_epoch",
         "val_loss", "val_auc", "val_acc", "train_seconds"]
 pre[cols].set_index("source").round(3) if not pre.empty else pre
@@ -123,7 +127,7 @@ pre[cols].set_index("source").round(3) if not pre.empty else pre
 # One row per trained source: the images it saw, its output units, how many epochs ran and which one was kept,
 # and the validation loss, AUC and accuracy (MedMNIST's definitions) of the kept checkpoint.
 
-# %%
+# %% tags=["hide-input"]
 if not pre.empty:
     hist = pd.concat([pd.DataFrame(h).assign(source=s) for s, h in zip(pre["source"], pre["history"])])
     fig, axes = plt.subplots(1, 2, figsize=(9, 3))
@@ -137,8 +141,10 @@ if not pre.empty:
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     plt.show()
-    display(Markdown("*Figure: training (dashed) and validation (solid) loss, and validation AUC, per epoch of "
-                     "each source trained in this chapter.*"))
+
+# %% [markdown]
+# **Figure 1.** Training (dashed) and validation (solid) loss, and validation AUC, per epoch of each source
+# trained in this chapter.
 
 # %% [markdown]
 # ## The union source's joint label space
@@ -149,7 +155,7 @@ if not pre.empty:
 # (with replacement, on the device with `torch.multinomial`). The table shows the layout for the full
 # collection without each of this profile's targets.
 
-# %%
+# %% tags=["hide-input"]
 from helpers.data import MEDMNIST_2D_FLAGS
 
 layout_rows = []
@@ -181,7 +187,7 @@ layout.pivot_table(index="flag", columns="left out", values="units", aggfunc="fi
 # records why). The bank's pretraining runs here, through the segmentation stage, so that the encoders exist
 # before fine-tuning; the Segmentation chapter then only reads them.
 
-# %%
+# %% tags=["hide-input"]
 seg_sources = P.segmentation_encoder_sources(cfg)
 if seg_sources:
     from helpers.stages import segmentation as SG
@@ -189,20 +195,23 @@ if seg_sources:
     seg_pre = SG.run_segmentation_pretraining(cfg, out, root=data_root, device=device, progress=False)
     used = {P.segmentation_unit_name(s): s for s in seg_sources}
     seg_table = seg_pre[seg_pre["source"].isin(used)].assign(as_source=lambda d: d["source"].map(used))
+    booktext.glue(n_seg=len(seg_table))
     display(seg_table.set_index("as_source")[["sets", "n_classes", "train_images", "epochs_run", "best_epoch",
                                               "val_dice"]].round(3))
-    display(Markdown(f"**Table.** The {len(seg_table)} segmentation U-Nets whose encoders are classification "
-                     "sources here: the sets each was trained on, its classes (background included), training "
-                     "images, epochs run and kept, and its validation Dice."))
 else:
-    display(Markdown("This profile lists no segmentation encoder among its sources."))
+    booktext.glue(n_seg=0)
+    print("This profile lists no segmentation encoder among its sources.")
+
+# %% [markdown]
+# The {glue:text}`n_seg` segmentation U-Nets whose encoders are classification sources here: the sets each was
+# trained on, its classes (background included), training images, epochs run and kept, and its validation Dice.
 
 # %% [markdown]
 # ## Which sources are available here
 # A source that cannot be obtained here (ImageNet weights without a network, RadImageNet without a
 # checkpoint) is recorded as unavailable with the reason; the later chapters leave it out instead of failing.
 
-# %%
+# %% tags=["hide-input"]
 avail = P.source_table(cfg, targets, out)
 from helpers.runner import atomic_write_csv
 

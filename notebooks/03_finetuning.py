@@ -34,7 +34,7 @@
 #
 # - **Time to run**: a few minutes on the quick profile (2-core CPU).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
 data_root = None    # None: $DATA_ROOT, else data/
 device = None       # None: the profile's device (auto: cuda when present)
@@ -43,7 +43,7 @@ group_size = None   # configs of one (source, target, fold) advanced together; N
 # %% [markdown]
 # ## Imports
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -54,7 +54,7 @@ from helpers.stages import finetuning as F
 from helpers.paths import results_root
 from helpers.profiles import finetune_grid, load_profile, profile_flags, profile_targets, resolve_device
 
-# %%
+# %% tags=["hide-input"]
 cfg = load_profile(profile)
 flags = profile_flags(cfg, data_root)
 targets = profile_targets(cfg, data_root)
@@ -70,7 +70,7 @@ print(f"profile {cfg['name']!r}: sources {sources}, targets {targets}, device {d
 # training augmentation of PROTOCOL section 4, early stopping on validation AUC and the checkpoint with the best
 # validation AUC kept and tested on the whole official test split.
 
-# %%
+# %% tags=["hide-input"]
 ft = cfg["finetuning"]
 grid = pd.DataFrame([{"target": t, "configs": len(finetune_grid(cfg, t)), **{k: sorted({g[k] for g in finetune_grid(cfg, t)})
                                                                                for k in ("lr", "batch_size", "momentum", "weight_decay")}}
@@ -107,7 +107,7 @@ table.round(3)
 # checkpoint, and the seconds the run took (its share of its group's time). All runs are written to
 # `results/<profile>/finetuning.csv`.
 
-# %%
+# %% tags=["hide-input"]
 unavailable_pairs = (unavailable.groupby("source").agg(targets=("target", lambda s: ", ".join(sorted(set(s)))),
                                                        reason=("reason", "first"))
                      if not unavailable.empty else pd.DataFrame(columns=["targets", "reason"]))
@@ -124,7 +124,7 @@ unavailable_pairs
 # selection is made per seed. The figure shows every run's validation loss against its test AUC, the selected
 # runs circled.
 
-# %%
+# %% tags=["hide-input"]
 selected = F.select_runs(runs)
 fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.2), squeeze=False)
 for ax, t in zip(axes[0], targets):
@@ -143,7 +143,7 @@ display(Markdown("*Figure: validation loss against test AUC of every fine-tuning
 # %% [markdown]
 # ## The ground-truth table and per-target AUC
 
-# %%
+# %% tags=["hide-input"]
 truth = F.ground_truth_table(runs)
 path = F.write_ground_truth(runs, out)
 print("wrote", path)
@@ -157,7 +157,7 @@ truth.round(3)
 # `ground_truth_mean.csv`, with the SD per cell in `ground_truth_folds.csv`. The diagonal (a source fine-tuned
 # on its own flag) is kept here and left out when correlating.
 
-# %%
+# %% tags=["hide-input"]
 folds_table = F.ground_truth_folds(runs)
 n_folds = int(folds_table["n_folds"].max()) if len(folds_table) else 0
 display(Markdown(f"This profile ran **{n_folds} fold(s)**: " + (
@@ -166,7 +166,7 @@ display(Markdown(f"This profile ran **{n_folds} fold(s)**: " + (
     f"{(folds_table['mean'] - folds_table['fold1']).abs().max():.3f} AUC; median SD over folds "
     f"{folds_table['sd'].median():.3f}.")))
 
-# %%
+# %% tags=["hide-input"]
 seeds = F.ground_truth_seeds(runs)
 spread = seeds.groupby(["target", "source"])["test_auc"].agg(["mean", "std", "size"]).reset_index()
 fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.0), squeeze=False, sharey=True)
@@ -186,7 +186,7 @@ display(Markdown(f"*Figure: ground-truth test AUC of each source (mean over {n_s
                  "seeds), one panel per target, sources sorted by AUC; grey: the target's own flag as source "
                  "(excluded when correlating), dotted line: chance.*"))
 
-# %%
+# %% tags=["hide-input"]
 first_seed = selected[selected["seed"] == selected["seed"].min()] if "seed" in selected else selected
 best_by_target = (first_seed[first_seed["source"] != first_seed["target"]].sort_values("test_auc", ascending=False)
                   .groupby("target").head(1)[["target", "source", "test_auc", "lr", "batch_size", "momentum",
@@ -206,7 +206,7 @@ best_by_target.round(3)
 # says how well a *perfect* predictor of one seed's ground truth could agree with another's. A metric cannot be
 # expected to agree with the ground truth better than the ground truth agrees with itself.
 
-# %%
+# %% tags=["hide-input"]
 from itertools import combinations
 
 from scipy.stats import weightedtau

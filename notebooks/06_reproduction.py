@@ -42,7 +42,7 @@
 # - **Time to run**: well under a minute; it reads only the small CSV files in `data/reference/dovile2024/`
 #   (MIT licence, copied unchanged from the authors' repository) and trains nothing.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "quick"     # shown only: this chapter reads the published tables, whatever the profile
 reference_dir = None  # None: data/reference/dovile2024 in the project
 n_boot = 500          # bootstrap replicates for the confidence intervals
@@ -51,12 +51,13 @@ seed = 0              # seed of the bootstrap
 # %% [markdown]
 # ## Imports
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
+from helpers import booktext
 from helpers import evaluation as E
 from helpers import reference as R
 from helpers.paths import PROJECT_ROOT
@@ -76,7 +77,7 @@ print(f"profile {profile!r}; reference tables from {ref.relative_to(PROJECT_ROOT
 # ground truth is the test AUC after fine-tuning on the target (stored as a fraction for datasets and in
 # percent for architectures; we convert both to fractions). The table below lists what was loaded.
 
-# %%
+# %% tags=["hide-input"]
 inventory = []
 for scen in R.SCENARIOS:
     truth = R.load_ground_truth(scen, ref)
@@ -111,15 +112,17 @@ wt_dataset
 # table compares our means with the numbers in [D] (three decimals) for both scenarios: `ours` is the exact
 # mean, `published` the paper's, and `matches` says whether ours rounds to it.
 
-# %%
+# %% tags=["hide-input"]
 comparison = R.compare_with_published(long)
 comparison["metric"] = comparison["metric"].map(L)
 display(comparison.set_index(["scenario", "metric"]).style.format(
     {"ours": "{:.6f}", "ours_3dp": "{:.3f}", "published": "{:.3f}", "abs_diff": "{:.6f}"}, na_rep="—"))
-n_match = int(comparison["matches"].eq(True).sum())
-n_pub = int(comparison["published"].notna().sum())
-display(Markdown(f"**{n_match} of {n_pub}** published means reproduced to the third decimal "
-                 f"(largest difference {comparison['abs_diff'].max():.6f})."))
+booktext.glue(n_match=int(comparison["matches"].eq(True).sum()), n_pub=int(comparison["published"].notna().sum()),
+              max_diff=float(comparison["abs_diff"].max()))
+
+# %% [markdown]
+# **{glue:text}`n_match` of {glue:text}`n_pub`** published means reproduced to the third decimal (largest
+# difference {glue:text}`max_diff:.6f`).
 
 # %% [markdown]
 # One detail matters for LP x FU: [D] min-max normalised each column of the published tables *as a whole*.
@@ -127,7 +130,7 @@ display(Markdown(f"**{n_match} of {n_pub}** published means reproduced to the th
 # smallest FU, so it sets the minimum of the normalisation. Normalising over the 14 candidates only gives
 # .522 instead of .523:
 
-# %%
+# %% tags=["hide-input"]
 alt = R.reproduce("dataset", ref, combine_over="candidates")
 whole = long[(long.scenario == "dataset") & (long.metric == "lp_x_fu")].weighted_tau.mean()
 cands = alt[alt.metric == "lp_x_fu"].weighted_tau.mean()
@@ -148,7 +151,7 @@ display(Markdown(
 # (columns `scenario`, `target`, `metric`, `weighted_tau`; full precision, NaN as an empty cell), which is
 # tracked in git as the regression reference for our own correlation chapter.
 
-# %%
+# %% tags=["hide-input"]
 out_path = R.write_weighted_tau(long)
 print(f"wrote {len(long)} rows to {out_path.relative_to(PROJECT_ROOT) if out_path.is_relative_to(PROJECT_ROOT) else out_path}")
 
@@ -162,7 +165,7 @@ print(f"wrote {len(long)} rows to {out_path.relative_to(PROJECT_ROOT) if out_pat
 # set, and `load_all_scores(..., flips=())` turns it off. The table shows the means with [D]'s flips, with
 # none, and the published numbers.
 
-# %%
+# %% tags=["hide-input"]
 arch_noflip = R.reproduce("architecture", ref, flips=())
 arch_flip = long[long.scenario == "architecture"]
 flipped = E.wide(arch_flip).columns
@@ -189,7 +192,7 @@ flips_table
 # undefined (NaN), and `helpers.evaluation.correlate` flags it (`constant_scores`) instead of hiding it. The
 # table counts, per target, how many of the candidate sources get exactly 1.0.
 
-# %%
+# %% tags=["hide-input"]
 R.sfda_saturation("dataset", ref)
 
 # %% [markdown]
@@ -204,7 +207,7 @@ R.sfda_saturation("dataset", ref)
 # part lies in [0, 1], so the correct score lies in [-1, 2], [D]'s in [0, 3]. The published NCTI reaches 3.0
 # (all three parts at their maximum), which is only possible with `+ vc`:
 
-# %%
+# %% tags=["hide-input"]
 R.ncti_range("dataset", ref)
 
 # %% [markdown]
@@ -218,7 +221,7 @@ R.ncti_range("dataset", ref)
 # tables), test whether the average ranks differ with the Friedman test, and compare pairs with the
 # Nemenyi post-hoc test. The first table checks our ranks against [D]'s published rank tables.
 
-# %%
+# %% tags=["hide-input"]
 methods = ["logme", "sfda", "leep", "parc", "ncti", "nleep", "lp_x_fu"]
 rank_check = []
 for scen in R.SCENARIOS:
@@ -239,7 +242,7 @@ pd.DataFrame(rank_check).set_index("scenario")
 # The Friedman statistic and the Nemenyi critical difference (CD) at α = 0.05 follow; two methods whose
 # average ranks differ by less than the CD are not distinguishable on 11 targets.
 
-# %%
+# %% tags=["hide-input"]
 tests, nem = [], {}
 for scen in R.SCENARIOS:
     w = E.wide(long[long.scenario == scen])[methods]
@@ -250,7 +253,7 @@ for scen in R.SCENARIOS:
                   "best (avg rank)": f"{L[fr['avg_ranks'].index[0]]} ({fr['avg_ranks'].iloc[0]:.2f})"})
 pd.DataFrame(tests).set_index("scenario")
 
-# %%
+# %% tags=["hide-input"]
 fig = E.cd_diagram(nem["dataset"]["avg_ranks"], nem["dataset"]["cd"], labels=L,
                    title="Dataset transferability: average rank of weighted τ over 11 targets")
 
@@ -260,7 +263,7 @@ fig = E.cd_diagram(nem["dataset"]["avg_ranks"], nem["dataset"]["cd"], labels=L,
 # the Nemenyi critical difference (bar at the top). LP x FU has the best average rank; it is significantly
 # better than NCTI and SFDA, but not distinguishable from NLEEP, LEEP, LogME or PARC on 11 targets.
 
-# %%
+# %% tags=["hide-input"]
 fig = E.cd_diagram(nem["architecture"]["avg_ranks"], nem["architecture"]["cd"], labels=L,
                    title="Architecture transferability (with [D]'s flips)")
 
@@ -272,18 +275,21 @@ fig = E.cd_diagram(nem["architecture"]["avg_ranks"], nem["architecture"]["cd"], 
 
 # %% [markdown]
 # ## Scores against fine-tuned AUC
-# The grid plots, for the dataset scenario, each metric's score (x axis) against the fine-tuned AUC (y axis)
-# of the 14 candidate sources, one panel per (target, metric), with a least-squares line and the weighted τ
-# above each panel, like [D]'s scatter figure.
+# For the dataset scenario, each metric's score (x axis) against the fine-tuned AUC (y axis) of the 14
+# candidate sources, one figure per target and one panel per metric, with a least-squares line and the weighted
+# τ above each panel, like [D]'s scatter figure.
 
-# %%
+# %% tags=["hide-input"]
 scores_dataset = R.load_all_scores("dataset", ref)
 truth_dataset = R.load_ground_truth("dataset", ref)
-fig = E.scatter_grid(scores_dataset, truth_dataset, labels=L, panel=1.45)
+for target in truth_dataset.columns:
+    fig = E.scatter_target(scores_dataset, truth_dataset, target, labels=L, ncols=4, panel=1.8)
+    plt.show()
 
 # %% [markdown]
-# **Figure 3.** Score (x) against fine-tuned test AUC (y) over the 14 candidate sources, per target (rows)
-# and metric (columns), dataset scenario; red: least-squares fit; title: weighted τ. SFDA's columns for
+# **Figure 3.** Score (x) against fine-tuned test AUC (y) over the 14 candidate sources, one figure per target
+# and one panel per metric, dataset scenario; red: least-squares fit; panel title: the metric and its weighted
+# τ. SFDA's columns for
 # BreastMNIST and PneumoniaMNIST are a single vertical line of points (every score 1.0), hence NaN. In
 # several panels (FU and LP x FU especially) one or two sources lie far from the rest, and the AUCs of the
 # sources often span only one or two points, so a single source can decide both the fit and the τ.
@@ -297,7 +303,7 @@ fig = E.scatter_grid(scores_dataset, truth_dataset, labels=L, panel=1.45)
 # architectures; the ResNet18 row is the ImageNet source of the dataset sweep. Runs that FAILED or were
 # still RUNNING carry no metrics and are skipped.
 
-# %%
+# %% tags=["hide-input"]
 derived_check = []
 for scen in R.SCENARIOS:
     runs = pd.concat([R.load_sweep(t, scen, ref, finished_only=False) for t in R.TARGETS])
@@ -323,7 +329,7 @@ pd.DataFrame(derived_check).set_index("scenario")
 # with the highest validation AUC, and the mean test AUC of the three best runs by validation loss or by
 # validation AUC. First, how much does the ground truth itself move?
 
-# %%
+# %% tags=["hide-input"]
 agreement = pd.concat({scen: R.ground_truth_agreement(scen, ref_dir=ref) for scen in R.SCENARIOS}, names=["scenario"])
 agreement
 
@@ -333,14 +339,14 @@ agreement
 # table recomputes every metric's mean weighted τ under each rule, with the metric's rank among the nine
 # (1 = best) in brackets.
 
-# %%
+# %% tags=["hide-input"]
 rules_long = pd.concat([R.rule_comparison(scen, ref_dir=ref) for scen in R.SCENARIOS], ignore_index=True)
 rule_means = rules_long.groupby(["scenario", "rule", "metric"], sort=False)["weighted_tau"].mean().unstack("rule")
 rule_ranks = rule_means.groupby(level="scenario", group_keys=False).rank(ascending=False).astype(int)
 rule_table = rule_means.map("{:.3f}".format) + " (" + rule_ranks.astype(str) + ")"
 rule_table.rename(index=L, level="metric")
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
 for ax, scen in zip(axes, R.SCENARIOS):
     rk = rule_ranks.loc[scen]
@@ -368,7 +374,7 @@ fig.tight_layout()
 # same draw for every metric) and recomputes the mean weighted τ. The table gives the 95 % percentile
 # interval, the average rank over replicates and the share of replicates in which the metric is the best.
 
-# %%
+# %% tags=["hide-input"]
 boots = {}
 for scen in R.SCENARIOS:
     boots[scen] = E.bootstrap_means(R.load_all_scores(scen, ref), R.load_ground_truth(scen, ref),
@@ -376,7 +382,7 @@ for scen in R.SCENARIOS:
 boot_table = pd.concat(boots, names=["scenario"]).rename(index=L, level="metric")
 boot_table
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 for ax, scen in zip(axes, R.SCENARIOS):
     E.interval_plot(boots[scen], labels=L, title=f"{scen} transferability", ax=ax)
@@ -397,7 +403,7 @@ fig.tight_layout()
 # AUC is lost against the best source ("regret", in AUC points ×100 below). When several sources tie for the
 # top score (SFDA at 1.0), the value is the average over them: the expected outcome of picking one at random.
 
-# %%
+# %% tags=["hide-input"]
 practical = pd.concat({scen: E.practical_summary(long[long.scenario == scen]) for scen in R.SCENARIOS},
                       names=["scenario"]).rename(index=L, level="metric")
 practical_view = practical.copy()
@@ -407,7 +413,7 @@ practical_view.rename(columns={"regret_mean": "regret mean (AUC ×100)", "regret
                                "regret_max": "regret worst", "top1_relative_mean": "top-1 relative (mean)",
                                "top1_is_best": "targets where top-1 is best (expected)"})
 
-# %%
+# %% tags=["hide-input"]
 regret = E.wide(long[long.scenario == "dataset"], "regret").rename(columns=L) * 100
 fig, ax = plt.subplots(figsize=(8, 4.2))
 im = ax.imshow(regret.to_numpy(), cmap="Reds", aspect="auto")

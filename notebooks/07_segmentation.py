@@ -39,7 +39,7 @@
 #
 # - **Time to run**: about 10 minutes on the quick profile (2-core CPU).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
 data_root = None    # None: $DATA_ROOT, else data/
 device = None       # None: the profile's device (auto: cuda when present)
@@ -47,14 +47,15 @@ device = None       # None: the profile's device (auto: cuda when present)
 # %% [markdown]
 # ## Imports
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from IPython.display import Markdown, display
+from IPython.display import display
 
+from helpers import booktext
 from helpers import evaluation as E
 from helpers import segmentation as S
 from helpers import viz
@@ -64,7 +65,7 @@ from helpers.scoring import score_tables
 from helpers.segmentation import scoring as SS
 from helpers.stages import segmentation as SEG
 
-# %%
+# %% tags=["hide-input"]
 cfg = load_profile(profile)
 sec = S.segmentation_section(cfg)
 device = device or resolve_device(cfg)
@@ -80,32 +81,39 @@ print(f"profile {cfg['name']!r}: sets {sec['sets']}, targets {sec['targets']}, {
 # (BUSI {cite}`aldhabyani2020busi`), dermoscopy lesions (PH2 {cite}`mendonca2013ph2`), cardiac MRI with three
 # structures (ACDC {cite}`bernard2018acdc`) and H&E nuclei (MoNuSeg {cite}`kumar2017monuseg`).
 
-# %%
+# %% tags=["hide-input"]
 data = {name: S.load_segmentation(name, data_root) for name in sec["sets"]}
 overview = pd.DataFrame([{"set": d.name, "modality": d.info.get("modality", ""),
                           "classes": ", ".join(d.foreground_classes), "train": len(d.masks["train"]),
                           "val": len(d.masks["val"]), "test": len(d.masks["test"]),
                           "size": f"{d.image_size[0]} px"} for d in data.values()]).set_index("set")
-display(overview)
-display(Markdown("**Table 1.** The five sets: modality, foreground classes (background is class 0 everywhere), "
-                 "the number of images per split as stored, and their stored size. The model bank resizes them to "
-                 f"{sec['image_size']} px on this profile."))
+booktext.glue(seg_image_size=int(sec["image_size"]))
+overview
 
-# %%
+# %% [markdown]
+# **Table 1.** The five sets: modality, foreground classes (background is class 0 everywhere), the number of
+# images per split as stored, and their stored size. The model bank resizes them to
+# {glue:text}`seg_image_size` px on this profile.
+
+# %% tags=["hide-input"]
 fig = viz.segmentation_grid(list(data.values()), n_images=4)
 plt.show()
-display(Markdown("**Figure 1.** Four random training images of each set with the outlines of their masks (one "
-                 "colour per foreground class). The sets differ in modality, colour, object size and number of "
-                 "objects: a nucleus covers a few pixels, a skin lesion most of the image."))
 
-# %%
+# %% [markdown]
+# **Figure 1.** Four random training images of each set with the outlines of their masks (one colour per
+# foreground class). The sets differ in modality, colour, object size and number of objects: a nucleus covers a
+# few pixels, a skin lesion most of the image.
+
+# %% tags=["hide-input"]
 pix = pd.concat([d.class_pixel_table() for d in data.values()])
 pix = pix[(pix["split"] == "train") & (pix["class_id"] > 0)]
-display(pix[["set", "class_name", "images_with_class", "images", "pixel_share"]].set_index(["set", "class_name"])
-        .style.format({"pixel_share": "{:.1%}"}))
-display(Markdown("**Table 2.** Per foreground class of each training split: in how many images it appears and "
-                 "its share of all pixels. CC-FV samples pixels of each class in proportion to its size, so "
-                 "small structures get fewer samples (but at least a floor per case)."))
+(pix[["set", "class_name", "images_with_class", "images", "pixel_share"]].set_index(["set", "class_name"])
+ .style.format({"pixel_share": "{:.1%}"}))
+
+# %% [markdown]
+# **Table 2.** Per foreground class of each training split: in how many images it appears and its share of all
+# pixels. CC-FV samples pixels of each class in proportion to its size, so small structures get fewer samples
+# (but at least a floor per case).
 
 # %% [markdown]
 # ## The model bank
@@ -115,65 +123,79 @@ display(Markdown("**Table 2.** Per foreground class of each training split: in h
 # weights (unavailable here: the weights cannot be downloaded on this machine). Single-set sources are shared by
 # every target they are a candidate for; the union source is trained once per target.
 
-# %%
+# %% tags=["hide-input"]
 pre = SEG.run_segmentation_pretraining(cfg, out, root=data_root, device=device, progress=False)
 cols = [c for c in ["source", "kind", "sets", "train_images", "val_images", "epochs_run", "best_epoch",
                     "val_loss", "val_dice", "train_seconds"] if c in pre.columns]
-display(pre[cols].round(3).set_index("source"))
-display(Markdown("**Table 3.** The pre-trained sources: the sets each was trained on, the images used, epochs, "
-                 "the epoch kept (best validation Dice) with its validation loss and mean foreground Dice, and "
-                 "the training time. `union__<target>` is the union of every set except that target."))
+pre[cols].round(3).set_index("source")
 
-# %%
+# %% [markdown]
+# **Table 3.** The pre-trained sources: the sets each was trained on, the images used, epochs, the epoch kept
+# (best validation Dice) with its validation loss and mean foreground Dice, and the training time.
+# `union__<target>` is the union of every set except that target.
+
+# %% tags=["hide-input"]
 table = S.segmentation_source_table(cfg, out)
-display(table.pivot_table(index="source", columns="target", values="available", aggfunc="first")
-        .replace({True: "yes", False: "no"}))
 why = table[~table["available"]].drop_duplicates("source")[["source", "reason"]]
-display(Markdown("**Table 4.** The candidate sources of each target (the target itself is never its own "
-                 "source). " + ("Unavailable here: " + "; ".join(f"`{r.source}`: {r.reason}" for r in
-                                                                   why.itertuples()) if len(why) else "")))
+booktext.glue(seg_unavailable="; ".join(f"{r.source}: {r.reason}" for r in why.itertuples()) or "none")
+(table.pivot_table(index="source", columns="target", values="available", aggfunc="first")
+ .replace({True: "yes", False: "no"}))
+
+# %% [markdown]
+# **Table 4.** The candidate sources of each target (the target itself is never its own source). Unavailable
+# here: {glue:text}`seg_unavailable`.
 
 # %% [markdown]
 # ## Fine-tuning: the ground truth
 # Every available source is fine-tuned on every target with a new head for the target's classes and no frozen
 # layer, with Dice + cross-entropy loss, and the checkpoint with the best validation Dice is tested. The ground
-# truth of a (source, target) pair is the mean foreground Dice on the target's test subset.
+# truth of a (source, target) pair is the mean foreground Dice on the target's test subset. One call runs (or
+# reads back) every fine-tuning unit and another turns the runs into the source x target ground truth:
 
 # %%
 runs, unavailable = SEG.run_segmentation_finetuning(cfg, out, root=data_root, device=device, progress=False)
 truth = S.segmentation_ground_truth(runs)
+
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(1.3 * truth.shape[1] + 2.5, 0.45 * truth.shape[0] + 1.2))
 sns.heatmap(truth, annot=True, fmt=".3f", cmap="viridis", ax=ax, cbar_kws={"label": "test Dice"})
 ax.set_xlabel("target")
 ax.set_ylabel("source")
 fig.tight_layout()
 plt.show()
-display(Markdown("**Figure 2.** Test Dice (mean over foreground classes) after fine-tuning each source (row) on "
-                 "each target (column); blank cells are the target itself. This is the ranking a "
-                 "transferability score should predict."))
 
-# %%
+# %% [markdown]
+# **Figure 2.** Test Dice (mean over foreground classes) after fine-tuning each source (row) on each target
+# (column); blank cells are the target itself. This is the ranking a transferability score should predict.
+
+# %% tags=["hide-input"]
 spread = pd.DataFrame({"best": truth.idxmax(), "best Dice": truth.max(), "worst": truth.idxmin(),
                        "worst Dice": truth.min(), "range": truth.max() - truth.min()})
-display(spread.round(3))
-display(Markdown("**Table 5.** Per target, the best and worst source and the Dice between them. A small range "
-                 "means the choice of source matters little for that target on this budget, and any score's "
-                 "ranking there is close to a coin toss."))
-n_random = int((truth.idxmax() == "random").sum())
-display(Markdown(f"Random initialisation is the best source on {n_random} of the {truth.shape[1]} targets. On "
-                 "this profile the sources are pre-trained for a few epochs on a few hundred images at 64 px, so "
-                 "pre-training has little to give and can cost more than it brings. The median gap between the best "
-                 f"and the worst source of a target is {spread['range'].median():.3f} Dice, and neighbouring "
-                 "sources are often within a point or two of each other, the order of the noise of a test subset "
-                 "of at most 100 images."))
+booktext.glue(n_random=int((truth.idxmax() == "random").sum()), n_seg_targets=truth.shape[1],
+              median_range=float(spread["range"].median()))
+spread.round(3)
 
-# %%
+# %% [markdown]
+# **Table 5.** Per target, the best and worst source and the Dice between them. A small range means the choice
+# of source matters little for that target on this budget, and any score's ranking there is close to a coin
+# toss.
+#
+# Random initialisation is the best source on {glue:text}`n_random` of the {glue:text}`n_seg_targets` targets. On
+# this profile the sources are pre-trained for a few epochs on a few hundred images at 64 px, so pre-training
+# has little to give and can cost more than it brings. The median gap between the best and the worst source of
+# a target is {glue:text}`median_range:.3f` Dice, and neighbouring sources are often within a point or two of
+# each other, the order of the noise of a test subset of at most 100 images.
+
+# %% tags=["hide-input"]
 dice_long = S.dice_long_table(runs)
 multi = dice_long[dice_long["target"].isin([t for t in truth.columns if data[t].n_classes > 2])]
 if len(multi):
     display(multi.pivot_table(index="source", columns=["target", "class_name"], values="dice").round(3))
-    display(Markdown("**Table 6.** Test Dice per class for the multi-structure target(s): the mean in Figure 2 "
-                     "averages these."))
+else:
+    print("No target of this profile has more than one foreground class.")
+
+# %% [markdown]
+# **Table 6.** Test Dice per class for the multi-structure target(s): the mean in Figure 2 averages these.
 
 # %% [markdown]
 # ## Scoring: CC-FV and the baselines
@@ -191,41 +213,50 @@ if len(multi):
 # - the score sums −log(CC · FV) over the decoder blocks: higher = predicted to transfer better.
 #
 # The baselines (LogME, TransRate, GBC, LEEP) get the same pixels of the last decoder block, the features the
-# segmentation head reads, with each pixel's class as its label.
+# segmentation head reads, with each pixel's class as its label. One call scores every (source, target):
 
 # %%
 scores = SEG.run_segmentation_scoring(cfg, out, root=data_root, device=device, progress=False)
+
+# %% tags=["hide-input"]
 status = scores.pivot_table(index="metric", columns="status", values="score", aggfunc="size", fill_value=0)
 display(status.reindex([m for m in SS.SCORES if m in status.index]))
-display(Markdown("**Table 7.** Rows of `segmentation_scores.csv` per score and status: `ok` rows have a score, "
-                 "`unavailable` rows belong to sources that cannot be had here, `error` rows carry the reason."))
 bad = scores[scores["status"].isin(["error", "nan"])]
 if len(bad):
-    display(bad[["source", "target", "metric", "status", "reason"]].drop_duplicates(["metric", "reason"]))
+    display(booktext.table(bad[["source", "target", "metric", "status", "reason"]]
+                           .drop_duplicates(["metric", "reason"])))
 
-# %%
+# %% [markdown]
+# **Table 7.** Rows of `segmentation_scores.csv` per score and status: `ok` rows have a score, `unavailable`
+# rows belong to sources that cannot be had here, `error` rows carry the reason (listed below the counts when
+# there are any).
+
+# %% tags=["hide-input"]
 tables = score_tables(scores, SS.SCORES)
 main = ["ccfv", "ccfv_unit", "logme", "transrate", "gbc", "leep"]
-fig, axes = plt.subplots(1, len(main), figsize=(3.3 * len(main), 0.42 * truth.shape[0] + 1.6), squeeze=False)
-for ax, m in zip(axes[0], main):
+ncol = 3  # three panels a row keep the numbers readable at page width
+fig, axes = plt.subplots(2, ncol, figsize=(3.3 * ncol, 2 * (0.42 * truth.shape[0] + 1.6)), squeeze=False)
+for ax, m in zip(axes.flat, main):
     if m not in tables:
         ax.axis("off")
         continue
     w = tables[m].reindex(index=truth.index, columns=truth.columns)
     norm = (w - w.min()) / (w.max() - w.min()).replace(0, np.nan)
     sns.heatmap(norm, ax=ax, cmap="viridis", vmin=0, vmax=1, cbar=False, annot=w.to_numpy(), fmt=".3g",
-                annot_kws={"fontsize": 6})
+                annot_kws={"fontsize": 7})
     ax.set_title(SS.LABELS[m], fontsize=9)
     ax.set_xlabel("")
     ax.set_ylabel("")
     ax.tick_params(labelsize=7)
 fig.tight_layout()
 plt.show()
-display(Markdown("**Figure 3.** Scores of CC-FV (as defined, and on the unit sphere) and the four baselines per source (row) and target (column). The "
-                 "numbers are the raw scores; the colour is min-max normalised within each target column "
-                 "(brighter = ranked higher). Compare each panel with the ground truth of Figure 2."))
 
-# %%
+# %% [markdown]
+# **Figure 3.** Scores of CC-FV (as defined, and on the unit sphere) and the four baselines per source (row) and
+# target (column). The numbers are the raw scores; the colour is min-max normalised within each target column
+# (brighter = ranked higher). Compare each panel with the ground truth of Figure 2.
+
+# %% tags=["hide-input"]
 parts = SS.layer_parts_table(scores, "ccfv").assign(random=lambda d: np.where(d["source"] == "random",
                                                                               "random", "pre-trained"))
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -240,10 +271,13 @@ fig.tight_layout()
 plt.show()
 ratio = (parts[parts["random"] == "pre-trained"].groupby("layer")["cc"].median()
          / parts[parts["random"] == "random"].groupby("layer")["cc"].median())
-display(Markdown("**Figure 4.** The two parts of CC-FV per decoder block (deep to shallow) for every (source, "
-                 "target) pair; red points are the randomly initialised source. The median CC of the pre-trained "
-                 "sources is " + ", ".join(f"{v:.0f}x" for v in ratio.reindex(SS.scoring_section(cfg)["layers"]))
-                 + " that of the random one (per block, deep to shallow): see *A confound: feature scale* below."))
+booktext.glue(cc_ratio=", ".join(f"{v:.0f}x" for v in ratio.reindex(SS.scoring_section(cfg)["layers"])))
+
+# %% [markdown]
+# **Figure 4.** The two parts of CC-FV per decoder block (deep to shallow) for every (source, target) pair; red
+# points are the randomly initialised source. The median CC of the pre-trained sources is
+# {glue:text}`cc_ratio` that of the random one (per block, deep to shallow): see *A confound: feature scale*
+# below.
 
 # %% [markdown]
 # ## How well each score ranks the sources
@@ -253,7 +287,7 @@ display(Markdown("**Figure 4.** The two parts of CC-FV per decoder block (deep t
 # the published means are set beside ours only as a reference point: **a different benchmark** (2D, other
 # modalities, other sources and training budgets), so agreement is not expected.
 
-# %%
+# %% tags=["hide-input"]
 results = E.correlate_many(tables, truth, exclude_self=True)
 long = E.tidy(results)
 # metrics x targets tables of one statistic
@@ -264,35 +298,43 @@ main_rows = [m for m in ["ccfv", "ccfv_unit", "logme", "transrate", "leep", "gbc
 summary = pd.DataFrame({"weighted τ (mean)": wt.mean(axis=1), "Pearson (mean)": pr.mean(axis=1),
                         "[S] weighted τ (MSD CT)": published}).reindex(main_rows)
 summary.index = [SS.LABELS[m] for m in summary.index]
-display(summary.style.format("{:.3f}", na_rep="–"))
-n_src = int(long["n_sources"].max())
-display(Markdown(f"**Table 8.** Mean over the {truth.shape[1]} targets of the weighted τ and Pearson's r between "
-                 f"each score and the fine-tuned test Dice (at most {n_src} sources per target), beside the "
-                 "means [S] published on five MSD CT tasks (LogME .022, TransRate .269, LEEP .394, GBC .411, "
-                 "CC-FV .499). Different data, models and budgets: the published column is context, not a "
-                 "target to match. The last row is a control, not a metric (see below)."))
+booktext.glue(seg_n_src=int(long["n_sources"].max()))
+summary.style.format("{:.3f}", na_rep="–")
 
-# %%
+# %% [markdown]
+# **Table 8.** Mean over the {glue:text}`n_seg_targets` targets of the weighted τ and Pearson's r between each
+# score and the fine-tuned test Dice (at most {glue:text}`seg_n_src` sources per target), beside the means [S]
+# published on five MSD CT tasks (LogME .022, TransRate .269, LEEP .394, GBC .411, CC-FV .499). Different data,
+# models and budgets: the published column is context, not a target to match. The last row is a control, not a
+# metric (see below).
+
+# %% tags=["hide-input"]
 show = wt.loc[main_rows].rename(index=SS.LABELS)
-display(show.style.format("{:.3f}", na_rep="NaN").background_gradient(axis=None, cmap="RdBu", vmin=-1, vmax=1))
-display(Markdown("**Table 9.** Weighted τ per score (rows) and target (columns): blue = the score ranks the "
-                 "sources as fine-tuning does, red = the reverse. NaN marks a constant score column."))
+show.style.format("{:.3f}", na_rep="NaN").background_gradient(axis=None, cmap="RdBu", vmin=-1, vmax=1)
 
-# %%
-fig = E.scatter_grid({m: tables[m] for m in main if m in tables}, truth, targets=list(truth.columns),
-                     labels=SS.LABELS, panel=1.9, truth_label="fine-tuned test Dice")
-plt.show()
-display(Markdown("**Figure 5.** Score (x) against fine-tuned test Dice (y) per target (row) and score (column); "
-                 "each point is a source and the line a least-squares fit; τw is the panel's weighted τ."))
+# %% [markdown]
+# **Table 9.** Weighted τ per score (rows) and target (columns): blue = the score ranks the sources as
+# fine-tuning does, red = the reverse. NaN marks a constant score column.
 
-# %%
+# %% tags=["hide-input"]
+for target in truth.columns:
+    fig = E.scatter_target({m: tables[m] for m in main if m in tables}, truth, target, labels=SS.LABELS,
+                           ncols=3, panel=2.2, truth_label="fine-tuned test Dice")
+    plt.show()
+
+# %% [markdown]
+# **Figure 5.** Score (x) against fine-tuned test Dice (y), one figure per target and one panel per score; each
+# point is a source and the line a least-squares fit; the panel title gives the score and its weighted τ.
+
+# %% tags=["hide-input"]
 practical = E.practical_summary(long).reindex(main_rows)
 practical.index = [SS.LABELS.get(m, m) for m in practical.index]
-display(practical.round(3))
-display(Markdown("**Table 10.** What trusting each score costs: mean top-1 relative Dice (Dice of the top-scored "
-                 "source over the best one), mean / median / worst regret (Dice lost by fine-tuning the "
-                 "top-scored source instead of the best), and the expected number of targets where its first "
-                 "choice is the best source."))
+practical.round(3)
+
+# %% [markdown]
+# **Table 10.** What trusting each score costs: mean top-1 relative Dice (Dice of the top-scored source over the
+# best one), mean / median / worst regret (Dice lost by fine-tuning the top-scored source instead of the best),
+# and the expected number of targets where its first choice is the best source.
 
 # %% [markdown]
 # ## A confound: feature scale
@@ -302,7 +344,7 @@ display(Markdown("**Table 10.** What trusting each score costs: mean top-1 relat
 # `scale_control` is minus the log of the features' root-mean-square, a score that knows nothing else; the
 # variant `ccfv_unit` puts every sampled feature on the unit sphere first, so it cannot see the scale.
 
-# %%
+# %% tags=["hide-input"]
 rms = np.exp(-tables["scale_control"])
 display(rms.reindex(index=truth.index, columns=truth.columns).style.format("{:.3f}", na_rep=""))
 rho = pd.Series({t: tables["ccfv"][t].corr(tables["scale_control"][t], method="spearman")
@@ -313,14 +355,17 @@ display(pd.concat([rho, rho_unit], axis=1).round(3).T)
 top = pd.DataFrame({m: tables[m].idxmax() for m in ["ccfv", "ccfv_unit", "scale_control"]}).T
 display(top.rename(index=SS.LABELS))
 smallest = rms.idxmin().value_counts()
-display(Markdown(
-    "**Table 11.** Root-mean-square of the sampled decoder features per source (row) and target (column), "
-    "averaged over the scored blocks; then, per target, the Spearman correlation of the CC-FV scores with the "
-    "scale control over the sources, and the source each score ranks first. "
-    f"The source with the smallest features is `{smallest.index[0]}` on {int(smallest.iloc[0])} of the "
-    f"{truth.shape[1]} targets; CC-FV's scores follow the scale control with a median Spearman correlation of "
-    f"{rho.median():.2f} ({rho_unit.median():.2f} on the unit sphere). Where random initialisation also fine-tunes "
-    "best, as on this quick profile, the confound makes CC-FV look right for the wrong reason."))
+booktext.glue(smallest_source=smallest.index[0], smallest_count=int(smallest.iloc[0]),
+              rho_median=float(rho.median()), rho_unit_median=float(rho_unit.median()))
+
+# %% [markdown]
+# **Table 11.** Root-mean-square of the sampled decoder features per source (row) and target (column), averaged
+# over the scored blocks; then, per target, the Spearman correlation of the CC-FV scores with the scale control
+# over the sources, and the source each score ranks first. The source with the smallest features is
+# **{glue:text}`smallest_source`** on {glue:text}`smallest_count` of the {glue:text}`n_seg_targets` targets;
+# CC-FV's scores follow the scale control with a median Spearman correlation of {glue:text}`rho_median:.2f`
+# ({glue:text}`rho_unit_median:.2f` on the unit sphere). Where random initialisation also fine-tunes best, the
+# confound makes CC-FV look right for the wrong reason.
 
 # %% [markdown]
 # ## Ablations and the official averaging
@@ -337,27 +382,31 @@ display(Markdown(
 #   which a *higher* energy raises the score, the opposite of what "variety" means. Our default uses the
 #   energy of normalised features with the sign that rewards variety.
 
-# %%
+# %% tags=["hide-input"]
 ablation = wt.loc[[m for m in SS.CCFV_VARIANTS if m in wt.index]]
 abl = pd.DataFrame({"weighted τ (mean)": ablation.mean(axis=1), "Pearson (mean)": pr.reindex(ablation.index).mean(axis=1)})
 abl = abl.join(ablation)
 abl.index = [SS.LABELS[m] for m in abl.index]
-display(abl.style.format("{:.3f}", na_rep="NaN"))
-display(Markdown("**Table 12.** The CC-FV variants: mean weighted τ and Pearson over the targets, then the weighted "
-                 "τ per target. Rows: our CC-FV; the official averaging of the class distances; the official "
-                 "code as published; without CC; without FV; only the shallowest decoder block; KL and "
-                 "Bhattacharyya distances instead of 2-Wasserstein; every feature on the unit sphere."))
+abl.style.format("{:.3f}", na_rep="NaN")
 
-# %%
+# %% [markdown]
+# **Table 12.** The CC-FV variants: mean weighted τ and Pearson over the targets, then the weighted τ per target.
+# Rows: our CC-FV; the official averaging of the class distances; the official code as published; without CC;
+# without FV; only the shallowest decoder block; KL and Bhattacharyya distances instead of 2-Wasserstein; every
+# feature on the unit sphere.
+
+# %% tags=["hide-input"]
 same = {}
 for t in truth.columns:
     a, b = tables["ccfv"][t].dropna(), tables["ccfv_official_average"][t].dropna()
     same[t] = bool((a.rank() == b.reindex(a.index).rank()).all())
 classes = {t: data[t].n_classes - 1 for t in truth.columns}
-display(pd.DataFrame({"foreground classes": classes, "same ranking as fixed averaging": same}))
-display(Markdown("**Table 13.** Whether the official averaging ranks the sources of each target exactly as the "
-                 "fixed averaging does. With one foreground class it must (the two differ by a constant factor); "
-                 "with several classes it need not, and whether it does depends on the sources."))
+pd.DataFrame({"foreground classes": classes, "same ranking as fixed averaging": same})
+
+# %% [markdown]
+# **Table 13.** Whether the official averaging ranks the sources of each target exactly as the fixed averaging
+# does. With one foreground class it must (the two differ by a constant factor); with several classes it need
+# not, and whether it does depends on the sources.
 
 # %% [markdown]
 # ## Summary

@@ -46,7 +46,7 @@
 # - **Time to run**: well under a minute; it reads the small CSV files in `data/reference/dovile2024/`,
 #   the committed metrics benchmark `benchmarks/results/metrics_cpu.txt` and, if present, the book's own results.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "quick"      # the book's own benchmark (section 7) is read from results/<profile>/
 reference_dir = None   # None: data/reference/dovile2024 in the project
 n_boot = 500           # bootstrap replicates over sources (intervals of the mean weighted τ)
@@ -58,7 +58,7 @@ benchmark_file = "benchmarks/results/metrics_cpu.txt"  # timings of the metrics 
 # %% [markdown]
 # ## Imports
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import numpy as np
@@ -108,7 +108,7 @@ print(f"profile {profile!r}; [D]'s tables from "
 #
 # The tables list the numbers each static baseline assigns.
 
-# %%
+# %% tags=["hide-input"]
 sizes = base["dataset"]["train_size"]
 size_table = pd.DataFrame({"train images (min over targets)": sizes.min(axis=1),
                            "train images (max over targets)": sizes.max(axis=1)}).astype(int)
@@ -129,7 +129,7 @@ display(Markdown(
 # method) and recomputes the mean. `p_best` is the share of replicates in which the method has the highest
 # mean.
 
-# %%
+# %% tags=["hide-input"]
 candidates = {s: {**scores[s], **base[s]} for s in SCENARIOS}
 long = {s: E.tidy(E.correlate_many(candidates[s], truth[s])) for s in SCENARIOS}
 wt = {s: E.wide(long[s]) for s in SCENARIOS}
@@ -143,7 +143,7 @@ display(Markdown(f"**Table 2.** Mean and median weighted τ over the targets per
                  f"on datasets skips the {int(wt['dataset']['sfda'].isna().sum())} targets where its scores are "
                  "constant (Reproduction chapter)."))
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
 for ax, s in zip(axes, SCENARIOS):
     E.interval_plot(boot[s], labels={m: lab(m) + (" *" if m in base[s] else "") for m in boot[s].index},
@@ -153,7 +153,7 @@ fig.tight_layout()
 plt.show()
 
 
-# %%
+# %% tags=["hide-input"]
 best_metric = {s: boot[s].loc[list(scores[s])]["mean"].idxmax() for s in SCENARIOS}
 best_base = {s: boot[s].loc[list(base[s])]["mean"].idxmax() for s in SCENARIOS}
 
@@ -182,7 +182,7 @@ display(Markdown("**Figure 1.** Mean weighted τ (dot) and 95 % bootstrap interv
 # %% [markdown]
 # Per target, the weighted τ of [D]'s score and of the baselines:
 
-# %%
+# %% tags=["hide-input"]
 focus_cols = {s: ["lp_x_fu", *base[s]] for s in SCENARIOS}
 per_target = pd.concat({s: wt[s][focus_cols[s]].rename(columns=lab) for s in SCENARIOS}, axis=1)
 display(per_target.style.format("{:.3f}", na_rep="—").background_gradient(axis=None, cmap="RdBu", vmin=-1, vmax=1))
@@ -196,7 +196,7 @@ display(Markdown("**Table 3.** Weighted τ per target of LP x FU and the baselin
 # (the same sources drawn for every method), so the difference itself has a tighter interval. The table gives
 # every method's mean minus that of the best metric of its scenario, from the same replicates.
 
-# %%
+# %% tags=["hide-input"]
 diffs = {s: E.bootstrap_differences(candidates[s], truth[s], reference=best_metric[s], n_boot=n_boot, seed=seed)
          for s in SCENARIOS}
 display(pd.concat({f"{s} (minus {lab(best_metric[s])})": diffs[s].drop(index=best_metric[s])
@@ -244,7 +244,7 @@ display(Markdown("**Table 4.** Paired bootstrap differences of the mean weighted
 # [D]'s ranking exactly could expect against a ground truth measured again. `tau_between` (two independent
 # replicates) is the more pessimistic version of the same number.
 
-# %%
+# %% tags=["hide-input"]
 runs = {s: R.load_runs(s, ref) for s in SCENARIOS}
 noise = {s: E.ground_truth_noise(runs[s], rules=RULES, n_boot=n_boot_noise, seed=seed) for s in SCENARIOS}
 summary_noise = pd.concat({s: noise[s]["summary"] for s in SCENARIOS}, names=["scenario"])
@@ -258,7 +258,7 @@ display(Markdown(
     + "; ".join(f"{s} {run_counts[s].min()} to {run_counts[s].max()}" for s in SCENARIOS)
     + " (the architecture sweeps lost runs that failed or never finished)."))
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
 for ax, s in zip(axes, SCENARIOS):
     rep = noise[s]["replicates"]
@@ -282,7 +282,7 @@ fig.tight_layout()
 plt.show()
 
 
-# %%
+# %% tags=["hide-input"]
 def widest_line(s):
     rep = noise[s]["replicates"]
     q = rep[rep["rule"] == "min_val_loss"].groupby("target")["weighted_tau"].quantile(0.25)
@@ -326,7 +326,7 @@ display(Markdown("**Figure 2.** Per target, the distribution of the weighted τ 
 # paired bootstrap over sources of Table 4, and beside the SD a single metric's agreement has over the same
 # replicates.
 
-# %%
+# %% tags=["hide-input"]
 gt_noise = {s: E.noise_in_differences(candidates[s], runs[s], reference=best_metric[s], n_boot=n_boot_noise,
                                       seed=seed) for s in SCENARIOS}
 noise_cmp = pd.concat({s: pd.DataFrame({"sd_difference (ground-truth noise)": gt_noise[s]["sd_difference"],
@@ -377,7 +377,7 @@ display(Markdown(f"**Table 5b.** Per metric, the SD of its difference to the bes
 # prior is rebuilt without the held-out target when it is chosen on the others,
 # `helpers.evaluation.nested_prior_values`).
 
-# %%
+# %% tags=["hide-input"]
 ens = {s: E.ensembles({m: scores[s][m] for m in R.METRICS}, sizes=ensemble_sizes) for s in SCENARIOS}
 wide_all = {s: E.wide(E.tidy(E.correlate_many({**scores[s], **ens[s], **base[s]}, truth[s]))) for s in SCENARIOS}
 top = pd.concat({s: wide_all[s].mean().sort_values(ascending=False).head(10).rename("mean weighted τ").to_frame()
@@ -391,7 +391,7 @@ display(Markdown(
     f"({', '.join(str(wide_all[s].shape[1]) + ' ' + s for s in SCENARIOS)}), chosen on all targets at once, "
     "which flatters the winner. LP x FU ranks " + " and ".join(f"{lpfu_rank[s]} ({s})" for s in SCENARIOS) + "."))
 
-# %%
+# %% tags=["hide-input"]
 pools = {s: {OWN: list(scores[s]),
              "+ ensembles": list(scores[s]) + list(ens[s]),
              "+ baselines": list(wide_all[s].columns)} for s in SCENARIOS}
@@ -410,7 +410,7 @@ for s in SCENARIOS:
 display(pd.DataFrame(sel_rows).set_index(["scenario", "pool"]))
 
 
-# %%
+# %% tags=["hide-input"]
 def loto_line(s):
     own = selection[(s, OWN)]["summary"]
     allp = selection[(s, "+ baselines")]["summary"]
@@ -441,7 +441,7 @@ display(Markdown("**Table 7.** Leave-one-target-out selection per pool: the cand
 # feature-based metric shares. FU is not in that benchmark (it back-propagates through the source model), so
 # LP x FU is placed at LP's time as a lower bound (arrow). The baselines cost nothing at selection time.
 
-# %%
+# %% tags=["hide-input"]
 bench = E.read_metric_benchmark(PROJECT_ROOT / benchmark_file)
 bench = bench[bench["device"] == "cpu"]
 n_study = R.study_sizes(R.TARGETS)
@@ -465,7 +465,7 @@ display(Markdown(
     "of the metrics (no other metric both cheaper and better; the free baselines are left out of the front, or "
     "they alone would be on it wherever they rank best)."))
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
 for ax, s in zip(axes, SCENARIOS):
     E.cost_quality_figure(cq[s], labels={m: lab(m) for m in cq[s].index}, ax=ax,
@@ -474,7 +474,7 @@ fig.tight_layout()
 plt.show()
 
 
-# %%
+# %% tags=["hide-input"]
 all_runs = pd.concat(runs.values(), ignore_index=True)
 run_minutes = all_runs["duration_s"].median() / 60
 
@@ -510,7 +510,7 @@ display(Markdown("**Figure 3.** Mean weighted τ against compute time per (sourc
 # ranks differ more than chance allows, and the Nemenyi critical difference (CD, α = 0.05) says how far apart two
 # average ranks must be to call the methods different.
 
-# %%
+# %% tags=["hide-input"]
 tests, nem = [], {}
 for s in SCENARIOS:
     fr = E.friedman(wt[s])
@@ -522,14 +522,14 @@ for s in SCENARIOS:
                   "LP x FU (avg rank)": f"{avg['lp_x_fu']:.2f}"})
 display(pd.DataFrame(tests).set_index("scenario"))
 
-# %%
+# %% tags=["hide-input"]
 for s in SCENARIOS:
     fig = E.cd_diagram(nem[s]["avg_ranks"], nem[s]["cd"], labels={m: lab(m) for m in wt[s].columns},
                        title=f"{s} transferability: average rank of weighted τ, baselines included")
     plt.show()
 
 
-# %%
+# %% tags=["hide-input"]
 def cd_line(s):
     n = nem[s]
     avg, sig = n["avg_ranks"], n["significant"]
@@ -552,7 +552,7 @@ display(Markdown("**Figure 4.** Critical-difference diagrams with the baselines 
 # the leave-target-out union, the other MedMNIST flags and the six encoders of the segmentation bank), with the
 # fine-tuning sweep repeated over seeds so that the ground truth's own noise is measured, not assumed.
 
-# %%
+# %% tags=["hide-input"]
 cfg = load_profile(profile)
 own_dir = results_root(cfg["name"])
 own_files = {n: own_dir / n for n in ("ground_truth.csv", "scores.csv", "finetuning.csv", "pretraining.csv")}
@@ -631,7 +631,7 @@ else:
 # The same questions, asked of [D]'s published benchmark (dataset scenario) and of the book's own, answered from
 # the tables above.
 
-# %%
+# %% tags=["hide-input"]
 if have_own:
     d_boot = boot["dataset"]
     d_metrics = [m for m in scores["dataset"] if m in d_boot.index]
@@ -674,7 +674,7 @@ else:
 # The verdict below is assembled from the numbers above.
 
 
-# %%
+# %% tags=["hide-input"]
 def verdict(s):
     b, bm, bb = boot[s], best_metric[s], best_base[s]
     d = diffs[s]
@@ -745,7 +745,7 @@ display(Markdown(
 # ## Summary
 # The bullets below are computed from the tables of this chapter.
 
-# %%
+# %% tags=["hide-input"]
 ds, ar = boot["dataset"], boot["architecture"]
 ds_noise, ar_noise = noise["dataset"]["summary"], noise["architecture"]["summary"]
 display(Markdown("\n".join([

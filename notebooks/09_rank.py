@@ -51,7 +51,7 @@
 #     --out ranking.csv
 # ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "quick"   # profile name: its trained sources (results/<profile>/sources) are candidates by name
 target = None       # a folder, .npz, .csv or MedMNIST flag; None: BUSI written as an image folder (below)
 candidates = None   # list or comma-separated string; None: the project's sources, random, a .pt file, ImageNet
@@ -65,7 +65,7 @@ device = None       # None: the profile's device (auto: cuda when present)
 # %% [markdown]
 # ## Imports
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 import os
 
@@ -86,7 +86,7 @@ from helpers.paths import results_root
 from helpers.profiles import load_profile, profile_targets, resolve_device
 from helpers.training import sources_dir
 
-# %%
+# %% tags=["hide-input"]
 cfg = load_profile(profile)
 out = results_root(cfg["name"]) / "rank"
 out.mkdir(parents=True, exist_ok=True)
@@ -161,7 +161,7 @@ display(Markdown(f"**Table 2.** The recommendation, best first: the mean rank ov
 # {cite}`kornblith2019better`. A mean of ranks needs no common scale between the metrics and lets none dominate.
 # Every metric's own ranking is below.
 
-# %%
+# %% tags=["hide-input"]
 ranks = result.wide("rank")
 ok_names = rec.loc[rec["status"] == "ok", "name"]
 ranks = ranks.loc[[n for n in ranks.index if n in set(ok_names)], [m for m in ranks.columns if m != R.RECOMMENDATION]]
@@ -174,7 +174,7 @@ display(Markdown("**Table 3.** Rank of each available candidate (rows, in recomm
                  "'bigger is better' and 'better on ImageNet is better' baselines (`imagenet_top1` exists only "
                  "for torchvision ImageNet weights, from their metadata)."))
 
-# %%
+# %% tags=["hide-input"]
 on_target = ranks.drop(columns=list(R.AGNOSTIC), errors="ignore")
 agree = on_target.corrwith(on_target["lp_fu"] if "lp_fu" in on_target else on_target.iloc[:, 0], method="kendall")
 firsts = on_target.idxmin().value_counts()
@@ -200,7 +200,7 @@ display(Markdown(result.verdict() + (
 # a backward pass). The interval therefore says how much the ranking depends on *which* images were scored, not
 # how fine-tuning itself would vary.
 
-# %%
+# %% tags=["hide-input"]
 ok = rec[rec["status"] == "ok"].iloc[::-1]
 fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(ok) + 1.2), sharey=True)
 y = np.arange(len(ok))
@@ -219,7 +219,7 @@ display(Markdown(f"**Figure 1.** Left: the share of the {n_boot} replicates in w
                  "first. Right: its rank on all images (dot) and the 95 % bootstrap interval of its rank (bar; "
                  "1 = best, at the right)."))
 
-# %%
+# %% tags=["hide-input"]
 boot_metrics = [m for m in result.settings["recommend"] if m in set(result.table["metric"])]
 fig, axes = plt.subplots(1, len(boot_metrics), figsize=(3.6 * len(boot_metrics), 0.45 * len(ok) + 1.2),
                          sharey=True, squeeze=False)
@@ -241,7 +241,7 @@ display(Markdown("**Figure 2.** The score of each candidate (dot) on every metri
 # forward and backward passes; set-level scores include their per-candidate parts, and the recommendation
 # the time of its three metrics and of the bootstrap.
 
-# %%
+# %% tags=["hide-input"]
 tab = result.table[result.table["status"] == "ok"]
 secs = tab.groupby("metric")["seconds"].mean().drop(["num_params", "imagenet_top1"], errors="ignore")
 ext = result.candidates.loc[result.candidates["status"] == "ok", "extract_seconds"].mean()
@@ -265,7 +265,7 @@ display(Markdown(f"**Figure 3.** Mean seconds per candidate for each metric on `
 # first `finetuning.max_train_images`), and compare each ranking with the fine-tuned test AUC by the weighted
 # Kendall τ of the Correlation chapter.
 
-# %%
+# %% tags=["hide-input"]
 truth_path = results_root(cfg["name"]) / "ground_truth.csv"
 truth = pd.read_csv(truth_path, index_col="source") if truth_path.is_file() else None
 if not compare_truth or truth is None:

@@ -40,7 +40,7 @@
 #
 # - **Time to run**: about 3–4 minutes on the quick profile (2-core CPU), most of it fine-tuning.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
 data_root = None    # None: $DATA_ROOT, else data/
 device = None       # None: the profile's device (auto: cuda when present)
@@ -49,7 +49,7 @@ n_boot = 2000       # bootstrap replicates for the correlation intervals
 # %% [markdown]
 # ## Imports
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 import os
 
@@ -72,7 +72,7 @@ from helpers.profiles import load_profile, resolve_device
 from helpers.transforms import AffineAugmentConfig
 from helpers.viz import augmentation_grid
 
-# %%
+# %% tags=["hide-input"]
 cfg = load_profile(profile)
 settings = RP.representations_settings(cfg)
 device = device or resolve_device(cfg)
@@ -92,7 +92,7 @@ print(f"profile {cfg['name']!r}: {settings['architecture']}, targets {settings['
 # canonical correlations, averaged over 5 draws, per fold. Its summary calls this "SVCCA", but there is no SVD
 # step (PROTOCOL.md section 8).
 
-# %%
+# %% tags=["hide-input"]
 r_cca = RR.load_cca()
 r_summary = RR.cca_summary(r_cca)
 fig = RP.plot_reference_cca(r_summary)
@@ -101,7 +101,7 @@ display(Markdown("**Figure 1.** [R]'s CCA per stage and target, from its publish
                  "folds (line) and ± 1 SD over folds (band). `-FT`: fine-tuned on the panel's target (no "
                  "freeze); `random`: an untrained network; the dashed line (two untrained networks) is the floor."))
 
-# %%
+# %% tags=["hide-input"]
 r_kind = r_cca.groupby(["pair_kind", "stage"], observed=True)["cca"].mean().unstack()
 display(r_kind.round(3))
 floor_r = r_kind.loc["untrained_vs_untrained"]
@@ -126,7 +126,7 @@ display(Markdown(
 # the observed agreement bounds it, so `helpers.reference_r` gives the range of the correct baseline and of
 # Cohen's kappa of error consistency {cite}`geirhos2020beyond` that the tables allow.
 
-# %%
+# %% tags=["hide-input"]
 r_pred = RR.load_prediction_similarity()
 fig = RP.plot_reference_predictions(r_pred)
 plt.show()
@@ -134,7 +134,7 @@ display(Markdown("**Figure 2.** [R]'s prediction similarity per target, mean ove
                  "agreement (bar), [R]'s baseline as coded (×) and the range of the correct independent-errors "
                  "baseline compatible with the tables (black line)."))
 
-# %%
+# %% tags=["hide-input"]
 cols = ["observed", "r_baseline", "correct_baseline_low", "correct_baseline_high", "kappa_r_baseline",
         "kappa_low", "kappa_high"]
 r_pred_table = r_pred.groupby(["freeze", "target"])[cols].mean()
@@ -155,7 +155,7 @@ display(Markdown(
 # gain over random initialisation on the same target and fold, `(AUC_FT - AUC_random) / AUC_random`, 7 targets ×
 # 5 folds per source.
 
-# %%
+# %% tags=["hide-input"]
 r_svg = RR.similarity_vs_gain()
 fig = RP.plot_gain_scatter(r_svg, x="cca", hue="source", panel="stage", xlabel="CCA(pre-trained, fine-tuned)")
 plt.show()
@@ -163,7 +163,7 @@ display(Markdown("**Figure 3.** [R]'s CCA between each pre-trained network and i
                  "the relative AUC gain over random initialisation (y), one point per target and fold, one panel "
                  "per stage; the line is the least-squares fit over both sources, r its Pearson correlation."))
 
-# %%
+# %% tags=["hide-input"]
 corr_points = RR.gain_correlation(r_svg, n_boot=n_boot, resample="points")
 corr_targets = RR.gain_correlation(r_svg, n_boot=n_boot, resample="targets")
 corr = corr_points[["source", "stage", "n", "r", "ci_low", "ci_high", "p_value"]].merge(
@@ -188,7 +188,7 @@ display(Markdown(
 # accuracy) and then everything. Folds are 5 stratified folds over all images of the flag (train, val and test
 # pooled): the held-out fifth is the test set, a stratified fifth of the rest the validation set.
 
-# %%
+# %% tags=["hide-input"]
 r_size = {t: RR.INPUT_SIZE.get(t) for t in settings["targets"]}
 size_dev = [t for t, v in r_size.items() if v != settings["image_size"]]
 caps = [settings[f"max_{s}_images"] for s in ("train", "val", "test")]
@@ -232,7 +232,7 @@ display(Markdown(
     "grouped its Chest folds by patient, these folds are stratified by class only, so one patient's images can be "
     "in the training and the test fold."))
 
-# %%
+# %% tags=["hide-input"]
 aug = AffineAugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["augment"].items()})
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", MD5MismatchWarning)  # the Data chapter reports the files' checksums
@@ -272,7 +272,7 @@ display(Markdown(
     + f" optimizer steps. Written to "
     f"`results/{cfg['name']}/representations_runs.csv`."))
 
-# %%
+# %% tags=["hide-input"]
 fig = RP.plot_weight_change(weights)
 plt.show()
 wpiv = weights[weights.stage.isin(["conv1", "layer1", "layer2", "layer3", "layer4"])].pivot_table(
@@ -293,7 +293,7 @@ display(Markdown(
 # {cite}`kornblith2019similarity` is invariant only to orthogonal maps and isotropic scaling; its biased form is
 # inflated at small n, its debiased form is not.
 
-# %%
+# %% tags=["hide-input"]
 acts = tables["activations"]
 cells = acts.groupby(["target", "layer"], sort=False)[["height", "width", "layer_channels", "n_stimuli", "n_images",
                                                        "n_points", "n_channels", "few_points"]].first()
@@ -303,7 +303,7 @@ display(Markdown(
     f"out images), the images sampled (round(points / (h w)), [R]'s rule), the points n and channels d of each "
     f"cell. {int(acts.few_points.sum())} of {len(acts)} cells have n < 10 d."))
 
-# %%
+# %% tags=["hide-input"]
 first = (settings["targets"][0], settings["folds"][0])
 plan = RP.representations_configs(cfg, out, data_root)
 xa = RP.load_activations(out, plan, *first, "untrained (seed %d)" % settings["untrained_seeds"][0])
@@ -372,7 +372,7 @@ display(Markdown(
 # normalises target images with its source's statistics while the fine-tuned one uses statistics of the target;
 # the control says how much of a similarity drop is that alone.
 
-# %%
+# %% tags=["hide-input"]
 extra = ["untrained_vs_finetuned", "recalibrated_vs_finetuned", "pretrained_vs_recalibrated"]
 shown = sim[sim.in_r | sim.kind.isin(extra)]
 null_by_layer = sim.groupby(["measure", "layer"])["null_value"].mean()
@@ -400,7 +400,7 @@ for measure, number in (("cca", 7), ("linear_cka", 8)):
         f"**Figure {number}.** The same for linear CKA (Kornblith et al.), which is invariant only to orthogonal "
         f"maps and isotropic scaling. " + null_sentence("linear_cka")))
 
-# %%
+# %% tags=["hide-input"]
 summ = RP.summarize_similarity(shown, by=("kind", "layer", "measure"))
 table8 = summ.pivot_table(index=["measure", "kind"], columns="layer", values="mean")[
     [l for l in settings["similarity"]["layers"]]]
@@ -416,7 +416,7 @@ display(Markdown(
 # %% [markdown]
 # ### Similarity across networks
 
-# %%
+# %% tags=["hide-input"]
 for measure, number in (("cca", 9), ("linear_cka", 10)):
     fig = RP.plot_similarity_heatmaps(sim, *first, measure)
     plt.show()
@@ -429,7 +429,7 @@ for measure, number in (("cca", 9), ("linear_cka", 10)):
 # %% [markdown]
 # ### Prediction similarity
 
-# %%
+# %% tags=["hide-input"]
 pred = tables["predictions"]
 fig = RP.plot_prediction_bars(pred)
 plt.show()
@@ -446,7 +446,7 @@ display(Markdown(
 # %% [markdown]
 # ### Similarity against gain
 
-# %%
+# %% tags=["hide-input"]
 gain = tables["gain"]
 g_cca = gain[(gain.measure == "cca") & (gain.source != "random")]
 fig = RP.plot_gain_scatter(g_cca.assign(network=[f"{s} ({v})" for s, v in zip(g_cca.source, g_cca.variant)]),
@@ -466,7 +466,7 @@ display(Markdown(
 # %% [markdown]
 # ## What our runs agree or disagree with
 
-# %%
+# %% tags=["hide-input"]
 ours = summ[summ.measure == "cca"].pivot_table(index="kind", columns="layer", values="mean")
 layers = settings["similarity"]["layers"]
 first_l, last_l, deep_l = layers[0], layers[-1], layers[1:]

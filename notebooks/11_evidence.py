@@ -43,7 +43,7 @@
 #
 # - **Time to run**: under a minute; it reads only the numeric tables committed under `data/reference/`.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "quick"        # unused here (no results/ are read); every chapter takes it
 n_boot = 300             # bootstrap replicates (targets resampled within each benchmark and scenario)
 seed = 0                 # seed of the bootstrap
@@ -53,7 +53,7 @@ resample = "targets"     # "targets" (what to expect on new targets) or "candida
 # %% [markdown]
 # ## Imports
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import numpy as np
@@ -148,7 +148,7 @@ display(Markdown(
 # Not every public benchmark named in issue 21 could be used in this version. The table says which and why;
 # a reason "not read in this session" means the numbers may well be usable and the loader is future work.
 
-# %%
+# %% tags=["hide-input"]
 not_used = pd.DataFrame([
     ("thuml/Transfer-Learning-Library `examples/model_selection`", "same single-source zoo and numbers as "
      "Model Spider's table: counted once, as Model Spider"),
@@ -179,7 +179,7 @@ display(Markdown("**Table 2.** Public benchmarks named in issue 21 that this cha
 #
 # Each is checked against the published numbers it claims to reproduce.
 
-# %%
+# %% tags=["hide-input"]
 chaves = table[table.benchmark == "chaves2024"]
 chaves = chaves[chaves.metric.isin(L.CHAVES_SCORERS)]
 pooled = B.summarize(chaves, "pooled", constant="zero").set_index("metric")["weighted_tau"]
@@ -270,7 +270,7 @@ display(Markdown(
     f"{int(sum(int(x.split(' of ')[1]) for x in unit_table['scorers above baseline']))} (unit, scorer) pairs). "
     "The best scorer is chosen after seeing the results, so its difference is optimistic."))
 
-# %%
+# %% tags=["hide-input"]
 n = len(UNITS)
 ncol = 3
 fig, axes = plt.subplots(int(np.ceil(n / ncol)), ncol, figsize=(15, 3.2 * np.ceil(n / ncol)))
@@ -302,7 +302,7 @@ display(Markdown(
 # et al. (medical by the task's keywords). Comparing a scorer's mean over the medical targets with its mean
 # over the natural ones, within one benchmark, keeps the zoo and the fine-tuning protocol fixed.
 
-# %%
+# %% tags=["hide-input"]
 both = per_target[per_target.benchmark.isin(["chaves2024", "godau2024"])].copy()
 med_map = table.drop_duplicates(["benchmark", "scenario", "target"]).set_index(
     ["benchmark", "scenario", "target"])["medical"].astype(bool)
@@ -331,7 +331,7 @@ display(Markdown(
 # scorer that knew the mean truth exactly could reach against a new run). A scorer cannot be expected to
 # agree with the truth much better than the truth agrees with itself.
 
-# %%
+# %% tags=["hide-input"]
 ceiling = V.noise_ceiling(replicates)
 ceil_unit = ceiling.groupby(["benchmark", "scenario"])[["seed_pairs", "one_vs_rest"]].mean()
 best_point = boot[~boot.is_baseline].groupby(["benchmark", "scenario"])["point"].max().rename("best scorer")
@@ -360,7 +360,7 @@ display(Markdown(
 # the evidence count (groups, units, targets). Names are harmonised across papers (`logme_score`, `LogME`
 # and `logme` are one scorer).
 
-# %%
+# %% tags=["hide-input"]
 units = V.unit_means(per_target, GROUPS)
 combined = V.combine(units)
 display(combined.round(3))
@@ -373,7 +373,7 @@ display(Markdown(
     + ", ".join(f"{i} ({f3(r.pooled)}, {int(r.n_groups)} groups)" for i, r in multi.iterrows())
     + ". A scorer seen by one group rests on that group's zoo and protocol alone."))
 
-# %%
+# %% tags=["hide-input"]
 show = combined[combined["n_units"] >= 2].sort_values("pooled")
 fig, ax = plt.subplots(figsize=(7, 0.32 * len(show) + 1.2))
 y = np.arange(len(show))
@@ -406,7 +406,7 @@ display(Markdown(
 # recommendation: the scorer if it beat the baseline in most units where both were evaluated, else the
 # baseline. The strongest result of any score on a single unit is listed beside it.
 
-# %%
+# %% tags=["hide-input"]
 med_targets = set(table.loc[table["medical"].astype(bool), "target"])
 
 
@@ -451,7 +451,7 @@ display(Markdown(
 # ## Summary
 # The bullets below are computed from the tables of this chapter.
 
-# %%
+# %% tags=["hide-input"]
 ar = decision.loc["ImageNet architecture, any target"]
 sd = decision.loc["source data set, medical target"]
 display(Markdown("\n".join([

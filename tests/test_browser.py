@@ -1,4 +1,5 @@
-"""The built book opened in headless Chromium: no missing image, no broken internal link, no traceback.
+"""The built book opened in headless Chromium: no missing image, no broken internal link, no traceback, at most
+``browsercheck.MAX_VISIBLE_CODE_CELLS`` code cells outside a toggle per page, no table wider than the page.
 
 ``test_checker_*`` build a tiny site with known defects and make sure the checker reports each of them, so the
 book test below can fail. ``test_built_book_in_browser`` checks ``_build/html`` (or ``$BOOK_HTML``): it skips
@@ -60,6 +61,17 @@ def broken_site(tmp_path_factory):
     (site / "error_output.html").write_text(_page(
         '<div class="cell_output docutils container"><div class="output traceback highlight-ipythontb">'
         "<pre>ValueError</pre></div></div>"))
+    limit = browsercheck.MAX_VISIBLE_CODE_CELLS
+    cell = ('<div class="cell docutils container"><div class="cell_input docutils container"><pre>x = 1</pre>'
+            '</div></div>')
+    hidden = ('<div class="cell tag_hide-input docutils container"><details class="hide above-input"><summary>'
+              'Show code</summary><div class="cell_input docutils container"><pre>y = 2</pre></div></details></div>')
+    (site / "code_shown.html").write_text(_page(cell * (limit + 1)))
+    (site / "code_hidden.html").write_text(_page(cell * limit + hidden * 10))
+    wide = "<table><tr>" + "".join(f"<th>column_{i}</th>" for i in range(60)) + "</tr></table>"
+    (site / "wide_table.html").write_text(_page(f'<div style="max-width: 700px">{wide}</div>'))
+    (site / "wide_table_scrolls.html").write_text(_page(
+        f'<div style="max-width: 700px"><div style="overflow-x: auto; max-width: 100%">{wide}</div></div>'))
     return site
 
 
@@ -75,6 +87,22 @@ def test_checker_reports_each_defect(broken_site):
     assert reports["traceback_text.html"].traceback
     assert reports["error_output.html"].traceback
     assert not any(r.traceback for p, r in reports.items() if p not in {"traceback_text.html", "error_output.html"})
+    assert reports["code_shown.html"].visible_code_cells == browsercheck.MAX_VISIBLE_CODE_CELLS + 1
+    assert "code cells outside a toggle" in " ".join(reports["code_shown.html"].problems())
+    assert reports["code_hidden.html"].ok, reports["code_hidden.html"].problems()
+    assert reports["code_hidden.html"].visible_code_cells == browsercheck.MAX_VISIBLE_CODE_CELLS
+    assert len(reports["wide_table.html"].wide_tables) == 1 and "column_0" in reports["wide_table.html"].wide_tables[0]
+    assert reports["wide_table.html"].page_scrolls_sideways
+    assert reports["wide_table_scrolls.html"].ok, reports["wide_table_scrolls.html"].problems()
+
+
+def test_chapter_screenshots_follow_the_toc(tmp_path):
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/executed/05_correlation\n"
+                   "  - file: book/executed/11_evidence\n  - file: book/references\n")
+    shots = browsercheck.chapter_screenshots(tmp_path / "shots", toc)
+    assert shots == {"book/executed/05_correlation.html": tmp_path / "shots" / "correlation.png",
+                     "book/executed/11_evidence.html": tmp_path / "shots" / "evidence.png"}
 
 
 def test_checker_cli_exit_status_and_screenshot(broken_site, tmp_path, capsys):

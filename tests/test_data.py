@@ -48,12 +48,58 @@ def test_official_file_loads_without_warning(shared_data_root):
     assert [len(d.labels[s]) for s in D.SPLITS] == [1080, 120, 400]
 
 
-@pytest.mark.parametrize("flag", ["breastmnist", "pneumoniamnist"])
-def test_differing_md5_loads_with_visible_warning(shared_data_root, flag):
-    with pytest.warns(D.MD5MismatchWarning, match=f"{flag}.npz: MD5 .* differs"):
-        d = D.load_medmnist(flag, root=shared_data_root)
-    assert not d.md5_ok
+def test_subset_loads_with_visible_warning(shared_data_root):
+    with pytest.warns(D.MD5MismatchWarning, match=r"pneumoniamnist.npz: MD5 .* differs.*subset copy.*"
+                                                   r"train 3882 of 4708.*not comparable"):
+        d = D.load_medmnist("pneumoniamnist", root=shared_data_root)
+    assert not d.md5_ok and d.provenance == D.SUBSET and not d.comparable
     assert d.labels["train"].shape[1] == 1 and d.n_classes == 2
+
+
+def test_resaved_official_content_loads_without_warning(shared_data_root):
+    """The shipped breastmnist is the official images and labels, re-saved: MD5 differs, content does not."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = D.load_medmnist("breastmnist", root=shared_data_root)
+    assert not d.md5_ok and d.provenance == D.OFFICIAL_RESAVED and d.comparable
+    assert D.content_sha256(d.images, d.labels) == D.OFFICIAL_CONTENT_SHA256[("breastmnist", 28)]
+    # the official file's content hash is the one recorded for it, too
+    r = D.load_medmnist("retinamnist", root=shared_data_root)
+    assert r.provenance == D.OFFICIAL and D.content_sha256(r.images, r.labels) == D.OFFICIAL_CONTENT_SHA256[
+        ("retinamnist", 28)]
+
+
+def test_content_hash_ignores_how_labels_are_saved(shared_data_root, tmp_path):
+    """Re-saving the official content with (N,) uint8 labels, compressed, keeps it comparable."""
+    src = np.load(shared_data_root / "medmnist" / "breastmnist.npz")
+    arrays = {k: (src[k].reshape(-1).astype(np.uint8) if k.endswith("labels") else src[k]) for k in src.files}
+    (tmp_path / "medmnist").mkdir()
+    np.savez_compressed(tmp_path / "medmnist" / "breastmnist.npz", **arrays)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = D.load_medmnist("breastmnist", root=tmp_path, download=False)
+    assert d.provenance == D.OFFICIAL_RESAVED
+
+
+@pytest.mark.parametrize("change, provenance, message", [
+    ("swap_labels", D.MODIFIED, r"modified copy: the release's split sizes but other label counts \(train"),
+    ("one_pixel", D.UNVERIFIED, "unverified copy: the release's split sizes, but its content hash differs"),
+    ("drop_test", D.SUBSET, "subset copy: split sizes differ from the release \\(test 155 of 156\\)"),
+])
+def test_altered_official_content_warns(shared_data_root, tmp_path, change, provenance, message):
+    src = np.load(shared_data_root / "medmnist" / "breastmnist.npz")
+    arrays = {k: src[k].copy() for k in src.files}
+    if change == "swap_labels":  # one training label flipped: the class counts no longer match the release
+        arrays["train_labels"][0] = 1 - arrays["train_labels"][0]
+    elif change == "one_pixel":  # same sizes and labels, one pixel changed: only the content hash can tell
+        arrays["val_images"][0, 0, 0] ^= 1
+    else:
+        arrays["test_images"], arrays["test_labels"] = arrays["test_images"][1:], arrays["test_labels"][1:]
+    (tmp_path / "medmnist").mkdir()
+    np.savez(tmp_path / "medmnist" / "breastmnist.npz", **arrays)
+    with pytest.warns(D.MD5MismatchWarning, match=message):
+        d = D.load_medmnist("breastmnist", root=tmp_path, download=False)
+    assert d.provenance == provenance and not d.comparable
 
 
 def test_truncated_file_is_a_clear_error(shared_data_root, tmp_path):

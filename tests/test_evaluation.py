@@ -195,3 +195,41 @@ def test_ranks_friedman_nemenyi_and_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_scatter_target_facets_one_target_legibly():
+    """18 metrics of one target: 3 rows of 6 panels, each titled with its metric and weighted tau, ticks >= 7 pt,
+    at most 12 inches wide (page width at the book's resolution), the unused panels switched off."""
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    sources = list("abcdefgh")
+    truth = pd.DataFrame(rng.uniform(size=(8, 2)), index=sources, columns=["t1", "t2"])
+    scores = {f"metric_{i}": pd.DataFrame(rng.normal(size=(8, 2)), index=sources, columns=["t1", "t2"])
+              for i in range(17)}
+    scores["flat"] = truth * 0 + 1
+    fig = E.scatter_target(scores, truth, "t1", ncols=6)
+    shown = [a for a in fig.axes if a.axison]
+    assert len(fig.axes) == 18 and len(shown) == 18
+    titles = [a.get_title() for a in shown]
+    assert titles[0].startswith("metric_0\nτw = ") and titles[-1] == "flat\nτw = NaN (constant)"
+    assert min(t.get_fontsize() for a in shown for t in a.get_xticklabels()) >= 7
+    assert fig.get_size_inches()[0] <= 12
+    fig2 = E.scatter_target({k: scores[k] for k in list(scores)[:4]}, truth, "t2", ncols=3)
+    assert sum(a.axison for a in fig2.axes) == 4 and len(fig2.axes) == 6  # 2 rows of 3, two panels off
+    plt.close("all")
+
+
+def test_bootstrap_of_an_all_constant_metric_is_nan_without_warnings():
+    import warnings
+
+    rng = np.random.default_rng(1)
+    idx, cols = list("abcdef"), ["t1", "t2"]
+    truth = pd.DataFrame(rng.uniform(size=(6, 2)), index=idx, columns=cols)
+    scores = {"m": pd.DataFrame(rng.normal(size=(6, 2)), index=idx, columns=cols),
+              "flat": pd.DataFrame(1.0, index=idx, columns=cols)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        boot = E.bootstrap_means(scores, truth, n_boot=20, seed=0)
+    assert np.isnan(boot.loc["flat", ["ci_low", "ci_high", "boot_sd"]].astype(float)).all()
+    assert np.isfinite(boot.loc["m", ["ci_low", "ci_high"]].astype(float)).all()

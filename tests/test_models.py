@@ -212,3 +212,25 @@ def test_segmentation_unet_encoder_as_a_classifier_source(tmp_path):
     ft = M.build_model("resnet18", 2, path)  # fine-tuning: a fresh Dropout + Linear head on the encoder
     assert ft.fc[1].out_features == 2
     torch.testing.assert_close(ft.layer4[1].conv2.weight, unet.encoder["layer4"][1].conv2.weight)
+
+
+def test_offline_imagenet_attempt_prints_no_download_line(monkeypatch, tmp_path, capfd):
+    """torch.hub writes `Downloading: "<url>" to <path>` to stdout before trying; offline that line (with the
+    builder's home path) leaked into the book. It is dropped, the failure is still raised, other output kept."""
+    import socket
+
+    import torch.hub
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def no_network(*a, **k):
+        raise OSError("network unreachable (test)")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    with pytest.raises(M.SourceUnavailable):
+        M.build_model("resnet18", 2, "imagenet")
+    with M.quiet_hub_download():
+        print("kept line")
+    out = capfd.readouterr().out
+    assert "Downloading" not in out and str(tmp_path) not in out
+    assert "kept line" in out

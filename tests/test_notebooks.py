@@ -69,3 +69,48 @@ def test_bibliography_parses_and_every_citation_resolves():
              for keys in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text) for key in keys.split(",")}
     assert cited, "no citations found: the pattern no longer matches how chapters cite"
     assert not cited - set(entries), f"cited but not in references.bib: {sorted(cited - set(entries))}"
+
+
+# ---------------------------------------------------------------------------------------------- reading the book
+MAX_VISIBLE_CODE_CELLS = 3  # code cells a chapter shows without a toggle: only the API calls a reader copies
+HIDDEN = {"hide-input", "remove-input", "hide-cell", "remove-cell"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_hides_its_code_but_the_lesson(path):
+    nb = jupytext.read(path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    visible = [c.source.splitlines()[0] for c in code if not HIDDEN & set(c.metadata.get("tags", []))]
+    assert len(visible) <= MAX_VISIBLE_CODE_CELLS, f"{path.name} shows {len(visible)} code cells: {visible}"
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert HIDDEN & set(params[0].metadata["tags"]), "the parameters cell is hidden behind a toggle"
+
+
+def test_injected_parameters_cell_is_removed_from_the_page(tmp_path):
+    import nbformat
+
+    from helpers.book import hide_injected_parameters
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("profile = 'quick'", metadata={"tags": ["parameters", "hide-input"]}),
+                nbformat.v4.new_code_cell("profile = 'paper'", metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("print(profile)")]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    hide_injected_parameters(path)
+    tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells]
+    assert tags == [["parameters", "hide-input"], ["injected-parameters", "remove-cell"], []]
+
+
+def test_chapter_run_before_its_stage_says_what_to_run_first(tmp_path):
+    """The Correlation chapter on a fresh clone (no results): the error names the stage and the command."""
+    ipynb = tmp_path / "05.ipynb"
+    subprocess.run([str(BIN / "jupytext"), "--to", "ipynb", str(PROJECT_ROOT / "notebooks" / "05_correlation.py"),
+                    "-o", str(ipynb)], check=True, capture_output=True)
+    proc = subprocess.run(
+        [str(BIN / "papermill"), str(ipynb), str(tmp_path / "out.ipynb"), "-p", "profile", "quick",
+         "--cwd", str(PROJECT_ROOT), "-k", "python3"], capture_output=True, text=True,
+        env={**__import__("os").environ, "RESULTS_ROOT": str(tmp_path / "results")})
+    assert proc.returncode != 0
+    assert "MissingResultError" in proc.stderr and "ground_truth.csv does not exist yet" in proc.stderr
+    assert "python -m helpers.run finetuning --profile quick" in proc.stderr

@@ -126,8 +126,20 @@ def test_paper_plan_offline_counts_every_unit(tmp_path, monkeypatch):
     assert by["segmentation"]["units"] == 80
     whats = " ".join(m["what"] for s in p["stages"] for m in s["missing_inputs"])
     assert "RadImageNet" in whats and "MedMNIST pathmnist at 224 px" in whats
-    assert ft["gpu_hours"] > 0 and p["wall_hours"]["64"] <= p["wall_hours"]["8"] <= p["wall_hours"]["1"]
+    assert ft["device_hours"] > 0 and p["wall_hours"]["64"] <= p["wall_hours"]["8"] <= p["wall_hours"]["1"]
     assert p["throughput"]["source"].endswith(("training_gpu.txt", "training_cpu.txt"))
+    # segmentation and representations are estimated too (from the measured rates), every task of them
+    for name in ("segmentation", "representations"):
+        assert by[name]["device_hours"] > 0 and by[name]["tasks_without_estimate"] == 0, by[name]
+    # what the downloads weigh: an upper bound per MedMNIST file, torchvision's size for the weights
+    dl = {r["what"]: r for r in p["downloads"]["rows"]}
+    assert dl["MedMNIST pathmnist at 224 px"]["bytes"] == 107180 * 224 * 224 * 3 + 107180 * 8
+    assert not dl["MedMNIST pathmnist at 224 px"]["exact"]
+    assert "RadImageNet ResNet-18 checkpoint" in p["downloads"]["unknown"]
+    if p["device"] == "CPU":  # the committed table is a CPU one: every figure says so, none says GPU
+        text = stages.plan_text(p)
+        assert "CPU device-hours left" in text and "1 CPU device ~" in text and "1 GPU ~" not in text
+        assert "--images-per-s" in text and "at most" in text
     assert not (tmp_path / "results").exists()
     # with a RadImageNet checkpoint configured, its units are planned too (the file itself is a missing input)
     profile["sources"]["radimagenet_checkpoint"] = str(tmp_path / "radimagenet.safetensors")
@@ -143,6 +155,22 @@ def test_plan_cli_json(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     p = json.loads(proc.stdout)
     assert [s["stage"] for s in p["stages"]] == ["finetuning", "scoring"]
+
+
+def test_plan_gpu_what_if_beside_the_measured_figures(tmp_path):
+    """--images-per-s adds a GPU what-if column and line; the measured figures stay, labelled by their device."""
+    from helpers.stages import throughput
+
+    base = stages.plan(["finetuning", "segmentation"], "quick", tmp_path / "r")
+    p = stages.plan(["finetuning", "segmentation"], "quick", tmp_path / "r", images_per_s=2000)
+    assert throughput.measured() is not None and not throughput.measured().source.startswith("assumed")
+    assert p["device_hours_pending"] == pytest.approx(base["device_hours_pending"])  # measured ones unchanged
+    w = p["what_if"]
+    assert w["images_per_s"] == 2000 and set(w["stages"]) == {"finetuning", "segmentation"}
+    assert 0 < w["device_hours_pending"] < p["device_hours_pending"]
+    text = stages.plan_text(p)
+    assert "GPU what-if left" in text and "GPU what-if at --images-per-s 2000 (assumed, not measured" in text
+    assert "1 GPU ~" in text.split("GPU what-if at")[1]
 
 
 def test_throughput_table_prefers_the_gpu_one(tmp_path):
@@ -335,3 +363,35 @@ def test_a_failed_task_blocks_its_dependants_and_the_rest_goes_on(tiny, tmp_path
     assert again.counts["pretraining"].computed == 1 and again.counts["finetuning"].computed == 4
     assert again.counts["finetuning"].done_before == 4
     assert not list((results / "finetuning" / "problems").glob("*.json"))  # cleared once the task finished
+
+
+def test_segmentation_and_representations_estimates_follow_the_measured_rate():
+    """A U-Net unit costs UNET_COST ResNet-18 steps per image on its set's sizes; a ResNet-50 fine-tuning run its
+    multiply-adds ratio; a predictions unit nothing; an unknown set no estimate."""
+    from helpers.stages import throughput as T
+
+    tp = T.measured()
+    rate = tp.rate(128, grouped=False)
+    sizes = {"kvasir_seg": (700, 100, 200)}
+    recipe = {"epochs": 3, "max_train_images": 50, "max_val_images": None, "max_test_images": None}
+    ft = {"stage": "segmentation_finetuning", "target": "kvasir_seg", "image_size": 128, "recipe": recipe}
+    images = 50 * 3 + T.EVAL_COST * (100 * 3 + 200)
+    assert T.segmentation_seconds(ft, sizes) == pytest.approx(T.UNET_COST * images / rate)
+    sc = {"stage": "segmentation_scoring", "target": "kvasir_seg", "image_size": 128, "max_images": 200}
+    assert T.segmentation_seconds(sc, sizes) == pytest.approx(T.UNET_COST * T.EVAL_COST * 200 / rate)
+    assert T.segmentation_seconds({**ft, "target": "elsewhere"}, sizes) is None
+    rep = {"unit": "finetune", "arch": "resnet50", "target": "breastmnist", "image_size": 224,
+           "data": {"n_folds": 5, "val_fraction": 0.2}, "recipe": {"epochs": 2}}
+    r18 = T.representations_seconds({**rep, "arch": "resnet18"}, {})
+    assert T.representations_seconds(rep, {}) == pytest.approx(r18 * 4.089 / 1.814)
+    assert T.representations_seconds({"unit": "predictions"}, {}) == 0.0
+
+
+def test_run_cli_names_the_stage_to_run_first(tiny, tmp_path):
+    """Fine-tuning on a fresh results folder: the units of a pretrained source wait for pretraining, and the
+    command says which command to run first."""
+    proc = subprocess.run([sys.executable, "-m", "helpers.run", "finetuning", "--profile", str(tiny),
+                           "--results-dir", str(tmp_path / "r"), "--no-progress", "--threads", "1"],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"run first: python -m helpers.run pretraining --profile {tiny}" in proc.stdout, proc.stdout[-2000:]

@@ -170,7 +170,8 @@ def blocked_reason(task: Task, status: dict, outside: dict) -> str | None:
             if status[d] != OK:
                 return f"{d} did not finish ({status[d]})"
         elif not outside.get(d, False):
-            return f"{d} is not done: run its stage first"
+            return (f"{d} is not done: run its stage first (`python -m helpers.run {d.split(':', 1)[0]} "
+                    "--profile <profile>`)")
     return None
 
 

@@ -73,7 +73,10 @@ class DecoderBlock(nn.Module):
 def _resnet18(weights: str | None) -> nn.Module:
     import torchvision.models as tvm
 
-    return tvm.resnet18(weights=weights, progress=False)
+    from ..models import quiet_hub_download
+
+    with quiet_hub_download():
+        return tvm.resnet18(weights=weights, progress=False)
 
 
 _IMAGENET_FAILURE: dict = {}

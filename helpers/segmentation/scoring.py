@@ -251,7 +251,10 @@ def extraction_times(results_dir) -> pd.DataFrame:
 
 
 def read_segmentation_scores(results_dir) -> pd.DataFrame:
-    return pd.read_csv(Path(results_dir) / "segmentation_scores.csv").fillna({"reason": "", "parts": ""})
+    from ..paths import require_result
+
+    path = require_result(None, "segmentation_scores.csv", results_dir)
+    return pd.read_csv(path).fillna({"reason": "", "parts": ""})
 
 
 def layer_parts_table(scores: pd.DataFrame, metric: str = "ccfv") -> pd.DataFrame:

@@ -148,13 +148,13 @@ def run_stage(name: str, profile, results_dir=None, data_root=None, device=None,
     return env
 
 
-def plan(names, profile, results_dir=None, data_root=None, device=None):
+def plan(names, profile, results_dir=None, data_root=None, device=None, images_per_s: float | None = None):
     """What running ``names`` would do, without computing or downloading anything (see
-    :mod:`helpers.stages.planning`)."""
+    :mod:`helpers.stages.planning`); ``images_per_s`` adds a GPU what-if at that assumed rate."""
     from .planning import make_plan
 
     env = make_env(profile, results_dir, data_root, device, False)
-    return make_plan(expand(names), env)
+    return make_plan(expand(names), env, images_per_s)
 
 
 def plan_text(p) -> str:

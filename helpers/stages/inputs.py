@@ -8,8 +8,20 @@ from pathlib import Path
 from ..data import candidate_paths, data_root, medmnist_info
 
 
-def row(what: str, path, how: str) -> dict:
-    return {"what": what, "path": str(path), "how": how}
+def row(what: str, path, how: str, nbytes: int | None = None, exact: bool = False) -> dict:
+    """A missing input; ``bytes``: what downloading it weighs (None: unknown), ``bytes_exact``: whether that is
+    the file's size or an upper bound."""
+    return {"what": what, "path": str(path), "how": how, "bytes": nbytes, "bytes_exact": exact}
+
+
+def medmnist_bytes(flag: str, size: int) -> int:
+    """Upper bound of a MedMNIST file's size: its arrays' bytes (images x px x px x channels, uint8, plus int64
+    labels) from ``medmnist.INFO``'s ``n_samples``. The release's npz files are compressed, so the download is
+    smaller (retinamnist at 28 px: a 3.3 MB file for 3.8 MB of arrays); INFO records no file size."""
+    info = medmnist_info(flag)
+    n = sum(int(v) for v in info["n_samples"].values())
+    labels = len(info["label"]) if info["task"].startswith("multi-label") else 1
+    return n * (size * size * int(info["n_channels"]) + 8 * labels)
 
 
 def medmnist_files(flags, size: int, root=None) -> list[dict]:
@@ -23,7 +35,7 @@ def medmnist_files(flags, size: int, root=None) -> list[dict]:
         info = medmnist_info(flag)
         out.append(row(f"MedMNIST {flag} at {size} px", paths[0],
                        f"downloaded on first use when a network is available; else fetch {info[f'url{suffix}']} "
-                       f"(MD5 {info[f'MD5{suffix}']}) into {paths[0].parent}"))
+                       f"(MD5 {info[f'MD5{suffix}']}) into {paths[0].parent}", medmnist_bytes(flag, size)))
     return out
 
 
@@ -40,7 +52,8 @@ def imagenet_weights(arch: str = "resnet18") -> list[dict]:
         return []
     return [row(f"ImageNet weights of {arch} ({weights})", path,
                 f"downloaded by torchvision on first use when a network is available; else fetch {weights.url} "
-                f"into {path.parent} (torch.hub.get_dir() / checkpoints)")]
+                f"into {path.parent} (torch.hub.get_dir() / checkpoints)",
+                round(weights.meta["_file_size"] * 2**20) if "_file_size" in weights.meta else None, True)]
 
 
 def radimagenet_checkpoint(profile: dict) -> list[dict]:

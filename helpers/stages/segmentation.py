@@ -95,12 +95,15 @@ def plan(profile: dict, env: Env) -> tuple[list[Task], dict]:
     """``(tasks, unavailable)`` with ``unavailable[part]`` the rows of the pairs no task can make."""
     if not profile.get("segmentation"):
         return [], {p: [] for p in PARTS}
+    from . import throughput
+
     parts = _parts(env)
+    sizes = throughput.segmentation_sizes(env.data_root)
     out, unavailable = [], {p: [] for p in PARTS}
     if "pretraining" in parts:
         for c in ST.segmentation_pretraining_configs(profile):
             out.append(Task(stage_name("pretraining"), _pretraining_id(c["name"]), (c,), (),
-                            dict(RESOURCES["pretraining"])))
+                            dict(RESOURCES["pretraining"]), throughput.segmentation_seconds(c, sizes)))
     if "finetuning" in parts:
         for c in ST.segmentation_finetuning_configs(profile):
             reason = static_reason(profile, c["source"], c["target"])
@@ -109,12 +112,14 @@ def plan(profile: dict, env: Env) -> tuple[list[Task], dict]:
                                                   "reason": reason})
                 continue
             out.append(Task(stage_name("finetuning"), f"{NAME}:finetuning:{c['source']}->{c['target']}", (c,),
-                            _source_dep(profile, c["source"], c["target"]), dict(RESOURCES["finetuning"])))
+                            _source_dep(profile, c["source"], c["target"]), dict(RESOURCES["finetuning"]),
+                            throughput.segmentation_seconds(c, sizes)))
     if "scoring" in parts:
         configs, unavailable["scoring"] = scoring_configs(profile)
         for c in configs:
             out.append(Task(stage_name("scoring"), f"{NAME}:scoring:{c['source']}->{c['target']}", (c,),
-                            _source_dep(profile, c["source"], c["target"]), dict(RESOURCES["scoring"])))
+                            _source_dep(profile, c["source"], c["target"]), dict(RESOURCES["scoring"]),
+                            throughput.segmentation_seconds(c, sizes)))
     return out, unavailable
 
 

@@ -9,6 +9,13 @@ a GPU), else ``benchmarks/results/training_cpu.txt``. The assumptions, stated wi
 * every run trains for its whole epoch budget (early stopping only makes it shorter: an upper bound);
 * the configs of one fine-tuning group run together at the best aggregate rate the benchmark measured for
   several runs sharing a device; a pretraining run at the rate of one run alone;
+* other networks cost the measured ResNet-18 rate times their multiply-adds relative to ResNet-18 (torchvision's
+  weights metadata: ResNet-50 4.09 against 1.81 GFLOPs, x2.26);
+* a segmentation U-Net with a ResNet-18 encoder costs twice a ResNet-18 step per image (its decoder is assumed to
+  cost what the encoder does); the segmentation sets' sizes are those of the data folder's MANIFEST.json;
+* a representation-similarity unit costs the CCA and CKA seconds measured by ``benchmarks/similarity.py``
+  (``similarity_*.txt``) per layer and repeat, twice with its permutation null; a unit that compares stored
+  predictions is counted as 0;
 * data loading, checkpointing and the metrics themselves are not counted.
 """
 from __future__ import annotations
@@ -22,6 +29,9 @@ from ..paths import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 EVAL_COST = 1 / 3
+#: compute per image relative to ResNet-18 (torchvision weights metadata, GFLOPs at 224 px: 1.814 and 4.089)
+ARCH_COST = {"resnet18": 1.0, "resnet50": 4.089 / 1.814}
+UNET_COST = 2.0  # a U-Net with a ResNet-18 encoder, per image, relative to ResNet-18 (assumed; see above)
 
 
 @dataclass(frozen=True)
@@ -104,18 +114,119 @@ def _measured(results_dir: str | None = None) -> Throughput | None:
 
 
 def training_seconds(train_images: int, epochs: int, image_size: int, val_images: int = 0, test_images: int = 0,
-                     grouped: bool = False, runs: int = 1) -> float | None:
-    """Seconds of ``runs`` training runs (see the module docstring); ``None`` without a measurement."""
+                     grouped: bool = False, runs: int = 1, cost: float = 1.0) -> float | None:
+    """Seconds of ``runs`` training runs (see the module docstring); ``None`` without a measurement. ``cost``:
+    compute per image relative to ResNet-18 (:data:`ARCH_COST`, :data:`UNET_COST`)."""
     tp = measured()
     if tp is None:
         return None
     images = runs * (train_images * epochs + EVAL_COST * (val_images * epochs + test_images))
-    return images / tp.rate(image_size, grouped)
+    return cost * images / tp.rate(image_size, grouped)
 
 
-def forward_seconds(images: int, image_size: int) -> float | None:
+def forward_seconds(images: int, image_size: int, cost: float = 1.0) -> float | None:
     """Seconds of one forward pass over ``images`` (feature extraction)."""
     tp = measured()
     if tp is None:
         return None
-    return EVAL_COST * images / tp.rate(image_size, False)
+    return cost * EVAL_COST * images / tp.rate(image_size, False)
+
+
+# ---------------------------------------------------------------------------------------------- segmentation
+
+def segmentation_sizes(root=None) -> dict:
+    """``{set: (train, val, test)}`` images per split, from the segmentation folder's MANIFEST.json."""
+    from ..segmentation.data import read_manifest
+
+    out = {}
+    for name, entry in read_manifest(root).items():
+        counts = entry.get("counts") if isinstance(entry, dict) else None
+        if counts and all(f"{s}_images" in counts for s in ("train", "val", "test")):
+            out[name] = tuple(int(counts[f"{s}_images"]) for s in ("train", "val", "test"))
+    return out
+
+
+def _cap(n: int, cap) -> int:
+    return n if cap in (None, 0) else min(n, int(cap))
+
+
+def segmentation_seconds(config: dict, sizes: dict) -> float | None:
+    """Seconds of one segmentation unit (pretraining, fine-tuning or scoring); ``None`` when a set's size is
+    unknown or nothing was measured."""
+    size = int(config["image_size"])
+    stage = config["stage"]
+    if stage == "segmentation_scoring":
+        if config["target"] not in sizes:
+            return None
+        n = _cap(sizes[config["target"]][0], config.get("max_images"))
+        return forward_seconds(n, size, UNET_COST)
+    recipe = config["recipe"]
+    sets = config.get("sets") or [config.get("target")]
+    if any(s not in sizes for s in sets):
+        return None
+    train = sum(_cap(sizes[s][0], recipe.get("max_train_images")) for s in sets)
+    val = sum(_cap(sizes[s][1], recipe.get("max_val_images")) for s in sets)
+    test = 0 if stage == "segmentation_pretraining" else sum(
+        _cap(sizes[s][2], recipe.get("max_test_images")) for s in sets)
+    return training_seconds(train, int(recipe["epochs"]), size, val, test, cost=UNET_COST)
+
+
+# ---------------------------------------------------------------------------------------------- representations
+
+@lru_cache(maxsize=4)
+def similarity_seconds_table(results_dir: str | None = None) -> dict:
+    """``{(measure, d): seconds}`` for 10 000 points, from ``benchmarks/results/similarity_*.txt`` (GPU first)."""
+    folder = Path(results_dir) if results_dir else RESULTS
+    for name in ("similarity_gpu.txt", "similarity_cpu.txt"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        out = {}
+        for line in path.read_text().splitlines():
+            m = re.match(r"(cca|linear_cka|linear_cka_debiased)\s+(\d+)\s+10000\s+([\d.]+)", line)
+            if m:
+                out[(m.group(1), int(m.group(2)))] = float(m.group(3))
+        if out:
+            return out
+    return {}
+
+
+def _fold_sizes(config: dict) -> tuple[int, int, int]:
+    """(train, val, test) images of one fold of the representations protocol: the flag's images pooled, one of
+    ``n_folds`` held out for test, ``val_fraction`` of the rest for validation."""
+    from ..data import medmnist_info
+
+    data = config.get("data", {})
+    pooled = sum(int(v) for v in medmnist_info(config["target"])["n_samples"].values())
+    test = pooled // int(data.get("n_folds", 5))
+    val = round((pooled - test) * float(data.get("val_fraction", 0.2)))
+    train = pooled - test - val
+    return (_cap(train, data.get("max_train_images")), _cap(val, data.get("max_val_images")),
+            _cap(test, data.get("max_test_images")))
+
+
+def representations_seconds(config: dict, profile: dict) -> float | None:
+    """Seconds of one unit of the representations stage (fine-tuning, activations, or an analysis unit)."""
+    unit = config["unit"]
+    if unit == "predictions":
+        return 0.0
+    if unit == "similarity":
+        table = similarity_seconds_table()
+        sim = (profile.get("representations") or {}).get("similarity", {})
+        layers, repeats = len(sim.get("layers", [])) or 5, int(sim.get("repeats", 1))
+        d = int(sim.get("channels", 64))
+        points = float(sim.get("points", 10000)) / 10000
+        per = [table.get((m, d)) for m in config.get("measures", [])]
+        if not per or any(p is None for p in per):
+            return None
+        return sum(per) * layers * repeats * points * (2 if config.get("null") else 1)
+    cost = ARCH_COST.get(config.get("arch", "resnet18"))
+    if cost is None:
+        return None
+    train, val, test = _fold_sizes(config)
+    size = int(config["image_size"])
+    if unit == "finetune":
+        return training_seconds(train, int(config["recipe"]["epochs"]), size, val, test, cost=cost)
+    if unit == "activations":
+        return forward_seconds(val + test, size, cost)
+    return None
