@@ -236,3 +236,40 @@ def test_bad_inputs():
         fu(model, *LAYERS, x, torch.zeros(36, 3))
     with pytest.raises(ValueError, match=".weight"):
         fu(model, "relu", LAYERS[1], x, y)
+
+
+# ------------------------------------------------------------------------------------------------ the loss's gradient
+
+def pml_grad(emb, y):
+    from pytorch_metric_learning.losses import TripletMarginLoss
+
+    e = emb.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(TripletMarginLoss()(e, y), e)
+    return g
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("B,C,chunk", [(40, 2, 1 << 24), (57, 3, 1000), (33, 5, 1), (12, 2, 7)])
+def test_triplet_margin_grad_equals_the_library(B, C, chunk, dtype):
+    from helpers.metrics.fu import triplet_margin_grad
+
+    g = torch.Generator().manual_seed(B + C)
+    y = torch.randint(0, C, (B,), generator=g)
+    y[:C] = torch.arange(C)
+    # close embeddings (as from a random network): many triplets violate the margin, some do not
+    emb = (1 + 0.05 * torch.randn(B, 16, generator=g, dtype=torch.float64) + 0.02 * y[:, None]).to(dtype)
+    ref = pml_grad(emb, y)
+    ours = triplet_margin_grad(emb, y, chunk_elements=chunk)
+    assert ref.abs().max() > 0
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(ours, ref, rtol=tol, atol=tol * float(ref.abs().max()))
+
+
+def test_triplet_margin_grad_zero_cases():
+    from helpers.metrics.fu import triplet_margin_grad
+
+    assert triplet_margin_grad(torch.randn(10, 4), torch.zeros(10, dtype=torch.long)) is None  # no triplet
+    y = torch.arange(10) % 2
+    far = torch.nn.functional.one_hot(y, 4).float() * 10 + 0.001 * torch.randn(10, 4)  # all satisfy the margin
+    assert float(pml_grad(far, y).abs().max()) == 0
+    assert triplet_margin_grad(far, y) is None
