@@ -167,7 +167,8 @@ def main(argv=None) -> None:
         import tempfile
 
         print("\n## the triplet loss's gradient alone, batch N/6 x 2048, two classes 1:9")
-        print(f"{'N':>6} {'batch':>5} {'path':<4} {'peak MB':>8} {'before MB':>9} {'wall s':>8} {'cpu s':>8}  {'max rel diff':>12}")
+        print(f"{'N':>6} {'batch':>5} {'path':<4} {'peak MB':>8} {'before MB':>9} {'wall s':>8} {'cpu s':>8}  "
+              f"{'max rel diff':>12}")
         with tempfile.TemporaryDirectory() as tmp:
             for n in a.loss_sizes:
                 grads = {}

@@ -162,12 +162,12 @@ def fu(model: torch.nn.Module, first_layer, second_layer, images, labels, *, n_b
     embeddings, because in eval mode each image's embedding depends on that image alone: batch norm uses its
     running statistics, not the batch's (in train mode it would not be exact, which is one more reason FU runs
     in eval mode). Micro-batches whose rows of dL/demb are all zero (images in no violating triplet) are
-    skipped (exact). The loss's gradient comes from :func:`triplet_margin_grad`: the same loss as the library's
-    without its (N / n_batches)^3-sized triplet index tensors (0.45 GB at N = 2,000, ~20 GB at N = 10,000);
-    the single-pass path keeps the library's loss. Peak memory then follows ``micro_batch`` (the activations
-    of one micro-batch) and the (N / n_batches)^2 distance matrix, not N; the cost is one extra forward pass.
-    16 keeps a random ResNet-50 at 224 px under 4 GB on a CPU (one fwd+bwd of 32 images alone peaked at
-    3.9 GB); see ``benchmarks/fu_memory.py``.
+    skipped (exact). The loss's gradient comes from :func:`triplet_margin_grad`: the same loss as the
+    library's without its (N / n_batches)^3-sized triplet tensors (0.45 GB at N = 2,000 with two balanced
+    classes, so ~50 GB at N = 10,000); the single-pass path keeps the library's loss. Peak memory then follows
+    ``micro_batch`` (the activations of one micro-batch) and the (N / n_batches)^2 distance matrix, not N; the
+    cost is one extra forward pass. 16 keeps a random ResNet-50 at 224 px under 4 GB on a CPU (one fwd+bwd
+    of 32 images alone peaked at 3.9 GB); see ``benchmarks/fu_memory.py``.
 
     Side effects avoided: the model is run in eval mode and its previous train/eval mode restored; gradients
     are taken with ``torch.autograd.grad`` so no ``.grad`` is left on the model; ``requires_grad`` flags are
@@ -268,11 +268,12 @@ def triplet_margin_grad(embeddings: torch.Tensor, labels: torch.Tensor, margin: 
     loss), or ``None`` where that gradient is zero (no triplet with a positive loss).
 
     The same computation as the library's (same distances, same float32 test of d_ap - d_an + margin > 0) but
-    without its (B^3)-sized triplet index tensors (3 int64 per triplet: 0.45 GB of peak memory at B = 333 and
-    two classes, N = 2,000; ~20 GB at N = 10,000): the triplets are counted in chunks of anchors of at most
-    ``chunk_elements`` (anchor, positive, negative) entries, and the loss's gradient with respect to the
-    distance matrix is (number of active triplets using each distance, + for d_ap, - for d_an) / total active,
-    back-propagated through the distances. Memory O(B^2 + chunk_elements); time O(B^3) like the library's."""
+    without its (B^3)-sized triplet tensors (3 int64 indices and more per triplet: 0.45 GB more peak memory
+    at B = 333, N = 2,000, with two balanced classes, so ~50 GB at B = 1,666, N = 10,000): the triplets are
+    counted in chunks of anchors of at most ``chunk_elements`` (anchor, positive, negative) entries, and the
+    loss's gradient with respect to the distance matrix is (number of active triplets using each distance,
+    + for d_ap, - for d_an) / total active, back-propagated through the distances. Memory
+    O(B^2 + chunk_elements); time O(B^3) like the library's."""
     emb = embeddings.detach().requires_grad_(True)
     y = torch.as_tensor(labels, device=emb.device)
     B = emb.shape[0]
