@@ -136,6 +136,8 @@ def main(argv=None) -> None:
     p.add_argument("--sizes", nargs="+", type=int, default=[60, 300, 1000, 2000])
     p.add_argument("--old", nargs="*", default=["resnet18:300", "resnet50:60"],
                    help="ARCH:MAXN: run the single-pass path for that architecture up to N = MAXN")
+    p.add_argument("--paths", nargs="+", default=["new", "old"], choices=["new", "old"],
+                   help="which paths of the model rows to run (old still only where --old allows)")
     p.add_argument("--size", type=int, default=224, help="image size in px")
     p.add_argument("--micro-batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
@@ -191,7 +193,7 @@ def main(argv=None) -> None:
               f"{'cpu s':>8} {'fu':>12}  {'|new-old|/old':>13}")
     for arch in a.archs:
         for n in a.sizes:
-            paths = ["new"] + (["old"] if n <= old_max.get(arch, -1) else [])
+            paths = [q for q in ("new", "old") if q in a.paths and (q == "new" or n <= old_max.get(arch, -1))]
             res = {}
             for path in paths:
                 r = res[path] = run_child(["model", arch, str(n), path, str(a.size), str(a.micro_batch)],
