@@ -153,31 +153,7 @@ def test_fixture_lp(case, cases, expected):
     assert abs(M.lp(d["features"], d["labels"]) - expected[case]["lp"]) < LP_TOL
 
 
-def test_fixture_fu(metric_fixtures):
-    torchvision = pytest.importorskip("torchvision")
-    from safetensors.torch import load_file
-
-    e = json.loads((metric_fixtures / "fu_expected.json").read_text())
-    (key, info), = e.items()
-    model = getattr(torchvision.models, info["architecture"])(num_classes=info["source_classes"])
-    model.load_state_dict(load_file(metric_fixtures / info["weights"]))
-    setattr(model, info["head_removed"], torch.nn.Identity())
-    with np.load(metric_fixtures / f"{key}.npz", allow_pickle=False) as d:
-        images, labels = d["images"], d["labels"]
-    model.train()
-    for p in model.parameters():
-        p.grad = None
-    cudnn_before = (torch.backends.cudnn.enabled, torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    torch.manual_seed(0)
-    # bracket form of PROTOCOL.md section 3 and dotted form name the same layers
-    value = M.fu(model, "conv1[0]", "stage2[0].branch1[0]", images, labels)
-    assert abs(value - info["fu"]) < 0.01
-    assert model.training  # mode restored
-    assert all(p.grad is None for p in model.parameters())  # no gradients left behind
-    assert all(p.requires_grad for p in model.parameters())
-    assert cudnn_before == (torch.backends.cudnn.enabled, torch.backends.cudnn.deterministic,
-                            torch.backends.cudnn.benchmark)
-    assert M.resolve_layer(model, "stage2.0.branch1.0") is M.resolve_layer(model, "stage2[0].branch1[0]")
+# FU (its reference fixture included) is tested in tests/test_fu.py.
 
 
 # ------------------------------------------------------------------------------------------------ properties
