@@ -434,8 +434,9 @@ def test_ranking_does_not_depend_on_the_order_of_the_files(shared_data_root, che
     from helpers.metrics import fu
 
     perm = torch.as_tensor(rng.permutation(len(ds)))
-    given = fu(model, "conv1", "layer1.0.conv1", x, torch.as_tensor(t.labels))
-    mixed = fu(model, "conv1", "layer1.0.conv1", x[perm], torch.as_tensor(t.labels)[perm])
+    y = torch.as_tensor(t.labels)
+    given = fu(model, "conv1", "layer1.0.conv1", x, y, batching="given")
+    mixed = fu(model, "conv1", "layer1.0.conv1", x[perm], y[perm], batching="given")
     assert abs(given - mixed) > 1e-3
 
 

@@ -5,7 +5,7 @@ batches, the linear probe's folds, k-NN's neighbour ties, the bootstrap) works o
 *canonical order*: the images sorted by a SHA-256 of their content (shape, pixels) and label. The same images
 listed in any order (a class-sorted folder, a sorted or shuffled CSV, an ``.npz``) therefore reach every metric
 in the same order and give identical scores, bit for bit. On top of it, the steps that need a mix of classes
-(FU's batches) draw a seeded, class-stratified permutation of that order (:func:`stratified_order`).
+(FU's batches) draw a seeded, class-stratified permutation of that order (:func:`helpers.metrics.fu.fu_batches`).
 
 Images with the same content and label are interchangeable, so their relative order does not matter; the
 same content with two labels is ordered by the label.
@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-__all__ = ["content_keys", "canonical_order", "canonicalize", "stratified_order"]
+__all__ = ["content_keys", "canonical_order", "canonicalize"]
 
 
 def content_keys(images, labels) -> list[str]:
@@ -55,19 +55,3 @@ def canonicalize(target):
     if getattr(target, "groups", None) is not None:
         changes["groups"] = np.asarray(target.groups)[order]
     return replace(target, **changes)
-
-
-def stratified_order(labels, seed: int = 0) -> np.ndarray:
-    """A seeded, class-stratified permutation of ``range(N)``: each class's members (in the given order)
-    permuted by one ``numpy`` generator seeded with ``seed``, then interleaved so that every stretch of the
-    result holds each class in proportion (the i-th of a class of n members sits at (i + 0.5) / n). Multi-label
-    (N, L): stratified by the first positive label."""
-    y = np.asarray(labels)
-    key = y.argmax(1) if y.ndim == 2 else y
-    rng = np.random.default_rng(seed)
-    pos = np.empty(len(key), dtype=np.float64)
-    for c in np.unique(key):
-        idx = np.flatnonzero(key == c)
-        idx = idx[rng.permutation(len(idx))]
-        pos[idx] = (np.arange(len(idx)) + 0.5) / len(idx)
-    return np.lexsort((key, pos)).astype(np.int64)

@@ -19,7 +19,7 @@ from ..metrics import REGISTRY
 from ..metrics import setlevel as SL
 from ..runner import atomic_write_csv, atomic_write_text, config_key
 from . import candidates as CA
-from .order import canonicalize, stratified_order
+from .order import canonicalize
 from .targets import RankInputError, Target, describe, load_target
 
 #: the combined recommendation's default metrics: [D]'s LP x FU (the best of its metrics, mean weighted tau
@@ -286,13 +286,12 @@ class _Candidate:
             net = M.penultimate_model(model)
             first, second = (net.get_submodule(n) for n in layers)
             ds = self.dataset()
-            # FU's batches from a seeded, class-stratified permutation of the canonical order: a class-sorted
-            # target would otherwise give batches of one class, which hold no triplet
-            order = torch.as_tensor(stratified_order(labels, self.seed), device=ds.device)
-            images, _ = ds.batch(order)
-            torch.manual_seed(self.seed)
-            value = REGISTRY["fu"].fn(net, first, second, images,
-                                      torch.as_tensor(np.asarray(labels), device=ds.device)[order])
+            # FU's batches from a seeded, class-stratified permutation of the canonical order (a class-sorted
+            # target would otherwise give batches of one class, which hold no triplet); images are prepared
+            # per micro-batch, so memory does not grow with the target
+            value = REGISTRY["fu"].fn(net, first, second, lambda index: ds.batch(index)[0],
+                                      torch.as_tensor(np.asarray(labels), device=ds.device), batching="stratified",
+                                      seed=self.seed)
             out = {"score": float(value), "seconds": time.perf_counter() - t0, "status": "ok",
                    "reason": f"layers {layers[0]}, {layers[1]}", "layers": f"{layers[0]}, {layers[1]}"}
         except Exception as exc:

@@ -44,6 +44,9 @@ def scoring_configs(profile: dict, sources, targets, results_dir=None, fold: int
     arch = profile.get("pretraining", {}).get("architecture", "resnet18")
     plan = pairwise_plan(profile_metrics(profile))
     options = {m: metric_options(profile, m) for m in plan if m in REGISTRY and m != "fu"}
+    if "fu" in plan:  # recorded with the rows: the batching changed from [D]'s consecutive batches
+        options["fu"] = {"batching": "stratified",
+                         **(((profile.get("scoring") or {}).get("metric_options") or {}).get("fu") or {})}
     options = {m: o for m, o in options.items() if o}
     env = Env(results_dir or ".", profile, data_root)
     flags, _ = pretraining.plan_flags(profile, env)
@@ -150,9 +153,10 @@ def score_unit(config: dict, workdir, root=None, device=None, cache=None) -> lis
             if name == "fu":
                 net = M.penultimate_model(get_model())
                 first, second = M.fu_layers(net, config["arch"])
-                images, _ = ds.batch(torch.arange(len(ds), device=device))
-                torch.manual_seed(config["seed"])
-                value = info.fn(net, first, second, images, inputs["labels"])
+                # FU's batches: class-stratified and seeded (fu's default; "given" is [D]'s consecutive
+                # batches), images prepared per micro-batch
+                value = info.fn(net, first, second, lambda index: ds.batch(index)[0], inputs["labels"],
+                                seed=config["seed"], **(config.get("options") or {}).get("fu", {}))
             else:
                 kwargs = {k: inputs[k] for k in info.inputs}
                 value = info.fn(labels=inputs["labels"], **kwargs, **(config.get("options") or {}).get(name, {}))
