@@ -37,7 +37,7 @@ All scores are "higher = better" (see each docstring; ``REGISTRY[name].higher_is
 from .ccfv import (CCFVParts, PixelSample, SampleRows, ccfv, ccfv_parts, class_consistency, feature_variety,
                    gather_pixels, gaussian_bhattacharyya, gaussian_kl, gaussian_w2, sample_pixels, sample_rows,
                    unit_rows)
-from .fu import cudnn_settings, fu, resolve_layer
+from .fu import cudnn_settings, fu, fu_batches, resolve_layer
 from .gmm import nleep
 from .neighbours import knn_accuracy, lp, parc
 from .pairwise import (ETranParts, NCTIParts, etran_parts, gbc, h_score, leep, logme, ncti_parts, nce,
@@ -49,7 +49,7 @@ from .setlevel import etran, lp_fu, ncti
 
 __all__ = [
     "logme", "leep", "nleep", "sfda", "sfda_reference", "SFDA_REMEDIES", "SFDA_DEFAULT_REMEDY", "parc", "ncti_parts", "NCTIParts", "lp", "h_score", "regularized_h_score",
-    "nce", "gbc", "transrate", "etran_parts", "ETranParts", "knn_accuracy", "linear_probe", "fu",
+    "nce", "gbc", "transrate", "etran_parts", "ETranParts", "knn_accuracy", "linear_probe", "fu", "fu_batches",
     "resolve_layer", "cudnn_settings", "ncti", "etran", "lp_fu", "REGISTRY", "MetricInfo", "list_metrics",
     "score", "sample_pixels", "gather_pixels", "sample_rows", "PixelSample", "SampleRows", "gaussian_w2",
     "gaussian_kl", "gaussian_bhattacharyya", "class_consistency", "feature_variety", "ccfv_parts", "CCFVParts",
