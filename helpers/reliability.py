@@ -60,7 +60,7 @@ from .names import is_self
 
 __all__ = ["COLUMNS", "tidy_replicates", "check_replicates", "balanced_splits", "spearman_brown",
            "replicates_needed", "icc_consistency", "split_half_reliability", "one_seed_reliability",
-           "seed_spread", "read_markdown_table", "SplitHalf", "OneSeed"]
+           "seed_spread", "read_markdown_table", "subsweep_replicates", "SplitHalf", "OneSeed"]
 
 COLUMNS = ("target", "source", "replicate", "value")
 
@@ -338,3 +338,27 @@ def read_markdown_table(path) -> pd.DataFrame:
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
     header, body = cells[0], [c for c in cells[2:] if len(c) == len(cells[0])]
     return pd.DataFrame(body, columns=header)
+
+
+def subsweep_replicates(runs: pd.DataFrame, by: str, value: str = "test_auc", select_by: str = "val_loss",
+                        target: str = "target", source: str = "source") -> pd.DataFrame:
+    """Replicates from a sweep that ran each configuration once ([D]'s): the runs are split by the values of
+    the hyperparameter ``by`` into sub-sweeps (each one a whole grid of the other hyperparameters), the run
+    with the lowest ``select_by`` selected per (target, source) in each sub-sweep ([D]'s rule), and its
+    ``value`` returned as one replicate: a tidy table of :data:`COLUMNS`. Only the (target, source) present
+    in every sub-sweep of their target are kept. What varies between these replicates is the sub-sweep's
+    ``by`` value and the training noise of each run, not a seed alone: read the result as "how much [D]'s
+    selected AUC moves between equivalent-looking sub-sweeps"."""
+    need = [target, source, by, value, select_by]
+    missing = [c for c in need if c not in runs.columns]
+    if missing:
+        raise ValueError(f"runs lack the column(s) {missing}; they have {list(runs.columns)}")
+    r = runs[need].dropna(subset=[value, select_by])
+    if r[by].nunique() < 2:
+        raise ValueError(f"the runs have {r[by].nunique()} value(s) of {by!r}; sub-sweeps need at least 2")
+    best = r.sort_values(select_by, kind="stable").groupby([target, source, by], sort=True).head(1)
+    out = best.rename(columns={by: "replicate", value: "value", target: "target", source: "source"})
+    full = out.groupby(["target", "source"])["replicate"].transform("nunique")
+    per_target = out.groupby("target")["replicate"].transform("nunique")
+    out = out[full == per_target]
+    return out[list(COLUMNS)].sort_values(list(COLUMNS[:3])).reset_index(drop=True)

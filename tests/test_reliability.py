@@ -257,3 +257,31 @@ def test_the_studys_numbers_are_reproduced(row):
     spread = R.seed_spread(tidy).set_index("target").loc["all"]
     assert spread["seed_sd"] == pytest.approx(sd, abs=0.0005 + 1e-9)
     assert spread["gap"] == pytest.approx(gap, abs=0.0005 + 1e-9)
+
+
+# ------------------------------------------------------------------------------------------------------
+# replicates from a sweep that ran each configuration once
+
+
+def test_subsweep_replicates_select_by_the_lowest_val_loss_within_each_subsweep():
+    rows = []
+    for s, base in (("a", 0.6), ("b", 0.7), ("c", 0.8)):
+        for wd in (0.0, 1e-4):
+            for lr, loss in ((0.1, 0.5), (0.01, 0.3)):   # lr 0.01 has the lower val loss: it is selected
+                rows.append({"target": "breast", "source": s, "wd": wd, "lr": lr, "val_loss": loss + wd,
+                             "test_auc": base + (0.05 if lr == 0.01 else 0.0) + wd * 100})
+    runs = pd.DataFrame(rows)
+    rep = R.subsweep_replicates(runs, "wd")
+    assert list(rep.columns) == list(R.COLUMNS)
+    assert sorted(rep["replicate"].unique()) == [0.0, 1e-4]
+    got = rep.set_index(["source", "replicate"])["value"]
+    assert got[("a", 0.0)] == pytest.approx(0.65) and got[("c", 1e-4)] == pytest.approx(0.86)
+    # the replicates differ by a shift shared by every source: perfectly reliable
+    assert R.split_half_reliability(rep).overall == pytest.approx(1.0)
+    # a source missing from one sub-sweep is dropped, not half-counted
+    partial = runs[~((runs["source"] == "a") & (runs["wd"] == 1e-4))]
+    assert set(R.subsweep_replicates(partial, "wd")["source"]) == {"b", "c"}
+    with pytest.raises(ValueError, match="at least 2"):
+        R.subsweep_replicates(runs[runs["wd"] == 0.0], "wd")
+    with pytest.raises(ValueError, match="lack the column"):
+        R.subsweep_replicates(runs, "momentum")
