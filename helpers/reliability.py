@@ -60,7 +60,7 @@ from .names import is_self
 
 __all__ = ["COLUMNS", "tidy_replicates", "check_replicates", "balanced_splits", "spearman_brown",
            "replicates_needed", "icc_consistency", "split_half_reliability", "one_seed_reliability",
-           "seed_spread", "read_markdown_table", "subsweep_replicates", "SplitHalf", "OneSeed"]
+           "seed_spread", "read_markdown_table", "subsweep_replicates", "variance_components", "SplitHalf", "OneSeed"]
 
 COLUMNS = ("target", "source", "replicate", "value")
 
@@ -362,3 +362,25 @@ def subsweep_replicates(runs: pd.DataFrame, by: str, value: str = "test_auc", se
     per_target = out.groupby("target")["replicate"].transform("nunique")
     out = out[full == per_target]
     return out[list(COLUMNS)].sort_values(list(COLUMNS[:3])).reset_index(drop=True)
+
+
+def variance_components(table: pd.DataFrame, exclude_self: bool = True, **columns) -> pd.DataFrame:
+    """Per target, the two-way decomposition behind ICC(3,1): ``source_sd`` (SD of the sources' true
+    values, ``sqrt((MS_rows - MS_error) / k)``, 0 when negative), ``noise_sd`` (SD of one replicate around its
+    source's value after the replicate's shared shift, ``sqrt(MS_error)``), ``r1 = source_sd^2 / (source_sd^2 +
+    noise_sd^2)`` (equal to :func:`icc_consistency` when ``MS_rows >= MS_error``): the spread between sources
+    against the noise of one run, in the units of the value."""
+    mats = check_replicates(table, exclude_self=exclude_self, **columns)
+    rows = []
+    for tg, m in mats.items():
+        x = m.to_numpy()
+        n, k = x.shape
+        gm = x.mean()
+        ms_rows = k * ((x.mean(1) - gm) ** 2).sum() / (n - 1)
+        resid = x - x.mean(1, keepdims=True) - x.mean(0, keepdims=True) + gm
+        ms_err = (resid ** 2).sum() / ((n - 1) * (k - 1))
+        var_s = max((ms_rows - ms_err) / k, 0.0)
+        rows.append({"target": tg, "sources": n, "replicates": k, "source_sd": float(np.sqrt(var_s)),
+                     "noise_sd": float(np.sqrt(ms_err)),
+                     "r1": float(var_s / (var_s + ms_err)) if var_s + ms_err > 0 else float("nan")})
+    return pd.DataFrame(rows)

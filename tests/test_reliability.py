@@ -285,3 +285,13 @@ def test_subsweep_replicates_select_by_the_lowest_val_loss_within_each_subsweep(
         R.subsweep_replicates(runs[runs["wd"] == 0.0], "wd")
     with pytest.raises(ValueError, match="lack the column"):
         R.subsweep_replicates(runs, "momentum")
+
+
+def test_variance_components_recover_the_simulated_spreads():
+    t = crafted(n_targets=2, n_sources=2000, n_reps=5, signal=0.03, noise=0.06, seed=11, rep_shift=0.05)
+    vc = R.variance_components(t)
+    assert np.allclose(vc["source_sd"], 0.03, atol=0.003)
+    assert np.allclose(vc["noise_sd"], 0.06, atol=0.003)
+    one = R.one_seed_reliability(t, n_boot=5)
+    assert np.allclose(vc["r1"], one.per_target["r1"])          # the ICC(3,1) decomposed
+    assert vc["r1"].mean() == pytest.approx(0.2, abs=0.05)      # 0.03^2 / (0.03^2 + 0.06^2)
