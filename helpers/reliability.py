@@ -60,7 +60,7 @@ from .names import is_self
 
 __all__ = ["COLUMNS", "tidy_replicates", "check_replicates", "balanced_splits", "spearman_brown",
            "replicates_needed", "icc_consistency", "split_half_reliability", "one_seed_reliability",
-           "seed_spread", "read_markdown_table", "subsweep_replicates", "variance_components", "SplitHalf", "OneSeed"]
+           "seed_spread", "read_markdown_table", "subsweep_replicates", "variance_components", "reliability_summary", "SplitHalf", "OneSeed"]
 
 COLUMNS = ("target", "source", "replicate", "value")
 
@@ -384,3 +384,29 @@ def variance_components(table: pd.DataFrame, exclude_self: bool = True, **column
                      "noise_sd": float(np.sqrt(ms_err)),
                      "r1": float(var_s / (var_s + ms_err)) if var_s + ms_err > 0 else float("nan")})
     return pd.DataFrame(rows)
+
+
+def reliability_summary(table: pd.DataFrame, level: float = 0.8, n_boot: int = 2000, ci: float = 0.9,
+                        seed: int = 0, method: str = "pearson", exclude_self: bool = True,
+                        **columns) -> pd.DataFrame:
+    """One row per target and a last row ``"all targets"``: ``sources``, ``replicates``, ``split_half`` (of
+    the mean of ``n_split`` replicates, :func:`split_half_reliability`; the last row steps up the mean
+    correlation over targets), ``r1`` with ``r1_low`` / ``r1_high`` (:func:`one_seed_reliability`; the last row
+    the mean over targets and its interval), ``needed`` (replicates for ``level`` from ``r1``,
+    :func:`replicates_needed`) and ``reliability_now`` (``r1`` stepped up to the replicates that ran)."""
+    sh = split_half_reliability(table, method=method, exclude_self=exclude_self, seed=seed, **columns)
+    one = one_seed_reliability(table, n_boot=n_boot, ci=ci, seed=seed, exclude_self=exclude_self, **columns)
+    per = sh.per_target[["target", "sources", "replicates", "reliability"]].rename(
+        columns={"reliability": "split_half"})
+    per["n_split"] = 2 * sh.per_target["half"]
+    per = per.merge(one.per_target[["target", "r1", "low", "high"]].rename(
+        columns={"low": "r1_low", "high": "r1_high"}), on="target")
+    per.loc[len(per)] = {"target": "all targets", "sources": int(per["sources"].sum()),
+                         "replicates": int(per["replicates"].max()), "split_half": sh.overall,
+                         "n_split": sh.n, "r1": one.overall, "r1_low": one.low, "r1_high": one.high}
+    per["needed"] = [replicates_needed(r, level) if np.isfinite(r) else float("nan") for r in per["r1"]]
+    per["reliability_now"] = [spearman_brown(max(r, 0.0), k) if np.isfinite(r) else float("nan")
+                              for r, k in zip(per["r1"], per["replicates"])]
+    cols = ["target", "sources", "replicates", "n_split", "split_half", "r1", "r1_low", "r1_high",
+            "reliability_now", "needed"]
+    return per[cols]

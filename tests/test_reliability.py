@@ -295,3 +295,15 @@ def test_variance_components_recover_the_simulated_spreads():
     one = R.one_seed_reliability(t, n_boot=5)
     assert np.allclose(vc["r1"], one.per_target["r1"])          # the ICC(3,1) decomposed
     assert vc["r1"].mean() == pytest.approx(0.2, abs=0.05)      # 0.03^2 / (0.03^2 + 0.06^2)
+
+
+def test_reliability_summary_collects_the_three_measurements():
+    t = crafted(n_targets=3, n_sources=40, n_reps=4, signal=1.0, noise=1.0, seed=8)
+    s = R.reliability_summary(t, level=0.8, n_boot=100, seed=0)
+    assert list(s["target"]) == ["t0", "t1", "t2", "all targets"]
+    sh, one = R.split_half_reliability(t), R.one_seed_reliability(t, n_boot=100, seed=0)
+    assert s["split_half"].iloc[-1] == pytest.approx(sh.overall)
+    assert s["r1"].iloc[-1] == pytest.approx(one.overall)
+    assert list(s["needed"]) == [R.replicates_needed(r, 0.8) for r in s["r1"]]
+    assert s["reliability_now"].iloc[0] == pytest.approx(R.spearman_brown(s["r1"].iloc[0], 4))
+    assert (s["n_split"] == 4).all()
