@@ -25,7 +25,8 @@
 # 3. Selecting runs: the lowest validation loss
 # 4. The ground-truth table and per-target AUC
 # 5. How much the ground truth moves between seeds
-# 6. How reliable is this ground truth? (split-half over seeds, one-seed reliability, seeds needed; [D]'s sweep)
+# 6. How reliable is this ground truth? (split-half over seeds, one-seed reliability, seeds needed; [D]'s sweep,
+#    [R]'s folds)
 # 7. The wash-out: training length, data size and the spread between sources
 #
 # ## Prerequisites
@@ -365,6 +366,28 @@ display(Markdown(
     + (f"; for comparison, one seed of this profile: {own_rel.iloc[-1]['r1']:.2f}. [D]'s replicates differ in "
        "weight decay as well as in training noise, and each is the best of 24 runs of 200 epochs on whole "
        "subsets, so the two numbers are not the same measurement." if own_rel is not None else ".")))
+
+# %% [markdown]
+# ### A public benchmark with replicates: [R]'s five folds
+# [R] {cite}`juodelyte2023revisiting` published the test AUC of every fold (`data/reference/juodelyte2023/results/AUC.csv`):
+# per target, five candidates (ImageNet and RadImageNet weights, each fine-tuned whole or with frozen
+# layers, and random initialisation), each fine-tuned on five folds. The folds are replicates of the same
+# comparison, so the same measurement applies, over five candidates only (the intervals are wide).
+
+# %%
+r_auc = pd.read_csv(PROJECT_ROOT / "data" / "reference" / "juodelyte2023" / "results" / "AUC.csv")
+r_tidy = pd.DataFrame({"target": r_auc["target"], "source": r_auc["source"] + " " + r_auc["freeze"],
+                       "replicate": r_auc["fold"], "value": r_auc["AUC"]})
+r_rel = REL.reliability_summary(r_tidy, level=reliability_level, n_boot=n_boot, seed=0)
+display(r_rel.round(3))
+r_per = r_rel.iloc[:-1].sort_values("split_half")
+display(Markdown(
+    f"**Table.** [R]'s benchmark, {r_tidy['target'].nunique()} targets x {int(r_rel['sources'].iloc[0])} "
+    f"candidates x {r_tidy['replicate'].nunique()} folds (columns as above, folds in place of seeds). The mean "
+    f"over {int(r_rel['n_split'].iloc[-1])} folds has a split-half reliability of {r_rel.iloc[-1]['split_half']:.2f} "
+    f"over all targets, from {r_per.iloc[0]['split_half']:.2f} ({r_per.iloc[0]['target']}) to "
+    f"{r_per.iloc[-1]['split_half']:.2f} ({r_per.iloc[-1]['target']}); one fold alone "
+    f"{r_rel.iloc[-1]['r1']:.2f} ({r_rel.iloc[-1]['r1_low']:.2f} to {r_rel.iloc[-1]['r1_high']:.2f})."))
 
 # %% [markdown]
 # ## The wash-out: training length, data size and the spread between sources
