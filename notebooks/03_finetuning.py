@@ -57,6 +57,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from helpers import reliability as REL
+from helpers.names import is_self
 from helpers.stages import finetuning as F
 from helpers.paths import PROJECT_ROOT, results_root
 from helpers.profiles import finetune_grid, load_profile, profile_flags, profile_targets, resolve_device
@@ -270,8 +271,15 @@ def n_text(n):
 
 
 n_own = own["replicate"].nunique()
-if n_own >= 2:
-    own_rel = REL.reliability_summary(own, level=reliability_level, n_boot=n_boot, seed=0)
+n_candidates = (own[[not is_self(s, t) for s, t in zip(own["source"], own["target"])]]
+                .groupby("target")["source"].nunique())
+measurable = n_candidates[n_candidates >= 3].index   # a ranking needs at least 3 candidate sources
+if len(measurable) < len(n_candidates):
+    display(Markdown(f"Targets with fewer than 3 candidate sources here, not measured: "
+                     f"{', '.join(f'{t} ({n})' for t, n in n_candidates[n_candidates < 3].items())}."))
+if n_own >= 2 and len(measurable):
+    own_rel = REL.reliability_summary(own[own["target"].isin(measurable)], level=reliability_level,
+                                      n_boot=n_boot, seed=0)
     display(own_rel.round(3))
     last = own_rel.iloc[-1]
     display(Markdown(
@@ -286,8 +294,8 @@ if n_own >= 2:
         f"needs {n_text(own_rel.iloc[:-1]['needed'].max())} seeds."))
 else:
     own_rel = None
-    display(Markdown("One seed only: the reliability of this ground truth cannot be measured on this profile "
-                     "(set `finetuning.seeds` to two or more)."))
+    display(Markdown("One seed only, or too few candidate sources: the reliability of this ground truth cannot "
+                     "be measured here (it needs two seeds or more, `finetuning.seeds`, and 3 sources)."))
 
 # %%
 if own_rel is not None:
@@ -329,6 +337,7 @@ if own_rel is not None:
 sel_all = F.select_runs(runs)
 by_fold = (sel_all.groupby(["target", "source", "fold"])["test_auc"].mean().reset_index()
            .rename(columns={"fold": "replicate", "test_auc": "value"}))
+by_fold = by_fold[by_fold["target"].isin(measurable)]
 if by_fold["replicate"].nunique() >= 2:
     fold_rel = REL.reliability_summary(by_fold, level=reliability_level, n_boot=n_boot, seed=0)
     display(fold_rel.round(3))
