@@ -60,7 +60,7 @@ from .names import is_self
 
 __all__ = ["COLUMNS", "tidy_replicates", "check_replicates", "balanced_splits", "spearman_brown",
            "replicates_needed", "icc_consistency", "split_half_reliability", "one_seed_reliability",
-           "seed_spread", "read_markdown_table", "subsweep_replicates", "variance_components", "reliability_summary", "SplitHalf", "OneSeed"]
+           "seed_spread", "read_markdown_table", "subsweep_replicates", "variance_components", "reliability_summary", "split_half_by_size", "SplitHalf", "OneSeed"]
 
 COLUMNS = ("target", "source", "replicate", "value")
 
@@ -410,3 +410,20 @@ def reliability_summary(table: pd.DataFrame, level: float = 0.8, n_boot: int = 2
     cols = ["target", "sources", "replicates", "n_split", "split_half", "r1", "r1_low", "r1_high",
             "reliability_now", "needed"]
     return per[cols]
+
+
+def split_half_by_size(table: pd.DataFrame, method: str = "pearson", exclude_self: bool = True,
+                       max_splits: int = 200, seed: int = 0, **columns) -> pd.DataFrame:
+    """The split-half reliability of a mean of ``n = 2 h`` replicates for every ``h`` from 1 to ``k // 2``
+    (measured, not prophesied): one row per (n, target) plus ``"all targets"`` rows (the Spearman-Brown of the
+    mean correlation, as :attr:`SplitHalf.overall`), columns ``n``, ``target``, ``reliability``."""
+    mats = check_replicates(table, exclude_self=exclude_self, **columns)
+    k = min(m.shape[1] for m in mats.values())
+    rows = []
+    for h in range(1, k // 2 + 1):
+        sh = split_half_reliability(table, half=h, method=method, exclude_self=exclude_self,
+                                    max_splits=max_splits, seed=seed, **columns)
+        rows += [{"n": 2 * h, "target": t, "reliability": r} for t, r in zip(sh.per_target["target"],
+                                                                          sh.per_target["reliability"])]
+        rows.append({"n": 2 * h, "target": "all targets", "reliability": sh.overall})
+    return pd.DataFrame(rows)

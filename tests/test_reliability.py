@@ -307,3 +307,14 @@ def test_reliability_summary_collects_the_three_measurements():
     assert list(s["needed"]) == [R.replicates_needed(r, 0.8) for r in s["r1"]]
     assert s["reliability_now"].iloc[0] == pytest.approx(R.spearman_brown(s["r1"].iloc[0], 4))
     assert (s["n_split"] == 4).all()
+
+
+def test_split_half_by_size_measures_every_even_size():
+    t = crafted(n_targets=2, n_sources=300, n_reps=6, signal=1.0, noise=2.0, seed=4)   # r1 = 0.2
+    by = R.split_half_by_size(t)
+    assert sorted(by["n"].unique()) == [2, 4, 6]
+    overall = by[by["target"] == "all targets"].set_index("n")["reliability"]
+    assert overall[6] == pytest.approx(R.split_half_reliability(t).overall)
+    assert overall[2] < overall[4] < overall[6]
+    for n in (2, 4, 6):
+        assert overall[n] == pytest.approx(R.spearman_brown(0.2, n), abs=0.06)
