@@ -329,7 +329,7 @@ if own_rel is not None:
                      f"dotted: the level {reliability_level}.*"))
 
 # %% [markdown]
-# When the profile runs several folds (the paper profile: [D]'s five), each fold is another replicate of the
+# When the profile runs several folds (the paper profile runs [D]'s folds), each fold is another replicate of the
 # same comparison (another training subset as well as another seed), and the same measurement applies to the
 # mean over folds.
 
@@ -344,17 +344,17 @@ if by_fold["replicate"].nunique() >= 2:
     display(Markdown(f"**Table.** Reliability over the {by_fold['replicate'].nunique()} folds (each fold's "
                      "value the mean over its seeds), columns as above with folds in place of seeds."))
 else:
-    display(Markdown("This profile runs one fold: no reliability over folds here (the paper profile has five)."))
+    display(Markdown("This profile runs one fold: no reliability over folds here (the paper profile runs several)."))
 
 # %% [markdown]
 # ### [D]'s ground truth
-# [D] ran each of its 120 sweep configurations once per (source, target) and published every run
+# [D] ran each configuration of its sweep once per (source, target) and published every run
 # (`data/reference/dovile2024/finetuned_AUCs`), so there are no repeated seeds to measure. The sweep still holds
-# near-replicates: its five weight decays (0 to 0.001) each come with the whole grid of learning rate, batch size
-# and momentum. Selecting by [D]'s rule (lowest validation loss) *within* each weight decay gives five
-# sub-sweep ground truths per (source, target), whose agreement measures how much [D]'s selected AUC moves
+# near-replicates: each of its weight decays comes with the whole grid of learning rate, batch size and
+# momentum. Selecting by [D]'s rule (lowest validation loss) *within* each weight decay gives one sub-sweep
+# ground truth per weight decay and (source, target), whose agreement measures how much [D]'s selected AUC moves
 # between equivalent-looking sweeps (training noise and the weight decay together). [D]'s published ground truth
-# is one such selection (over all 120 runs), so the one-replicate reliability `r1` is the closer guide to its
+# is one such selection (over the whole sweep), so the one-replicate reliability `r1` is the closer guide to its
 # reliability than the split-half of a mean, which [D] never formed.
 
 # %%
@@ -362,26 +362,29 @@ from helpers import reference as ref_d
 
 d_runs = ref_d.load_runs("dataset")
 d_rep = REL.subsweep_replicates(d_runs, "wd")
+d_configs = int(d_runs.groupby(["target", "source"]).size().median())
+d_wd = sorted(d_rep["replicate"].unique())
 d_rel = REL.reliability_summary(d_rep, level=reliability_level, n_boot=n_boot, seed=0)
 display(d_rel.round(3))
 d_last = d_rel.iloc[-1]
 display(Markdown(
     f"**Table.** [D]'s dataset-transferability sweep, {d_rep['target'].nunique()} targets x "
-    f"{int(d_rel['sources'].iloc[0])} sources, the {d_rep['replicate'].nunique()} weight-decay sub-sweeps as "
-    f"replicates (columns as above). One sub-sweep's selection has a reliability of {d_last['r1']:.2f} "
+    f"{int(d_rel['sources'].iloc[0])} sources, {d_configs} configurations per (source, target) (median), the "
+    f"{len(d_wd)} weight-decay sub-sweeps ({', '.join(f'{x:g}' for x in d_wd)}) as replicates (columns as "
+    f"above). One sub-sweep's selection has a reliability of {d_last['r1']:.2f} "
     f"({d_last['r1_low']:.2f} to {d_last['r1_high']:.2f}) over all targets, from "
     f"{d_rel.iloc[:-1]['r1'].min():.2f} ({d_rel.iloc[:-1].sort_values('r1').iloc[0]['target']}) to "
     f"{d_rel.iloc[:-1]['r1'].max():.2f} ({d_rel.iloc[:-1].sort_values('r1').iloc[-1]['target']})"
     + (f"; for comparison, one seed of this profile: {own_rel.iloc[-1]['r1']:.2f}. [D]'s replicates differ in "
-       "weight decay as well as in training noise, and each is the best of 24 runs of 200 epochs on whole "
-       "subsets, so the two numbers are not the same measurement." if own_rel is not None else ".")))
+       f"weight decay as well as in training noise, and each is the best of about {d_configs // len(d_wd)} long runs "
+       "on whole subsets, so the two numbers are not the same measurement." if own_rel is not None else ".")))
 
 # %% [markdown]
-# ### A public benchmark with replicates: [R]'s five folds
+# ### A public benchmark with replicates: [R]'s folds
 # [R] {cite}`juodelyte2023revisiting` published the test AUC of every fold (`data/reference/juodelyte2023/results/AUC.csv`):
-# per target, five candidates (ImageNet and RadImageNet weights, each fine-tuned whole or with frozen
-# layers, and random initialisation), each fine-tuned on five folds. The folds are replicates of the same
-# comparison, so the same measurement applies, over five candidates only (the intervals are wide).
+# per target, a handful of candidates (ImageNet and RadImageNet weights, each fine-tuned whole or with frozen
+# layers, and random initialisation), each fine-tuned on every fold. The folds are replicates of the same
+# comparison, so the same measurement applies, over few candidates (the intervals are wide).
 
 # %%
 r_auc = pd.read_csv(PROJECT_ROOT / "data" / "reference" / "juodelyte2023" / "results" / "AUC.csv")
@@ -402,10 +405,10 @@ display(Markdown(
 # ## The wash-out: training length, data size and the spread between sources
 # Which fine-tuning protocol gives a reliable ground truth for the least CPU time, and does it still measure the
 # benefit of the source? The ground-truth-reliability study (`results/reference/ground_truth_reliability/`,
-# its README says how it was run) fine-tuned the quick profile's 10 candidate sources on its 3 targets under
-# several protocols at 28 px with torch pinned to 2 threads (reruns bit-identical), with 4 to 6 seeds each: more
-# training images (the whole fold-1 training subset instead of its first 128), more epochs (20 with patience 5
-# instead of 3), and one learning rate instead of the two-value sweep. Every statistic below is recomputed here
+# its README says how it was run) fine-tuned the quick profile's candidate sources on its targets under several
+# protocols with torch pinned to a fixed thread count (reruns bit-identical), with several seeds each: more
+# training images (the whole fold-1 training subset instead of its first images), more epochs (with early
+# stopping), and one learning rate instead of the quick sweep's two (the table lists each protocol's settings). Every statistic below is recomputed here
 # from its per-seed tables; only the CPU minutes per seed are the study's measurement.
 #
 # Per protocol: the SD of the sources' true AUC (`source_sd`) against the SD of one run around it (`noise_sd`),
@@ -466,17 +469,18 @@ sub3, sub20 = "P2-lr0.001", "P5"     # the whole subset, lr 0.001: 3 epochs agai
 cheapest = w["cpu_min_needed"].idxmin()
 display(Markdown(
     f"**Table.** One row per protocol of the study: training images, epochs, learning rate(s), seeds run and "
-    f"the measured CPU minutes per seed (all 3 targets x 10 sources); `source_sd` and `noise_sd` (AUC, mean over "
+    f"the measured CPU minutes per seed (all {study_tables[short]['target'].nunique()} targets x "
+    f"{study_tables[short].groupby('target')['source'].nunique().max()} sources); `source_sd` and `noise_sd` (AUC, mean over "
     f"targets); the one-seed reliability `r1` with its 90 % interval; the split-half reliability of 4 seeds; "
     f"`reliability_of_mean` (`r1` stepped up to the seeds run); the seeds and CPU minutes needed for "
     f"{reliability_level}; and the agreement with {validity_reference}'s ranking, raw and corrected. "
-    f"Twenty epochs instead of three shrink the seed noise ({w.loc[short, 'noise_sd']:.3f} to "
-    f"{w.loc[long_, 'noise_sd']:.3f} AUC on 128 images, {w.loc[sub3, 'noise_sd']:.3f} to "
+    f"{w.loc[long_, 'epochs']} epochs instead of {w.loc[short, 'epochs']} shrink the seed noise ({w.loc[short, 'noise_sd']:.3f} to "
+    f"{w.loc[long_, 'noise_sd']:.3f} AUC on {w.loc[short, 'train_images']} images, {w.loc[sub3, 'noise_sd']:.3f} to "
     f"{w.loc[sub20, 'noise_sd']:.3f} on the whole subset) but also the spread between the sources "
     f"({w.loc[short, 'source_sd']:.3f} to {w.loc[long_, 'source_sd']:.3f}, and {w.loc[sub3, 'source_sd']:.3f} to "
     f"{w.loc[sub20, 'source_sd']:.3f}): the benefit of the source washes out as the target's own training "
     f"takes over, and the one-seed reliability does not follow the noise down (from {w.loc[short, 'r1']:.2f} to "
-    f"{w.loc[long_, 'r1']:.2f} on 128 images, from {w.loc[sub3, 'r1']:.2f} to {w.loc[sub20, 'r1']:.2f} on the "
+    f"{w.loc[long_, 'r1']:.2f} on {w.loc[short, 'train_images']} images, from {w.loc[sub3, 'r1']:.2f} to {w.loc[sub20, 'r1']:.2f} on the "
     f"whole subset) while each seed costs {w.loc[long_, 'cpu_min_per_seed'] / w.loc[short, 'cpu_min_per_seed']:.1f} "
     f"and {w.loc[sub20, 'cpu_min_per_seed'] / w.loc[sub3, 'cpu_min_per_seed']:.1f} times as much. The cheapest way "
     f"to {reliability_level} is **{cheapest}** (training images: {w.loc[cheapest, 'train_images']}, "
@@ -489,7 +493,7 @@ display(Markdown(
     f"is also the one that fine-tunes least."))
 
 # %%
-order = sorted(protocols, key=lambda p: (w.loc[p, "epochs"], str(w.loc[p, "train_images"]) != "128", p))
+order = sorted(protocols, key=lambda p: (w.loc[p, "epochs"], isinstance(w.loc[p, "train_images"], str), p))
 xs = np.arange(len(order))
 fig, axes = plt.subplots(2, 2, figsize=(12, 8))
 axes = axes.ravel()
