@@ -45,6 +45,14 @@ Statistics
   steps down: the one-replicate reliability of a mean of ``k`` is ``spearman_brown(r_k, 1 / k)``).
 * :func:`seed_spread`: the median SD of a source's value over replicates against the median gap between
   neighbouring sources (sorted by their mean): the noise against the signal it has to resolve.
+* :func:`variance_components`: the spread between sources and the noise of one replicate behind ICC(3,1).
+* :func:`reliability_summary` (all of the above per target, one table) and :func:`split_half_by_size` (the
+  measured split-half reliability of a mean of 2, 4, ... replicates).
+* :func:`subsweep_replicates`: replicates from a sweep that ran each configuration once ([D]'s).
+
+The ground-truth-reliability study's table (``results/reference/ground_truth_reliability/reliability.md``) is
+reproduced from its per-seed tables by these functions with their defaults (``tests/test_reliability.py``):
+its "split-half" is the Pearson version (its prose says Spearman), its one-seed reliability ICC(3,1).
 """
 from __future__ import annotations
 
