@@ -49,6 +49,7 @@ import pandas as pd
 from scipy import stats
 
 from .names import canonical_name
+from .reliability import one_seed_reliability, replicates_needed, spearman_brown, split_half_reliability  # noqa: F401
 
 STAT_COLUMNS = ("weighted_tau", "kendall_tau", "spearman", "pearson", "top1_relative", "regret")
 
