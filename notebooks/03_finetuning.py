@@ -298,7 +298,7 @@ else:
     display(Markdown("One seed only, or too few candidate sources: the reliability of this ground truth cannot "
                      "be measured here (it needs two seeds or more, `finetuning.seeds`, and 3 sources)."))
 
-# %%
+# %% tags=["hide-input"]
 if own_rel is not None:
     per_t = own_rel.iloc[:-1]
     k_grid = list(range(1, max(30, int(per_t["needed"].replace(float("inf"), 0).max()) + 2)))
@@ -334,7 +334,7 @@ if own_rel is not None:
 # same comparison (another training subset as well as another seed), and the same measurement applies to the
 # mean over folds.
 
-# %%
+# %% tags=["hide-input"]
 sel_all = F.select_runs(runs)
 by_fold = (sel_all.groupby(["target", "source", "fold"])["test_auc"].mean().reset_index()
            .rename(columns={"fold": "replicate", "test_auc": "value"}))
@@ -358,7 +358,7 @@ else:
 # is one such selection (over the whole sweep), so the one-replicate reliability `r1` is the closer guide to its
 # reliability than the split-half of a mean, which [D] never formed.
 
-# %%
+# %% tags=["hide-input"]
 from helpers import reference as ref_d
 
 d_runs = ref_d.load_runs("dataset")
@@ -387,7 +387,7 @@ display(Markdown(
 # layers, and random initialisation), each fine-tuned on every fold. The folds are replicates of the same
 # comparison, so the same measurement applies, over few candidates (the intervals are wide).
 
-# %%
+# %% tags=["hide-input"]
 r_auc = pd.read_csv(PROJECT_ROOT / "data" / "reference" / "juodelyte2023" / "results" / "AUC.csv")
 r_tidy = pd.DataFrame({"target": r_auc["target"], "source": r_auc["source"] + " " + r_auc["freeze"],
                        "replicate": r_auc["fold"], "value": r_auc["AUC"]})
@@ -419,7 +419,7 @@ display(Markdown(
 # mean-over-seeds AUC with that of the fullest fine-tuning (`validity_reference`: the whole subset for 20
 # epochs), raw and corrected for the unreliability of both means ($r / \sqrt{R_x R_y}$).
 
-# %%
+# %% tags=["hide-input"]
 study = PROJECT_ROOT / "results" / "reference" / "ground_truth_reliability"
 study_profiles = {"P1": "p1_today.yml", "P2": "p2_fullsub.yml", "P3": "p3_long.yml",
                   "P5": "p5_sub_long_lr001_s0123.yml"}   # the study's protocol names (its README)
@@ -463,7 +463,7 @@ washout["agreement_corrected"] = washout["agreement"] / np.sqrt(
 washout.loc[validity_reference, ["agreement", "agreement_corrected"]] = np.nan   # itself: no check
 washout.round(3)
 
-# %%
+# %% tags=["hide-input"]
 w = washout
 short, long_ = "P1", "P3"            # 128 images, both learning rates: 3 epochs against 20
 sub3, sub20 = "P2-lr0.001", "P5"     # the whole subset, lr 0.001: 3 epochs against 20
@@ -493,7 +493,7 @@ display(Markdown(
     f"corrected for the unreliability of both): reliability is not validity, since the cheapest reliable protocol "
     f"is also the one that fine-tunes least."))
 
-# %%
+# %% tags=["hide-input"]
 order = sorted(protocols, key=lambda p: (w.loc[p, "epochs"], isinstance(w.loc[p, "train_images"], str), p))
 xs = np.arange(len(order))
 fig, axes = plt.subplots(2, 2, figsize=(12, 8))
@@ -542,7 +542,7 @@ display(Markdown(f"*Figure: the wash-out, one point or bar per protocol of the s
 # of seeds. Split-half reliabilities are measured for every even n the fresh seeds allow (and for the fresh and
 # the study's seeds pooled), and prophesied from each target's one-seed reliability for the others.
 
-# %%
+# %% tags=["hide-input"]
 required_mean, required_each = 0.8, 0.6
 fresh_protocol = "P2-lr0.001"
 fresh = REL.tidy_replicates(pd.read_csv(study / f"per_seed_{fresh_protocol}-fresh.csv"))

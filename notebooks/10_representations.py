@@ -588,6 +588,11 @@ display(Markdown(bn_summary))
 # %% [markdown]
 #
 # ## What's next
+# [R]'s question, how much of a source's benefit survives fine-tuning, has a ground-truth side: the longer a
+# target is fine-tuned, the closer the sources end up and the less their ranking says. The
+# [Fine-tuning chapter's wash-out section](03_finetuning) measures it (spread between sources, seed noise and
+# reliability against training length and data size).
+#
 # The paper profile runs [R]'s recipe on ResNet-50 with ImageNet, a RadImageNet checkpoint (its input scale an
 # option: [R]'s caffe-style 0–255 inputs or RadImageNet's 1/255), random initialisation and 5 folds on a GPU.
 # The [References](../references) list the publications.
