@@ -508,6 +508,18 @@ def cd_diagram(avg_ranks: pd.Series, cd: float, labels: Mapping | None = None, t
 # figures
 
 
+def _scatter_panel(ax, S, T, tk, exclude_self, key, size) -> float:
+    """One target's scores (x) against its ground truth (y) with a least-squares line; its weighted tau."""
+    ok = _candidates(S, T, tk, exclude_self, key)
+    x, y = S[tk].to_numpy()[ok], T[tk].to_numpy()[ok]
+    ax.scatter(x, y, s=size, color="tab:blue")
+    if x.size >= 2 and not _is_constant(x):
+        slope, icpt = np.polyfit(x, y, 1)
+        xx = np.linspace(x.min(), x.max(), 2)
+        ax.plot(xx, slope * xx + icpt, color="tab:red", lw=1)
+    return weighted_tau(x, y)
+
+
 def scatter_target(scores: Mapping[str, pd.DataFrame], truth: pd.DataFrame, target: str, metrics=None,
                    exclude_self: bool = True, labels: Mapping | None = None, ncols: int = 6, panel: float = 1.9,
                    key: Callable = canonical_name, truth_label: str = "fine-tuned test AUC"):
@@ -529,14 +541,7 @@ def scatter_target(scores: Mapping[str, pd.DataFrame], truth: pd.DataFrame, targ
         if tk not in S.columns:
             ax.set_title(f"{name}\nno scores", fontsize=8, pad=2)
         else:
-            ok = _candidates(S, T, tk, exclude_self, key)
-            x, y = S[tk].to_numpy()[ok], T[tk].to_numpy()[ok]
-            ax.scatter(x, y, s=12, color="tab:blue")
-            if x.size >= 2 and not _is_constant(x):
-                slope, icpt = np.polyfit(x, y, 1)
-                xx = np.linspace(x.min(), x.max(), 2)
-                ax.plot(xx, slope * xx + icpt, color="tab:red", lw=1)
-            wt = weighted_tau(x, y)
+            wt = _scatter_panel(ax, S, T, tk, exclude_self, key, 12)
             ax.set_title(f"{name}\nτw = {wt:.2f}" if np.isfinite(wt) else f"{name}\nτw = NaN (constant)",
                          fontsize=8, pad=2)
         ax.tick_params(labelsize=7, length=2, pad=1)
@@ -581,14 +586,7 @@ def scatter_grid(scores: Mapping[str, pd.DataFrame], truth: pd.DataFrame, metric
             ax = axes[r, c]
             S, T, _, _ = aligned[m]
             if tk in S.columns:
-                ok = _candidates(S, T, tk, exclude_self, key)
-                x, y = S[tk].to_numpy()[ok], T[tk].to_numpy()[ok]
-                ax.scatter(x, y, s=8, color="tab:blue")
-                if x.size >= 2 and not _is_constant(x):
-                    slope, icpt = np.polyfit(x, y, 1)
-                    xx = np.linspace(x.min(), x.max(), 2)
-                    ax.plot(xx, slope * xx + icpt, color="tab:red", lw=1)
-                wt = weighted_tau(x, y)
+                wt = _scatter_panel(ax, S, T, tk, exclude_self, key, 8)
                 ax.set_title(f"τw={wt:.2f}" if np.isfinite(wt) else "τw=NaN (constant)", fontsize=7, pad=2)
             ax.tick_params(labelsize=5, length=2, pad=1)
             ax.xaxis.get_offset_text().set_fontsize(5)

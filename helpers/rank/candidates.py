@@ -403,13 +403,7 @@ def declared_preprocessing(c: Candidate) -> dict | None:
     return H.declared_preprocessing(_hub_folder(c)) if hub_candidate(c) else None
 
 
-def _timm():
-    try:
-        import timm
-    except ImportError as exc:
-        raise M.SourceUnavailable("timm", "the optional timm package is not installed: pip install .[timm] "
-                                  "(or pip install timm)") from exc
-    return timm
+_timm = H.require_timm
 
 
 def _timm_cfg(name: str) -> dict:

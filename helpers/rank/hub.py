@@ -304,7 +304,8 @@ def load_transformers(folder: Path, name: str = "") -> HubEmbedding:
     return HubEmbedding(model.float().eval(), int(dim), "transformers", size, name)
 
 
-def _timm():
+def require_timm():
+    """The timm module, or :class:`helpers.models.SourceUnavailable` with the install command."""
     try:
         import timm
     except ImportError as exc:
@@ -316,7 +317,7 @@ def _timm():
 def _timm_from_folder(folder: Path) -> nn.Module:
     """timm's own loader of a folder in the hub layout (``local-dir:``; weights: ``model.safetensors`` first, else
     ``torch.load(weights_only=True)``)."""
-    timm = _timm()
+    timm = require_timm()
     try:
         from timm.models._factory import parse_model_name
 
@@ -352,7 +353,7 @@ def load_open_clip(folder: Path, name: str = "") -> HubEmbedding:
     """The image tower of an open_clip model whose tower is a timm model (``vision_cfg.timm_model_name``, as
     BiomedCLIP): the timm trunk built by timm with the repository's ``visual.trunk.*`` weights (safetensors
     first, else ``torch.load(weights_only=True)``); the image-text projection is left out."""
-    timm = _timm()
+    timm = require_timm()
     cfg = _read_json(folder / OPEN_CLIP_CONFIG)
     vision = (cfg.get("model_cfg") or {}).get("vision_cfg") or {}
     arch = vision.get("timm_model_name")
