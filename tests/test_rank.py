@@ -454,6 +454,10 @@ def test_a_failed_recommendation_metric_marks_the_recommendation_reduced(npz_tar
                       "none", "--out", str(npz_target.parent / "out.csv")])
     err = capsys.readouterr().err
     assert code == 0 and "warning: the recommendation is reduced: lp_fu" in err
+    # one candidate, 4 images a class: both said, and the target file holds JSON, not JSON in a string
+    assert "only 1 candidate could be ranked" in err and "few images in" in err
+    saved = json.loads((npz_target.parent / "out_target.json").read_text())
+    assert isinstance(saved["classes"], dict) and saved["warnings"] and "lp_fu" in saved["reduced"]
 
 
 def test_verdict_agrees_with_the_bootstrap():

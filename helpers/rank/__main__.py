@@ -100,12 +100,19 @@ def main(argv=None) -> int:
     result.write(out)
     import pandas as pd
 
-    cols = ["name", "status", "score", "rank", "p_first", "rank_low", "rank_high", "reason"]
-    with pd.option_context("display.width", 200, "display.max_colwidth", 70):
-        print(f"target {result.target['target']}: {result.target['description']}")
-        print(result.recommendation[cols].rename(columns={"score": "mean_rank"}).to_string(index=False))
+    cols = ["name", "score", "rank", "p_first", "rank_low", "rank_high"]
+    rec = result.recommendation
+    ok = rec[rec["status"] == "ok"]
+    print(f"target {result.target['target']}: {result.target['description']}")
+    if len(ok):
+        print(ok[cols].rename(columns={"score": "mean_rank"}).round(3).to_string(index=False))
+    for r in rec[rec["status"] != "ok"].itertuples():  # one line each, the cause's first line
+        cause = " ".join(str(r.reason).split())[:160]
+        print(f"  {r.name}: {r.status}: {cause}")
     for m, cause in result.reduced.items():
         print(f"warning: the recommendation is reduced: {m} {cause}", file=sys.stderr)
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     best = result.best
     print(f"recommended: {best}" + (" (reduced recommendation, see the warnings)" if result.reduced else "")
           if best else "no candidate could be ranked")

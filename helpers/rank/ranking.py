@@ -69,6 +69,8 @@ class RankResult:
     #: metrics of the recommendation that are missing (for every candidate or some), with the cause; a
     #: recommendation without all of its metrics is *reduced* and says so in its rows' reason
     reduced: dict = field(default_factory=dict)
+    #: one-line warnings a user should read before trusting the ranking (few candidates, tiny classes)
+    warnings: list = field(default_factory=list)
 
     def verdict(self) -> str:
         """One sentence on the recommendation that agrees with its own bootstrap: the candidate with the best
@@ -116,9 +118,12 @@ class RankResult:
         atomic_write_csv(self.table, out)
         atomic_write_csv(self.candidates, out.with_name(f"{out.stem}_candidates.csv"))
         atomic_write_csv(self.replicates, out.with_name(f"{out.stem}_replicates.csv"))
+        target = dict(self.target)
+        if isinstance(target.get("classes"), str):  # JSON in the table form; a mapping in the JSON file
+            target["classes"] = json.loads(target["classes"])
         atomic_write_text(out.with_name(f"{out.stem}_target.json"),
-                          json.dumps({**self.target, "settings": self.settings, "reduced": self.reduced},
-                                     indent=1, default=str))
+                          json.dumps({**target, "settings": self.settings, "reduced": self.reduced,
+                                      "warnings": self.warnings}, indent=1, default=str))
         return out
 
 
@@ -437,7 +442,28 @@ def rank_models(target, candidates, *, metrics=None, recommend=DEFAULT_RECOMMEND
     settings = {"metrics": metrics, "recommend": recommend, "max_images": max_images, "seed": seed,
                 "n_boot": int(n_boot), "device": str(device), "image_size": image_size,
                 "cache_dir": str(cache_dir) if cache_dir else None, "sources_dir": str(sources_dir)}
-    return RankResult(table[COLUMNS], cand_table, rec, reps, describe(tgt), settings, rec.attrs.get("reduced", {}))
+    return RankResult(table[COLUMNS], cand_table, rec, reps, describe(tgt), settings, rec.attrs.get("reduced", {}),
+                      _warnings(tgt, rec, int(n_boot)))
+
+
+#: a class with fewer images than this makes the bootstrap interval rest on a handful of images
+FEW_IMAGES = 10
+
+
+def _warnings(tgt: Target, rec: pd.DataFrame, n_boot: int) -> list[str]:
+    out = []
+    ranked = int((rec["status"] == "ok").sum())
+    if ranked < 2:
+        out.append(f"only {ranked} candidate could be ranked: there is nothing to choose between, and its "
+                   "rank interval and P(first) are 1 by construction")
+    small = {c: n for c, n in tgt.class_counts().items() if n < FEW_IMAGES}
+    if small:
+        out.append("few images in " + ", ".join(f"{c!r} ({n})" for c, n in small.items())
+                   + ": every score leans on them"
+                   + (f", and the bootstrap only resamples these {sum(small.values())} images within their class, "
+                      "so its intervals say how the ranking moves with which of them are scored, not how it would "
+                      "move with more data: read them as optimistic" if n_boot else ""))
+    return out
 
 
 def _metric(m, X, L, labels_t, spec, per_sample, parts, groups=None) -> dict:
