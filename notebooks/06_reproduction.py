@@ -139,12 +139,15 @@ print(f"LP x FU, min-max over the candidates only:  {cands:.4f}")
 per_t = pd.DataFrame({"D": long[(long.scenario == "dataset") & (long.metric == "lp_x_fu")].set_index("target")
                       .weighted_tau, "ours": alt[alt.metric == "lp_x_fu"].set_index("target").weighted_tau})
 moved = per_t[(per_t.D - per_t.ours).abs() > 5e-4]
-display(Markdown(
-    "This book's scoring stage follows PROTOCOL.md and leaves the target's own source out of *both* min-maxes "
-    "(`helpers.metrics.setlevel.lp_fu`; `self_in_fu=True` is [D]'s exact form). That differs from [D] for FU "
-    "only. On [D]'s tables the targets that move are "
-    + (", ".join(f"{t} ({r.D:.3f} in [D]'s form, {r.ours:.3f} ours)" for t, r in moved.iterrows()) or "none")
-    + f"; the other {len(per_t) - len(moved)} are unchanged to the third decimal."))
+booktext.glue(lp_fu_moved=", ".join(f"{t} ({r.D:.3f} in [D]'s form, {r.ours:.3f} ours)"
+                                    for t, r in moved.iterrows()) or "none",
+              lp_fu_unmoved=len(per_t) - len(moved))
+
+# %% [markdown]
+# This book's scoring stage follows PROTOCOL.md and leaves the target's own source out of *both* min-maxes
+# (`helpers.metrics.setlevel.lp_fu`; `self_in_fu=True` is [D]'s exact form). That differs from [D] for FU only.
+# On [D]'s tables the targets that move are {glue:text}`lp_fu_moved`; the other {glue:text}`lp_fu_unmoved` are
+# unchanged to the third decimal.
 
 # %% [markdown]
 # The per-target values of both scenarios are written to `results/reference/dovile2024_weighted_tau.csv`
