@@ -7,7 +7,7 @@ data        MedMNIST loading, MD5 checks, the paper's folds, GPU tensor datasets
 profiles    the quick / paper run profiles
 runner      resumable, config-hashed units of work
 models      the model zoo, safe checkpoints, feature extraction
-engine      the training engine: MedMNIST AUC, union label space, safe state, the grouped training loop, recipes
+trainer     the training engine: MedMNIST AUC, union label space, safe state, the grouped training loop, recipes
 stages      one module per stage (pretraining, finetuning, scoring, segmentation): units, dependencies, tables
 engines     run the stages' tasks: local (in process) or ray (a cluster); ``python -m helpers.run``
 metrics     transferability metrics (pairwise and set-level)

@@ -1,17 +1,17 @@
 """Training, as one import (kept for code written against the earlier single module): the engine of
-:mod:`helpers.engine` (MedMNIST AUC, union label space, safe state, the grouped training loop, recipes) and the
+:mod:`helpers.trainer` (MedMNIST AUC, union label space, safe state, the grouped training loop, recipes) and the
 pretraining and fine-tuning stages of :mod:`helpers.stages` (sources, the sweep, the ground truth).
 
 New code imports from those modules directly; every name below is the same object.
 """
 from __future__ import annotations
 
-from .engine import *  # noqa: F401,F403
-from .engine import __all__ as _engine_all
-from .engine.loop import (_epoch_order, _rng_state, _seeded_rng_state, _set_rng_state,  # noqa: F401
+from .trainer import *  # noqa: F401,F403
+from .trainer import __all__ as _engine_all
+from .trainer.loop import (_epoch_order, _rng_state, _seeded_rng_state, _set_rng_state,  # noqa: F401
                           _stream, _sync_streams)
-from .engine.recipes import _load, _run_config, _section, _subsample  # noqa: F401
-from .engine.state import _flatten_state, _unflatten_state  # noqa: F401
+from .trainer.recipes import _load, _run_config, _section, _subsample  # noqa: F401
+from .trainer.state import _flatten_state, _unflatten_state  # noqa: F401
 from .stages.finetuning import (RUN_COLUMNS, finetune_group, finetuning_configs, ground_truth_folds,  # noqa: F401
                                 ground_truth_seeds, ground_truth_table, run_finetuning, select_runs, target_datasets,
                                 write_ground_truth)

@@ -50,7 +50,7 @@ import pandas as pd
 from IPython.display import display
 
 from helpers import booktext
-from helpers import engine
+from helpers import trainer
 from helpers.stages import pretraining as P
 from helpers.paths import results_root
 from helpers.profiles import load_profile, profile_flags, profile_targets, resolve_device
@@ -104,7 +104,7 @@ kinds
 # `--engine ray`); when they are stored already, this chapter only reads them.
 
 # %% tags=["hide-input"]
-recipes = pd.DataFrame({kind: {k: str(v) for k, v in engine.recipe_section(cfg, kind).items()}
+recipes = pd.DataFrame({kind: {k: str(v) for k, v in trainer.recipe_section(cfg, kind).items()}
                         for kind in ("single_dataset", "union")})
 recipes
 
@@ -160,7 +160,7 @@ from helpers.data import MEDMNIST_2D_FLAGS
 
 layout_rows = []
 for t in targets:
-    space = engine.UnionLabelSpace.build([f for f in MEDMNIST_2D_FLAGS if f != t])
+    space = trainer.UnionLabelSpace.build([f for f in MEDMNIST_2D_FLAGS if f != t])
     for f, units in space.layout.items():
         layout_rows.append({"left out": t, "flag": f, "units": f"{units[0]}..{units[-1]}" if f != "pneumoniamnist"
                             or space.chest_base is None else str(units), "n_units": len(units),

@@ -347,7 +347,7 @@ def test_finetuning_stage_end_to_end(tmp_path, shared_data_root):
 
 
 def test_improves_rule_shared_by_classification_and_segmentation_training():
-    from helpers.engine.state import improves
+    from helpers.trainer.state import improves
     assert improves(0.5, None, lower_is_better=False)
     assert improves(0.6, 0.5, lower_is_better=False) and not improves(0.5, 0.5, lower_is_better=False)
     assert improves(0.1, float("nan"), lower_is_better=False)  # a defined AUC beats an undefined one

@@ -1,31 +1,19 @@
-"""The classification training engine (library layer): MedMNIST's AUC, the union label space, safe training
-state, the grouped device-resident training loop and the recipes read from a profile.
+"""Deprecated name of :mod:`helpers.trainer` (the training engine), kept for code written against it.
 
-Modules
--------
-auc       task kinds, :func:`medmnist_auc` / :func:`medmnist_acc`, :func:`auc_over_present`, :func:`safe_auc`
-union     :class:`UnionLabelSpace` (the leave-target-out source's joint labels), :data:`UNION_ORDER`,
-          :func:`balanced_weights`
-state     :func:`save_state` / :func:`load_state` (safetensors + JSON, no pickle), :class:`ResumableTraining`
-loop      :class:`RunConfig`, :class:`Run`, :func:`train_runs`, :func:`evaluate`, :func:`test_run`,
-          :func:`make_optimizer`, :class:`InterruptTraining`
-recipes   :func:`recipe_section`, :func:`run_config`, :data:`RADIMAGENET_RECIPE`, :func:`read_image_folder`,
-          :func:`pretrain_image_folder`, :func:`load_flag`
-
-The stages that use it (pretraining, fine-tuning, scoring) are in :mod:`helpers.stages`.
+``helpers.engine`` and ``helpers.trainer`` differed from the task engines, :mod:`helpers.engines`, by one letter;
+the training engine is now :mod:`helpers.trainer`. ``import helpers.engine`` (and its submodules ``auc``,
+``union``, ``state``, ``loop``, ``recipes``) gives the same objects, with a :class:`DeprecationWarning`.
 """
-from .auc import (BINARY, MULTICLASS, MULTILABEL, auc_over_present, medmnist_acc, medmnist_auc, probabilities,
-                  safe_auc, task_kind)
-from .loop import (InterruptTraining, Run, RunConfig, evaluate, make_optimizer, test_run, train_runs)
-from .recipes import (IMAGE_SUFFIXES, RADIMAGENET_RECIPE, data_hash, load_flag, pretrain_image_folder,
-                      read_image_folder, recipe_section, run_config)
-from .state import ResumableTraining, load_state, save_state
-from .union import CHEST_NO_FINDING, CHEST_PNEUMONIA, ORGANS, UNION_ORDER, UnionLabelSpace, balanced_weights
+import sys
+import warnings
 
-__all__ = [
-    "BINARY", "MULTICLASS", "MULTILABEL", "auc_over_present", "medmnist_acc", "medmnist_auc", "probabilities",
-    "safe_auc", "task_kind", "InterruptTraining", "Run", "RunConfig", "evaluate", "make_optimizer", "test_run",
-    "train_runs", "IMAGE_SUFFIXES", "RADIMAGENET_RECIPE", "data_hash", "load_flag", "pretrain_image_folder",
-    "read_image_folder", "recipe_section", "run_config", "ResumableTraining", "load_state", "save_state",
-    "CHEST_NO_FINDING", "CHEST_PNEUMONIA", "ORGANS", "UNION_ORDER", "UnionLabelSpace", "balanced_weights",
-]
+from .. import trainer as _trainer
+from ..trainer import *  # noqa: F401,F403
+from ..trainer import __all__  # noqa: F401
+from ..trainer import auc, loop, recipes, state, union
+
+warnings.warn("helpers.engine is now helpers.trainer; the old name will be removed", DeprecationWarning,
+              stacklevel=2)
+for _name, _module in {"auc": auc, "loop": loop, "recipes": recipes, "state": state, "union": union}.items():
+    sys.modules[f"{__name__}.{_name}"] = _module
+del _trainer

@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import models as M
-from ..engine import ResumableTraining, make_optimizer
+from ..trainer import ResumableTraining, make_optimizer
 from ..data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, SPLITS
 from ..runner import atomic_write_csv, config_key
 from .data import (SEGMENTATION_SETS, SegAugmentConfig, SegmentationData, SegmentationTensorDataset,

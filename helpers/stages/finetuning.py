@@ -1,7 +1,7 @@
 """Stage ``finetuning``: [D]'s sweep and the ground truth (PROTOCOL.md section 4).
 
 One unit per (source, target, fold, hyperparameters); one task per (source, target, fold), whose configs
-advance together on one device (:func:`helpers.engine.train_runs`) and which waits for the pretraining task
+advance together on one device (:func:`helpers.trainer.train_runs`) and which waits for the pretraining task
 that makes its source. A config names its source by ``source_key``, the key of that pretraining unit (the
 configured path for RadImageNet, ``None`` for random/ImageNet); the checkpoint's path is resolved when the task
 runs. Sources that nothing here can make (RadImageNet without a checkpoint, a flag the data root lacks) get no
@@ -22,8 +22,8 @@ import pandas as pd
 
 from .. import models as M
 from ..data import TensorImageDataset, medmnist_info, paper_fold_indices
-from ..engine import Run, RunConfig, load_flag, test_run, train_runs
-from ..engine.recipes import _subsample
+from ..trainer import Run, RunConfig, load_flag, test_run, train_runs
+from ..trainer.recipes import _subsample
 from ..runner import atomic_write_csv, config_key
 from . import inputs, pretraining, throughput
 from .base import Env, Task, problem_reason, read_problems

@@ -63,7 +63,7 @@ def radimagenet_checkpoint(profile: dict) -> list[dict]:
     return [row("RadImageNet ResNet-18 checkpoint", path or "(not configured)",
                 "needs a user checkpoint (RadImageNet's data-use agreement): set sources.radimagenet_checkpoint "
                 "in the profile or $RADIMAGENET_CHECKPOINT; or train one from the image folders with "
-                "helpers.engine.pretrain_image_folder")]
+                "helpers.trainer.pretrain_image_folder")]
 
 
 def segmentation_sets(names, root=None) -> list[dict]:

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from .. import models as M
-from ..engine import (MULTILABEL, UNION_ORDER, Run, UnionLabelSpace, balanced_weights, data_hash, load_flag,
+from ..trainer import (MULTILABEL, UNION_ORDER, Run, UnionLabelSpace, balanced_weights, data_hash, load_flag,
                       recipe_section, run_config, train_runs)
-from ..engine.recipes import _subsample
+from ..trainer.recipes import _subsample
 from ..runner import atomic_write_csv, config_key
 from . import inputs, throughput
 from .base import Env, Task

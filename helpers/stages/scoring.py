@@ -23,7 +23,7 @@ import torch
 
 from .. import models as M
 from ..data import TensorImageDataset, medmnist_info, paper_fold_indices
-from ..engine import load_flag
+from ..trainer import load_flag
 from ..metrics import REGISTRY
 from ..runner import atomic_write_csv, config_key
 from ..scoring import COLUMNS, metric_options, pairwise_plan, profile_metrics, tidy_scores

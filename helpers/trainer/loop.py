@@ -8,7 +8,7 @@ together on one device.
 * runs with the same batch size and seed share each augmented batch, and on CUDA each run issues its kernels on
   its own stream; every run keeps its own RNG state for dropout, so a run gives the same result alone or in a
   group;
-* every run is resumable per epoch (:class:`helpers.engine.state.ResumableTraining`).
+* every run is resumable per epoch (:class:`helpers.trainer.state.ResumableTraining`).
 """
 from __future__ import annotations
 
