@@ -47,6 +47,10 @@ METRIC_LABELS = {
     "logme": "LogME", "sfda": "SFDA", "leep": "LEEP", "parc": "PARC", "ncti": "NCTI", "nleep": "NLEEP",
     "lp": "LP", "fu": "FU", "lp_x_fu": "LP x FU",
 }
+#: [D]'s name -> this code's metric name, where the two differ; the one place that maps them. This module keeps
+#: [D]'s ``lp_x_fu`` (the ``our`` column of the rank tables, the reproduction table
+#: ``results/reference/dovile2024_weighted_tau.csv``); the metric registry and the book's own tables say ``lp_fu``
+CODE_NAMES = {"lp_x_fu": "lp_fu"}
 #: our scenario name -> the suffix of [D]'s file names
 SCENARIOS = {"dataset": "dataset", "architecture": "model"}
 #: the 11 targets of both scenarios
@@ -421,6 +425,11 @@ def study_sizes(targets=TARGETS) -> pd.Series:
     from medmnist import INFO
 
     return pd.Series({t: 100 * len(INFO[t]["label"]) for t in targets}, name="n_images")
+
+
+def code_name(name: str) -> str:
+    """This code's metric name for one of [D]'s (:data:`CODE_NAMES`; the name itself where they agree)."""
+    return CODE_NAMES.get(name, name)
 
 
 def display_name(name: str) -> str:

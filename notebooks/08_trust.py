@@ -640,8 +640,9 @@ if have_own:
     own_metrics = [m for m in own_scores if m in own_boot.index]
     d_best, o_best = d_boot.loc[d_metrics, "mean"].idxmax(), own_boot.loc[own_metrics, "mean"].idxmax()
     d_prior, o_prior = d_boot.at["loto_prior", "mean"], own_boot["mean"].get("loto_prior", np.nan)
-    shared = {"logme": "logme", "sfda": "sfda_reference", "leep": "leep", "parc": "parc", "ncti": "ncti",
-              "nleep": "nleep", "lp_x_fu": "lp_fu"}  # [D]'s name -> ours (SFDA: [D]'s arithmetic)
+    # [D]'s name -> ours (R.code_name), except SFDA, whose [D] arithmetic is our sfda_reference
+    shared = {d: R.code_name(d) for d in ("logme", "sfda", "leep", "parc", "ncti", "nleep", "lp_x_fu")}
+    shared["sfda"] = "sfda_reference"
     pairs_ = [(d, o) for d, o in shared.items() if d in d_boot.index and o in own_boot.index]
     rho = pd.Series([d_boot.at[d, "mean"] for d, _ in pairs_]).corr(
         pd.Series([own_boot.at[o, "mean"] for _, o in pairs_]), method="spearman")
