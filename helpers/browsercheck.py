@@ -41,6 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlparse
 
+from .book import toc_chapters
+from .paths import PROJECT_ROOT
+
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
                   "--hide-scrollbars")
@@ -289,9 +292,6 @@ def _save_screenshot(driver, path: Path, width: int) -> None:
 def chapter_screenshots(folder: str | Path, toc_path: str | Path | None = None) -> dict[str, Path]:
     """``{page: png}`` for every chapter of ``_toc.yml``: ``book/executed/05_correlation.html`` ->
     ``<folder>/correlation.png`` (the name without its number), so a new chapter gets one automatically."""
-    from .book import toc_chapters
-    from .paths import PROJECT_ROOT
-
     names = toc_chapters(Path(toc_path) if toc_path else PROJECT_ROOT / "_toc.yml")
     return {f"book/executed/{n}.html": Path(folder) / f"{n.split('_', 1)[-1]}.png" for n in names}
 

@@ -415,6 +415,8 @@ class TensorImageDataset:
                  augment=None):
         import torch
 
+        # here, not at the top: transforms imports torch, and ``import helpers.data`` (profiles, viz,
+        # reference) stays torch-free
         from .transforms import AugmentConfig
 
         x = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
@@ -453,7 +455,7 @@ class TensorImageDataset:
         """Transformed images (B, 3, S, S) float32 and labels for ``index`` (a tensor or array of indices)."""
         import torch
 
-        from .transforms import apply_augmentation, normalize_batch, resize_batch
+        from .transforms import apply_augmentation, normalize_batch, resize_batch  # torch: see __init__
 
         index = torch.as_tensor(index, device=self.device)
         x = self.images.index_select(0, index).float()

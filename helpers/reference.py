@@ -22,7 +22,7 @@ licence). Their formats, as read here:
     runs; ``Duration`` is the run's wall time as text (``29.1min``). There are no per-image predictions.
 
 Naming: sources and targets of the dataset scenario use the MedMNIST flag (``bloodmnist``) in every table
-and the sweep files use the short name; :func:`helpers.evaluation.canonical_name` maps both to one key.
+and the sweep files use the short name; :func:`helpers.names.canonical_name` maps both to one key.
 """
 from __future__ import annotations
 
@@ -33,14 +33,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.evaluation import (
-    canonical_name,
-    correlate_many,
-    minmax_product,
-    select_ground_truth,
-    tidy,
-)
+from helpers.evaluation import correlate_many, minmax_product, tidy
+from helpers.evaluation_trust import architecture_baselines, loto_prior, training_set_sizes
+from helpers.ground_truth import select_ground_truth
+from helpers.names import canonical_name
 from helpers.paths import PROJECT_ROOT, results_root
+from helpers.runner import atomic_write_csv
 
 #: the eight scores [D] published, in the order of their tables
 METRICS = ("logme", "sfda", "leep", "parc", "ncti", "nleep", "lp", "fu")
@@ -49,6 +47,10 @@ METRIC_LABELS = {
     "logme": "LogME", "sfda": "SFDA", "leep": "LEEP", "parc": "PARC", "ncti": "NCTI", "nleep": "NLEEP",
     "lp": "LP", "fu": "FU", "lp_x_fu": "LP x FU",
 }
+#: [D]'s name -> this code's metric name, where the two differ; the one place that maps them. This module keeps
+#: [D]'s ``lp_x_fu`` (the ``our`` column of the rank tables, the reproduction table
+#: ``results/reference/dovile2024_weighted_tau.csv``); the metric registry and the book's own tables say ``lp_fu``
+CODE_NAMES = {"lp_x_fu": "lp_fu"}
 #: our scenario name -> the suffix of [D]'s file names
 SCENARIOS = {"dataset": "dataset", "architecture": "model"}
 #: the 11 targets of both scenarios
@@ -204,8 +206,6 @@ def write_weighted_tau(long: pd.DataFrame, path: str | os.PathLike | None = None
     Default path: ``results/reference/dovile2024_weighted_tau.csv`` (under ``$RESULTS_ROOT`` if set).
     Values are written at full precision (``repr`` of the float), NaN as an empty cell.
     """
-    from helpers.runner import atomic_write_csv
-
     path = Path(path) if path is not None else results_root() / "reference" / "dovile2024_weighted_tau.csv"
     cols = ["scenario", "target", "metric", "weighted_tau"]
     missing = set(cols) - set(long.columns)
@@ -259,7 +259,7 @@ def load_sweep(target: str, scenario: str = "dataset", ref_dir=None, finished_on
 
 def select_runs(runs: pd.DataFrame, rule: str = "min_val_loss") -> pd.Series:
     """Ground-truth test AUC per source from one target's runs, by a rule of :data:`SELECTION_RULES`
-    (:func:`helpers.evaluation.select_ground_truth`)."""
+    (:func:`helpers.ground_truth.select_ground_truth`)."""
     if rule not in SELECTION_RULES:
         raise ValueError(f"unknown rule {rule!r}; expected one of {sorted(SELECTION_RULES)}")
     if runs.empty:
@@ -399,14 +399,12 @@ BENCHMARK_ROWS = {"logme": "logme", "sfda": "sfda", "leep": "leep", "parc": "par
 def baselines(scenario: str = "dataset", ref_dir=None, truth: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """The baselines that use no target feature, as score tables over [D]'s sources and targets.
 
-    Dataset scenario: ``train_size`` (:func:`helpers.evaluation.training_set_sizes`: MedMNIST train splits
+    Dataset scenario: ``train_size`` (:func:`helpers.evaluation_trust.training_set_sizes`: MedMNIST train splits
     from ``medmnist.INFO``, ImageNet 1,281,167, RadImageNet 1.35 M, the leave-target-out union ``medmnist`` =
     the sum of the other eleven 2D flags' train splits) and ``loto_prior``. Architecture scenario:
     ``num_params`` and ``imagenet_top1`` (torchvision's IMAGENET1K_V1 metadata) and ``loto_prior``. The prior
     is computed from ``truth`` (default: the published ground truth). Higher = predicted better, for all.
     """
-    from helpers.evaluation import architecture_baselines, loto_prior, training_set_sizes
-
     name = _scenario_name(scenario)
     truth = load_ground_truth(name, ref_dir) if truth is None else truth
     sources, targets = list(truth.index), list(truth.columns)
@@ -427,6 +425,11 @@ def study_sizes(targets=TARGETS) -> pd.Series:
     from medmnist import INFO
 
     return pd.Series({t: 100 * len(INFO[t]["label"]) for t in targets}, name="n_images")
+
+
+def code_name(name: str) -> str:
+    """This code's metric name for one of [D]'s (:data:`CODE_NAMES`; the name itself where they agree)."""
+    return CODE_NAMES.get(name, name)
 
 
 def display_name(name: str) -> str:

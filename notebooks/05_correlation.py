@@ -51,6 +51,7 @@ from IPython.display import display
 
 from helpers import booktext
 from helpers import evaluation as E
+from helpers import reference as R
 from helpers import scoring as S
 from helpers.paths import require_result, results_root
 from helpers.profiles import load_profile
@@ -231,7 +232,7 @@ else:
 # %% tags=["hide-input"]
 ref = pd.read_csv(require_result(cfg, "reference/dovile2024_weighted_tau.csv"))
 ref = ref[ref["scenario"] == "dataset"].groupby("metric")["weighted_tau"].mean().rename("D_mean")
-ref.index = ref.index.str.replace("lp_x_fu", "lp_fu")
+ref.index = ref.index.map(R.code_name)
 cmp = summary[["mean"]].rename(columns={"mean": "ours_mean"}).join(ref, how="inner")
 booktext.glue(best_ours=cmp["ours_mean"].idxmax(), best_ours_mean=float(cmp["ours_mean"].max()),
               best_d=cmp["D_mean"].idxmax(), best_d_mean=float(cmp["D_mean"].max()),

@@ -66,6 +66,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from helpers import evaluation as E
+from helpers import evaluation_trust as T
+from helpers import ground_truth as G
 from helpers import reference as R
 from helpers.paths import PROJECT_ROOT, results_root
 from helpers.profiles import load_profile
@@ -113,7 +115,7 @@ sizes = base["dataset"]["train_size"]
 size_table = pd.DataFrame({"train images (min over targets)": sizes.min(axis=1),
                            "train images (max over targets)": sizes.max(axis=1)}).astype(int)
 display(size_table)
-arch_meta = E.torchvision_imagenet_meta({s: R.ARCHITECTURE_NAMES[s] for s in truth["architecture"].index})
+arch_meta = T.torchvision_imagenet_meta({s: R.ARCHITECTURE_NAMES[s] for s in truth["architecture"].index})
 display(arch_meta[["arch", "weights", "num_params", "imagenet_top1"]])
 display(Markdown(
     "**Table 1.** Top: the training-set size baseline per dataset source; it depends on the target only for "
@@ -197,7 +199,7 @@ display(Markdown("**Table 3.** Weighted τ per target of LP x FU and the baselin
 # every method's mean minus that of the best metric of its scenario, from the same replicates.
 
 # %% tags=["hide-input"]
-diffs = {s: E.bootstrap_differences(candidates[s], truth[s], reference=best_metric[s], n_boot=n_boot, seed=seed)
+diffs = {s: T.bootstrap_differences(candidates[s], truth[s], reference=best_metric[s], n_boot=n_boot, seed=seed)
          for s in SCENARIOS}
 display(pd.concat({f"{s} (minus {lab(best_metric[s])})": diffs[s].drop(index=best_metric[s])
                    .sort_values("difference", ascending=False) for s in SCENARIOS},
@@ -226,7 +228,7 @@ display(Markdown("**Table 4.** Paired bootstrap differences of the mean weighted
 # ## The noise ceiling: how far the ground truth itself moves
 # [D]'s ground truth for a (source, target) pair is the test AUC of the one run, out of a hyperparameter
 # sweep, with the lowest validation loss. Had the sweep drawn other configurations, or selected by another
-# reasonable rule, the ranking of the sources would differ. `helpers.evaluation.ground_truth_noise` measures
+# reasonable rule, the ranking of the sources would differ. `helpers.ground_truth.ground_truth_noise` measures
 # how much, from the sweep logs in `finetuned_AUCs/`:
 #
 # - **bootstrap over configurations**: the runs of every (source, target) pair are resampled with
@@ -246,7 +248,7 @@ display(Markdown("**Table 4.** Paired bootstrap differences of the mean weighted
 
 # %% tags=["hide-input"]
 runs = {s: R.load_runs(s, ref) for s in SCENARIOS}
-noise = {s: E.ground_truth_noise(runs[s], rules=RULES, n_boot=n_boot_noise, seed=seed) for s in SCENARIOS}
+noise = {s: G.ground_truth_noise(runs[s], rules=RULES, n_boot=n_boot_noise, seed=seed) for s in SCENARIOS}
 summary_noise = pd.concat({s: noise[s]["summary"] for s in SCENARIOS}, names=["scenario"])
 display(summary_noise.drop(columns="n_targets"))
 run_counts = {s: runs[s].groupby(["source", "target"]).size() for s in SCENARIOS}
@@ -322,12 +324,12 @@ display(Markdown("**Figure 2.** Per target, the distribution of the weighted τ 
 # %% [markdown]
 # How much of a paired difference's spread does the ground truth's noise add? Each metric is scored against
 # every re-selected ground truth of Figure 2, and the difference to the best metric is taken replicate by
-# replicate (`helpers.evaluation.noise_in_differences`). Its SD is set beside the SD of the same difference in the
+# replicate (`helpers.ground_truth.noise_in_differences`). Its SD is set beside the SD of the same difference in the
 # paired bootstrap over sources of Table 4, and beside the SD a single metric's agreement has over the same
 # replicates.
 
 # %% tags=["hide-input"]
-gt_noise = {s: E.noise_in_differences(candidates[s], runs[s], reference=best_metric[s], n_boot=n_boot_noise,
+gt_noise = {s: G.noise_in_differences(candidates[s], runs[s], reference=best_metric[s], n_boot=n_boot_noise,
                                       seed=seed) for s in SCENARIOS}
 noise_cmp = pd.concat({s: pd.DataFrame({"sd_difference (ground-truth noise)": gt_noise[s]["sd_difference"],
                                         "sd_alone (ground-truth noise)": gt_noise[s]["sd_alone"],
@@ -365,7 +367,7 @@ display(Markdown(f"**Table 5b.** Per metric, the SD of its difference to the bes
 # Metrics measure different things (feature quality, gradients, class separability), so combining them may
 # help: LP x FU is itself a product of two, and Chaves et al. {cite}`chaves2024basics` find that combining
 # scorers improves on each of them. Here every combination of `ensemble_sizes` of [D]'s published
-# scores, and all of them together, is rank-averaged (`helpers.evaluation.rank_average`: per target, each
+# scores, and all of them together, is rank-averaged (`helpers.evaluation_trust.rank_average`: per target, each
 # metric's scores become percentile ranks over the candidate sources and the ranks are averaged). Combination
 # by rank needs no weights, so nothing is fitted.
 #
@@ -375,10 +377,10 @@ display(Markdown(f"**Table 5b.** Per metric, the SD of its difference to the bes
 # estimates what "pick the best metric on a benchmark, then use it on a new target" delivers. The pick is made
 # from three pools: [D]'s methods only, those plus the ensembles, and everything including the baselines (the
 # prior is rebuilt without the held-out target when it is chosen on the others,
-# `helpers.evaluation.nested_prior_values`).
+# `helpers.evaluation_trust.nested_prior_values`).
 
 # %% tags=["hide-input"]
-ens = {s: E.ensembles({m: scores[s][m] for m in R.METRICS}, sizes=ensemble_sizes) for s in SCENARIOS}
+ens = {s: T.ensembles({m: scores[s][m] for m in R.METRICS}, sizes=ensemble_sizes) for s in SCENARIOS}
 wide_all = {s: E.wide(E.tidy(E.correlate_many({**scores[s], **ens[s], **base[s]}, truth[s]))) for s in SCENARIOS}
 top = pd.concat({s: wide_all[s].mean().sort_values(ascending=False).head(10).rename("mean weighted τ").to_frame()
                  .assign(rank=lambda d: np.arange(1, len(d) + 1)) for s in SCENARIOS}, names=["scenario", "method"])
@@ -398,8 +400,8 @@ pools = {s: {OWN: list(scores[s]),
 selection, sel_rows = {}, []
 for s in SCENARIOS:
     for pool, cols in pools[s].items():
-        nested = E.nested_prior_values(wide_all[s][cols], truth[s]) if "loto_prior" in cols else None
-        res = E.loto_selection(wide_all[s][cols], focus="lp_x_fu", train_values=nested)
+        nested = T.nested_prior_values(wide_all[s][cols], truth[s]) if "loto_prior" in cols else None
+        res = T.loto_selection(wide_all[s][cols], focus="lp_x_fu", train_values=nested)
         selection[(s, pool)] = res
         sm = res["summary"]
         sel_rows.append({"scenario": s, "pool": pool, "candidates": sm["n_candidates"],
@@ -442,19 +444,19 @@ display(Markdown("**Table 7.** Leave-one-target-out selection per pool: the cand
 # LP x FU is placed at LP's time as a lower bound (arrow). The baselines cost nothing at selection time.
 
 # %% tags=["hide-input"]
-bench = E.read_metric_benchmark(PROJECT_ROOT / benchmark_file)
+bench = T.read_metric_benchmark(PROJECT_ROOT / benchmark_file)
 bench = bench[bench["device"] == "cpu"]
 n_study = R.study_sizes(R.TARGETS)
 bench_sizes = sorted(bench["n"].unique())
-nearest = n_study.map(lambda n: E.nearest_size(n, bench_sizes))
-size_used = E.nearest_size(float(n_study.median()), bench_sizes)
+nearest = n_study.map(lambda n: T.nearest_size(n, bench_sizes))
+size_used = T.nearest_size(float(n_study.median()), bench_sizes)
 times = bench[bench["n"] == size_used].set_index("metric")["seconds"]
 cost = pd.Series({m: times.get(row, np.nan) if row else np.nan for m, row in R.BENCHMARK_ROWS.items()})
 cost["lp_x_fu"] = cost["lp"]  # + FU, not timed: a lower bound
 cq = {}
 for s in SCENARIOS:
     c = pd.concat([cost, pd.Series(0.0, index=list(base[s]))])
-    cq[s] = E.cost_quality(boot[s]["mean"], c, lower_bound=["lp_x_fu"], interval=boot[s], front_of=list(scores[s]))
+    cq[s] = T.cost_quality(boot[s]["mean"], c, lower_bound=["lp_x_fu"], interval=boot[s], front_of=list(scores[s]))
 display(pd.concat(cq, names=["scenario"]).rename(index=lab, level="metric"))
 display(Markdown(
     f"[D]'s N per target ranges from {n_study.min()} to {n_study.max()} images (median {n_study.median():.0f}); the "
@@ -468,7 +470,7 @@ display(Markdown(
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
 for ax, s in zip(axes, SCENARIOS):
-    E.cost_quality_figure(cq[s], labels={m: lab(m) for m in cq[s].index}, ax=ax,
+    T.cost_quality_figure(cq[s], labels={m: lab(m) for m in cq[s].index}, ax=ax,
                           title=f"{s} transferability", xlabel=f"CPU seconds per pair at N = {int(size_used):,}")
 fig.tight_layout()
 plt.show()
@@ -568,7 +570,7 @@ else:
     own_scores = S.score_tables(S.read_scores(own_dir), S.profile_metrics(cfg))
     own_base = {}
     if own_truth.shape[1] >= 2:
-        own_base["loto_prior"] = E.loto_prior(own_truth)
+        own_base["loto_prior"] = T.loto_prior(own_truth)
     if own_files["pretraining.csv"].is_file():
         pre = pd.read_csv(own_files["pretraining.csv"])
         extra = {r.source: r.train_images for r in pre.itertuples() if "__" not in r.source}
@@ -584,7 +586,7 @@ else:
             unit = P.segmentation_unit_name(src)
             if unit in seg_sizes.index:
                 extra[src] = int(seg_sizes[unit])
-        own_base["train_size"] = E.training_set_sizes(list(own_truth.index), list(own_truth.columns), extra=extra)
+        own_base["train_size"] = T.training_set_sizes(list(own_truth.index), list(own_truth.columns), extra=extra)
     own_all = {**own_scores, **own_base}
     own_long = E.tidy(E.correlate_many(own_all, own_truth))
     own_boot = E.bootstrap_means(own_all, own_truth, n_boot=min(n_boot, 200), seed=seed)
@@ -599,7 +601,7 @@ else:
         own_runs = pd.read_csv(own_files["finetuning.csv"])
         strata = [c for c in ("fold", "seed") if c in own_runs.columns and own_runs[c].nunique() > 1]
         try:
-            own_noise = E.ground_truth_noise(own_runs, rules=["min_val_loss", "max_val_auc"], n_boot=n_boot_noise,
+            own_noise = G.ground_truth_noise(own_runs, rules=["min_val_loss", "max_val_auc"], n_boot=n_boot_noise,
                                              seed=seed, strata=strata)
             display(own_noise["summary"].drop(columns="n_targets"))
             oc = own_noise["summary"].loc["min_val_loss"]
@@ -638,8 +640,9 @@ if have_own:
     own_metrics = [m for m in own_scores if m in own_boot.index]
     d_best, o_best = d_boot.loc[d_metrics, "mean"].idxmax(), own_boot.loc[own_metrics, "mean"].idxmax()
     d_prior, o_prior = d_boot.at["loto_prior", "mean"], own_boot["mean"].get("loto_prior", np.nan)
-    shared = {"logme": "logme", "sfda": "sfda_reference", "leep": "leep", "parc": "parc", "ncti": "ncti",
-              "nleep": "nleep", "lp_x_fu": "lp_fu"}  # [D]'s name -> ours (SFDA: [D]'s arithmetic)
+    # [D]'s name -> ours (R.code_name), except SFDA, whose [D] arithmetic is our sfda_reference
+    shared = {d: R.code_name(d) for d in ("logme", "sfda", "leep", "parc", "ncti", "nleep", "lp_x_fu")}
+    shared["sfda"] = "sfda_reference"
     pairs_ = [(d, o) for d, o in shared.items() if d in d_boot.index and o in own_boot.index]
     rho = pd.Series([d_boot.at[d, "mean"] for d, _ in pairs_]).corr(
         pd.Series([own_boot.at[o, "mean"] for _, o in pairs_]), method="spearman")
@@ -721,7 +724,7 @@ def span(values):
     return f"{lo}" if lo == hi else f"{lo} to {hi}"
 
 
-conc = {s: float(E.truth_concordance(truth[s]).stack().mean()) for s in SCENARIOS}
+conc = {s: float(T.truth_concordance(truth[s]).stack().mean()) for s in SCENARIOS}
 n_pairs = {s: len(nem[s]["avg_ranks"]) * (len(nem[s]["avg_ranks"]) - 1) // 2 for s in SCENARIOS}
 n_sig = {s: int(np.triu(nem[s]["significant"].to_numpy(), 1).sum()) for s in SCENARIOS}
 gap = {s: float(np.subtract(*boot[s]["mean"].nlargest(2).to_numpy())) for s in SCENARIOS}
@@ -768,8 +771,8 @@ display(Markdown("\n".join([
 # %% [markdown]
 # ## What's next
 # The functions used here take any score table, ground-truth table and table of fine-tuning runs
-# (`helpers.evaluation.loto_prior`, `training_set_sizes`, `architecture_baselines`, `ground_truth_noise`,
-# `ensembles`, `loto_selection`, `cost_quality`). The book's own benchmark needs more candidate sources per
+# (`helpers.evaluation_trust`: `loto_prior`, `training_set_sizes`, `architecture_baselines`, `ensembles`,
+# `loto_selection`, `cost_quality`; `helpers.ground_truth.ground_truth_noise`). The book's own benchmark needs more candidate sources per
 # target and fine-tuning repeated over seeds before these analyses can say something about it; when it has
 # them, section 7 of this chapter runs on it unchanged, with the metrics [D] did not publish among the
 # candidates, such as the k-NN accuracy that Sorkhei et al. {cite}`sorkhei2025knn` found to beat the others

@@ -64,7 +64,7 @@ from helpers import benchmarks as B
 from helpers import reference as R
 from helpers.benchmarks import evidence as V
 from helpers.benchmarks import loaders as L
-from helpers.evaluation import torchvision_imagenet_meta
+from helpers.evaluation_trust import torchvision_imagenet_meta
 
 pd.set_option("display.precision", 3)
 pd.set_option("display.width", 160)

@@ -273,7 +273,7 @@ def test_command_missing_file():
 
 def test_loto_prior_matches_the_trust_chapters_rule():
     from helpers.benchmarks import evidence as V
-    from helpers.evaluation import loto_prior
+    from helpers.evaluation_trust import loto_prior
 
     d = B.load("dovile2024")
     d = d[d.scenario == "architecture"]

@@ -95,3 +95,13 @@ def test_write_weighted_tau(long, tmp_path):
         merged = pub.merge(back, on=["scenario", "target", "metric"], suffixes=("_c", "_n"))
         assert len(merged) == len(back)
         assert np.allclose(merged["weighted_tau_c"], merged["weighted_tau_n"], equal_nan=True, atol=1e-12)
+
+
+def test_lp_x_fu_maps_to_the_code_name_in_one_place():
+    """[D]'s LP x FU is ``lp_x_fu`` in its tables and this module, ``lp_fu`` in the metric registry; the
+    mapping is :data:`helpers.reference.CODE_NAMES` alone."""
+    from helpers.metrics import REGISTRY
+
+    assert R.code_name("lp_x_fu") == "lp_fu" and "lp_fu" in REGISTRY
+    assert R.code_name("logme") == "logme"
+    assert "lp_x_fu" in R.load_rank_table("dataset").columns  # [D]'s ``our`` column, under [D]'s name

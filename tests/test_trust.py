@@ -13,19 +13,37 @@ from scipy import stats
 
 from helpers import evaluation as E
 from helpers import evaluation_trust as T
+from helpers import ground_truth as G
 from helpers import reference as R
 from helpers.paths import PROJECT_ROOT
 
 REF = PROJECT_ROOT / "data" / "reference" / "dovile2024"
 
 
-def test_functions_are_reachable_from_helpers_evaluation():
-    for name in T.__all__:
-        assert getattr(E, name) is getattr(T, name)
-    from helpers.evaluation import ground_truth_noise  # noqa: F401  (the from-import form works too)
-    assert "loto_selection" in dir(E)
+def test_old_names_under_helpers_evaluation_warn_and_forward():
+    """The functions once reached as ``helpers.evaluation.<name>`` still are, through one table, with a
+    DeprecationWarning that names their home."""
+    assert set(E.MOVED) == set(T.__all__)
+    for name, home in E.MOVED.items():
+        with pytest.warns(DeprecationWarning, match=home.replace(".", r"\.")):
+            assert getattr(E, name) is getattr(T, name)
+    assert G.select_ground_truth is T.select_ground_truth  # the ground-truth names keep their trust path
+    with pytest.warns(DeprecationWarning):
+        from helpers.evaluation import ground_truth_noise  # noqa: F401  (the from-import form works too)
     with pytest.raises(AttributeError):
         E.no_such_function
+
+
+def test_evaluation_modules_import_no_module_built_on_them():
+    """evaluation_core is the bottom: evaluation, evaluation_trust and ground_truth import it, never each other's
+    internals, and helpers.evaluation loads neither trust module until an old name is asked for."""
+    import subprocess
+    import sys
+
+    code = ("import sys, helpers.evaluation; "
+            "print(sorted(m for m in sys.modules if m in ('helpers.evaluation_trust', 'helpers.ground_truth')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -37,13 +55,13 @@ def test_training_set_sizes_order_and_union():
 
     sources = ["imagenet", "radimagenet", "medmnist", "breastmnist", "tissuemnist", "random", "mystery"]
     targets = ["breastmnist", "bloodmnist"]
-    sizes = E.training_set_sizes(sources, targets)
+    sizes = T.training_set_sizes(sources, targets)
     assert sizes.at["imagenet", "bloodmnist"] == 1_281_167
     assert sizes.at["radimagenet", "bloodmnist"] == 1_350_000
     assert sizes.at["breastmnist", "bloodmnist"] == INFO["breastmnist"]["n_samples"]["train"]
     assert sizes.at["random", "breastmnist"] == 0
     assert sizes["breastmnist"].isna()["mystery"]
-    total = sum(INFO[f]["n_samples"]["train"] for f in E.MEDMNIST_2D_FLAGS)
+    total = sum(INFO[f]["n_samples"]["train"] for f in T.MEDMNIST_2D_FLAGS)
     for t in targets:  # the union leaves the target out
         assert sizes.at["medmnist", t] == total - INFO[t]["n_samples"]["train"]
     # ordering by the baseline is the size order
@@ -54,35 +72,35 @@ def test_training_set_sizes_order_and_union():
     res = E.correlate(sizes.drop(index="mystery"), truth.drop(index="mystery"), exclude_self=False)
     assert np.allclose(res["weighted_tau"], 1.0)
     # own numbers override, per target too
-    own = E.training_set_sizes(["breastmnist", "medmnist_union"], targets,
+    own = T.training_set_sizes(["breastmnist", "medmnist_union"], targets,
                                extra={"breastmnist": 600, "medmnist_union": {"bloodmnist": 400}})
     assert own.at["breastmnist", "bloodmnist"] == 600 and own.at["medmnist_union", "bloodmnist"] == 400
     assert np.isnan(own.at["medmnist_union", "breastmnist"])
     with pytest.raises(ValueError, match="not MedMNIST"):
-        E.medmnist_train_sizes(["nomnist"])
+        T.medmnist_train_sizes(["nomnist"])
 
 
 def test_architecture_baselines_from_torchvision_metadata():
     import torchvision
 
-    meta = E.torchvision_imagenet_meta({"resnet": "resnet18", "vgg": "vgg11"})
+    meta = T.torchvision_imagenet_meta({"resnet": "resnet18", "vgg": "vgg11"})
     tv = torchvision.models.get_model_weights("resnet18").IMAGENET1K_V1.meta
     assert meta.at["resnet", "num_params"] == tv["num_params"]
     assert meta.at["resnet", "imagenet_top1"] == tv["_metrics"]["ImageNet-1K"]["acc@1"]
     assert meta.at["vgg", "num_params"] > meta.at["resnet", "num_params"]
-    tables = E.architecture_baselines({"resnet": "resnet18", "vgg": "vgg11"}, ["a", "b"])
+    tables = T.architecture_baselines({"resnet": "resnet18", "vgg": "vgg11"}, ["a", "b"])
     assert set(tables) == {"num_params", "imagenet_top1"}
     assert (tables["num_params"]["a"] == tables["num_params"]["b"]).all()
     with pytest.raises(ValueError, match="no architecture"):
-        E.torchvision_imagenet_meta(["resnet999"])
-    st = E.static_baseline({"x": 1.0, "y": 2.0}, ["t1", "t2"])
+        T.torchvision_imagenet_meta(["resnet999"])
+    st = T.static_baseline({"x": 1.0, "y": 2.0}, ["t1", "t2"])
     assert st.shape == (2, 2) and st.at["y", "t2"] == 2.0
 
 
 def test_loto_prior_hand_values_and_no_use_of_the_target():
     truth = pd.DataFrame({"t1": [0.9, 0.8, 0.7], "t2": [0.7, 0.9, 0.8], "t3": [0.9, 0.7, 0.8]},
                          index=["a", "b", "c"])
-    prior = E.loto_prior(truth)
+    prior = T.loto_prior(truth)
     # normalised ranks (0 = best): t1 a0 b.5 c1; t2 a1 b0 c.5; t3 a0 b1 c.5
     assert prior.at["a", "t1"] == pytest.approx(1 - (1 + 0) / 2)
     assert prior.at["b", "t1"] == pytest.approx(1 - (0 + 1) / 2)
@@ -91,27 +109,27 @@ def test_loto_prior_hand_values_and_no_use_of_the_target():
     # the prior of a target does not depend on that target's ground truth
     changed = truth.copy()
     changed["t1"] = [0.1, 0.2, 0.3]
-    pd.testing.assert_series_equal(E.loto_prior(changed)["t1"], prior["t1"])
+    pd.testing.assert_series_equal(T.loto_prior(changed)["t1"], prior["t1"])
     # with a static hierarchy (same order on every target) the prior ranks perfectly
     rng = np.random.default_rng(0)
     quality = np.arange(8.0)
     static = pd.DataFrame({f"t{j}": quality + rng.normal(0, 0.01, 8) for j in range(5)},
                           index=[f"s{i}" for i in range(8)])
-    res = E.correlate(E.loto_prior(static), static)
+    res = E.correlate(T.loto_prior(static), static)
     assert np.allclose(res["weighted_tau"], 1.0)
     # the source equal to a target is left out of that target's ranking
     named = pd.DataFrame({"bloodmnist": [np.nan, 0.9, 0.8], "pathmnist": [0.5, np.nan, 0.9]},
                          index=["bloodmnist", "pathmnist", "imagenet"])
-    p = E.loto_prior(named)
+    p = T.loto_prior(named)
     assert p.at["imagenet", "bloodmnist"] == pytest.approx(1.0) and p.at["imagenet", "pathmnist"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="at least 2 targets"):
-        E.loto_prior(truth[["t1"]])
+        T.loto_prior(truth[["t1"]])
 
 
 def test_truth_concordance():
     col = np.arange(6.0)
     truth = pd.DataFrame({"a": col, "b": col * 2, "c": -col}, index=list("uvwxyz"))
-    c = E.truth_concordance(truth)
+    c = T.truth_concordance(truth)
     assert c.at["a", "b"] == pytest.approx(1.0) and c.at["a", "c"] == pytest.approx(-1.0)
     assert np.isnan(c.at["a", "a"])
 
@@ -121,12 +139,12 @@ def test_truth_concordance():
 
 
 def test_parse_rule():
-    assert E.parse_rule("min_val_loss") == ([("val_loss", True)], 1)
-    assert E.parse_rule("max_val_auc") == ([("val_auc", False), ("val_loss", True)], 1)
-    assert E.parse_rule("top5_val_acc") == ([("val_acc", False), ("val_loss", True)], 5)
+    assert G.parse_rule("min_val_loss") == ([("val_loss", True)], 1)
+    assert G.parse_rule("max_val_auc") == ([("val_auc", False), ("val_loss", True)], 1)
+    assert G.parse_rule("top5_val_acc") == ([("val_acc", False), ("val_loss", True)], 5)
     for bad in ("max_val_loss", "min_val_auc", "top0_val_loss", "best", "top3_test_auc"):
         with pytest.raises(ValueError):
-            E.parse_rule(bad)
+            G.parse_rule(bad)
 
 
 def _runs():
@@ -142,30 +160,30 @@ def _runs():
 
 def test_select_ground_truth_rules():
     runs = _runs()
-    gt = E.select_ground_truth(runs, "min_val_loss")
+    gt = G.select_ground_truth(runs, "min_val_loss")
     assert gt.at["a", "t"] == 0.70  # tie at 0.2: the first in the table
     assert gt.at["b", "t"] == 0.55
     # highest val AUC, tie (0.9, 0.9) broken by the lower val loss
-    assert E.select_ground_truth(runs, "max_val_auc").at["a", "t"] == 0.60
-    assert E.select_ground_truth(runs, "max_val_acc").at["b", "t"] == 0.50
-    assert E.select_ground_truth(runs, "top2_val_loss").at["a", "t"] == pytest.approx((0.70 + 0.75) / 2)
-    assert E.select_ground_truth(runs, "top9_val_loss").at["b", "t"] == pytest.approx((0.5 + 0.55 + 0.65) / 3)
+    assert G.select_ground_truth(runs, "max_val_auc").at["a", "t"] == 0.60
+    assert G.select_ground_truth(runs, "max_val_acc").at["b", "t"] == 0.50
+    assert G.select_ground_truth(runs, "top2_val_loss").at["a", "t"] == pytest.approx((0.70 + 0.75) / 2)
+    assert G.select_ground_truth(runs, "top9_val_loss").at["b", "t"] == pytest.approx((0.5 + 0.55 + 0.65) / 3)
     # strata are selected separately, then averaged
     two = pd.concat([runs.assign(fold=1), runs.assign(fold=2, test_auc=runs["test_auc"] + 0.1)])
-    st = E.select_ground_truth(two, "min_val_loss", strata=("fold",))
+    st = G.select_ground_truth(two, "min_val_loss", strata=("fold",))
     assert st.at["a", "t"] == pytest.approx(0.75)
     # a failed run (NaN metrics) is not a candidate
     failed = pd.concat([runs, pd.DataFrame([{"source": "a", "target": "t", "val_loss": np.nan, "val_auc": np.nan,
                                              "val_acc": np.nan, "test_auc": np.nan}])])
-    assert E.select_ground_truth(failed).at["a", "t"] == 0.70
+    assert G.select_ground_truth(failed).at["a", "t"] == 0.70
     with pytest.raises(ValueError, match="lack the columns"):
-        E.select_ground_truth(runs.drop(columns="val_loss"))
+        G.select_ground_truth(runs.drop(columns="val_loss"))
 
 
 def test_select_ground_truth_max_val_auc_tie():
     runs = _runs()
     # b has val_auc 0.6 twice (val loss 0.3 -> test .50 and 0.4 -> test .65): the lower val loss wins
-    assert E.select_ground_truth(runs, "max_val_auc").at["b", "t"] == 0.50
+    assert G.select_ground_truth(runs, "max_val_auc").at["b", "t"] == 0.50
 
 
 def _sweep(noise: float, seed: int = 0, n_sources: int = 6, n_targets: int = 3, n_runs: int = 30):
@@ -182,7 +200,7 @@ def _sweep(noise: float, seed: int = 0, n_sources: int = 6, n_targets: int = 3, 
 
 
 def test_noise_ceiling_of_a_noiseless_sweep_is_one():
-    res = E.ground_truth_noise(_sweep(0.0), rules=["min_val_loss", "top3_val_auc"], n_boot=20)
+    res = G.ground_truth_noise(_sweep(0.0), rules=["min_val_loss", "top3_val_auc"], n_boot=20)
     s = res["summary"]
     assert s.loc["min_val_loss", "ceiling"] == pytest.approx(1.0, abs=1e-12)
     assert s.loc["top3_val_auc", "ceiling"] == pytest.approx(1.0, abs=1e-12)
@@ -196,26 +214,26 @@ def test_ground_truth_noise_largely_cancels_in_a_paired_difference():
     both are scored against the same replicate. A metric that ranks the sources as another does moves with it
     exactly (difference 0, SD 0) while its own agreement moves (SD > 0); a noiseless sweep adds no spread."""
     runs = _sweep(0.3)
-    truth = E.select_ground_truth(runs)
+    truth = G.select_ground_truth(runs)
     rng = np.random.default_rng(3)
     scores = {"a": truth, "a_monotone": truth * 3 + 1,
               "other": pd.DataFrame(rng.normal(size=truth.shape), index=truth.index, columns=truth.columns)}
-    res = E.noise_in_differences(scores, runs, reference="a", n_boot=40, seed=1)
+    res = G.noise_in_differences(scores, runs, reference="a", n_boot=40, seed=1)
     assert res.at["a_monotone", "difference"] == 0 and res.at["a_monotone", "sd_difference"] == 0
     assert res.at["a", "sd_alone"] > 0.01
     assert res.at["other", "sd_difference"] > 0
-    reps = E.ground_truth_replicates(runs, n_boot=5, seed=1)
+    reps = G.ground_truth_replicates(runs, n_boot=5, seed=1)
     assert len(reps) == 5 and reps[0].shape == truth.shape and not reps[0].equals(reps[1])
-    calm = E.noise_in_differences({"a": truth, "other": scores["other"]}, _sweep(0.0), reference="a", n_boot=10)
+    calm = G.noise_in_differences({"a": truth, "other": scores["other"]}, _sweep(0.0), reference="a", n_boot=10)
     assert calm["sd_alone"].max() < 1e-12 and calm["sd_difference"].max() < 1e-12
     with pytest.raises(ValueError, match="reference"):
-        E.noise_in_differences(scores, runs, reference="missing", n_boot=5)
+        G.noise_in_differences(scores, runs, reference="missing", n_boot=5)
 
 
 def test_noise_ceiling_of_a_noisy_sweep_is_below_one_and_seeded():
     runs = _sweep(0.2)
-    a = E.ground_truth_noise(runs, n_boot=40, seed=1)
-    b = E.ground_truth_noise(runs, n_boot=40, seed=1)
+    a = G.ground_truth_noise(runs, n_boot=40, seed=1)
+    b = G.ground_truth_noise(runs, n_boot=40, seed=1)
     pd.testing.assert_frame_equal(a["per_target"], b["per_target"])
     s = a["summary"].loc["min_val_loss"]
     assert -1 <= s["ceiling_low"] <= s["ceiling"] <= s["ceiling_high"] <= 1
@@ -224,19 +242,19 @@ def test_noise_ceiling_of_a_noisy_sweep_is_below_one_and_seeded():
     rep = a["replicates"]
     assert rep["weighted_tau"].between(-1, 1).all()
     # more noise, lower ceiling
-    noisier = E.ground_truth_noise(_sweep(1.0), n_boot=40, seed=1)["summary"].loc["min_val_loss", "ceiling"]
+    noisier = G.ground_truth_noise(_sweep(1.0), n_boot=40, seed=1)["summary"].loc["min_val_loss", "ceiling"]
     assert noisier < s["ceiling"]
     with pytest.raises(ValueError, match="n_boot"):
-        E.ground_truth_noise(runs, n_boot=1)
+        G.ground_truth_noise(runs, n_boot=1)
     with pytest.raises(ValueError, match="unknown selection rule"):
-        E.ground_truth_noise(runs, rules=["best"], n_boot=5)
+        G.ground_truth_noise(runs, rules=["best"], n_boot=5)
 
 
 def test_noise_replicate_equals_direct_weighted_tau():
     # four runs per source: rebuild replicate 0 by hand and check its weighted tau against scipy directly
     runs = _sweep(0.3, n_runs=4, n_sources=5, n_targets=1)
-    res = E.ground_truth_noise(runs, n_boot=10, seed=2)
-    ref = E.select_ground_truth(runs)["t0"].to_numpy()
+    res = G.ground_truth_noise(runs, n_boot=10, seed=2)
+    ref = G.select_ground_truth(runs)["t0"].to_numpy()
     # the first replicate rebuilt by hand: the same draws, cell by cell in the table's order
     rng = np.random.default_rng(2)
     first = []
@@ -265,40 +283,40 @@ def tables():
 
 def test_rank_average_of_identical_metrics_equals_the_metric(tables):
     truth, noise = tables
-    ens = E.rank_average({"m": noise, "m_copy": noise.copy(), "m_again": noise * 3 + 1})
+    ens = T.rank_average({"m": noise, "m_copy": noise.copy(), "m_again": noise * 3 + 1})
     a, b = E.correlate(ens, truth), E.correlate(noise, truth)
     assert np.allclose(a["weighted_tau"], b["weighted_tau"], atol=1e-12)
     assert np.isnan(ens.at["bloodmnist", "bloodmnist"])  # self cell left out
     # a metric and its reverse cancel: constant ensemble, flagged
-    flat = E.correlate(E.rank_average({"m": noise, "neg": -noise}), truth)
+    flat = E.correlate(T.rank_average({"m": noise, "neg": -noise}), truth)
     assert flat["constant_scores"].all() and flat["weighted_tau"].isna().all()
     # a perfect metric stays perfect when averaged with itself
-    perfect = E.correlate(E.rank_average({"p": truth, "p2": truth}), truth)
+    perfect = E.correlate(T.rank_average({"p": truth, "p2": truth}), truth)
     assert np.allclose(perfect["weighted_tau"], 1.0)
 
 
 def test_rank_average_hand_values():
     a = pd.DataFrame({"t": [1.0, 2.0, 3.0]}, index=list("xyz"))
     b = pd.DataFrame({"t": [3.0, 1.0, 2.0]}, index=list("xyz"))
-    ens = E.rank_average({"a": a, "b": b})
+    ens = T.rank_average({"a": a, "b": b})
     assert ens["t"].tolist() == pytest.approx([(1 / 3 + 3 / 3) / 2, (2 / 3 + 1 / 3) / 2, (3 / 3 + 2 / 3) / 2])
 
 
 def test_ensembles_enumerates_combinations(tables):
     truth, noise = tables
     four = {k: noise + i for i, k in enumerate("abcd")}
-    ens = E.ensembles(four, sizes=(2, 3))
+    ens = T.ensembles(four, sizes=(2, 3))
     assert len(ens) == 6 + 4 + 1
     assert "a + b" in ens and "b + c + d" in ens and "all 4" in ens
-    assert "all 3" not in E.ensembles({k: four[k] for k in "abc"}, sizes=(2, 3))
+    assert "all 3" not in T.ensembles({k: four[k] for k in "abc"}, sizes=(2, 3))
     with pytest.raises(ValueError):
-        E.ensembles({"a": noise})
+        T.ensembles({"a": noise})
 
 
 def test_loto_selection_picks_the_known_best():
     w = pd.DataFrame({"good": [0.8, 0.7, 0.9, 0.6], "lucky": [0.1, 0.2, 0.95, 0.99], "bad": [0.0, 0.1, 0.0, 0.1]},
                      index=["t1", "t2", "t3", "t4"])
-    res = E.loto_selection(w, focus="good")
+    res = T.loto_selection(w, focus="good")
     folds = res["folds"]
     # held out t1: means good .733, lucky .713 -> good; t2: good .767, lucky .68 -> good;
     # t3: good .7, lucky .43 -> good; t4: good .8, lucky .417 -> good
@@ -310,46 +328,46 @@ def test_loto_selection_picks_the_known_best():
     assert sm["focus_chosen"] == 4 and sm["focus_in_sample_rank"] == 1
     # a candidate that is best only in-sample: LOTO exposes the optimism
     w2 = pd.DataFrame({"steady": [0.5, 0.5, 0.5], "spiky": [1.0, 0.2, 0.4]}, index=["t1", "t2", "t3"])
-    r2 = E.loto_selection(w2)
+    r2 = T.loto_selection(w2)
     assert r2["summary"]["in_sample_best"] == "spiky"  # mean .533 > .5
     # held out t1: steady .5 vs spiky .3 -> steady (.5); t2: spiky .7 -> 0.2; t3: spiky .6 -> 0.4
     assert r2["folds"]["chosen"].tolist() == ["steady", "spiky", "spiky"]
     assert r2["summary"]["loto_mean"] == pytest.approx((0.5 + 0.2 + 0.4) / 3)
     assert r2["summary"]["optimism"] == pytest.approx((1.6 / 3) - 1.1 / 3)
     with pytest.raises(ValueError, match="focus"):
-        E.loto_selection(w, focus="nope")
+        T.loto_selection(w, focus="nope")
     with pytest.raises(ValueError, match="at least 2 targets"):
-        E.loto_selection(w.iloc[:1])
+        T.loto_selection(w.iloc[:1])
 
 
 def test_nested_prior_values_use_nothing_of_the_held_out_target():
     rng = np.random.default_rng(4)
     truth = pd.DataFrame(rng.uniform(size=(7, 4)), index=[f"s{i}" for i in range(7)], columns=list("abcd"))
-    prior = E.loto_prior(truth)
+    prior = T.loto_prior(truth)
     w = E.wide(E.tidy(E.correlate_many({"loto_prior": prior, "other": truth * 0 + rng.normal(size=(7, 4))}, truth)))
-    fn = E.nested_prior_values(w, truth)
+    fn = T.nested_prior_values(w, truth)
     train_a = fn("a")
     assert "a" not in train_a.index and list(train_a.columns) == list(w.columns)
     changed = truth.copy()
     changed["a"] = rng.uniform(size=7)
-    pd.testing.assert_frame_equal(E.nested_prior_values(w, changed)("a"), train_a)
+    pd.testing.assert_frame_equal(T.nested_prior_values(w, changed)("a"), train_a)
     # on the training targets the "other" column is unchanged; the prior's is recomputed without "a"
     assert train_a["other"].tolist() == w.drop(index="a")["other"].tolist()
-    res = E.loto_selection(w, train_values=fn)
+    res = T.loto_selection(w, train_values=fn)
     assert len(res["folds"]) == 4
 
 
 def test_bootstrap_differences_are_paired(tables):
     truth, noise = tables
     scores = {"m": noise, "copy": noise.copy(), "perfect": truth}
-    d = E.bootstrap_differences(scores, truth, reference="m", n_boot=50, seed=1)
+    d = T.bootstrap_differences(scores, truth, reference="m", n_boot=50, seed=1)
     assert d.loc["m"].tolist() == [0, 0, 0, 0, 0]
     assert d.loc["copy", "difference"] == 0 and d.loc["copy", "ci_low"] == 0 and d.loc["copy", "p_above"] == 0
     b = E.bootstrap_means(scores, truth, n_boot=50, seed=1)
     assert d.at["perfect", "difference"] == pytest.approx(b.at["perfect", "mean"] - b.at["m", "mean"])
     assert d.at["perfect", "ci_low"] >= 0
     with pytest.raises(ValueError, match="reference"):
-        E.bootstrap_differences(scores, truth, reference="nope", n_boot=5)
+        T.bootstrap_differences(scores, truth, reference="nope", n_boot=5)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -364,31 +382,31 @@ def test_read_metric_benchmark_crafted_and_committed(tmp_path):
             "TOTAL                        1.500       0.010\n\n# large-N forms\nparc exact 1 (2 s)\n")
     path = tmp_path / "bench.txt"
     path.write_text(text)
-    b = E.read_metric_benchmark(path)
+    b = T.read_metric_benchmark(path)
     assert len(b) == 4 and set(b["device"]) == {"cpu", "cuda"}
     row = b[(b.metric == "logme") & (b.device == "cuda")].iloc[0]
     assert row["seconds"] == 0.010 and row["baseline_seconds"] == 0.6 and row["abs_diff"] == 1e-15
     assert np.isnan(b[(b.metric == "lp") & (b.device == "cuda")]["seconds"].iloc[0])
     assert "parc" not in set(b["metric"])
-    committed = E.read_metric_benchmark(PROJECT_ROOT / "benchmarks" / "results" / "metrics_cpu.txt")
+    committed = T.read_metric_benchmark(PROJECT_ROOT / "benchmarks" / "results" / "metrics_cpu.txt")
     assert sorted(committed["n"].unique()) == [1000, 10000, 100000]
     assert {"logme", "lp", "nleep", "ncti_parts"} <= set(committed["metric"])
     assert (committed["seconds"].dropna() >= 0).all()
     with pytest.raises(FileNotFoundError):
-        E.read_metric_benchmark(tmp_path / "none.txt")
+        T.read_metric_benchmark(tmp_path / "none.txt")
 
 
 def test_nearest_size_pareto_and_figure():
-    assert E.nearest_size(200, [1000, 10000]) == 1000
-    assert E.nearest_size(3000, [1000, 10000]) == 1000 and E.nearest_size(3500, [1000, 10000]) == 10000
+    assert T.nearest_size(200, [1000, 10000]) == 1000
+    assert T.nearest_size(3000, [1000, 10000]) == 1000 and T.nearest_size(3500, [1000, 10000]) == 10000
     cost = pd.Series({"free": 0.0, "cheap": 0.1, "mid": 1.0, "dear": 10.0, "waste": 5.0, "untimed": np.nan})
     quality = pd.Series({"free": 0.2, "cheap": 0.3, "mid": 0.5, "dear": 0.6, "waste": 0.4, "untimed": 0.9})
-    front = E.pareto_front(cost, quality)
+    front = T.pareto_front(cost, quality)
     assert front[front].index.tolist() == ["free", "cheap", "mid", "dear"]
-    table = E.cost_quality(quality, cost, lower_bound=["mid"], front_of=["cheap", "mid", "dear", "waste"])
+    table = T.cost_quality(quality, cost, lower_bound=["mid"], front_of=["cheap", "mid", "dear", "waste"])
     assert table.index[0] == "free" and not table.at["free", "pareto"] and table.at["cheap", "pareto"]
     assert table.at["mid", "cost_is_lower_bound"] and not table.at["waste", "pareto"]
-    fig = E.cost_quality_figure(table, title="t")
+    fig = T.cost_quality_figure(table, title="t")
     assert fig.axes
     import matplotlib.pyplot as plt
 
@@ -420,7 +438,7 @@ def test_published_noise_ceiling_and_runs():
     assert set(runs["source"]) == set(R.ARCHITECTURE_NAMES)
     assert (runs[runs.source == "resnet"].groupby("target").size() == 120).all()
     assert runs["duration_s"].gt(0).all()
-    res = E.ground_truth_noise(runs, rules=["min_val_loss", "max_val_auc"], n_boot=20)
+    res = G.ground_truth_noise(runs, rules=["min_val_loss", "max_val_auc"], n_boot=20)
     s = res["summary"]
     assert 0 < s.at["min_val_loss", "ceiling"] < 1 and s.at["min_val_loss", "tau_full"] == pytest.approx(1.0)
     assert s.at["max_val_auc", "tau_full"] < 1
@@ -436,11 +454,11 @@ def test_published_loto_selection_of_the_metrics():
     truth = R.load_ground_truth("dataset", REF)
     scores = R.load_all_scores("dataset", REF)
     w = E.wide(E.tidy(E.correlate_many(scores, truth)))
-    res = E.loto_selection(w, focus="lp_x_fu")
+    res = T.loto_selection(w, focus="lp_x_fu")
     assert res["summary"]["in_sample_best"] == "lp_x_fu"
     assert 0 <= res["summary"]["focus_chosen"] <= 11 and len(res["folds"]) == 11
     # every chosen candidate was the best on the other targets
     for t, row in res["folds"].iterrows():
         assert row["chosen"] == w.drop(index=t).mean().idxmax()
     combos = list(itertools.combinations(R.METRICS, 2))
-    assert len(E.ensembles({m: scores[m] for m in R.METRICS}, sizes=(2,), include_all=False)) == len(combos)
+    assert len(T.ensembles({m: scores[m] for m in R.METRICS}, sizes=(2,), include_all=False)) == len(combos)

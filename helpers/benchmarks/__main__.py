@@ -13,6 +13,9 @@ import argparse
 import sys
 
 from .conventions import CONVENTIONS
+from .evaluate import evaluate, format_summary
+from .format import BenchmarkError
+from .loaders import BENCHMARKS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,17 +49,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.command is None:
         p.error("a command is required: evaluate or list")
-    from .format import BenchmarkError
-
     try:
         if args.command == "list":
-            from .loaders import BENCHMARKS
-
             for name, (_, what, group, domain) in BENCHMARKS.items():
                 print(f"{name:<16} {domain:<8} {what} ({group})")
             return 0
-        from .evaluate import evaluate, format_summary
-
         if bool(args.metric) != bool(args.score):
             raise BenchmarkError("a long table needs both --metric and --score")
         result = evaluate(args.table, target=args.target, candidate=args.candidate, truth=args.truth,

@@ -43,7 +43,7 @@ def scorer_name(metric: str) -> str:
 def with_loto_prior(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` plus the leave-one-target-out prior as metric ``loto_prior`` in every (benchmark, scenario)
     with at least 2 targets: for target t a candidate scores 1 minus its mean normalised truth rank (0 = best)
-    over the other targets (:func:`helpers.evaluation.loto_prior`'s rule; candidates are matched by exact
+    over the other targets (:func:`helpers.evaluation_trust.loto_prior`'s rule; candidates are matched by exact
     name, none excluded). Candidates ranked on no other target get NaN."""
     parts = [table]
     for (b, s), g in table.groupby(["benchmark", "scenario"], sort=False):

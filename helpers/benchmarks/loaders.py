@@ -15,6 +15,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from .. import reference as ref
+from ..names import canonical_name
 from ..paths import PROJECT_ROOT
 from .format import BenchmarkError, validate, validate_replicates
 
@@ -104,9 +106,6 @@ def load_dovile2024() -> pd.DataFrame:
     """[D]: 11 MedMNIST targets; scenario ``dataset`` (15 sources, the target itself excluded) and
     ``architecture`` (9 ImageNet architectures); the eight published scores, flipped as [D]'s notebooks do
     (:data:`helpers.reference.ARCHITECTURE_FLIPS`); truth = fine-tuned test AUC."""
-    from ..names import canonical_name
-    from .. import reference as ref
-
     parts = []
     for scen in ("dataset", "architecture"):
         truth = ref.load_ground_truth(scen)
