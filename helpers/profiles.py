@@ -6,7 +6,8 @@ the fine-tuning sweep, metrics and device.
 A profile is validated and resolved once, by :func:`load_profile`, against the typed schema below (pydantic
 models, one per section): a wrong type, an unknown key, a missing key or a bad value is a :class:`ProfileError`
 that names the file, the ``section.key`` path and what was expected. The result is a plain dict
-(``profile["section"]["key"]``), with each section's model input side resolved into it (:func:`profile_image_size`).
+(``profile["section"]["key"]``), with each section's model input side resolved into it
+(:func:`profile_image_size`).
 
 Unit configs are built from these values and hashed (:func:`helpers.runner.config_key`), so resolving never
 changes a value as written: numbers keep their type (an int stays an int), and the sections whose mappings are
@@ -102,8 +103,11 @@ class DataSection(_Section):
 
 
 class SourcesSection(_Section):
-    dataset: list[StrictStr] = []
+    #: candidate sources of the dataset scenario (names: :mod:`helpers.names`)
+    dataset: list[StrictStr]
+    #: candidate architectures of the architecture scenario
     architectures: list[StrictStr] = []
+    #: a user-supplied RadImageNet ResNet-18 checkpoint (data-use agreement)
     radimagenet_checkpoint: Optional[StrictStr] = None
 
 
@@ -181,7 +185,6 @@ class ScoringSection(_Section):
 # helpers.segmentation.training (its recipes are copied whole into hashed unit configs)
 
 SEGMENTATION_SPECIAL_SOURCES = ("random", "imagenet", "union")
-SEGMENTATION_SCORING_KEYS = ("max_images", "per_case", "global_per_case", "layers")
 #: decoder blocks of the default U-Net (``helpers.segmentation.model.DEFAULT_DECODER_CHANNELS``)
 SEGMENTATION_DECODER_BLOCKS = 5
 
@@ -325,7 +328,8 @@ class RepresentationsAugment(_Section):
     scale_mode: Literal["keras", "torchvision"] = "keras"
     shear: NonNegativeNumber = 0.1
     flip_p: NonNegativeNumber = 0.5
-    fill: StrictStr = "nearest"
+    #: outside the image: edge pixels repeated (Keras's ``nearest``) or zeros
+    fill: Literal["nearest", "zeros"] = "nearest"
 
 
 class RepresentationsSimilarity(_Section):
@@ -439,7 +443,7 @@ class ProfileModel(_Section):
 
 #: sections returned with every key, defaults and resolved values included (none of them is copied whole into
 #: a hashed unit config); the others come back with exactly the keys written
-_FULL_SECTIONS = ("data", "finetuning", "scoring", "representations")
+_FULL_SECTIONS = ("data", "sources", "finetuning", "scoring", "representations")
 
 
 def _get(mapping, key):
@@ -481,9 +485,10 @@ def profile_image_size(profile: Mapping, where: str):
 
 def resolve_profile(raw: Mapping, path: str | os.PathLike = "<profile>") -> dict:
     """Validate a profile mapping (as read from YAML) and return it resolved, as a plain dict: the keys left
-    out of ``data``, ``finetuning``, ``scoring`` and ``representations`` filled with their defaults (``scoring``
-    added when absent), each section's ``image_size`` (:func:`profile_image_size`), ``finetuning.epochs_architectures``,
-    ``scoring.max_images`` and ``representations.file_size`` resolved. Raises :class:`ProfileError`."""
+    out of ``data``, ``sources``, ``finetuning``, ``scoring`` and ``representations`` filled with their defaults
+    (``scoring`` added when absent); each section's ``image_size`` (:func:`profile_image_size`),
+    ``finetuning.epochs_architectures``, ``scoring.max_images`` and ``representations.file_size`` resolved.
+    Raises :class:`ProfileError`."""
     if not isinstance(raw, Mapping):
         raise ProfileError(f"{path}: a profile is a YAML mapping, got {type(raw).__name__}")
     raw = {k: v for k, v in raw.items() if k != "_path"}  # a loaded profile validates again

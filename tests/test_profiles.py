@@ -113,9 +113,9 @@ def test_values_come_back_as_written(tmp_path):
     for name in ("quick", "paper"):
         profile = load_profile(name)
         raw = yaml.safe_load(open(profile["_path"]))
-        for section in ("pretraining", "segmentation", "sources", "metrics", "targets", "name", "device"):
+        for section in ("pretraining", "segmentation", "metrics", "targets", "name", "device"):
             assert json.dumps(profile[section], sort_keys=True) == json.dumps(raw[section], sort_keys=True)
-        for section in ("data", "finetuning", "representations"):
+        for section in ("data", "sources", "finetuning", "representations"):
             for key, value in raw[section].items():
                 if isinstance(value, dict):
                     value = {**profile[section][key], **value}
@@ -157,7 +157,7 @@ def test_image_size_rule():
     assert profile_image_size(built, "finetuning") == 40 and profile_image_size(built, "scoring") == 56
     assert profile_image_size(built, "representations") == 224  # [R]'s recipe, whatever data says
     resolved = resolve_profile({"name": "x", "data": {"flags": ["breastmnist"], "file_size": 64},
-                                "sources": {}, "targets": ["breastmnist"], "pretraining": {},
+                                "sources": {"dataset": []}, "targets": ["breastmnist"], "pretraining": {},
                                 "finetuning": {"epochs": 1, "max_train_images": 10,
                                                "grid": {"lr": [0.1], "batch_size": [8], "momentum": [0.0],
                                                         "weight_decay": [0.0]}},
