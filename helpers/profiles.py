@@ -36,6 +36,7 @@ class ProfileError(ValueError):
 
 
 def list_profiles() -> list[str]:
+    """Names of the shipped profiles (``profiles/*.yml``)."""
     return sorted(p.stem for p in PROFILES_DIR.glob("*.yml"))
 
 
@@ -91,6 +92,8 @@ class _Section(BaseModel):
 
 
 class DataSection(_Section):
+    """``data``: the MedMNIST flags, the stored file size, the model input side and the folds."""
+
     flags: Annotated[list[Flag], Field(min_length=1)]
     #: only the flags whose file the data root holds (:func:`profile_flags`)
     only_available: StrictBool = False
@@ -103,6 +106,8 @@ class DataSection(_Section):
 
 
 class SourcesSection(_Section):
+    """``sources``: the candidate sources of both scenarios."""
+
     #: candidate sources of the dataset scenario (names: :mod:`helpers.names`)
     dataset: list[StrictStr]
     #: candidate architectures of the architecture scenario
@@ -112,6 +117,8 @@ class SourcesSection(_Section):
 
 
 class OptimizerSettings(_Section):
+    """A pre-training recipe's ``optimizer`` (:func:`helpers.trainer.recipes.run_config`)."""
+
     name: Literal["adam", "sgd"]
     lr: PositiveNumber
     momentum: NonNegativeNumber = None
@@ -148,6 +155,8 @@ class PretrainingSection(PretrainingRecipe):
 
 
 class FinetuningGrid(_Section):
+    """``finetuning.grid``: the sweep, every combination of the four lists (:func:`finetune_grid`)."""
+
     lr: Annotated[list[PositiveNumber], Field(min_length=1)]
     batch_size: Annotated[list[PositiveInt], Field(min_length=1)]
     momentum: Annotated[list[NonNegativeNumber], Field(min_length=1)]
@@ -155,6 +164,8 @@ class FinetuningGrid(_Section):
 
 
 class FinetuningSection(_Section):
+    """``finetuning``: the ground truth's recipe and sweep."""
+
     epochs: PositiveInt
     #: epochs of the architecture scenario; resolved to ``epochs`` when left out
     epochs_architectures: Optional[PositiveInt] = None
@@ -171,6 +182,8 @@ class FinetuningSection(_Section):
 
 
 class ScoringSection(_Section):
+    """``scoring`` (optional): how the classification metrics see the target images."""
+
     #: model input side of the features; resolved to ``finetuning.image_size`` when left out
     image_size: Optional[PositiveInt] = None
     #: target images scored; resolved to ``finetuning.max_train_images`` when left out
@@ -190,23 +203,31 @@ SEGMENTATION_DECODER_BLOCKS = 5
 
 
 class SegmentationModel(_Section):
+    """``segmentation.model``: the U-Net."""
+
     encoder: StrictStr = None
     decoder_channels: Annotated[list[PositiveInt], Field(min_length=1)] = None
 
 
 class SegmentationLoss(_Section):
+    """``segmentation.loss``: Dice + cross-entropy weights."""
+
     dice_weight: NonNegativeNumber = None
     ce_weight: NonNegativeNumber = None
     smooth: NonNegativeNumber = None
 
 
 class SegmentationAugment(_Section):
+    """``segmentation.augment``: training augmentation."""
+
     flip_p: NonNegativeNumber = None
     rotation_degrees: NonNegativeNumber = None
     scale: Annotated[list[PositiveNumber], Field(min_length=2, max_length=2)] = None
 
 
 class SegmentationOptimizer(_Section):
+    """A segmentation recipe's ``optimizer``."""
+
     name: Literal["adam", "sgd"] = None
     lr: PositiveNumber = None
     momentum: NonNegativeNumber = None
@@ -229,12 +250,16 @@ class SegmentationRecipeOverride(_Section):
 
 
 class SegmentationRecipe(SegmentationRecipeOverride):
+    """``segmentation.pretraining`` / ``segmentation.finetuning``."""
+
     #: overrides for the union sources, and for the single-set ones
     union: SegmentationRecipeOverride = None
     single: SegmentationRecipeOverride = None
 
 
 class SegmentationScoring(_Section):
+    """``segmentation.scoring``: what the CC-FV scorer samples (scores checked by the scorer)."""
+
     max_images: Optional[PositiveInt]
     per_case: PositiveInt
     global_per_case: PositiveInt
@@ -252,6 +277,8 @@ def _multiple_of_32(size):
 
 
 class SegmentationSection(_Section):
+    """``segmentation`` (optional, [S]): the leave-one-out U-Net bank and its scoring."""
+
     sets: Annotated[list[StrictStr], Field(min_length=1)]
     #: default: every set
     targets: list[StrictStr] = None
@@ -322,6 +349,8 @@ def _phase(**defaults):
 
 
 class RepresentationsAugment(_Section):
+    """``representations.augment``: [R]'s Keras-style augmentation (:mod:`helpers.transforms`)."""
+
     degrees: NonNegativeNumber = 10.0
     translate: Annotated[list[NonNegativeNumber], Field(min_length=2, max_length=2)] = [0.1, 0.1]
     scale: Annotated[list[PositiveNumber], Field(min_length=2, max_length=2)] = [0.9, 1.1]
@@ -333,6 +362,8 @@ class RepresentationsAugment(_Section):
 
 
 class RepresentationsSimilarity(_Section):
+    """``representations.similarity``: which activations are compared, how, and against which null."""
+
     layers: Annotated[list[StrictStr], Field(min_length=1)] = list(RESNET_LAYERS)
     points: PositiveInt = 10_000
     channels: PositiveInt = 64
@@ -419,6 +450,8 @@ REPRESENTATIONS_DEFAULTS: dict = RepresentationsSection().model_dump()
 
 
 class ProfileModel(_Section):
+    """A whole profile; sections beside the required ones are optional."""
+
     name: StrictStr
     description: StrictStr = None
     data: DataSection
