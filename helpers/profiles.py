@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Optional, Union
@@ -612,6 +613,7 @@ def format_errors(err: ValidationError, path, prefix: tuple = (), model: type[Ba
             lines.append(f"{where}: required key missing")
             continue
         msg, value = e["msg"].removeprefix("Value error, "), e.get("input")
+        msg = re.sub(r" or instance of \w+$", "", msg)  # "a valid dictionary": the class name means nothing here
         problem = (e.get("ctx") or {}).get("error")
         if isinstance(problem, KeyProblem):  # a check across a section's keys: name the key it is about
             where = _dotted(loc + tuple(problem.key.split("."))) if loc else problem.key

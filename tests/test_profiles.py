@@ -75,6 +75,7 @@ def _write(tmp_path, change, name="quick"):
     (lambda r: r["pretraining"]["single_dataset"]["optimizer"].update(lr=True),
      r"pretraining\.single_dataset\.optimizer\.lr: must be a number \(got True\)"),
     (lambda r: r["data"].update(only_available="yes"), r"data\.only_available: Input should be a valid boolean"),
+    (lambda r: r.update(finetuning=3), r"finetuning: Input should be a valid dictionary \(got 3\)"),
     # a missing required key
     (lambda r: r.pop("device"), r"device: required key missing"),
     (lambda r: r["finetuning"]["grid"].pop("lr"), r"finetuning\.grid\.lr: required key missing"),
