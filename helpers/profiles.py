@@ -484,6 +484,11 @@ def _get(mapping, key):
     return mapping.get(key) if isinstance(mapping, Mapping) else None
 
 
+#: what :func:`profile_image_size` resolves
+IMAGE_SIZE_SECTIONS = ("data", "pretraining.single_dataset", "pretraining.union", "finetuning", "scoring",
+                       "segmentation", "representations")
+
+
 def profile_image_size(profile: Mapping, where: str):
     """The model input side of ``where``: ``data``, ``pretraining.single_dataset``, ``pretraining.union``,
     ``finetuning``, ``scoring``, ``segmentation`` or ``representations``. The one rule, which :func:`load_profile`
@@ -497,6 +502,8 @@ def profile_image_size(profile: Mapping, where: str):
     * ``representations``: [R]'s 224 (:data:`REPRESENTATIONS_DEFAULTS`), whatever ``data`` says;
     * ``segmentation``: required (a multiple of 32).
     """
+    if where not in IMAGE_SIZE_SECTIONS:  # a typo would otherwise fall through to data's size
+        raise KeyError(f"no image_size for {where!r}; one of {IMAGE_SIZE_SECTIONS}")
     if where.startswith("pretraining."):
         pre = profile.get("pretraining") or {}
         own = _get(pre.get(where.split(".", 1)[1]), "image_size")
@@ -514,7 +521,7 @@ def profile_image_size(profile: Mapping, where: str):
         return profile_image_size(profile, "finetuning")
     if where == "representations":
         return REPRESENTATIONS_DEFAULTS["image_size"]
-    raise KeyError(f"no image_size for {where!r}")
+    raise KeyError(f"{where} has no image_size (it is required there)")
 
 
 def resolve_profile(raw: Mapping, path: str | os.PathLike = "<profile>") -> dict:

@@ -157,6 +157,8 @@ def test_image_size_rule():
     built["data"]["image_size"] = 40
     assert profile_image_size(built, "finetuning") == 40 and profile_image_size(built, "scoring") == 56
     assert profile_image_size(built, "representations") == 224  # [R]'s recipe, whatever data says
+    with pytest.raises(KeyError, match="pretraining.unoin"):
+        profile_image_size(built, "pretraining.unoin")
     resolved = resolve_profile({"name": "x", "data": {"flags": ["breastmnist"], "file_size": 64},
                                 "sources": {"dataset": []}, "targets": ["breastmnist"], "pretraining": {},
                                 "finetuning": {"epochs": 1, "max_train_images": 10,
