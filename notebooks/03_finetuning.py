@@ -85,7 +85,7 @@ grid = pd.DataFrame([{"target": t, "configs": len(finetune_grid(cfg, t)), **{k: 
                                                                                for k in ("lr", "batch_size", "momentum", "weight_decay")}}
                      for t in targets]).set_index("target")
 print(f"epochs {ft['epochs']}, patience {ft.get('patience')}, folds {cfg['data'].get('folds')}, "
-      f"image size {ft.get('image_size', cfg['data']['image_size'])} px, "
+      f"image size {ft['image_size']} px, "
       f"train images per fold {ft.get('max_train_images') or 'all of the subset'}")
 grid
 

@@ -17,6 +17,7 @@ import torch
 from .. import models as M
 from ..metrics import REGISTRY
 from ..metrics import setlevel as SL
+from ..profiles import profile_image_size
 from ..runner import atomic_write_csv, atomic_write_text, config_key
 from . import candidates as CA
 from .order import canonicalize
@@ -769,8 +770,7 @@ def profile_candidates(profile: dict, target: str, image_size: int | None = None
     from ..training import union_name
 
     arch = profile.get("pretraining", {}).get("architecture", "resnet18")
-    ft = profile.get("finetuning", {})
-    size = int(image_size or ft.get("image_size", profile["data"]["image_size"]))
+    size = int(image_size or profile_image_size(profile, "finetuning"))
     out = {}
     for s in profile["sources"]["dataset"]:
         if is_self(s, target) or s == "radimagenet":

@@ -24,6 +24,7 @@ from .. import models as M
 from ..data import TensorImageDataset, medmnist_info, paper_fold_indices
 from ..trainer import Run, RunConfig, load_flag, test_run, train_runs
 from ..trainer.recipes import _subsample
+from ..profiles import profile_image_size
 from ..runner import atomic_write_csv, config_key
 from . import inputs, pretraining, throughput
 from .base import Env, Task, problem_reason, read_problems
@@ -63,7 +64,7 @@ def finetuning_configs(profile: dict, sources, targets, scenario: str = "dataset
                                 **hp, "epochs": int(epochs), "patience": ft.get("patience"),
                                 "arch": s if scenario == "architecture" else profile["pretraining"].get("architecture", "resnet18"),
                                 "head": "linear" if scenario == "architecture" else "dropout_linear",
-                                "file_size": data["file_size"], "image_size": ft.get("image_size", data["image_size"]),
+                                "file_size": data["file_size"], "image_size": profile_image_size(profile, "finetuning"),
                                 "fold_seed": data.get("fold_seed", 24), "max_train_images": ft.get("max_train_images"),
                                 "max_test_images": ft.get("max_test_images"), "seed": seed})
     return out

@@ -23,6 +23,7 @@ from .. import models as M
 from ..trainer import (MULTILABEL, UNION_ORDER, Run, UnionLabelSpace, balanced_weights, data_hash, load_flag,
                       recipe_section, run_config, train_runs)
 from ..trainer.recipes import _subsample
+from ..profiles import profile_image_size
 from ..runner import atomic_write_csv, config_key
 from . import inputs, throughput
 from .base import Env, Task
@@ -82,7 +83,8 @@ def pretraining_configs(profile: dict, flags: list[str], targets: list[str]) -> 
     for s in sources:
         if s in flags:
             out.append({"stage": "pretraining", "kind": "single_dataset", "name": s, "flags": [s],
-                        "file_size": data["file_size"], "image_size": single.get("image_size", data["image_size"]),
+                        "file_size": data["file_size"],
+                        "image_size": profile_image_size(profile, "pretraining.single_dataset"),
                         "recipe": single, "seed": 0})
     if "medmnist_union" in sources:
         union = {**recipe_section(profile, "union"), "balanced": True}
@@ -91,7 +93,7 @@ def pretraining_configs(profile: dict, flags: list[str], targets: list[str]) -> 
             if pool:
                 out.append({"stage": "pretraining", "kind": "union", "name": union_name(t), "flags": pool,
                             "file_size": data["file_size"],
-                            "image_size": union.get("image_size", data["image_size"]), "recipe": union, "seed": 0})
+                            "image_size": profile_image_size(profile, "pretraining.union"), "recipe": union, "seed": 0})
     return out
 
 

@@ -25,6 +25,7 @@ from .. import models as M
 from ..data import TensorImageDataset, medmnist_info, paper_fold_indices
 from ..trainer import load_flag
 from ..metrics import REGISTRY
+from ..profiles import profile_image_size
 from ..runner import atomic_write_csv, config_key
 from ..scoring import COLUMNS, metric_options, pairwise_plan, profile_metrics, tidy_scores
 from . import inputs, pretraining, throughput
@@ -61,7 +62,7 @@ def scoring_configs(profile: dict, sources, targets, results_dir=None, fold: int
             configs.append({
                 "stage": "scoring", "source": s, "target": t, "fold": int(fold), "arch": arch, "source_key": key,
                 "file_size": data["file_size"],
-                "image_size": int(sc.get("image_size", ft.get("image_size", data["image_size"]))),
+                "image_size": int(profile_image_size(profile, "scoring")),
                 "fold_seed": int(data.get("fold_seed", 24)),
                 "max_images": sc.get("max_images", ft.get("max_train_images")),
                 "batch_size": int(sc.get("batch_size", 256)), "metrics": plan, "options": options, "seed": 0})
