@@ -44,7 +44,7 @@ that cannot be had here becomes ``unavailable`` (weights offline, file missing, 
 rows with the reason, and the others are ranked.
 """
 from .candidates import Candidate, CandidateError, parse_candidate, parse_candidates, preprocessing
-from .ranking import (AGNOSTIC, agreement_with_scoring, COLUMNS, DEFAULT_RECOMMEND, RECOMMENDATION, MetricError, RankResult,
+from .ranking import (AGNOSTIC, COLUMNS, DEFAULT_RECOMMEND, RECOMMENDATION, MetricError, RankResult,
                       bootstrap_ranks, default_metrics, mean_rank, profile_candidates, rank_models, ranking_tables,
                       resolve_metrics)
 from .targets import (RankInputError, Target, TargetError, TargetImages, decode_images, load_target,
@@ -53,6 +53,6 @@ from .targets import (RankInputError, Target, TargetError, TargetImages, decode_
 __all__ = [
     "rank_models", "RankResult", "load_target", "write_image_folder", "write_busi_folder", "Target", "TargetImages", "decode_images", "parse_candidate",
     "parse_candidates", "Candidate", "preprocessing", "default_metrics", "resolve_metrics", "mean_rank",
-    "bootstrap_ranks", "profile_candidates", "agreement_with_scoring", "ranking_tables", "RankInputError", "TargetError", "CandidateError", "MetricError", "DEFAULT_RECOMMEND",
+    "bootstrap_ranks", "profile_candidates", "ranking_tables", "RankInputError", "TargetError", "CandidateError", "MetricError", "DEFAULT_RECOMMEND",
     "AGNOSTIC", "COLUMNS", "RECOMMENDATION",
 ]
