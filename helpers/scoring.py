@@ -32,8 +32,8 @@ profile; for set-level rows whether the target's own source took part in the nor
 
 Corrected forms and [D]'s: SFDA is scored in its non-saturating default form (``sfda``) and, beside it, in the
 reference arithmetic (``sfda_reference``, saturating at 1.0 on small binary targets); set-level scores leave
-the target's own source out before normalising, and :func:`set_level_comparison` gives the form that includes
-it beside them (:func:`helpers.stages.scoring.set_level_comparison`).
+the target's own source out before normalising, and
+:func:`helpers.stages.scoring.set_level_comparison` gives the form that includes it beside them.
 """
 from __future__ import annotations
 
@@ -294,7 +294,7 @@ def score_model(metrics, inputs: Mapping, labels, *, multilabel: bool = False, s
     ``options[name]``; a metric in ``per_sample`` is computed with ``per_sample=True`` and its score is the
     mean of its per-image terms (kept in ``terms``). ``calls`` gives a metric computed otherwise (FU needs the
     model; segmentation's CC-FV variants): ``calls[name]()`` returns its value, parts or an :class:`Outcome`.
-    Every score is "higher = better" (``REGISTRY[name].higher_is_better``)."""
+    Direction: ``REGISTRY[name].higher_is_better``; every classification score is higher = better."""
     options, calls = options or {}, calls or {}
     out = {}
     for name in metrics:

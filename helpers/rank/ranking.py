@@ -20,7 +20,7 @@ from ..names import is_self
 from ..paths import results_root
 from ..runner import atomic_write_csv, atomic_write_text, config_key
 from ..scoring import (SET_LEVEL, FeatureCache, Inapplicable, Outcome, call_metric, combine, measure,
-                       pairwise_plan, score_model, with_lp_fu)
+                       not_applicable, pairwise_plan, score_model, with_lp_fu)
 from ..training import sources_dir as _sources_dir, union_name
 from . import candidates as CA
 from .order import canonicalize
@@ -351,7 +351,8 @@ def rank_models(target, candidates, *, metrics=None, recommend=DEFAULT_RECOMMEND
                 per_sample.setdefault(m, {})[c.spec] = o.terms
             if o.parts is not None:
                 parts.setdefault(m, {})[c.spec] = o.parts
-        if "fu" in scored:
+        head = work.meta.get("source_head", True)
+        if "fu" in scored and not_applicable("fu", multilabel=tgt.multilabel, source_head=head) is None:
             crow["fu_layers"] = scored["fu"].notes.get("layers", "")
             if scored["fu"].status == "ok":
                 fixed.setdefault("fu", {})[c.spec] = scored["fu"].score
