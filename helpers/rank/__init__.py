@@ -15,9 +15,10 @@ What it does, per candidate (:mod:`helpers.rank.candidates` says what a candidat
 
 1. the target images are resized and normalised on the device for the candidate's own input convention;
 2. penultimate features and source-head logits are extracted once in float32 (:func:`helpers.models.extract`)
-   and cached with FU as ``.npy`` under a hash of (weights, target images, input convention), so a re-run
-   only recomputes the metrics;
-3. every applicable metric of :mod:`helpers.metrics` is computed: the pairwise ones (on a multi-label target
+   and cached with FU as ``.npy`` under a hash of (weights, target images, input convention)
+   (:class:`helpers.scoring.FeatureCache`), so a re-run only recomputes the metrics;
+3. every applicable metric of :mod:`helpers.metrics` is computed by the scoring kernel the scoring stage uses
+   (:func:`helpers.scoring.score_model`): the pairwise ones (on a multi-label target
    only those that support it: ``logme``, ``parc``, ``knn_accuracy``, ``linear_probe``), FU from the model,
    the set-level ones across the candidates (``ncti``, ``etran``, [D]'s ``lp_fu``), the supervised
    baselines (``knn_accuracy``, ``linear_probe``) and the target-agnostic ones (``num_params``,
