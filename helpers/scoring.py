@@ -1,6 +1,14 @@
-"""Transferability scores as tables: the metrics of a profile, the set-level combination across sources, and the
-tidy and wide score tables. The stage that computes them is :mod:`helpers.stages.scoring` (``run_scoring``,
-``scoring_configs``, ``score_unit`` are re-exported here).
+"""Transferability scores: the scoring kernel (every applicable metric on one model's features on one target),
+the feature cache, the set-level combination across sources, and the tidy and wide score tables. One kernel
+serves the scoring stage (:mod:`helpers.stages.scoring`), :mod:`helpers.rank` and segmentation scoring
+(:mod:`helpers.segmentation.scoring`): the three give the same rows for the same inputs because they run the
+same code.
+
+:func:`score_model` is modelled on scikit-learn's ``_MultimetricScorer``: the expensive part (features and
+logits, :class:`FeatureCache`) is computed once by the caller, then every metric is scored from the registry's
+own facts (:data:`helpers.metrics.REGISTRY`: inputs, direction, multi-label support, parts), each timed and
+run under :func:`helpers.threads.fair_threads`, and a metric that fails or does not apply becomes a row with
+its status and reason instead of an exception.
 
 The scoring stage computes every transferability metric of a profile for every (source, target) pair.
 
@@ -24,31 +32,44 @@ profile; for set-level rows whether the target's own source took part in the nor
 
 Corrected forms and [D]'s: SFDA is scored in its non-saturating default form (``sfda``) and, beside it, in the
 reference arithmetic (``sfda_reference``, saturating at 1.0 on small binary targets); set-level scores leave
-the target's own source out before normalising, and :func:`set_level_comparison` gives the form that includes
-it beside them.
+the target's own source out before normalising, and
+:func:`helpers.stages.scoring.set_level_comparison` gives the form that includes it beside them.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from .compat import forward
 from .metrics import REGISTRY
-from .metrics import setlevel as SL
 from .names import is_self
-from .runner import Stage
+from .paths import require_result
+from .threads import fair_threads
 
 COLUMNS = ["source", "target", "fold", "metric", "score", "seconds", "status", "reason", "options"]
 
 #: metrics whose reference arithmetic ([D]'s) is scored beside the corrected default, to show the difference
 REFERENCE_FORMS = {"sfda": "sfda_reference"}
 
-#: metrics whose per-source parts are computed in the unit and combined across sources afterwards
-PARTS = {"ncti": "ncti_parts", "etran": "etran_parts"}
-SET_LEVEL = ("ncti", "etran", "lp_fu")
+#: set-level classification metrics and their per-source inputs, from the registry (ncti, etran, lp_fu)
+SET_LEVEL: dict[str, tuple[str, ...]] = {m: i.inputs for m, i in REGISTRY.items()
+                                         if i.set_level and i.task == "classification"}
+#: set-level metrics whose one input is a parts metric computed per source (ncti -> ncti_parts)
+PARTS = {m: ins[0] for m, ins in SET_LEVEL.items() if len(ins) == 1 and REGISTRY[ins[0]].returns_parts}
+
+#: reasons shared by every caller of the kernel (they appear in the result tables)
+NO_LOGITS = "the source has no classification head of its own (a segmentation encoder): no source logits"
+MULTILABEL = "multi-label target; the metric needs one class label per image"
+NON_FINITE = "the metric returned a non-finite value"
 
 _FILE_HASHES: dict = {}
 
@@ -56,8 +77,6 @@ _FILE_HASHES: dict = {}
 def _file_hash(path) -> str:
     """SHA-256 (16 hex) of a file's content, remembered per (path, size, mtime): how helpers.rank names a
     user's checkpoint. The stages name sources by the key of the unit that makes them instead."""
-    import hashlib
-
     path = Path(path)
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
@@ -70,15 +89,22 @@ def _file_hash(path) -> str:
     return _FILE_HASHES[key]
 
 
+def with_lp_fu(names: list[str]) -> list[str]:
+    """``names`` with ``lp_fu`` appended when both ``lp`` and ``fu`` are listed ([D]'s proposed score comes with
+    its two parts)."""
+    names = list(dict.fromkeys(names))
+    if "lp" in names and "fu" in names and "lp_fu" not in names:
+        names.append("lp_fu")
+    return names
+
+
 def profile_metrics(profile: dict) -> list[str]:
     """The profile's ``metrics`` list (default: every registered classification metric, pairwise and set-level;
     the segmentation ones have their own stage), with ``lp_fu`` added when both ``lp`` and ``fu`` are listed."""
     names = profile.get("metrics")
     if not names:
         names = [m for m in REGISTRY if not REGISTRY[m].returns_parts and REGISTRY[m].task == "classification"]
-    names = list(dict.fromkeys(names))
-    if "lp" in names and "fu" in names and "lp_fu" not in names:
-        names.append("lp_fu")  # [D]'s proposed score comes with its two parts
+    names = with_lp_fu(names)
     for corrected, reference in REFERENCE_FORMS.items():
         if corrected in names and reference not in names:
             names.insert(names.index(corrected) + 1, reference)
@@ -99,22 +125,210 @@ def metric_options(profile: dict, name: str) -> dict:
 
 
 def pairwise_plan(metrics) -> list[str]:
-    """What a unit computes: pairwise metrics and the parts of the set-level ones (``lp``/``fu`` for lp_fu)."""
+    """What one model's unit computes: the pairwise metrics and the per-source inputs of the set-level ones
+    (``ncti_parts`` for ncti, ``lp`` and ``fu`` for lp_fu). Unknown names stay: the kernel records them as
+    skipped."""
     plan = []
     for m in metrics:
-        if m in PARTS:
-            plan.append(PARTS[m])
-        elif m == "lp_fu":
-            plan += ["lp", "fu"]
-        elif m in REGISTRY and not REGISTRY[m].set_level:
-            plan.append(m)
-        else:
-            plan.append(m)  # unknown: the unit records it as skipped
+        plan += list(SET_LEVEL[m]) if m in SET_LEVEL else [m]
     return list(dict.fromkeys(plan))
 
 
 # ----------------------------------------------------------------------------------------------------------
-# set-level and the stage
+# the feature cache
+
+
+class FeatureCache:
+    """One model's arrays on one target as ``<name>.npy`` files in ``folder`` (read back with
+    ``allow_pickle=False``), with an optional ``meta.json``: what the scoring stage, segmentation scoring and
+    :mod:`helpers.rank` keep so that a re-run computes only the metrics.
+
+    Each file is written to a temporary name and renamed into place, ``meta.json`` last; an entry counts as
+    there when every array is (and ``meta.json`` too with ``meta=True``). A damaged entry reads as missing and is
+    recomputed. ``folder=None``: no cache (nothing is read or written)."""
+
+    def __init__(self, folder, names=("features", "logits", "labels"), meta: bool = False):
+        self.folder = None if folder is None else Path(folder)
+        self.names = tuple(names)
+        self.meta = meta
+
+    def _path(self, name: str) -> Path:
+        return self.folder / f"{name}.npy"
+
+    def read(self) -> tuple[dict, dict] | None:
+        """``(arrays, meta)`` of a complete entry, else None."""
+        if self.folder is None or (self.meta and not (self.folder / "meta.json").is_file()):
+            return None
+        if not all(self._path(n).is_file() for n in self.names):
+            return None
+        try:
+            arrays = {n: np.load(self._path(n), allow_pickle=False) for n in self.names}
+            meta = json.loads((self.folder / "meta.json").read_text()) if self.meta else {}
+        except (OSError, ValueError):  # a damaged entry is recomputed
+            return None
+        return arrays, meta
+
+    def _replace(self, path: Path, write) -> None:
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+        write(tmp)
+        tmp.replace(path)
+
+    def write(self, arrays: Mapping, meta: dict | None = None) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for n in self.names:
+            self._replace(self._path(n), lambda tmp, a=arrays[n]: np.save(tmp, a, allow_pickle=False))
+        if self.meta:
+            self.write_meta(meta or {})
+
+    def write_meta(self, meta: dict) -> None:
+        """Replace ``meta.json`` of an entry that is there (e.g. FU's result added after the features)."""
+        if self.folder is None or not self.folder.is_dir():
+            return
+        text = json.dumps(meta, default=str)
+        self._replace(self.folder / "meta.json", lambda tmp: tmp.write_text(text))
+
+    def get(self, compute: Callable[[], Mapping]) -> tuple[dict, bool]:
+        """``(arrays, cached)``: the stored arrays, or ``compute()`` (a mapping name -> array) stored."""
+        hit = self.read()
+        if hit is not None:
+            return hit[0], True
+        arrays = dict(compute())
+        self.write(arrays)
+        return arrays, False
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the kernel
+
+
+class Inapplicable(Exception):
+    """Raised by a metric's call when the metric cannot be had for this model (its row gets ``status``, e.g.
+    ``skipped`` or ``unavailable``, the reason, and no time)."""
+
+    def __init__(self, reason: str, status: str = "skipped"):
+        super().__init__(reason)
+        self.reason, self.status = reason, status
+
+
+@dataclass
+class Outcome:
+    """One metric on one model: ``score`` (NaN for parts metrics and failures), ``seconds`` (None until
+    measured), ``status`` (``ok``, ``nan``, ``skipped``, ``unavailable``, ``error``) and ``reason``; ``parts``
+    (field -> float) of a parts metric, ``terms`` (per-image terms with ``per_sample``) and ``notes`` (what a
+    caller adds, e.g. FU's layers)."""
+
+    score: float = float("nan")
+    seconds: float | None = None
+    status: str = "ok"
+    reason: str = ""
+    parts: dict | None = None
+    terms: np.ndarray | None = None
+    notes: dict = field(default_factory=dict)
+
+    def fields(self) -> dict:
+        """The row fields: score, seconds, status, reason."""
+        return {"score": float(self.score), "seconds": float(self.seconds or 0.0), "status": self.status,
+                "reason": self.reason}
+
+
+def not_applicable(name: str, *, multilabel: bool = False, source_head: bool = True) -> str | None:
+    """Why the registered metric ``name`` does not apply to a model and target, or None when it does."""
+    info = REGISTRY.get(name)
+    if info is None or info.set_level:
+        return f"{name!r} is not a registered pairwise metric"
+    if "logits" in info.inputs and not source_head:
+        return NO_LOGITS
+    if multilabel and not info.multilabel:
+        return MULTILABEL
+    return None
+
+
+def call_metric(name: str, inputs: Mapping, labels, **options):
+    """The registered pairwise metric ``name`` on ``inputs`` (``features``, ``logits``: whichever it needs) and
+    ``labels``, with keyword ``options``, under the thread policy (:func:`helpers.threads.fair_threads`)."""
+    info = REGISTRY[name]
+    kwargs = {k: inputs[k] for k in info.inputs}
+    with fair_threads():
+        return info.fn(labels=labels, **kwargs, **options)
+
+
+def measure(fn: Callable[[], object]) -> Outcome:
+    """``fn()`` timed and under the thread policy, as an :class:`Outcome`: a NamedTuple gives ``parts`` (no
+    score), an Outcome is taken as it is, anything else is the score; a score that is not finite gives status
+    ``nan``; :class:`Inapplicable` and any other exception become a row with the reason."""
+    t0 = time.perf_counter()
+    try:
+        with fair_threads():
+            value = fn()
+        secs = time.perf_counter() - t0
+        check = not hasattr(value, "_fields")  # parts have no score of their own
+        if isinstance(value, Outcome):
+            out = value
+        elif not check:
+            out = Outcome(parts={f: float(getattr(value, f)) for f in value._fields})
+        else:
+            out = Outcome(score=float(value))
+        if out.seconds is None:
+            out.seconds = secs
+        if check and out.status == "ok" and not np.isfinite(out.score):
+            out.status, out.reason = "nan", NON_FINITE
+        return out
+    except Inapplicable as exc:
+        return Outcome(seconds=0.0, status=exc.status, reason=exc.reason)
+    except Exception as exc:  # one metric failing on one model is recorded, the others go on
+        out = Outcome(seconds=time.perf_counter() - t0, status="error",
+                      reason=f"{type(exc).__name__}: {str(exc)[:300]}")
+        traceback.clear_frames(exc.__traceback__)
+        return out
+
+
+def score_model(metrics, inputs: Mapping, labels, *, multilabel: bool = False, source_head: bool = True,
+                options: Mapping | None = None, per_sample=(), calls: Mapping | None = None) -> dict[str, Outcome]:
+    """Every metric of ``metrics`` on one model's ``inputs`` (``features``, ``logits``) on one target's
+    ``labels``: ``{name: Outcome}`` in the order given.
+
+    A registered metric is checked first (:func:`not_applicable`: set-level or unknown names, logits of a model
+    without a source head, multi-label targets) and then computed from its registered inputs with
+    ``options[name]``; a metric in ``per_sample`` is computed with ``per_sample=True`` and its score is the
+    mean of its per-image terms (kept in ``terms``). ``calls`` gives a metric computed otherwise (FU needs the
+    model; segmentation's CC-FV variants): ``calls[name]()`` returns its value, parts or an :class:`Outcome`.
+    Direction: ``REGISTRY[name].higher_is_better``; every classification score is higher = better."""
+    options, calls = options or {}, calls or {}
+    out = {}
+    for name in metrics:
+        reason = None if name in calls and name not in REGISTRY else \
+            not_applicable(name, multilabel=multilabel, source_head=source_head)
+        if reason is not None:
+            out[name] = Outcome(seconds=0.0, status="skipped", reason=reason)
+        elif name in calls:
+            out[name] = measure(calls[name])
+        elif name in per_sample:
+            out[name] = measure(lambda name=name: _mean_of_terms(name, inputs, labels, options))
+        else:
+            out[name] = measure(lambda name=name: call_metric(name, inputs, labels, **options.get(name, {})))
+    return out
+
+
+def _mean_of_terms(name, inputs, labels, options) -> Outcome:
+    terms = call_metric(name, inputs, labels, per_sample=True, **options.get(name, {})).double().cpu().numpy()
+    return Outcome(score=float(np.nanmean(terms)), terms=terms)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# set-level combination
+
+
+def combine(metric: str, by_source: Mapping[str, Mapping], *, target=None) -> dict[str, float]:
+    """``{source: score}`` of the set-level ``metric`` (:data:`SET_LEVEL`) across the sources of one target,
+    higher is better. ``by_source``: source -> its per-source inputs by name (``{"ncti_parts": parts}``,
+    ``{"lp": .., "fu": ..}``). With ``target`` the target's own source is left out before normalising and
+    scored NaN (:mod:`helpers.metrics.setlevel`)."""
+    if metric not in SET_LEVEL:
+        raise ValueError(f"{metric!r} is not a set-level metric; known: {', '.join(SET_LEVEL)}")
+    per_input = [{s: v[i] for s, v in by_source.items()} for i in SET_LEVEL[metric]]
+    return REGISTRY[metric].fn(*per_input, target=target)
 
 
 def set_level_rows(unit_rows: pd.DataFrame, metrics, include_self: bool = False) -> list[dict]:
@@ -138,18 +352,15 @@ def set_level_rows(unit_rows: pd.DataFrame, metrics, include_self: bool = False)
             try:
                 if m in PARTS:
                     p = g[(g["metric"] == PARTS[m]) & (g["status"] == "ok")]
-                    inputs = {r.source: json.loads(r.parts) for r in p.itertuples()}
+                    by_source = {r.source: {PARTS[m]: json.loads(r.parts)} for r in p.itertuples()}
                     spent = dict(zip(p["source"], p["seconds"]))
-                    missing = sorted(set(g["source"]) - set(inputs))
-                    values = (SL.ncti if m == "ncti" else SL.etran)(inputs, target=own) if inputs else {}
                 else:
-                    lp = g[(g["metric"] == "lp") & (g["status"] == "ok")].set_index("source")
-                    fu = g[(g["metric"] == "fu") & (g["status"] == "ok")].set_index("source")
-                    both = [s for s in lp.index if s in fu.index]
-                    spent = {s: lp.loc[s, "seconds"] + fu.loc[s, "seconds"] for s in both}
-                    missing = sorted(set(g["source"]) - set(both))
-                    values = SL.lp_fu({s: lp.loc[s, "score"] for s in both},
-                                      {s: fu.loc[s, "score"] for s in both}, target=own) if both else {}
+                    got = [g[(g["metric"] == i) & (g["status"] == "ok")].set_index("source") for i in SET_LEVEL[m]]
+                    both = [s for s in got[0].index if all(s in x.index for x in got[1:])]
+                    by_source = {s: {i: x.loc[s, "score"] for i, x in zip(SET_LEVEL[m], got)} for s in both}
+                    spent = {s: sum(x.loc[s, "seconds"] for x in got) for s in both}
+                missing = sorted(set(g["source"]) - set(by_source))
+                values = combine(m, by_source, target=own) if by_source else {}
                 selves = [s for s, v in values.items() if is_self(s, own)]
                 n_cand = len(values) - len(selves)
                 comb = (time.perf_counter() - t0) / max(len(values), 1)
@@ -174,39 +385,8 @@ def set_level_rows(unit_rows: pd.DataFrame, metrics, include_self: bool = False)
     return out
 
 
-def _planned_units(results_dir, stage: str, profile) -> pd.DataFrame:
-    """Stored unit rows of ``stage``: with ``profile`` (a name, path or loaded profile) only those of its planned
-    units, else every unit the folder holds (possibly of earlier configurations)."""
-    if profile is None:
-        return Stage(stage, results_dir).collect()
-    from .stages import make_env
-    from .stages.scoring import current_units
-
-    env = make_env(profile, results_dir, progress=False)
-    return current_units(env.profile, env)
-
-
-def set_level_comparison(results_dir, metrics=SET_LEVEL, profile=None) -> pd.DataFrame:
-    """The set-level scores of a finished scoring stage with the target's own source left out (the default, as
-    [D]) and included (the earlier form) side by side: columns source, target, fold, metric, ``excluded``,
-    ``included``, and each form's rank among the other candidates (1 = best). ``profile``: read only the units
-    of that profile's plan (recommended: a results folder can hold units of earlier configurations)."""
-    units = _planned_units(results_dir, "scoring", profile)
-    if units.empty:
-        return pd.DataFrame(columns=["source", "target", "fold", "metric", "excluded", "included",
-                                     "rank_excluded", "rank_included"])
-    units["parts"] = units.get("parts", pd.Series("", index=units.index)).fillna("")
-    keys = ["source", "target", "fold", "metric"]
-    forms = {}
-    for name, include in (("excluded", False), ("included", True)):
-        rows = pd.DataFrame(set_level_rows(units, list(metrics), include_self=include), columns=COLUMNS)
-        forms[name] = rows.set_index(keys)["score"].rename(name)
-    table = pd.concat(forms.values(), axis=1).reset_index()
-    table = table[[not is_self(s, t) for s, t in zip(table["source"], table["target"])]]
-    table = table.dropna(subset=["excluded", "included"], how="all")
-    for name in forms:
-        table[f"rank_{name}"] = table.groupby(["target", "fold", "metric"])[name].rank(ascending=False)
-    return table.reset_index(drop=True)
+# ----------------------------------------------------------------------------------------------------------
+# tables
 
 
 def tidy_scores(units: pd.DataFrame, unavailable, metrics) -> pd.DataFrame:
@@ -230,19 +410,17 @@ def tidy_scores(units: pd.DataFrame, unavailable, metrics) -> pd.DataFrame:
     return table.drop(columns="_o").reset_index(drop=True)
 
 
-def extraction_times(results_dir, stage: str = "scoring", profile=None) -> pd.DataFrame:
-    """Seconds spent extracting (or loading cached) features per (source, target) unit of a scoring ``stage``
-    (its ``_extract`` rows); with ``profile``, of that profile's planned classification units only."""
-    df = _planned_units(results_dir, stage, profile if stage == "scoring" else None)
-    if df.empty:
+def extraction_table(units: pd.DataFrame) -> pd.DataFrame:
+    """Seconds spent extracting (or loading cached) features per (source, target) unit: the ``_extract`` rows of
+    a scoring stage's unit rows."""
+    if units.empty:
         return pd.DataFrame(columns=["source", "target", "images", "seconds", "note"])
-    e = df[df["metric"] == "_extract"]
+    e = units[units["metric"] == "_extract"]
     return e.rename(columns={"score": "images", "reason": "note"})[["source", "target", "images", "seconds", "note"]]
 
 
 def read_scores(results_dir) -> pd.DataFrame:
-    from .paths import require_result
-
+    """``<results_dir>/scores.csv`` with empty reasons and options as ""."""
     table = pd.read_csv(require_result(None, "scores.csv", results_dir), keep_default_na=True)
     if "options" not in table:
         table["options"] = ""
@@ -267,13 +445,5 @@ def score_tables(scores: pd.DataFrame, metrics=None, fold: int | None = None) ->
     return out
 
 
-#: the stage's functions, importable from here as before (helpers.stages.scoring imports this module)
-_STAGE_NAMES = ("run_scoring", "scoring_configs", "score_unit", "target_dataset", "RESOURCES")
-
-
-def __getattr__(name):
-    if name in _STAGE_NAMES:
-        from .stages import scoring as _stage
-
-        return getattr(_stage, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the stage's names that used to be importable from here (helpers.compat.MOVED), with a DeprecationWarning
+__getattr__ = forward(__name__)

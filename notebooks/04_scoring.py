@@ -169,7 +169,7 @@ firsts
 ok = scores[scores["status"] == "ok"]
 secs = ok.groupby("metric")["seconds"].agg(["mean", "median", "max", "sum"]).reindex(
     [m for m in metrics if m in set(ok["metric"])])
-ext = S.extraction_times(out, profile=cfg)
+ext = scoring_stage.extraction_times(out, profile=cfg)
 fig, ax = plt.subplots(figsize=(6, 0.3 * len(secs) + 1))
 secs["mean"].sort_values().plot.barh(ax=ax, color="tab:blue")
 ax.set_xscale("log")
@@ -223,7 +223,7 @@ sat.style.format("{:.3g}")
 # ranks nothing.
 
 # %% tags=["hide-input"]
-cmp = S.set_level_comparison(out, profile=cfg)
+cmp = scoring_stage.set_level_comparison(out, profile=cfg)
 if len(cmp):
     changed = (cmp.assign(moved=cmp["rank_excluded"] != cmp["rank_included"])
                   .groupby(["metric", "target"])

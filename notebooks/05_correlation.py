@@ -56,6 +56,7 @@ from helpers import scoring as S
 from helpers.paths import require_result, results_root
 from helpers.profiles import load_profile
 from helpers.runner import atomic_write_csv
+from helpers.stages import scoring as scoring_stage
 
 # %% tags=["hide-input"]
 cfg = load_profile(profile)
@@ -197,7 +198,7 @@ practical.round(3)
 pairs = []
 if {"sfda", "sfda_reference"} <= set(wt.columns):  # wt: targets x metrics
     pairs.append(("sfda", wt["sfda"], wt["sfda_reference"]))
-setcmp = S.set_level_comparison(out, profile=cfg)
+setcmp = scoring_stage.set_level_comparison(out, profile=cfg)
 for m in sorted(set(setcmp["metric"])) if len(setcmp) else []:
     g = setcmp[setcmp["metric"] == m]
     forms = {f: E.correlate(g.pivot_table(index="source", columns="target", values=f), truth)["weighted_tau"]

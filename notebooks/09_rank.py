@@ -317,18 +317,6 @@ else:
         "chapter), one swapped pair moves τ by a large amount: on the quick profile this shows how to check a "
         "recommendation against fine-tuning, not how good it is."))
 
-    scores_path = results_root(cfg["name"]) / "scores.csv"
-    if scores_path.is_file():
-        agreement = R.agreement_with_scoring(tables, pd.read_csv(scores_path))
-        display(agreement.set_index("metric").T.style.format("{:.1e}", subset=pd.IndexSlice[["max_abs_diff"], :])
-                .format("{:.0f}", subset=pd.IndexSlice[["pairs"], :]))
-        display(Markdown(
-            f"**Table 6.** The same (source, target) pairs scored by this tool and by the Scoring chapter: the "
-            f"largest absolute difference per metric over {int(agreement['pairs'].max())} pairs. The two share "
-            "the metrics but not the code that reads the images and builds the models; on the same images, "
-            "input size and candidates they agree to rounding (largest difference "
-            f"{agreement['max_abs_diff'].max():.1e})."))
-
 # %% [markdown]
 # ## Summary
 # - `helpers.rank` ranks any mix of candidates (the project's sources, torchvision architectures with ImageNet or
@@ -338,8 +326,9 @@ else:
 # - Candidates that cannot be had here (ImageNet weights offline) stay in the table with the reason.
 # - On BUSI, Table 2 and Figure 1 show the recommended candidate and how often the bootstrap agrees; the metrics
 #   disagree with each other (Table 3), which is why the recommendation combines three of them.
-# - On the MedMNIST targets the tool reproduces the Scoring chapter's scores (Table 6), and its recommendation
-#   can be set against fine-tuning (Tables 4 and 5); on the quick profile that comparison is illustrative.
+# - On the MedMNIST targets the tool scores with the Scoring chapter's own kernel (`helpers.scoring.score_model`),
+#   and its recommendation can be set against fine-tuning (Tables 4 and 5); on the quick profile that comparison
+#   is illustrative.
 #
 # ## What's next
 # Run it on your own data: `python -m helpers.rank --target my_images/ --candidates ... --out ranking.csv`

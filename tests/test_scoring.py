@@ -8,6 +8,7 @@ import torch
 
 from helpers import scoring as S
 from helpers.runner import Stage
+from helpers.stages import scoring as scoring_stage
 
 
 @pytest.fixture()
@@ -23,7 +24,7 @@ def tiny_profile():
 
 def test_scoring_rows_skip_and_resume(tiny_profile, tmp_path, shared_data_root, monkeypatch):
     # "breastmnist" has no checkpoint in tmp_path: it is unavailable, recorded with its reason
-    table = S.run_scoring(tiny_profile, ["random", "breastmnist"], ["breastmnist"], tmp_path,
+    table = scoring_stage.run_scoring(tiny_profile, ["random", "breastmnist"], ["breastmnist"], tmp_path,
                           root=shared_data_root, device="cpu", progress=False)
     assert list(table.columns) == S.COLUMNS
     assert (tmp_path / "scores.csv").is_file()
@@ -55,10 +56,8 @@ def test_scoring_rows_skip_and_resume(tiny_profile, tmp_path, shared_data_root, 
     def boom(*a, **k):
         raise AssertionError("a finished unit was recomputed")
 
-    from helpers.stages import scoring as scoring_stage
-
     monkeypatch.setattr(scoring_stage, "score_unit", boom)
-    again = S.run_scoring(tiny_profile, ["random", "breastmnist"], ["breastmnist"], tmp_path,
+    again = scoring_stage.run_scoring(tiny_profile, ["random", "breastmnist"], ["breastmnist"], tmp_path,
                           root=shared_data_root, device="cpu", progress=False)
     pd.testing.assert_frame_equal(again.drop(columns="seconds"), table.drop(columns="seconds"))
 
@@ -119,8 +118,79 @@ def test_segmentation_encoder_source_skips_source_head_metrics(tiny_profile, tmp
     torch.manual_seed(0)
     path = save_segmentation_checkpoint(UNet(2, decoder_channels=(32, 16, 16, 8, 8)), tmp_path / "seg_busi")
     profile = {**tiny_profile, "metrics": ["logme", "leep", "nce"]}
-    table = S.run_scoring(profile, [str(path)], ["breastmnist"], tmp_path / "res", root=shared_data_root,
+    table = scoring_stage.run_scoring(profile, [str(path)], ["breastmnist"], tmp_path / "res", root=shared_data_root,
                           device="cpu", progress=False).set_index("metric")
     assert table.loc["logme", "status"] == "ok" and np.isfinite(table.loc["logme", "score"])
     for m in ("leep", "nce"):
         assert table.loc[m, "status"] == "skipped" and "no classification head" in table.loc[m, "reason"]
+
+
+def test_moved_stage_names_warn_and_forward():
+    from helpers.segmentation import scoring as SS
+    from helpers.stages import segmentation as seg_stage
+
+    with pytest.warns(DeprecationWarning, match="helpers.stages.scoring.run_scoring"):
+        assert S.run_scoring is scoring_stage.run_scoring
+    with pytest.warns(DeprecationWarning, match="moved to helpers.stages.scoring"):
+        assert S.set_level_comparison is scoring_stage.set_level_comparison
+    with pytest.warns(DeprecationWarning, match="helpers.stages.segmentation.run_segmentation_scoring"):
+        assert SS.run_segmentation_scoring is seg_stage.run_segmentation_scoring
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        S.nope
+
+
+def _features(n=40, d=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    return {"features": torch.randn(n, d, generator=g) + y[:, None].float(), "logits": torch.randn(n, 3, generator=g)}, y
+
+
+def test_kernel_scores_every_metric_and_records_why_not():
+    inputs, y = _features()
+    calls = {"fu": lambda: (_ for _ in ()).throw(S.Inapplicable("no model here", "unavailable")),
+             "mine": lambda: float("inf")}
+    out = S.score_model(["logme", "leep", "ncti_parts", "lp", "ncti", "nope", "fu", "mine", "gbc"], inputs, y,
+                        source_head=False, per_sample=("lp",), calls=calls,
+                        options={"gbc": {"gaussian": "no such form"}})
+    assert list(out) == ["logme", "leep", "ncti_parts", "lp", "ncti", "nope", "fu", "mine", "gbc"]
+    assert out["logme"].status == "ok" and out["logme"].score == pytest.approx(
+        float(S.REGISTRY["logme"].fn(inputs["features"], y)))
+    assert out["leep"].status == "skipped" and out["leep"].reason == S.NO_LOGITS
+    assert out["ncti_parts"].status == "ok" and set(out["ncti_parts"].parts) == {"seli", "ncc", "vc"}
+    assert np.isnan(out["ncti_parts"].score)
+    assert out["lp"].terms.shape == (40,) and out["lp"].score == float(np.nanmean(out["lp"].terms))
+    for m in ("ncti", "nope"):  # set-level and unknown names are not the kernel's
+        assert out[m].status == "skipped" and "not a registered pairwise metric" in out[m].reason
+    assert (out["fu"].status, out["fu"].reason, out["fu"].seconds) == ("unavailable", "no model here", 0.0)
+    assert out["mine"].status == "nan" and out["mine"].reason == S.NON_FINITE
+    assert out["gbc"].status == "error" and out["gbc"].reason.startswith("ValueError")
+    multi = S.score_model(["leep", "logme"], inputs, torch.stack([y, 1 - y], 1), multilabel=True)
+    assert multi["leep"].reason == S.MULTILABEL and multi["logme"].status == "ok"
+
+
+def test_combine_is_the_registrys_set_level_metric():
+    lp, fu = {"a": 0.7, "b": 0.5, "c": 0.9}, {"a": 2.0, "b": 1.0, "c": 3.0}
+    got = S.combine("lp_fu", {s: {"lp": lp[s], "fu": fu[s]} for s in lp})
+    assert got == S.REGISTRY["lp_fu"].fn(lp, fu)
+    with pytest.raises(ValueError, match="not a set-level metric"):
+        S.combine("logme", {})
+
+
+def test_feature_cache_round_trip(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"features": np.ones((3, 2), np.float32), "logits": np.zeros((3, 4)), "labels": np.arange(3)}
+
+    cache = S.FeatureCache(tmp_path / "entry")
+    first, hit = cache.get(compute)
+    again, hit2 = cache.get(compute)
+    assert (hit, hit2, len(calls)) == (False, True, 1)
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    (tmp_path / "entry" / "logits.npy").write_bytes(b"damaged")
+    assert cache.read() is None  # recomputed, not an error
+    meta = S.FeatureCache(tmp_path / "m", meta=True)
+    meta.write(compute(), {"a": 1})
+    meta.write_meta({"a": 2})
+    assert meta.read()[1] == {"a": 2} and S.FeatureCache(None).read() is None

@@ -11,6 +11,7 @@ from helpers import segmentation as S
 from helpers.metrics.ccfv import ccfv_parts
 from helpers.scoring import COLUMNS, score_tables
 from helpers.segmentation import scoring as SS
+from helpers.stages import segmentation as seg_stage
 
 
 def _tiny_profile():
@@ -30,7 +31,7 @@ def bank(tmp_path_factory, shared_data_root):
     out = tmp_path_factory.mktemp("segbank")
     p = _tiny_profile()
     S.run_segmentation_pretraining(p, out, shared_data_root, device="cpu", progress=False)
-    scores = SS.run_segmentation_scoring(p, out, shared_data_root, device="cpu", progress=False)
+    scores = seg_stage.run_segmentation_scoring(p, out, shared_data_root, device="cpu", progress=False)
     return p, out, scores
 
 
@@ -58,7 +59,7 @@ def test_same_pixels_for_every_source_and_resume(bank, shared_data_root):
         assert len(notes) == 1, notes  # the pixel sample depends on the target masks only
     units = sorted((out / "segmentation_scoring" / "units").glob("*.json"))
     mtimes = [u.stat().st_mtime_ns for u in units]
-    again = SS.run_segmentation_scoring(p, out, shared_data_root, device="cpu", progress=False)
+    again = seg_stage.run_segmentation_scoring(p, out, shared_data_root, device="cpu", progress=False)
     assert [u.stat().st_mtime_ns for u in units] == mtimes  # nothing recomputed
     assert again.equals(scores) or np.allclose(again["score"].fillna(0), scores["score"].fillna(0))
 

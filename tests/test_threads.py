@@ -15,13 +15,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # In the child: the state helpers decided, what libgomp itself read (OMP_DISPLAY_ENV=VERBOSE prints its spin count
-# on stderr when torch loads it), and the torch thread counts seen inside a metric and a training step while
+# on stderr when torch loads it), and the torch thread counts seen inside a metric run by the scoring kernel
+# (which applies the thread policy; the metric functions carry none) and a training step while
 # idle_cores() reports a busy machine (1 idle core).
 PROBE = """
 import json, os, sys
 {imports}
 from helpers import threads
 from helpers.metrics import pairwise
+from helpers.scoring import call_metric
 from helpers.training import Run, RunConfig
 
 torch.set_num_threads(2)
@@ -33,7 +35,7 @@ def spy(*a, **k):
     return prepare(*a, **k)
 pairwise.prepare = spy
 g = torch.Generator().manual_seed(0)
-pairwise.logme(torch.randn(40, 8, generator=g), torch.arange(40) % 2)
+call_metric("logme", {{"features": torch.randn(40, 8, generator=g)}}, torch.arange(40) % 2)  # the kernel's call
 
 class Probe(torch.nn.Module):
     def __init__(self):

@@ -33,6 +33,9 @@ function                                        inputs           notes
 Set-level (dict source -> parts/values, returns dict source -> float): ``ncti``, ``etran``, ``lp_fu``.
 ``REGISTRY`` / ``list_metrics()`` / ``score(name, **inputs)`` describe and dispatch all of them.
 All scores are "higher = better" (see each docstring; ``REGISTRY[name].higher_is_better``).
+
+The functions here carry no thread policy: the scoring kernel (:func:`helpers.scoring.score_model`,
+:func:`helpers.scoring.call_metric`) and :func:`score` run them under :func:`helpers.threads.fair_threads`.
 """
 from .ccfv import (CCFVParts, PixelSample, SampleRows, ccfv, ccfv_parts, class_consistency, feature_variety,
                    gather_pixels, gaussian_bhattacharyya, gaussian_kl, gaussian_w2, sample_pixels, sample_rows,

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import torch
 
-from ..threads import fair_threads
+from ..models import full_precision
 from ._common import finite_float, to_tensor
 
 __all__ = ["fu", "fu_batches", "triplet_margin_grad", "BATCHING", "resolve_layer", "cudnn_settings"]
@@ -121,7 +121,6 @@ def _embed(model, x):
     return emb if emb.ndim == 2 else emb.flatten(1)
 
 
-@fair_threads()
 def fu(model: torch.nn.Module, first_layer, second_layer, images, labels, *, n_batches: int = 6,
        device=None, cudnn_enabled: bool = False, batching: str = "stratified", seed: int = 0,
        micro_batch: int | None = 16) -> float:
@@ -175,8 +174,6 @@ def fu(model: torch.nn.Module, first_layer, second_layer, images, labels, *, n_b
     in IEEE float32 (TF32 off, :func:`helpers.models.full_precision`).
     """
     from pytorch_metric_learning.losses import TripletMarginLoss
-
-    from ..models import full_precision
 
     l1 = resolve_layer(model, first_layer)
     l2 = resolve_layer(model, second_layer)

@@ -5,7 +5,6 @@ import math
 
 import torch
 
-from ..threads import fair_threads
 from ._common import finite_float, prepare
 from ._linalg import pca
 
@@ -103,7 +102,6 @@ class GaussianMixture:
         return torch.exp(lp - torch.logsumexp(lp, dim=1, keepdim=True))
 
 
-@fair_threads()
 def nleep(features, labels, *, component_ratio: int = 5, variance: float = 0.8, pca_dim: int | None = None,
           log: bool = False, random_state: int = 42) -> float:
     """NLEEP (Gaussian LEEP): LEEP with the source head replaced by a Gaussian mixture on the features.

@@ -23,7 +23,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..threads import fair_threads
 from ._common import finite_float, prepare
 from ._linalg import pca, randomized_pca_numpy
 
@@ -93,7 +92,6 @@ def _label_rdm_numpy(Y: torch.Tensor) -> np.ndarray:
     return 1 - np.corrcoef(Y.detach().cpu().numpy())
 
 
-@fair_threads()
 def parc(features, labels, *, n_dims: int = 32, random_state: int = 1919, max_exact: int = 5000,
          subsample_seed: int = 0, label_rdm: str = "exact", backend: str = "torch", sign: str = "v") -> float:
     """PARC: Spearman correlation (x100) between the feature and label dissimilarity matrices.
@@ -232,7 +230,6 @@ def _query_subset(p, n: int, seed: int):
     return idx, w
 
 
-@fair_threads()
 def knn_accuracy(features, labels, k: int = 5, *, max_exact: int = 10_000, subsample_seed: int = 0,
                  per_sample: bool = False):
     """Leave-one-out k-nearest-neighbour accuracy of the frozen features (Euclidean, majority vote).
@@ -344,7 +341,6 @@ def _stratified_subset(y: torch.Tensor, C: int, n: int, seed: int) -> torch.Tens
     return torch.sort(torch.cat(parts)).values.to(y.device)
 
 
-@fair_threads()
 def lp(features, labels, *, n_components: int = 50, random_state: int = 42, k: int = 5,
        nca_max_n: int = 3000, max_exact: int = 10_000, subsample_seed: int = 0, per_sample: bool = False):
     """LP (label propagation proxy of [D]): NCA to ``n_components`` dims, then a ``k``-NN classifier fitted

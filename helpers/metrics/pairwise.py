@@ -11,7 +11,6 @@ from typing import NamedTuple
 
 import torch
 
-from ..threads import fair_threads
 from ._common import check_logits, finite_float, prepare, to_tensor
 from ._linalg import (emp_cov, gen_eigh, lda_fit, lda_svd_fit, ledoit_wolf, pca, power_top_eig, shrink,
                       within_cov)
@@ -22,7 +21,6 @@ __all__ = ["logme", "leep", "nce", "sfda", "sfda_reference", "SFDA_REMEDIES", "S
 
 # ------------------------------------------------------------------------------------------------ LogME
 
-@fair_threads()
 def logme(features, labels) -> float:
     """LogME: log marginal evidence of a Bayesian linear model from features to one-hot labels.
 
@@ -87,7 +85,6 @@ def _labels_for_logits(logits, labels, metric):
     return p.X, p.y, p.C
 
 
-@fair_threads()
 def leep(logits, labels) -> float:
     """LEEP: log expected empirical prediction of the source head on the target.
 
@@ -108,7 +105,6 @@ def leep(logits, labels) -> float:
     return finite_float(torch.log(val.clamp_min(torch.finfo(val.dtype).tiny)).mean(), "leep")
 
 
-@fair_threads()
 def nce(logits, labels) -> float:
     """NCE: negative conditional entropy -H(Y | Z) of target labels given the source head's hard predictions.
 
@@ -147,7 +143,6 @@ SFDA_REMEDIES = (None, "pca16", "pca32", "pca64", "pca128", "crossfit")
 SFDA_DEFAULT_REMEDY = "pca64"
 
 
-@fair_threads()
 def sfda(features, labels, *, remedy: str | int | None = SFDA_DEFAULT_REMEDY, random_state: int = 0) -> float:
     """SFDA: self-challenging Fisher discriminant analysis score (mean p(y|x) after ConfMix).
 
@@ -251,7 +246,6 @@ class NCTIParts(NamedTuple):
     vc: float
 
 
-@fair_threads()
 def ncti_parts(features, labels, *, n_components: int = 64, random_state: int = 42) -> NCTIParts:
     """NCTI parts (seli, ncc, vc): neural-collapse proximity of the frozen features.
 
@@ -295,7 +289,6 @@ def _cov_unbiased(X):
     return Xc.T @ Xc / (X.shape[0] - 1)
 
 
-@fair_threads()
 def h_score(features, labels) -> float:
     """H-score: tr(cov(f)^+ cov(E[f|y])), the inter-class variance explained in the whitened feature space.
 
@@ -311,7 +304,6 @@ def h_score(features, labels) -> float:
     return finite_float(torch.trace(pinv @ covg), "h_score")
 
 
-@fair_threads()
 def regularized_h_score(features, labels) -> float:
     """Shrinkage-regularised H-score: tr(Sigma_LW^+ (1 - a) cov(E[f|y])) with Ledoit-Wolf shrinkage a.
 
@@ -328,7 +320,6 @@ def regularized_h_score(features, labels) -> float:
 
 # -------------------------------------------------------------------------------------------------- GBC
 
-@fair_threads()
 def gbc(features, labels, *, gaussian: str = "spherical", pca_dim: int | None = None,
         random_state: int = 42, ddof: int = 0) -> float:
     """GBC: Gaussian Bhattacharyya coefficient, -sum_{i != j} exp(-BD(class i, class j)).
@@ -378,7 +369,6 @@ def _logdet_spd(A):
     return 2 * torch.log(torch.diagonal(L)).sum()
 
 
-@fair_threads()
 def transrate(features, labels, *, eps: float = 1e-4, variant: str = "official") -> float:
     """TransRate: coding rate of the features minus their class-conditional coding rate (mutual information
     proxy between features and labels). Higher is better.
@@ -422,7 +412,6 @@ class ETranParts(NamedTuple):
     svd: float
 
 
-@fair_threads()
 def etran_parts(features, labels, *, lda: str = "sfda") -> ETranParts:
     """ETran parts (energy, lda, svd).
 

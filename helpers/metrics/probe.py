@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from ..threads import fair_threads
 from ._common import finite_float, prepare
 
 __all__ = ["linear_probe"]
@@ -44,7 +43,6 @@ def _folds(y: torch.Tensor, n_splits: int, seed: int, multilabel: bool, groups=N
     return fold.to(y.device)
 
 
-@fair_threads()
 def linear_probe(features, labels, *, n_splits: int = 5, l2: float = 1.0, max_iter: int = 30,
                  random_state: int = 0, per_sample: bool = False, groups=None):
     """Cross-validated accuracy of an L2-regularised logistic regression on standardised frozen features.

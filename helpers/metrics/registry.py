@@ -5,6 +5,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..threads import fair_threads
 from .ccfv import ccfv as _ccfv_fn, ccfv_parts as _ccfv_parts_fn
 from .fu import fu as _fu_fn
 from . import gmm, neighbours, pairwise, probe, setlevel
@@ -96,4 +97,5 @@ def score(name: str, **inputs):
     missing = [k for k, v in params.items() if v.default is inspect.Parameter.empty and k not in kwargs]
     if missing:
         raise ValueError(f"{name} needs {missing} (inputs: {m.inputs})")
-    return m.fn(**kwargs)
+    with fair_threads():  # the thread policy applies where a metric is run, not on each metric function
+        return m.fn(**kwargs)

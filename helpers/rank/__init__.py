@@ -15,9 +15,10 @@ What it does, per candidate (:mod:`helpers.rank.candidates` says what a candidat
 
 1. the target images are resized and normalised on the device for the candidate's own input convention;
 2. penultimate features and source-head logits are extracted once in float32 (:func:`helpers.models.extract`)
-   and cached with FU as ``.npy`` under a hash of (weights, target images, input convention), so a re-run
-   only recomputes the metrics;
-3. every applicable metric of :mod:`helpers.metrics` is computed: the pairwise ones (on a multi-label target
+   and cached with FU as ``.npy`` under a hash of (weights, target images, input convention)
+   (:class:`helpers.scoring.FeatureCache`), so a re-run only recomputes the metrics;
+3. every applicable metric of :mod:`helpers.metrics` is computed by the scoring kernel the scoring stage uses
+   (:func:`helpers.scoring.score_model`): the pairwise ones (on a multi-label target
    only those that support it: ``logme``, ``parc``, ``knn_accuracy``, ``linear_probe``), FU from the model,
    the set-level ones across the candidates (``ncti``, ``etran``, [D]'s ``lp_fu``), the supervised
    baselines (``knn_accuracy``, ``linear_probe``) and the target-agnostic ones (``num_params``,
@@ -44,7 +45,7 @@ that cannot be had here becomes ``unavailable`` (weights offline, file missing, 
 rows with the reason, and the others are ranked.
 """
 from .candidates import Candidate, CandidateError, parse_candidate, parse_candidates, preprocessing
-from .ranking import (AGNOSTIC, agreement_with_scoring, COLUMNS, DEFAULT_RECOMMEND, RECOMMENDATION, MetricError, RankResult,
+from .ranking import (AGNOSTIC, COLUMNS, DEFAULT_RECOMMEND, RECOMMENDATION, MetricError, RankResult,
                       bootstrap_ranks, default_metrics, mean_rank, profile_candidates, rank_models, ranking_tables,
                       resolve_metrics)
 from .targets import (RankInputError, Target, TargetError, TargetImages, decode_images, load_target,
@@ -53,6 +54,6 @@ from .targets import (RankInputError, Target, TargetError, TargetImages, decode_
 __all__ = [
     "rank_models", "RankResult", "load_target", "write_image_folder", "write_busi_folder", "Target", "TargetImages", "decode_images", "parse_candidate",
     "parse_candidates", "Candidate", "preprocessing", "default_metrics", "resolve_metrics", "mean_rank",
-    "bootstrap_ranks", "profile_candidates", "agreement_with_scoring", "ranking_tables", "RankInputError", "TargetError", "CandidateError", "MetricError", "DEFAULT_RECOMMEND",
+    "bootstrap_ranks", "profile_candidates", "ranking_tables", "RankInputError", "TargetError", "CandidateError", "MetricError", "DEFAULT_RECOMMEND",
     "AGNOSTIC", "COLUMNS", "RECOMMENDATION",
 ]

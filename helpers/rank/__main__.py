@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+
+# helpers (and with it helpers.threads' passive OpenMP waiting) is imported before this module runs
+from ..paths import results_root
+from ..training import sources_dir
+from . import DEFAULT_RECOMMEND, RankInputError, load_target, rank_models
+from .candidates import parse_candidates
+from .ranking import resolve_metrics
 
 EPILOG = """\
 targets:    a folder with one sub-folder per class; an .npz with 'images' and 'labels'; a .csv with a path
@@ -65,12 +71,6 @@ def main(argv=None) -> int:
                         "(counted in the target's description) instead of stopping at the first")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-    from . import DEFAULT_RECOMMEND, RankInputError, load_target, rank_models
-    from .candidates import parse_candidates
-    from .ranking import resolve_metrics
-
     out = Path(args.out)
     cache = None if (args.cache_dir or "").lower() == "none" else (args.cache_dir or out.parent / "rank_cache")
     try:
@@ -78,9 +78,6 @@ def main(argv=None) -> int:
         resolve_metrics(args.metrics, args.recommend or DEFAULT_RECOMMEND)
         sources = args.sources_dir
         if sources is None and args.profile:
-            from ..paths import results_root
-            from ..training import sources_dir
-
             sources = sources_dir(results_root(args.profile))
         parse_candidates(args.candidates, sources)
         target = load_target(args.target, max_images=args.max_images or None, seed=args.seed,
@@ -98,8 +95,6 @@ def main(argv=None) -> int:
         return 2
     out.parent.mkdir(parents=True, exist_ok=True)
     result.write(out)
-    import pandas as pd
-
     cols = ["name", "score", "rank", "p_first", "rank_low", "rank_high"]
     rec = result.recommendation
     ok = rec[rec["status"] == "ok"]

@@ -2,9 +2,8 @@
 recommendation with a bootstrap interval over the target images. See :mod:`helpers.rank` for the overview."""
 from __future__ import annotations
 
+import difflib
 import json
-import os
-import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -15,10 +14,15 @@ import pandas as pd
 import torch
 
 from .. import models as M
+from ..data import default_device
 from ..metrics import REGISTRY
-from ..metrics import setlevel as SL
+from ..names import is_self
+from ..paths import results_root
 from ..profiles import profile_image_size
 from ..runner import atomic_write_csv, atomic_write_text, config_key
+from ..scoring import (SET_LEVEL, FeatureCache, Inapplicable, Outcome, call_metric, combine, measure,
+                       not_applicable, pairwise_plan, score_model, with_lp_fu)
+from ..stages.pretraining import sources_dir as _sources_dir, union_name
 from . import candidates as CA
 from .order import canonicalize
 from .targets import RankInputError, Target, describe, load_target
@@ -29,7 +33,6 @@ from .targets import RankInputError, Target, describe, load_target
 DEFAULT_RECOMMEND = ("lp_fu", "knn_accuracy", "linear_probe")
 #: metrics with per-image terms (``per_sample=True``): the bootstrap averages them over resampled images
 PER_SAMPLE = ("knn_accuracy", "linear_probe", "lp")
-SET_LEVEL = {"ncti": "ncti_parts", "etran": "etran_parts", "lp_fu": None}
 #: target-agnostic baselines: name -> (higher is better, what it is)
 AGNOSTIC = {
     "num_params": (True, "parameters of the backbone (the model without the layer fine-tuning replaces); "
@@ -142,8 +145,6 @@ def resolve_metrics(metrics=None, recommend=DEFAULT_RECOMMEND) -> tuple[list[str
     """``(metrics, recommend)`` checked: :class:`MetricError` for unknown names (with close ones); the
     recommendation's metrics are added to the list when missing, and ``lp_fu`` when ``lp`` and ``fu`` are
     both listed (as the scoring stage does)."""
-    import difflib
-
     if isinstance(metrics, str):
         metrics = [m for m in metrics.split(",") if m.strip()]
     if isinstance(recommend, str):
@@ -158,10 +159,7 @@ def resolve_metrics(metrics=None, recommend=DEFAULT_RECOMMEND) -> tuple[list[str
                    " (a segmentation metric: see helpers.segmentation)" if m in REGISTRY else
                    f"; did you mean {', '.join(close)}?" if close else "")
             raise MetricError(f"unknown metric {m!r}{why}; known: {', '.join(known)}")
-    names = list(dict.fromkeys(names + recommend))
-    if "lp" in names and "fu" in names and "lp_fu" not in names:
-        names.append("lp_fu")
-    return names, list(dict.fromkeys(recommend))
+    return with_lp_fu(names + recommend), list(dict.fromkeys(recommend))
 
 
 def higher_is_better(metric: str) -> bool:
@@ -172,61 +170,8 @@ def higher_is_better(metric: str) -> bool:
     return REGISTRY[metric].higher_is_better
 
 
-def _plan(metrics) -> list[str]:
-    """Per-candidate computations: pairwise metrics and the inputs of the set-level ones."""
-    plan = []
-    for m in metrics:
-        if m in SET_LEVEL:
-            plan += [SET_LEVEL[m]] if SET_LEVEL[m] else ["lp", "fu"]
-        elif m not in AGNOSTIC:
-            plan.append(m)
-    return list(dict.fromkeys(plan))
-
-
-def _pairwise(name: str, features, logits, labels, per_sample: bool = False, groups=None):
-    info = REGISTRY[name]
-    inputs = {"features": features, "logits": logits}
-    kwargs = {k: inputs[k] for k in info.inputs}
-    if per_sample:
-        kwargs["per_sample"] = True
-    if groups is not None and name == "linear_probe":
-        kwargs["groups"] = groups  # a volume's slices / a patient's images stay in one fold
-    return info.fn(labels=labels, **kwargs)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # features: extraction and cache
-
-
-def _cache_dir(cache_dir, key: str) -> Path | None:
-    return None if cache_dir is None else Path(cache_dir) / key
-
-
-def _read_cache(folder: Path | None):
-    if folder is None or not (folder / "meta.json").is_file():
-        return None
-    try:
-        arrays = tuple(np.load(folder / f"{n}.npy", allow_pickle=False) for n in ("features", "logits", "labels"))
-        return arrays, json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):  # a damaged entry is recomputed
-        return None
-
-
-def _write_cache(folder: Path | None, arrays, meta: dict) -> None:
-    """Write the entry into a temp folder and rename it into place (atomic; a concurrent writer's entry wins)."""
-    if folder is None:
-        return
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for n, a in zip(("features", "logits", "labels"), arrays):
-        np.save(tmp / f"{n}.npy", a, allow_pickle=False)
-    (tmp / "meta.json").write_text(json.dumps(meta, default=str))
-    try:
-        os.replace(tmp, folder)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class _Candidate:
@@ -242,7 +187,8 @@ class _Candidate:
         self.arch = ident.get("arch")
         self.config = {"format": CACHE_FORMAT, "candidate": ident, "target": target.fingerprint,
                        "image_size": pre["image_size"], "mean": pre["mean"], "std": pre["std"]}
-        self.folder = _cache_dir(cache_dir, config_key(self.config))
+        self.cache = FeatureCache(None if cache_dir is None else Path(cache_dir) / config_key(self.config),
+                                  meta=True)
         self.meta: dict = {}
 
     def model(self):
@@ -258,10 +204,10 @@ class _Candidate:
 
     def arrays(self):
         """(features, logits, labels) as numpy, from the cache when there; sets ``meta`` and ``cached``."""
-        hit = _read_cache(self.folder)
-        if hit is not None and np.array_equal(hit[0][2], self.target.labels):
+        hit = self.cache.read()
+        if hit is not None and np.array_equal(hit[0]["labels"], self.target.labels):
             (arrays, self.meta), self.cached = hit, True
-            return arrays
+            return arrays["features"], arrays["logits"], arrays["labels"]
         model = self.model()
         start = time.perf_counter()
         f, lg, y = M.extract(model, self.dataset(), self.batch_size)
@@ -270,44 +216,42 @@ class _Candidate:
                      "num_params": CA.backbone_parameters(model), "fu": {},
                      "source_head": bool(getattr(model, "has_source_head", True))}
         self.cached = False
-        _write_cache(self.folder, arrays, self.meta)
+        self.cache.write(dict(zip(("features", "logits", "labels"), arrays)), self.meta)
         return arrays
 
-    def fu(self, labels) -> dict:
-        """FU's row fields (score, seconds, status, reason), cached in the entry's meta."""
+    def fu(self, labels) -> Outcome:
+        """FU on the candidate's model (the kernel's ``fu`` call), cached in the entry's meta; the reason names
+        the two layers (also in ``notes["layers"]``)."""
         key = f"seed={self.seed},batches=stratified"
         done = self.meta.get("fu", {}).get(key)
         if done is not None:
-            return {**done, "reason": (done.get("reason") or "") + (" (cached)" if done["status"] == "ok" else "")}
+            return Outcome(done["score"], done["seconds"], done["status"], (done.get("reason") or "") + (
+                " (cached)" if done["status"] == "ok" else ""), notes={"layers": done.get("layers", "")})
+        out = measure(lambda: self._fu(labels))
+        if out.status not in ("unavailable", "skipped"):  # those depend on this machine or the model only
+            self.meta.setdefault("fu", {})[key] = {**out.fields(), **out.notes}
+            self.cache.write_meta(self.meta)
+        return out
+
+    def _fu(self, labels) -> Outcome:
         try:
             model = self.model()
         except M.SourceUnavailable as exc:
-            return {"score": float("nan"), "seconds": 0.0, "status": "unavailable", "reason": exc.reason}
+            raise Inapplicable(exc.reason, "unavailable") from None
         layers = CA.fu_layer_names(model)
         if layers is None:
-            return {"score": float("nan"), "seconds": 0.0, "status": "skipped",
-                    "reason": "FU needs two convolutions; the model has fewer"}
-        t0 = time.perf_counter()
-        try:
-            net = M.penultimate_model(model)
-            first, second = (net.get_submodule(n) for n in layers)
-            ds = self.dataset()
-            # FU's batches from a seeded, class-stratified permutation of the canonical order (a class-sorted
-            # target would otherwise give batches of one class, which hold no triplet); images are prepared
-            # per micro-batch, so memory does not grow with the target
-            value = REGISTRY["fu"].fn(net, first, second, lambda index: ds.batch(index)[0],
-                                      torch.as_tensor(np.asarray(labels), device=ds.device), batching="stratified",
-                                      seed=self.seed)
-            out = {"score": float(value), "seconds": time.perf_counter() - t0, "status": "ok",
-                   "reason": f"layers {layers[0]}, {layers[1]}", "layers": f"{layers[0]}, {layers[1]}"}
-        except Exception as exc:
-            out = {"score": float("nan"), "seconds": time.perf_counter() - t0, "status": "error",
-                   "reason": f"{type(exc).__name__}: {str(exc)[:300]}"}
-            traceback.clear_frames(exc.__traceback__)
-        self.meta.setdefault("fu", {})[key] = out
-        if self.folder is not None and (self.folder / "meta.json").is_file():
-            atomic_write_text(self.folder / "meta.json", json.dumps(self.meta, default=str))
-        return out
+            raise Inapplicable("FU needs two convolutions; the model has fewer")
+        net = M.penultimate_model(model)
+        first, second = (net.get_submodule(n) for n in layers)
+        ds = self.dataset()
+        # FU's batches from a seeded, class-stratified permutation of the canonical order (a class-sorted
+        # target would otherwise give batches of one class, which hold no triplet); images are prepared
+        # per micro-batch, so memory does not grow with the target
+        value = REGISTRY["fu"].fn(net, first, second, lambda index: ds.batch(index)[0],
+                                  torch.as_tensor(np.asarray(labels), device=ds.device), batching="stratified",
+                                  seed=self.seed)
+        named = f"{layers[0]}, {layers[1]}"
+        return Outcome(score=float(value), reason=f"layers {named}", notes={"layers": named})
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -342,10 +286,6 @@ def rank_models(target, candidates, *, metrics=None, recommend=DEFAULT_RECOMMEND
     :class:`MetricError` (all ``ValueError``) for bad input, before any model is loaded. A candidate that
     cannot be had gives ``unavailable`` / ``error`` rows with the reason.
     """
-    from ..data import default_device
-    from ..paths import results_root
-    from ..training import sources_dir as _sources_dir
-
     if sources_dir is None and profile:
         sources_dir = _sources_dir(results_root(profile))
     metrics, recommend = resolve_metrics(metrics, recommend)
@@ -357,7 +297,9 @@ def rank_models(target, candidates, *, metrics=None, recommend=DEFAULT_RECOMMEND
     groups = getattr(tgt, "groups", None)
     device = torch.device(device) if device is not None else default_device()
     labels_t = torch.as_tensor(tgt.labels, device=device)
-    plan = _plan(metrics)
+    plan = pairwise_plan([m for m in metrics if m not in AGNOSTIC])
+    # a volume's slices / a patient's images stay in one fold of the linear probe
+    options = {"linear_probe": {"groups": groups}} if groups is not None else {}
     names = [c.name for c in cands]
     names = [c.spec if names.count(c.name) > 1 else c.name for c in cands]  # same file name twice: full spec
     base_of, units, failed = {}, {}, {}
@@ -399,30 +341,27 @@ def rank_models(target, candidates, *, metrics=None, recommend=DEFAULT_RECOMMEND
             continue
         crow.update(num_params=work.meta.get("num_params"), feature_dim=int(features.shape[1]),
                     extract_seconds=float(work.meta.get("extract_seconds", 0.0)), cached=work.cached)
-        X = torch.from_numpy(features).to(device)
-        L = torch.from_numpy(logits).to(device)
-        feats[c.spec] = (X, L)
-        unit = units[c.spec] = {}
-        for m in plan:
-            if tgt.multilabel and not REGISTRY[m].multilabel:
-                unit[m] = _skipped_multilabel()
-            elif m == "fu":
-                unit[m] = work.fu(tgt.labels)
-                crow["fu_layers"] = unit[m].get("layers", "")
-                if unit[m]["status"] == "ok":
-                    fixed.setdefault("fu", {})[c.spec] = unit[m]["score"]
-            elif "logits" in REGISTRY[m].inputs and not work.meta.get("source_head", True):
-                unit[m] = {"score": float("nan"), "seconds": 0.0, "status": "skipped",
-                           "reason": "the candidate has no classification head of its own (a segmentation "
-                                     "encoder): no source logits"}
-            else:
-                unit[m] = _metric(m, X, L, labels_t, c.spec, per_sample, parts, groups)
+        inputs = feats[c.spec] = {"features": torch.from_numpy(features).to(device),
+                                  "logits": torch.from_numpy(logits).to(device)}
+        scored = score_model(plan, inputs, labels_t, multilabel=tgt.multilabel, per_sample=PER_SAMPLE,
+                             source_head=work.meta.get("source_head", True), options=options,
+                             calls={"fu": lambda: work.fu(tgt.labels)})
+        unit = units[c.spec] = {m: o.fields() for m, o in scored.items()}
+        for m, o in scored.items():  # what the set-level scores and the bootstrap reuse
+            if o.terms is not None:
+                per_sample.setdefault(m, {})[c.spec] = o.terms
+            if o.parts is not None:
+                parts.setdefault(m, {})[c.spec] = o.parts
+        head = work.meta.get("source_head", True)
+        if "fu" in scored and not_applicable("fu", multilabel=tgt.multilabel, source_head=head) is None:
+            crow["fu_layers"] = scored["fu"].notes.get("layers", "")
+            if scored["fu"].status == "ok":
+                fixed.setdefault("fu", {})[c.spec] = scored["fu"].score
         for m, r in _agnostic(c, work.meta).items():
             unit[m] = r
             if r["status"] == "ok":
                 fixed.setdefault(m, {})[c.spec] = r["score"]
-        rows += [{**base, "metric": m, **{k: v for k, v in unit[m].items() if k != "layers"}}
-                 for m in metrics if m not in SET_LEVEL]
+        rows += [{**base, "metric": m, **unit[m]} for m in metrics if m not in SET_LEVEL]
         cand_rows.append(crow)
         del work
 
@@ -467,31 +406,6 @@ def _warnings(tgt: Target, rec: pd.DataFrame, n_boot: int) -> list[str]:
     return out
 
 
-def _metric(m, X, L, labels_t, spec, per_sample, parts, groups=None) -> dict:
-    """One pairwise metric (or parts) of one candidate as row fields; per-image terms and parts are kept."""
-    info = REGISTRY[m]
-    t0 = time.perf_counter()
-    try:
-        if m in PER_SAMPLE:
-            terms = _pairwise(m, X, L, labels_t, per_sample=True, groups=groups).double().cpu().numpy()
-            per_sample.setdefault(m, {})[spec] = terms
-            value = float(np.nanmean(terms))
-        else:
-            value = _pairwise(m, X, L, labels_t, groups=groups)
-        secs = time.perf_counter() - t0
-        if info.returns_parts:
-            parts.setdefault(m, {})[spec] = value
-            return {"score": float("nan"), "seconds": secs, "status": "ok", "reason": ""}
-        value = float(value)
-        ok = bool(np.isfinite(value))
-        return {"score": value, "seconds": secs, "status": "ok" if ok else "nan",
-                "reason": "" if ok else "the metric returned a non-finite value"}
-    except Exception as exc:  # one metric failing on one candidate is recorded, the others go on
-        traceback.clear_frames(exc.__traceback__)
-        return {"score": float("nan"), "seconds": time.perf_counter() - t0, "status": "error",
-                "reason": f"{type(exc).__name__}: {str(exc)[:300]}"}
-
-
 def _agnostic(c: CA.Candidate, meta: dict) -> dict:
     top1 = CA.imagenet_top1(c)
     return {
@@ -504,25 +418,18 @@ def _agnostic(c: CA.Candidate, meta: dict) -> dict:
     }
 
 
-def _skipped_multilabel() -> dict:
-    return {"score": float("nan"), "seconds": 0.0, "status": "skipped",
-            "reason": "multi-label target; the metric needs one class label per image"}
-
-
 def _set_level(metric: str, parts: dict, per_sample: dict, fixed: dict, lp_override: dict | None = None) -> dict:
-    """candidate -> score of a set-level metric over the candidates that have its inputs."""
-    if metric in ("ncti", "etran"):
-        got = parts.get(SET_LEVEL[metric], {})
-        if len(got) < 2:
-            return {}
-        return (SL.ncti if metric == "ncti" else SL.etran)(got)
-    lp = lp_override if lp_override is not None else {c: float(np.nanmean(t))
-                                                      for c, t in per_sample.get("lp", {}).items()}
-    fu = fixed.get("fu", {})
-    both = [c for c in lp if c in fu]
-    if len(both) < 2:
-        return {}
-    return SL.lp_fu({c: lp[c] for c in both}, {c: fu[c] for c in both})
+    """candidate -> score of a set-level metric (:func:`helpers.scoring.combine`) over the candidates that have
+    its inputs; {} with fewer than 2 (a min-max over one candidate says nothing)."""
+    if metric != "lp_fu":
+        name = SET_LEVEL[metric][0]
+        got = {c: {name: p} for c, p in parts.get(name, {}).items()}
+    else:
+        lp = lp_override if lp_override is not None else {c: float(np.nanmean(t))
+                                                          for c, t in per_sample.get("lp", {}).items()}
+        fu = fixed.get("fu", {})
+        got = {c: {"lp": lp[c], "fu": fu[c]} for c in lp if c in fu}
+    return combine(metric, got) if len(got) >= 2 else {}
 
 
 def _set_level_rows(metrics, base_of, units, parts, per_sample, fixed) -> list[dict]:
@@ -536,7 +443,7 @@ def _set_level_rows(metrics, base_of, units, parts, per_sample, fixed) -> list[d
         except Exception as exc:
             values, err = {}, f"{type(exc).__name__}: {str(exc)[:300]}"
         comb = (time.perf_counter() - t0) / max(len(values), 1)
-        inputs = [SET_LEVEL[m]] if SET_LEVEL[m] else ["lp", "fu"]
+        inputs = SET_LEVEL[m]
         for c, unit in units.items():
             row = {**base_of[c], "metric": m}
             spent = sum(float(unit[i]["seconds"]) for i in inputs if i in unit)
@@ -664,23 +571,23 @@ def _recommend(table, recommend, tgt, per_sample, fixed, parts, feats, labels_t,
         def fn(idx):
             it = torch.as_tensor(idx, device=labels_t.device)
             yb = labels_t.index_select(0, it)
+            on = {c: {k: v.index_select(0, it) for k, v in feats[c].items()} for c in ok_cands}
             if m in SET_LEVEL:
-                got = {}
+                name, got = SET_LEVEL[m][0], {}
                 for c in ok_cands:
-                    if c in parts.get(SET_LEVEL[m], {}):
+                    if c in parts.get(name, {}):
                         try:
-                            got[c] = _pairwise(SET_LEVEL[m], feats[c][0].index_select(0, it),
-                                               feats[c][1].index_select(0, it), yb)
+                            got[c] = call_metric(name, on[c], yb)
                         except Exception:
                             pass
                 try:
-                    return _set_level(m, {SET_LEVEL[m]: got}, {}, {})
+                    return _set_level(m, {name: got}, {}, {})
                 except ValueError:
                     return {}
             out = {}
             for c in ok_cands:
                 try:
-                    out[c] = float(_pairwise(m, feats[c][0].index_select(0, it), feats[c][1].index_select(0, it), yb))
+                    out[c] = float(call_metric(m, on[c], yb))
                 except Exception:
                     out[c] = float("nan")
             return out
@@ -766,9 +673,6 @@ def profile_candidates(profile: dict, target: str, image_size: int | None = None
     ``ARCH:random`` / ``ARCH:imagenet`` of the profile's architecture, ``medmnist_union`` as the target's
     leave-target-out union, the others by name; the target's own source is left out, as [D] does. Every
     candidate gets the fine-tuning input size (``@SIZE``), the size the ground truth was fine-tuned at."""
-    from ..names import is_self
-    from ..training import union_name
-
     arch = profile.get("pretraining", {}).get("architecture", "resnet18")
     size = int(image_size or profile_image_size(profile, "finetuning"))
     out = {}
@@ -800,22 +704,3 @@ def ranking_tables(results, source_of=None) -> dict[str, pd.DataFrame]:
         w.index.name, w.columns.name = "source", "target"
         out[m] = w
     return out
-
-
-def agreement_with_scoring(tables: dict, scores: pd.DataFrame) -> pd.DataFrame:
-    """Per metric, how far the rankings' scores (:func:`ranking_tables`) are from the scoring stage's
-    (``results/<profile>/scores.csv``) on the (source, target) pairs both computed: columns ``metric``,
-    ``pairs``, ``max_abs_diff``. The two paths share the metrics but not the code that loads images and models,
-    so on the same images, input size and candidates they should agree to rounding."""
-    from ..scoring import score_tables
-
-    theirs = score_tables(scores)
-    rows = []
-    for m, w in tables.items():
-        if m not in theirs:
-            continue
-        a, b = w.align(theirs[m], join="inner")
-        diff = (a - b).abs().to_numpy().ravel()
-        diff = diff[np.isfinite(diff)]
-        rows.append({"metric": m, "pairs": int(diff.size), "max_abs_diff": float(diff.max()) if diff.size else np.nan})
-    return pd.DataFrame(rows, columns=["metric", "pairs", "max_abs_diff"])

@@ -11,8 +11,9 @@ train subset (the images the ground-truth runs were fine-tuned on). A unit
    the sampled pixels, the outputs of the decoder blocks named in ``scoring.layers`` (bilinearly upsampled to
    the mask size) and the source head's logits. They are cached as ``.npy`` files in the unit's work folder
    (read back with ``allow_pickle=False``);
-3. computes every score of :data:`SCORES` from those arrays. A score that fails for one pair gives a row with
-   ``status == "error"`` and the reason, never a crash.
+3. computes every score of :data:`SCORES` from those arrays with the scoring kernel
+   (:func:`helpers.scoring.score_model`). A score that fails for one pair gives a row with ``status == "error"``
+   and the reason, never a crash.
 
 Scores (all higher = better):
 
@@ -49,8 +50,6 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,9 +57,11 @@ import torch
 import torch.nn.functional as F
 
 from .. import models as M
+from ..compat import forward
 from ..metrics.ccfv import PixelSample, ccfv, ccfv_parts, gather_pixels, sample_pixels
-from ..metrics import gbc, leep, logme, transrate
-from ..scoring import extraction_times as _extraction_times
+from ..paths import require_result
+from ..runner import Stage
+from ..scoring import FeatureCache, Outcome, extraction_table, score_model
 from .training import load_segmentation_source, segmentation_section, target_datasets
 
 #: CC-FV variants: name -> (ccfv_parts keyword arguments, ccfv keyword arguments, layers: "all" | "last")
@@ -153,18 +154,6 @@ def extract_sampled(model, dataset, n: int, sample: PixelSample, layers, batch_s
     return out
 
 
-def _cached(workdir: Path, names, compute) -> tuple[dict, bool]:
-    paths = {n: Path(workdir) / f"{n}.npy" for n in names}
-    if all(p.is_file() for p in paths.values()):
-        return {n: np.load(p, allow_pickle=False) for n, p in paths.items()}, True
-    arrays = compute()
-    for n, p in paths.items():
-        tmp = p.with_name(f".{p.stem}.tmp.npy")
-        np.save(tmp, arrays[n], allow_pickle=False)
-        tmp.replace(p)
-    return arrays, False
-
-
 def _options(metric) -> str:
     """The keyword options of a CC-FV variant (what it changes against ``ccfv``), as JSON; "" otherwise."""
     if metric not in CCFV_VARIANTS:
@@ -195,7 +184,7 @@ def score_unit(config: dict, workdir, profile: dict, results_dir, root=None, dev
         return extract_sampled(model, ds, n, sample, layers, config["batch_size"])
 
     t0 = time.perf_counter()
-    arrays, cached = _cached(Path(workdir), names, compute)
+    arrays, cached = FeatureCache(workdir, names).get(compute)
     rows = [_row(config, "_extract", float(n), time.perf_counter() - t0, "ok",
                  "features loaded from cache" if cached else
                  f"{len(sample.label)} class and {len(sample.global_case)} global pixels of {n} images")]
@@ -218,41 +207,29 @@ def score_unit(config: dict, workdir, profile: dict, results_dir, root=None, dev
     base_y = torch.cat([labels, glabels]).numpy()
     base_y = np.unique(base_y, return_inverse=True)[1].reshape(-1)  # classes absent from the sample dropped
 
-    for name in config["scores"]:
-        t1 = time.perf_counter()
-        try:
-            parts = None
-            if name in CCFV_VARIANTS:
-                pk, ck, which = CCFV_VARIANTS[name]
-                use = layers if which == "all" else [last]
-                by_layer = {layer: layer_parts(layer, pk) for layer in use}
-                value = ccfv(by_layer, **ck)
-                parts = {layer: {"cc": p.cc, "fv": p.fv} for layer, p in by_layer.items()}
-            elif name == "scale_control":
-                value = -float(np.mean([np.log(np.sqrt(np.mean(np.square(arrays[k], dtype=np.float64))))
-                                        for k in layers]))
-            elif name == "leep":
-                value = leep(base_logits, base_y)
-            else:
-                value = {"logme": logme, "transrate": transrate, "gbc": gbc}[name](base_x, base_y)
-            value = float(value)
-            status, reason = ("ok", "") if np.isfinite(value) else ("nan", "the score is not finite")
-            rows.append(_row(config, name, value, time.perf_counter() - t1, status, reason, parts))
-        except Exception as exc:  # one failing score is recorded, the others go on
-            rows.append(_row(config, name, seconds=time.perf_counter() - t1, status="error",
-                             reason=f"{type(exc).__name__}: {str(exc)[:300]}"))
-            traceback.clear_frames(exc.__traceback__)
+    def variant(name):
+        pk, ck, which = CCFV_VARIANTS[name]
+        by_layer = {layer: layer_parts(layer, pk) for layer in (layers if which == "all" else [last])}
+        return Outcome(score=float(ccfv(by_layer, **ck)),
+                       parts={layer: {"cc": p.cc, "fv": p.fv} for layer, p in by_layer.items()})
+
+    def scale_control():
+        return -float(np.mean([np.log(np.sqrt(np.mean(np.square(arrays[k], dtype=np.float64)))) for k in layers]))
+
+    # the baselines are the registry's metrics on the flattened pixels; CC-FV and the control are called here
+    calls = {name: (lambda name=name: variant(name)) for name in CCFV_VARIANTS}
+    calls["scale_control"] = scale_control
+    scored = score_model(config["scores"], {"features": base_x, "logits": base_logits}, base_y, calls=calls)
+    rows += [_row(config, name, o.score, o.seconds, o.status, o.reason, o.parts) for name, o in scored.items()]
     return rows
 
 
 def extraction_times(results_dir) -> pd.DataFrame:
     """Seconds spent extracting (or loading cached) sampled features per (source, target) unit."""
-    return _extraction_times(results_dir, "segmentation_scoring")
+    return extraction_table(Stage("segmentation_scoring", results_dir).collect())
 
 
 def read_segmentation_scores(results_dir) -> pd.DataFrame:
-    from ..paths import require_result
-
     path = require_result(None, "segmentation_scores.csv", results_dir)
     return pd.read_csv(path).fillna({"reason": "", "parts": ""})
 
@@ -266,13 +243,5 @@ def layer_parts_table(scores: pd.DataFrame, metric: str = "ccfv") -> pd.DataFram
     return pd.DataFrame(rows, columns=["source", "target", "layer", "cc", "fv"])
 
 
-#: the stage's functions, importable from here as before (helpers.stages.segmentation imports this module)
-_STAGE_NAMES = ("run_segmentation_scoring", "scoring_configs")
-
-
-def __getattr__(name):
-    if name in _STAGE_NAMES:
-        from ..stages import segmentation as _stage
-
-        return getattr(_stage, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the stage's names that used to be importable from here (helpers.compat.MOVED), with a DeprecationWarning
+__getattr__ = forward(__name__)

@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from .. import models as M
 from ..data import TensorImageDataset, medmnist_info, paper_fold_indices
-from ..trainer import load_flag
 from ..metrics import REGISTRY
-from ..profiles import profile_image_size
-from ..runner import atomic_write_csv, config_key
-from ..scoring import COLUMNS, metric_options, pairwise_plan, profile_metrics, tidy_scores
-from . import inputs, pretraining, throughput
+from ..names import is_self
+from ..profiles import profile_image_size, profile_targets
+from ..runner import Stage, atomic_write_csv, config_key
+from ..scoring import (COLUMNS, SET_LEVEL, FeatureCache, extraction_table, metric_options, pairwise_plan,
+                       profile_metrics, score_model, set_level_rows, tidy_scores)
+from ..trainer import load_flag
+from . import inputs, make_env, pretraining, run_stage, throughput
 from .base import Env, Task, problem_reason, read_problems
 
 NAME = "scoring"
@@ -88,19 +87,6 @@ def target_dataset(config: dict, root=None, device=None, cache=None) -> tuple:
     return d, ds
 
 
-def _cached_arrays(workdir: Path, compute):
-    names = ("features", "logits", "labels")
-    paths = [Path(workdir) / f"{n}.npy" for n in names]
-    if all(p.is_file() for p in paths):
-        return tuple(np.load(p, allow_pickle=False) for p in paths), True
-    arrays = compute()
-    for p, a in zip(paths, arrays):
-        tmp = p.with_name(f".{p.stem}.tmp.npy")
-        np.save(tmp, a, allow_pickle=False)
-        tmp.replace(p)
-    return arrays, False
-
-
 def _row(config, metric, score=float("nan"), seconds=0.0, status="ok", reason="", parts=None):
     opts = (config.get("options") or {}).get(metric)
     return {"source": config["source"], "target": config["target"], "fold": config["fold"], "metric": metric,
@@ -110,7 +96,8 @@ def _row(config, metric, score=float("nan"), seconds=0.0, status="ok", reason=""
 
 
 def score_unit(config: dict, workdir, root=None, device=None, cache=None) -> list[dict]:
-    """Extract once (cached) and compute the unit's metrics; one row per metric (parts rows for set-level)."""
+    """Extract once (cached in ``workdir``) and run the scoring kernel (:func:`helpers.scoring.score_model`) on
+    the unit's metrics; one row per metric (parts rows for the set-level ones), plus the ``_extract`` row."""
     device = torch.device(device or "cpu")
     d, ds = target_dataset(config, root, device, cache)
     model = None
@@ -124,55 +111,29 @@ def score_unit(config: dict, workdir, root=None, device=None, cache=None) -> lis
 
     def compute():
         f, lg, y = M.extract(get_model(), ds, config["batch_size"])
-        return M.to_numpy(f, lg, y)
+        return dict(zip(("features", "logits", "labels"), M.to_numpy(f, lg, y)))
 
     start = time.perf_counter()
-    (features, logits, labels), cached = _cached_arrays(Path(workdir), compute)
+    arrays, cached = FeatureCache(workdir).get(compute)
     extract_s = time.perf_counter() - start
-    multilabel = labels.ndim == 2
-    source_head = M.has_source_head(config["spec"])
+    features, logits, labels = arrays["features"], arrays["logits"], arrays["labels"]
     rows = [_row(config, "_extract", float(len(labels)), extract_s, "ok",
                  "features loaded from cache" if cached else f"features {features.shape}")]
-    inputs = {"features": torch.from_numpy(features).to(device), "logits": torch.from_numpy(logits).to(device),
-              "labels": torch.from_numpy(labels).to(device)}
-    for name in config["metrics"]:
-        info = REGISTRY.get(name)
-        if info is None or info.set_level:
-            rows.append(_row(config, name, status="skipped", reason=f"{name!r} is not a registered pairwise metric"))
-            continue
-        if "logits" in info.inputs and not source_head:
-            rows.append(_row(config, name, status="skipped", reason="the source has no classification head of "
-                                                                    "its own (a segmentation encoder): no source "
-                                                                    "logits"))
-            continue
-        if multilabel and not info.multilabel:
-            rows.append(_row(config, name, status="skipped", reason="multi-label target; the metric needs one "
-                                                                    "class label per image"))
-            continue
-        t0 = time.perf_counter()
-        try:
-            if name == "fu":
-                net = M.penultimate_model(get_model())
-                first, second = M.fu_layers(net, config["arch"])
-                # FU's batches: class-stratified and seeded (fu's default; "given" is [D]'s consecutive
-                # batches), images prepared per micro-batch
-                value = info.fn(net, first, second, lambda index: ds.batch(index)[0], inputs["labels"],
-                                seed=config["seed"], **(config.get("options") or {}).get("fu", {}))
-            else:
-                kwargs = {k: inputs[k] for k in info.inputs}
-                value = info.fn(labels=inputs["labels"], **kwargs, **(config.get("options") or {}).get(name, {}))
-            secs = time.perf_counter() - t0
-            if info.returns_parts:
-                parts = {f: float(getattr(value, f)) for f in value._fields}
-                rows.append(_row(config, name, float("nan"), secs, "ok", "", parts))
-            else:
-                value = float(value)
-                status, reason = ("ok", "") if np.isfinite(value) else ("nan", "the metric returned a non-finite value")
-                rows.append(_row(config, name, value, secs, status, reason))
-        except Exception as exc:  # a metric failing on one pair is recorded, the others go on
-            rows.append(_row(config, name, seconds=time.perf_counter() - t0, status="error",
-                             reason=f"{type(exc).__name__}: {str(exc)[:300]}"))
-            traceback.clear_frames(exc.__traceback__)
+    inputs = {"features": torch.from_numpy(features).to(device), "logits": torch.from_numpy(logits).to(device)}
+    y = torch.from_numpy(labels).to(device)
+    options = config.get("options") or {}
+
+    def fu():
+        net = M.penultimate_model(get_model())
+        first, second = M.fu_layers(net, config["arch"])
+        # FU's batches: class-stratified and seeded (fu's default; "given" is [D]'s consecutive batches),
+        # images prepared per micro-batch
+        return REGISTRY["fu"].fn(net, first, second, lambda index: ds.batch(index)[0], y, seed=config["seed"],
+                                 **options.get("fu", {}))
+
+    scored = score_model(config["metrics"], inputs, y, multilabel=labels.ndim == 2,
+                         source_head=M.has_source_head(config["spec"]), options=options, calls={"fu": fu})
+    rows += [_row(config, name, o.score, o.seconds, o.status, o.reason, o.parts) for name, o in scored.items()]
     return rows
 
 
@@ -181,8 +142,6 @@ def score_unit(config: dict, workdir, root=None, device=None, cache=None) -> lis
 
 
 def _selection(profile: dict, env: Env):
-    from ..profiles import profile_targets
-
     sources = list(env.options.get("sources") or profile["sources"]["dataset"])
     targets = list(env.options.get("targets") or profile_targets(profile, env.data_root))
     return sources, targets, int(env.options.get("fold", 1))
@@ -269,9 +228,7 @@ def run_scoring(profile: dict, sources=None, targets=None, results_dir=None, roo
     """Run (or resume) the scoring units through an engine and return the tidy scores table
     (:data:`helpers.scoring.COLUMNS`), written to ``<results_dir>/scores.csv``. Rows of the helper kinds
     (``_extract``, parts) are dropped from the table; the extraction time is in
-    :func:`helpers.scoring.extraction_times`. With every unit stored this only reads."""
-    from . import run_stage
-
+    :func:`extraction_times`. With every unit stored this only reads."""
     options = {"fold": fold}
     if sources is not None:
         options["sources"] = list(sources)
@@ -280,3 +237,46 @@ def run_scoring(profile: dict, sources=None, targets=None, results_dir=None, roo
     env = run_stage(NAME, profile, results_dir, root, device, progress, engine, options=options,
                     finalize=write, **engine_options)
     return results(env.profile, env)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# reading the stored units
+
+
+def _planned_units(results_dir, stage: str, profile) -> pd.DataFrame:
+    """Stored unit rows of ``stage``: with ``profile`` (a name, path or loaded profile) only those of its planned
+    scoring units, else every unit the folder holds (possibly of earlier configurations)."""
+    if profile is None:
+        return Stage(stage, results_dir).collect()
+    env = make_env(profile, results_dir, progress=False)
+    return current_units(env.profile, env)
+
+
+def extraction_times(results_dir, stage: str = "scoring", profile=None) -> pd.DataFrame:
+    """Seconds spent extracting (or loading cached) features per (source, target) unit of a scoring ``stage``
+    (its ``_extract`` rows); with ``profile``, of that profile's planned classification units only."""
+    return extraction_table(_planned_units(results_dir, stage, profile if stage == "scoring" else None))
+
+
+def set_level_comparison(results_dir, metrics=tuple(SET_LEVEL), profile=None) -> pd.DataFrame:
+    """The set-level scores of a finished scoring stage with the target's own source left out (the default, as
+    [D]) and included (the earlier form) side by side: columns source, target, fold, metric, ``excluded``,
+    ``included``, and each form's rank among the other candidates (1 = best, higher score is better).
+    ``profile``: read only the units of that profile's plan (recommended: a results folder can hold units of
+    earlier configurations)."""
+    units = _planned_units(results_dir, "scoring", profile)
+    if units.empty:
+        return pd.DataFrame(columns=["source", "target", "fold", "metric", "excluded", "included",
+                                     "rank_excluded", "rank_included"])
+    units["parts"] = units.get("parts", pd.Series("", index=units.index)).fillna("")
+    keys = ["source", "target", "fold", "metric"]
+    forms = {}
+    for name, include in (("excluded", False), ("included", True)):
+        rows = pd.DataFrame(set_level_rows(units, list(metrics), include_self=include), columns=COLUMNS)
+        forms[name] = rows.set_index(keys)["score"].rename(name)
+    table = pd.concat(forms.values(), axis=1).reset_index()
+    table = table[[not is_self(s, t) for s, t in zip(table["source"], table["target"])]]
+    table = table.dropna(subset=["excluded", "included"], how="all")
+    for name in forms:
+        table[f"rank_{name}"] = table.groupby(["target", "fold", "metric"])[name].rank(ascending=False)
+    return table.reset_index(drop=True)
