@@ -40,11 +40,10 @@ live in :mod:`helpers.evaluation_trust`; the ground truth's selection rules and 
 (:func:`~helpers.ground_truth.select_ground_truth`, :func:`~helpers.ground_truth.ground_truth_noise`) in
 :mod:`helpers.ground_truth`. Both build on :mod:`helpers.evaluation_core` (the alignment, the weighted tau,
 :func:`correlate` and the bootstrap), as this module does. Their old names ``helpers.evaluation.<name>`` still
-work, with a ``DeprecationWarning`` (:data:`MOVED`).
+work, with a ``DeprecationWarning`` (:data:`helpers.compat.MOVED`).
 """
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Callable, Mapping
 
@@ -63,6 +62,7 @@ from .evaluation_core import (  # noqa: F401  (STAT_COLUMNS, correlate, top1, we
     top1,
     weighted_tau,
 )
+from .compat import forward
 from .names import canonical_name
 from .reliability import one_seed_reliability, replicates_needed, spearman_brown, split_half_reliability  # noqa: F401
 
@@ -449,24 +449,5 @@ def practical_summary(long: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-# ----------------------------------------------------------------------------------------------------
-# old names: the "which metric to trust" functions used to be reached through this module
-
-_TRUST = ("IMAGENET_TRAIN_IMAGES", "RADIMAGENET_IMAGES", "MEDMNIST_2D_FLAGS", "UNION_SOURCES", "medmnist_train_sizes",
-          "training_set_sizes", "static_baseline", "torchvision_imagenet_meta", "architecture_baselines",
-          "loto_prior", "truth_concordance", "bootstrap_differences", "rank_average", "ensembles",
-          "loto_selection", "nested_prior_values", "read_metric_benchmark", "nearest_size", "pareto_front",
-          "cost_quality", "cost_quality_figure")
-_GROUND_TRUTH = ("parse_rule", "select_ground_truth", "ground_truth_noise", "ground_truth_replicates",
-                 "noise_in_differences")
-#: ``helpers.evaluation.<name>`` -> the module that defines ``name`` now (one table; the importing is lazy, so
-#: that this module never imports the ones built on it)
-MOVED = {**dict.fromkeys(_TRUST, "helpers.evaluation_trust"), **dict.fromkeys(_GROUND_TRUTH, "helpers.ground_truth")}
-
-
-def __getattr__(name):
-    if name not in MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(f"helpers.evaluation.{name} is deprecated: import it from {MOVED[name]}", DeprecationWarning,
-                  stacklevel=2)
-    return getattr(importlib.import_module(MOVED[name]), name)
+# old names (helpers.evaluation.<trust name>): helpers.compat.MOVED
+__getattr__ = forward(__name__)
