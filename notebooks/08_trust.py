@@ -629,8 +629,8 @@ own_dir = results_root(cfg["name"])
 own_files = {n: own_dir / n for n in ("ground_truth.csv", "scores.csv", "finetuning.csv", "pretraining.csv")}
 have_own = own_files["ground_truth.csv"].is_file() and own_files["scores.csv"].is_file()
 NA = "—"  # what the text shows where a value could not be computed
-booktext.glue(own_profile=cfg["name"], own_n_targets=NA, own_n_sources=NA, own_runs_per_pair=NA, own_strata=NA,
-              own_ceiling=NA, own_ceiling_low=NA, own_ceiling_high=NA, own_seed_tau=NA, own_seed_pairs=NA)
+own_text = dict(own_profile=cfg["name"], own_n_targets=NA, own_n_sources=NA, own_runs_per_pair=NA, own_strata=NA,
+                own_ceiling=NA, own_ceiling_low=NA, own_ceiling_high=NA, own_seed_tau=NA, own_seed_pairs=NA)
 seed_tau = np.nan
 if not have_own:
     print(f"The results of profile {cfg['name']!r} are not there ({own_dir} has no ground_truth.csv and "
@@ -665,7 +665,7 @@ else:
     own_table = own_boot.assign(kind=pd.Series({m: "baseline" if m in own_base else "metric" for m in own_all}))
     display(own_table.sort_values("mean", ascending=False).rename(index=lab)[["kind", "mean", "ci_low", "ci_high",
                                                                                "p_best"]])
-    booktext.glue(own_n_targets=own_truth.shape[1], own_n_sources=int(own_long["n_sources"].max()))
+    own_text.update(own_n_targets=own_truth.shape[1], own_n_sources=int(own_long["n_sources"].max()))
     if own_files["finetuning.csv"].is_file():
         own_runs = pd.read_csv(own_files["finetuning.csv"])
         strata = [c for c in ("fold", "seed") if c in own_runs.columns and own_runs[c].nunique() > 1]
@@ -674,9 +674,9 @@ else:
                                              seed=seed, strata=strata)
             display(own_noise["summary"].drop(columns="n_targets"))
             oc = own_noise["summary"].loc["min_val_loss"]
-            booktext.glue(own_runs_per_pair=f"{own_runs.groupby(['source', 'target']).size().median():.0f}",
-                          own_strata=", ".join(strata) or "none", own_ceiling=f3(oc["ceiling"]),
-                          own_ceiling_low=f3(oc["ceiling_low"]), own_ceiling_high=f3(oc["ceiling_high"]))
+            own_text.update(own_runs_per_pair=f"{own_runs.groupby(['source', 'target']).size().median():.0f}",
+                            own_strata=", ".join(strata) or "none", own_ceiling=f3(oc["ceiling"]),
+                            own_ceiling_low=f3(oc["ceiling_low"]), own_ceiling_high=f3(oc["ceiling_high"]))
         except ValueError as exc:
             print(f"No noise ceiling: {exc}.")
     seeds_path = own_dir / "ground_truth_seeds.csv"
@@ -692,7 +692,8 @@ else:
             taus += [weightedtau(w[a], w[b])[0] for a, b in combinations(w.columns, 2)]
         if taus:
             seed_tau = float(np.mean(taus))
-            booktext.glue(own_seed_tau=f3(seed_tau), own_seed_pairs=len(taus))
+            own_text.update(own_seed_tau=f3(seed_tau), own_seed_pairs=len(taus))
+booktext.glue(**own_text)
 
 # %% [markdown]
 # **Table 9.** The book's own benchmark (profile {glue:text}`own_profile`, {glue:text}`own_n_targets` targets,
