@@ -33,7 +33,8 @@
 # 7. The book's own benchmark
 # 8. Which metric to trust
 #
-# Every number in the text below is computed in the cell above it; nothing is typed in by hand.
+# Every number in the text is computed in a (hidden) cell above it and glued into the prose; nothing is typed in
+# by hand.
 #
 # ## Prerequisites
 # | Concept | Importance | Notes |
@@ -466,8 +467,8 @@ for s in SCENARIOS:
     own = selection[(s, OWN)]["summary"]
     allp = selection[(s, "+ baselines")]["summary"]
     ensp = selection[(s, "+ ensembles")]["summary"]
-    sglue(s, loto_first=("yes: it is chosen in every fold" if own["focus_chosen"] == own["n_targets"] else
-                         f"not always: it is chosen in {own['focus_chosen']} of {own['n_targets']} folds"),
+    sglue(s, loto_first="yes" if own["focus_chosen"] == own["n_targets"] else "not always",
+          focus_chosen=int(own["focus_chosen"]), loto_folds=int(own["n_targets"]),
           loto_own=f3(own["loto_mean"]), loto_ens_chosen=int(ensp["focus_chosen"]), loto_ens=f3(ensp["loto_mean"]),
           loto_ens_in_sample=f3(ensp["in_sample_mean"]), loto_ens_best=lab(ensp["in_sample_best"]),
           loto_ens_optimism=f3(ensp["optimism"]), loto_all=f3(allp["loto_mean"]),
@@ -478,14 +479,16 @@ for s in SCENARIOS:
 # mean, the mean of the held-out weighted τ of the candidates LOTO chose, their difference (`optimism`) and how
 # often each candidate was chosen.
 #
-# - **dataset**: is LP x FU still first among [D]'s methods when chosen by LOTO? {glue:text}`ds_loto_first`
-#   (held-out mean {glue:text}`ds_loto_own`). With the ensembles in the pool, LOTO picks LP x FU in
+# - **dataset**: is LP x FU still first among [D]'s methods when chosen by LOTO? {glue:text}`ds_loto_first`:
+#   it is chosen in {glue:text}`ds_focus_chosen` of {glue:text}`ds_loto_folds` folds (held-out mean
+#   {glue:text}`ds_loto_own`). With the ensembles in the pool, LOTO picks LP x FU in
 #   {glue:text}`ds_loto_ens_chosen` folds and the held-out mean is {glue:text}`ds_loto_ens` against an in-sample
 #   best of {glue:text}`ds_loto_ens_in_sample` ({glue:text}`ds_loto_ens_best`), optimism
 #   {glue:text}`ds_loto_ens_optimism`. With the baselines too, the held-out mean is {glue:text}`ds_loto_all`,
 #   {glue:text}`ds_loto_all_above` the {glue:text}`ds_loto_own` of choosing among [D]'s methods alone.
 # - **architecture**: is LP x FU still first among [D]'s methods when chosen by LOTO?
-#   {glue:text}`ar_loto_first` (held-out mean {glue:text}`ar_loto_own`). With the ensembles in the pool, LOTO
+#   {glue:text}`ar_loto_first`: it is chosen in {glue:text}`ar_focus_chosen` of {glue:text}`ar_loto_folds` folds
+#   (held-out mean {glue:text}`ar_loto_own`). With the ensembles in the pool, LOTO
 #   picks LP x FU in {glue:text}`ar_loto_ens_chosen` folds and the held-out mean is {glue:text}`ar_loto_ens`
 #   against an in-sample best of {glue:text}`ar_loto_ens_in_sample` ({glue:text}`ar_loto_ens_best`), optimism
 #   {glue:text}`ar_loto_ens_optimism`. With the baselines too, the held-out mean is {glue:text}`ar_loto_all`,
@@ -784,7 +787,6 @@ for s in SCENARIOS:
           separation=T.interval_verdict(diffs[s].at[bb, "ci_low"], diffs[s].at[bb, "ci_high"]),
           best_share=float(max(b.at[bm, "mean"], b.at[bb, "mean"]) / ceil_s),
           plain_baselines="; ".join(parts), picked=int(own["chosen_counts"].get(bm, 0)),
-          loto_folds=int(own["summary"]["n_targets"]), focus_chosen=int(own["summary"]["focus_chosen"]),
           n_sources=span(long[s]["n_sources"]), width=f3(float((b["ci_high"] - b["ci_low"]).median())),
           gap=f3(float(np.subtract(*b["mean"].nlargest(2).to_numpy()))),
           n_sig=int(np.triu(nem[s]["significant"].to_numpy(), 1).sum()), n_pairs=n_methods_s * (n_methods_s - 1) // 2,
