@@ -551,3 +551,34 @@ __all__ = ["IMAGENET_TRAIN_IMAGES", "RADIMAGENET_IMAGES", "MEDMNIST_2D_FLAGS", "
            "select_ground_truth", "ground_truth_noise", "ground_truth_replicates", "noise_in_differences",
            "rank_average", "ensembles", "loto_selection", "nested_prior_values", "read_metric_benchmark",
            "nearest_size", "pareto_front", "cost_quality", "cost_quality_figure"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# verdicts in words, for the Trust chapter's prose (glued into its Markdown). Not in __all__: that list is
+# the table of names helpers.evaluation forwards (helpers.evaluation.MOVED), and these never lived there.
+
+def metric_against_baseline(metric_mean: float, baseline_mean: float) -> str:
+    """How the best metric's mean weighted τ stands against the best baseline's: ``"is ahead of"`` when it is
+    strictly higher, else ``"does not beat"`` (a baseline that ties the metric ranks the sources as well, for
+    free). NaN on either side counts as not ahead."""
+    return "is ahead of" if metric_mean > baseline_mean else "does not beat"
+
+
+def interval_verdict(ci_low: float, ci_high: float) -> str:
+    """A paired bootstrap interval of a difference in words: whether it excludes zero (the data separate the
+    two methods) or includes it (they cannot)."""
+    if ci_low > 0 or ci_high < 0:
+        return "the paired interval of the difference excludes zero"
+    return "the paired interval of the difference includes zero, so the data cannot separate them"
+
+
+def cancellation_verdict(kept: float) -> str:
+    """How much of the ground truth's noise cancels in a paired difference, from ``kept``: the SD of the
+    difference over the SD of one metric's agreement, both over the same re-selected ground truths. Below 0.5
+    the noise largely cancels, below 0.9 in part; from 0.9 up it does not (the metrics rank the sources too
+    differently to move together)."""
+    if kept < 0.5:
+        return "the noise largely cancels between metrics"
+    if kept < 0.9:
+        return "it cancels only in part"
+    return "it does not cancel here, because the metrics rank the sources too differently to move together"

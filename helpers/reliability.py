@@ -68,7 +68,8 @@ from .names import is_self
 
 __all__ = ["COLUMNS", "tidy_replicates", "check_replicates", "balanced_splits", "spearman_brown",
            "replicates_needed", "icc_consistency", "split_half_reliability", "one_seed_reliability",
-           "seed_spread", "read_markdown_table", "subsweep_replicates", "variance_components", "reliability_summary", "split_half_by_size", "SplitHalf", "OneSeed"]
+           "seed_spread", "read_markdown_table", "subsweep_replicates", "variance_components", "reliability_summary", "split_half_by_size", "SplitHalf", "OneSeed",
+           "replicates_text", "rule_verdict", "replication_verdict"]
 
 COLUMNS = ("target", "source", "replicate", "value")
 
@@ -435,3 +436,32 @@ def split_half_by_size(table: pd.DataFrame, method: str = "pearson", exclude_sel
                                                                           sh.per_target["reliability"])]
         rows.append({"n": 2 * h, "target": "all targets", "reliability": sh.overall})
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# verdicts in words, for the chapters' prose (glued into their Markdown)
+
+def replicates_text(n: float) -> str:
+    """The replicates needed (:func:`replicates_needed`) as a word for prose: the integer, or ``"no finite
+    number of"`` when the one-replicate reliability is not above 0 (infinitely many needed)."""
+    return f"{int(n)}" if np.isfinite(n) else "no finite number of"
+
+
+def rule_verdict(reliabilities, required_mean: float, required_each: float) -> bool:
+    """Whether per-target reliabilities meet a rule for a ground truth: at least ``required_mean`` on average
+    over the targets and at least ``required_each`` on every target. Targets without a value (NaN) are
+    skipped, as pandas' mean and min skip them; no value at all fails."""
+    r = pd.Series(reliabilities, dtype=float)
+    return bool(r.notna().any() and r.mean() >= required_mean and r.min() >= required_each)
+
+
+def replication_verdict(value: float, low: float, high: float) -> str:
+    """A reliability measured again on fresh replicates against the interval of an earlier estimate, in words:
+    below it (the earlier value, chosen after seeing it, was an optimistic draw), within it (it holds up), or
+    above it."""
+    if value < low:
+        return ("below the study's interval: the study's value for this protocol, whose learning rate was picked "
+                "after seeing it, was an optimistic draw")
+    if value > high:
+        return "above the study's interval: the study's value was, if anything, pessimistic"
+    return "within the study's interval: the study's value holds up on fresh seeds"

@@ -57,6 +57,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
+from helpers import booktext
 from helpers import reliability as REL
 from helpers.names import is_self
 from helpers.stages import finetuning as F
@@ -84,16 +85,18 @@ ft = cfg["finetuning"]
 grid = pd.DataFrame([{"target": t, "configs": len(finetune_grid(cfg, t)), **{k: sorted({g[k] for g in finetune_grid(cfg, t)})
                                                                                for k in ("lr", "batch_size", "momentum", "weight_decay")}}
                      for t in targets]).set_index("target")
-print(f"epochs {ft['epochs']}, patience {ft.get('patience')}, folds {cfg['data'].get('folds')}, "
-      f"image size {ft['image_size']} px, "
-      f"train images per fold {ft.get('max_train_images') or 'all of the subset'}")
+booktext.glue(ft_profile=cfg["name"], ft_epochs=ft["epochs"], ft_patience=str(ft.get("patience")),
+              ft_folds=str(cfg["data"].get("folds")), ft_image_size=ft["image_size"],
+              ft_train_images=str(ft.get("max_train_images") or "all of the subset"))
 grid
 
 # %% [markdown]
-# One row per target: the number of sweep configurations and the values of each hyperparameter. The paper
-# profile sweeps 120 configurations for 200 epochs with patience 50; the quick profile keeps a real but
-# reduced sweep (two learning rates, a few epochs, the first images of fold 1's training subset) so that the
-# chapter runs on a CPU.
+# **Table 1.** One row per target: the number of sweep configurations and the values of each hyperparameter.
+# Profile {glue:text}`ft_profile` fine-tunes for {glue:text}`ft_epochs` epochs (patience
+# {glue:text}`ft_patience`) on folds {glue:text}`ft_folds`, at {glue:text}`ft_image_size` px, with
+# {glue:text}`ft_train_images` training images per fold. The paper profile sweeps 120 configurations for 200
+# epochs with patience 50; the quick profile keeps a real but reduced sweep (two learning rates, a few epochs,
+# the first images of fold 1's training subset) so that the chapter runs on a CPU.
 
 # %% [markdown]
 # ## Running the fine-tuning units
@@ -111,7 +114,7 @@ table = runs[F.RUN_COLUMNS].sort_values(["target", "source", "lr", "batch_size"]
 table.round(3)
 
 # %% [markdown]
-# One row per fine-tuning run: the source, target, fold and hyperparameters, the epochs that ran and the epoch
+# **Table 2.** One row per fine-tuning run: the source, target, fold and hyperparameters, the epochs that ran and the epoch
 # whose checkpoint was kept (best validation AUC), validation and test AUC, accuracy and loss of that
 # checkpoint, and the seconds the run took (its share of its group's time). All runs are written to
 # `results/<profile>/finetuning.csv`.
@@ -123,7 +126,7 @@ unavailable_pairs = (unavailable.groupby("source").agg(targets=("target", lambda
 unavailable_pairs
 
 # %% [markdown]
-# Sources that could not be fine-tuned here, with the reason (for example ImageNet weights, which cannot be
+# **Table 3.** Sources that could not be fine-tuned here, with the reason (for example ImageNet weights, which cannot be
 # downloaded offline). They are left out of the ground truth rather than stopping the book.
 
 # %% [markdown]
@@ -145,9 +148,10 @@ if axes[0, -1].get_legend():
     sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1), fontsize=7)
 fig.tight_layout()
 plt.show()
-display(Markdown("*Figure: validation loss against test AUC of every fine-tuning run, one panel per target, "
-                 "colour = source, marker = learning rate; circled: the run selected for each source (lowest "
-                 "validation loss).*"))
+
+# %% [markdown]
+# **Figure 1.** Validation loss against test AUC of every fine-tuning run, one panel per target, colour =
+# source, marker = learning rate; circled: the run selected for each source (lowest validation loss).
 
 # %% [markdown]
 # ## The ground-truth table and per-target AUC
@@ -159,7 +163,7 @@ print("wrote", path)
 truth.round(3)
 
 # %% [markdown]
-# The ground truth: one row per source, one column per target, each cell the test AUC of the selected run on
+# **Table 4.** The ground truth: one row per source, one column per target, each cell the test AUC of the selected run on
 # **fold 1**. That is [D]'s ground truth: its `fine-tuning.py` reads the fold-1 subsets only. Running the other
 # four folds and averaging is this project's extension; the paper profile (5 folds) writes both, the fold-1
 # table to `ground_truth.csv` (what the scores are correlated with, as in [D]) and the mean over folds to
@@ -169,11 +173,13 @@ truth.round(3)
 # %% tags=["hide-input"]
 folds_table = F.ground_truth_folds(runs)
 n_folds = int(folds_table["n_folds"].max()) if len(folds_table) else 0
-display(Markdown(f"This profile ran **{n_folds} fold(s)**: " + (
-    "the mean over folds equals the fold-1 table here." if n_folds == 1 else
-    f"the mean over folds differs from fold 1 by up to "
-    f"{(folds_table['mean'] - folds_table['fold1']).abs().max():.3f} AUC; median SD over folds "
-    f"{folds_table['sd'].median():.3f}.")))
+booktext.glue(n_folds=n_folds, folds_effect=(
+    "the mean over folds equals the fold-1 table here" if n_folds == 1 else
+    f"the mean over folds differs from fold 1 by up to {(folds_table['mean'] - folds_table['fold1']).abs().max():.3f} "
+    f"AUC; median SD over folds {folds_table['sd'].median():.3f}"))
+
+# %% [markdown]
+# This profile ran **{glue:text}`n_folds` fold(s)**: {glue:text}`folds_effect`.
 
 # %% tags=["hide-input"]
 seeds = F.ground_truth_seeds(runs)
@@ -191,9 +197,12 @@ axes[0, 0].set_ylabel("test AUC (selected run)")
 fig.tight_layout()
 plt.show()
 n_seeds = int(spread["size"].max())
-display(Markdown(f"*Figure: ground-truth test AUC of each source (mean over {n_seeds} seed(s); bars: SD over "
-                 "seeds), one panel per target, sources sorted by AUC; grey: the target's own flag as source "
-                 "(excluded when correlating), dotted line: chance.*"))
+booktext.glue(n_seeds=n_seeds)
+
+# %% [markdown]
+# **Figure 2.** Ground-truth test AUC of each source (mean over {glue:text}`n_seeds` seed(s); bars: SD over
+# seeds), one panel per target, sources sorted by AUC; grey: the target's own flag as source (excluded when
+# correlating), dotted line: chance.
 
 # %% tags=["hide-input"]
 first_seed = selected[selected["seed"] == selected["seed"].min()] if "seed" in selected else selected
@@ -203,7 +212,7 @@ best_by_target = (first_seed[first_seed["source"] != first_seed["target"]].sort_
 best_by_target.round(3)
 
 # %% [markdown]
-# Per target, the best source under the first seed (the target's own flag excluded) and the hyperparameters of
+# **Table 5.** Per target, the best source under the first seed (the target's own flag excluded) and the hyperparameters of
 # its selected run: what an oracle would have picked, which the transferability scores try to predict without
 # fine-tuning.
 
@@ -234,16 +243,19 @@ if len(between):
     display(between.groupby("target").agg(pairs=("weighted_tau", "size"), sources=("sources", "max"),
                                           tau_mean=("weighted_tau", "mean"), tau_min=("weighted_tau", "min"),
                                           same_best=("same_best", "mean")).round(3))
-    display(Markdown(f"**Table.** Per target, the weighted τ between the source rankings of two seeds (mean and "
-                     f"minimum over the {int(between.groupby('target').size().max())} pairs of seeds) and how "
-                     f"often two seeds agree on the best source. Over all targets the mean is "
-                     f"{between['weighted_tau'].mean():.2f}; the median SD of a source's AUC over seeds is "
-                     f"{spread['std'].median():.3f}, against a median gap of "
-                     f"{spread.groupby('target')['mean'].apply(lambda v: v.sort_values().diff().median()).median():.3f}"
-                     " between neighbouring sources. The Which-metric-to-trust chapter turns this into a noise "
-                     "ceiling for the metrics."))
+    booktext.glue(seed_pairs=int(between.groupby("target").size().max()),
+                  seed_tau=f"{between['weighted_tau'].mean():.2f}", seed_sd=f"{spread['std'].median():.3f}",
+                  seed_gap=f"{spread.groupby('target')['mean'].apply(lambda v: v.sort_values().diff().median()).median():.3f}")
 else:
-    display(Markdown("One seed only: the spread between seeds is not measured on this profile."))
+    print("One seed only: the spread between seeds is not measured on this profile.")
+    booktext.glue(seed_pairs=0, seed_tau="—", seed_sd="—", seed_gap="—")
+
+# %% [markdown]
+# **Table 6.** Per target, the weighted τ between the source rankings of two seeds (mean and minimum over the
+# {glue:text}`seed_pairs` pairs of seeds) and how often two seeds agree on the best source. Over all targets the
+# mean is {glue:text}`seed_tau`; the median SD of a source's AUC over seeds is {glue:text}`seed_sd`, against a
+# median gap of {glue:text}`seed_gap` between neighbouring sources. The Which-metric-to-trust chapter turns this
+# into a noise ceiling for the metrics.
 
 # %% [markdown]
 # ## How reliable is this ground truth?
@@ -264,39 +276,44 @@ else:
 
 # %%
 own = seeds.rename(columns={"seed": "replicate", "test_auc": "value"})
-
-
-def n_text(n):
-    """Seeds needed, as prose: infinite when the one-seed reliability is not above 0."""
-    return f"{int(n)}" if np.isfinite(n) else "no finite number of"
-
-
 n_own = own["replicate"].nunique()
 n_candidates = (own[[not is_self(s, t) for s, t in zip(own["source"], own["target"])]]
                 .groupby("target")["source"].nunique())
 measurable = n_candidates[n_candidates >= 3].index   # a ranking needs at least 3 candidate sources
-if len(measurable) < len(n_candidates):
-    display(Markdown(f"Targets with fewer than 3 candidate sources here, not measured: "
-                     f"{', '.join(f'{t} ({n})' for t, n in n_candidates[n_candidates < 3].items())}."))
+own_rel = None
 if n_own >= 2 and len(measurable):
     own_rel = REL.reliability_summary(own[own["target"].isin(measurable)], level=reliability_level,
                                       n_boot=n_boot, seed=0)
     display(own_rel.round(3))
-    last = own_rel.iloc[-1]
-    display(Markdown(
-        f"**Table.** Reliability of this profile's ground truth (the mean over its {n_own} seeds), per target and "
-        f"over all targets: `split_half` is the split-half reliability of a mean of `n_split` seeds (halves of "
-        f"{int(last['n_split']) // 2} seed(s) each), `r1` the one-seed reliability with its 90 % interval "
-        f"(`r1_low`, `r1_high`), `reliability_now` that value stepped up to the {n_own} seeds that ran, and "
-        f"`needed` the seeds for a reliability of {reliability_level}. Over all targets one seed has a "
-        f"reliability of {last['r1']:.2f} ({last['r1_low']:.2f} to {last['r1_high']:.2f}), the mean of the "
-        f"{n_own} seeds about {last['reliability_now']:.2f}, and {n_text(last['needed'])} seeds would be needed for "
-        f"{reliability_level}; the least reliable target ({own_rel.iloc[:-1].sort_values('r1').iloc[0]['target']}) "
-        f"needs {n_text(own_rel.iloc[:-1]['needed'].max())} seeds."))
+
+# %% tags=["hide-input"]
+if len(measurable) < len(n_candidates):
+    print("Targets with fewer than 3 candidate sources here, not measured: "
+          + ", ".join(f"{t} ({n})" for t, n in n_candidates[n_candidates < 3].items()))
+booktext.glue(n_own=n_own, reliability_level=reliability_level)
+if own_rel is not None:
+    last, per_target_rel = own_rel.iloc[-1], own_rel.iloc[:-1]
+    booktext.glue(own_half=int(last["n_split"]) // 2, own_r1=f"{last['r1']:.2f}", own_r1_low=f"{last['r1_low']:.2f}",
+                  own_r1_high=f"{last['r1_high']:.2f}", own_now=f"{last['reliability_now']:.2f}",
+                  own_needed=REL.replicates_text(last["needed"]),
+                  own_worst=per_target_rel.sort_values("r1").iloc[0]["target"],
+                  own_worst_needed=REL.replicates_text(per_target_rel["needed"].max()))
 else:
-    own_rel = None
-    display(Markdown("One seed only, or too few candidate sources: the reliability of this ground truth cannot "
-                     "be measured here (it needs two seeds or more, `finetuning.seeds`, and 3 sources)."))
+    print("One seed only, or too few candidate sources: the reliability of this ground truth cannot be measured "
+          "here (it needs two seeds or more, `finetuning.seeds`, and 3 sources).")
+    booktext.glue(own_half="—", own_r1="—", own_r1_low="—", own_r1_high="—", own_now="—", own_needed="—",
+                  own_worst="—", own_worst_needed="—")
+
+# %% [markdown]
+# **Table 7.** Reliability of this profile's ground truth (the mean over its {glue:text}`n_own` seeds), per target
+# and over all targets: `split_half` is the split-half reliability of a mean of `n_split` seeds (halves of
+# {glue:text}`own_half` seed(s) each), `r1` the one-seed reliability with its 90 % interval (`r1_low`,
+# `r1_high`), `reliability_now` that value stepped up to the {glue:text}`n_own` seeds that ran, and `needed` the
+# seeds for a reliability of {glue:text}`reliability_level`. Over all targets one seed has a reliability of
+# {glue:text}`own_r1` ({glue:text}`own_r1_low` to {glue:text}`own_r1_high`), the mean of the {glue:text}`n_own`
+# seeds about {glue:text}`own_now`, and {glue:text}`own_needed` seeds would be needed for
+# {glue:text}`reliability_level`; the least reliable target ({glue:text}`own_worst`) needs
+# {glue:text}`own_worst_needed` seeds.
 
 # %% tags=["hide-input"]
 if own_rel is not None:
@@ -323,11 +340,14 @@ if own_rel is not None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     plt.show()
-    display(Markdown(f"*Figure: left, per target and over all targets, the one-seed reliability (ICC(3,1), "
-                     f"90 % interval from resampling sources) and the split-half reliability of the mean over "
-                     f"the seeds that ran; right, the Spearman-Brown prophecy: the reliability of a mean of k seeds "
-                     f"from each target's one-seed reliability; dashed: the {n_own} seed(s) this profile runs, "
-                     f"dotted: the level {reliability_level}.*"))
+else:
+    print("No reliability measured on this profile: no figure.")
+
+# %% [markdown]
+# **Figure 3.** Left, per target and over all targets, the one-seed reliability (ICC(3,1), 90 % interval from
+# resampling sources) and the split-half reliability of the mean over the seeds that ran; right, the
+# Spearman-Brown prophecy: the reliability of a mean of k seeds from each target's one-seed reliability; dashed:
+# the {glue:text}`n_own` seed(s) this profile runs, dotted: the level {glue:text}`reliability_level`.
 
 # %% [markdown]
 # When the profile runs several folds (the paper profile runs [D]'s folds), each fold is another replicate of the
@@ -339,13 +359,17 @@ sel_all = F.select_runs(runs)
 by_fold = (sel_all.groupby(["target", "source", "fold"])["test_auc"].mean().reset_index()
            .rename(columns={"fold": "replicate", "test_auc": "value"}))
 by_fold = by_fold[by_fold["target"].isin(measurable)]
-if by_fold["replicate"].nunique() >= 2:
+n_fold_reps = by_fold["replicate"].nunique()
+booktext.glue(n_fold_reps=n_fold_reps)
+if n_fold_reps >= 2:
     fold_rel = REL.reliability_summary(by_fold, level=reliability_level, n_boot=n_boot, seed=0)
     display(fold_rel.round(3))
-    display(Markdown(f"**Table.** Reliability over the {by_fold['replicate'].nunique()} folds (each fold's "
-                     "value the mean over its seeds), columns as above with folds in place of seeds."))
 else:
-    display(Markdown("This profile runs one fold: no reliability over folds here (the paper profile runs several)."))
+    print("This profile runs one fold: no reliability over folds here (the paper profile runs several).")
+
+# %% [markdown]
+# **Table 8** (profiles with several folds). Reliability over the {glue:text}`n_fold_reps` fold(s) (each fold's
+# value the mean over its seeds), columns as in Table 7 with folds in place of seeds.
 
 # %% [markdown]
 # ### [D]'s ground truth
@@ -367,18 +391,22 @@ d_configs = int(d_runs.groupby(["target", "source"]).size().median())
 d_wd = sorted(d_rep["replicate"].unique())
 d_rel = REL.reliability_summary(d_rep, level=reliability_level, n_boot=n_boot, seed=0)
 display(d_rel.round(3))
-d_last = d_rel.iloc[-1]
-display(Markdown(
-    f"**Table.** [D]'s dataset-transferability sweep, {d_rep['target'].nunique()} targets x "
-    f"{int(d_rel['sources'].iloc[0])} sources, {d_configs} configurations per (source, target) (median), the "
-    f"{len(d_wd)} weight-decay sub-sweeps ({', '.join(f'{x:g}' for x in d_wd)}) as replicates (columns as "
-    f"above). One sub-sweep's selection has a reliability of {d_last['r1']:.2f} "
-    f"({d_last['r1_low']:.2f} to {d_last['r1_high']:.2f}) over all targets, from "
-    f"{d_rel.iloc[:-1]['r1'].min():.2f} ({d_rel.iloc[:-1].sort_values('r1').iloc[0]['target']}) to "
-    f"{d_rel.iloc[:-1]['r1'].max():.2f} ({d_rel.iloc[:-1].sort_values('r1').iloc[-1]['target']})"
-    + (f"; for comparison, one seed of this profile: {own_rel.iloc[-1]['r1']:.2f}. [D]'s replicates differ in "
-       f"weight decay as well as in training noise, and each is the best of about {d_configs // len(d_wd)} long runs "
-       "on whole subsets, so the two numbers are not the same measurement." if own_rel is not None else ".")))
+d_last, d_per = d_rel.iloc[-1], d_rel.iloc[:-1].sort_values("r1")
+booktext.glue(d_targets=d_rep["target"].nunique(), d_sources=int(d_rel["sources"].iloc[0]), d_configs=d_configs,
+              d_n_wd=len(d_wd), d_wd=", ".join(f"{x:g}" for x in d_wd), d_r1=float(d_last["r1"]),
+              d_r1_low=float(d_last["r1_low"]), d_r1_high=float(d_last["r1_high"]), d_r1_min=float(d_per["r1"].min()),
+              d_r1_min_target=d_per.iloc[0]["target"], d_r1_max=float(d_per["r1"].max()),
+              d_r1_max_target=d_per.iloc[-1]["target"], d_runs_per_replicate=d_configs // len(d_wd))
+
+# %% [markdown]
+# **Table 9.** [D]'s dataset-transferability sweep, {glue:text}`d_targets` targets x {glue:text}`d_sources`
+# sources, {glue:text}`d_configs` configurations per (source, target) (median), the {glue:text}`d_n_wd`
+# weight-decay sub-sweeps ({glue:text}`d_wd`) as replicates (columns as in Table 7). One sub-sweep's selection
+# has a reliability of {glue:text}`d_r1:.2f` ({glue:text}`d_r1_low:.2f` to {glue:text}`d_r1_high:.2f`) over all
+# targets, from {glue:text}`d_r1_min:.2f` ({glue:text}`d_r1_min_target`) to {glue:text}`d_r1_max:.2f`
+# ({glue:text}`d_r1_max_target`); for comparison, one seed of this profile: {glue:text}`own_r1`. [D]'s
+# replicates differ in weight decay as well as in training noise, and each is the best of about
+# {glue:text}`d_runs_per_replicate` long runs on whole subsets, so the two numbers are not the same measurement.
 
 # %% [markdown]
 # ### A public benchmark with replicates: [R]'s folds
@@ -393,14 +421,20 @@ r_tidy = pd.DataFrame({"target": r_auc["target"], "source": r_auc["source"] + " 
                        "replicate": r_auc["fold"], "value": r_auc["AUC"]})
 r_rel = REL.reliability_summary(r_tidy, level=reliability_level, n_boot=n_boot, seed=0)
 display(r_rel.round(3))
-r_per = r_rel.iloc[:-1].sort_values("split_half")
-display(Markdown(
-    f"**Table.** [R]'s benchmark, {r_tidy['target'].nunique()} targets x {int(r_rel['sources'].iloc[0])} "
-    f"candidates x {r_tidy['replicate'].nunique()} folds (columns as above, folds in place of seeds). The mean "
-    f"over {int(r_rel['n_split'].iloc[-1])} folds has a split-half reliability of {r_rel.iloc[-1]['split_half']:.2f} "
-    f"over all targets, from {r_per.iloc[0]['split_half']:.2f} ({r_per.iloc[0]['target']}) to "
-    f"{r_per.iloc[-1]['split_half']:.2f} ({r_per.iloc[-1]['target']}); one fold alone "
-    f"{r_rel.iloc[-1]['r1']:.2f} ({r_rel.iloc[-1]['r1_low']:.2f} to {r_rel.iloc[-1]['r1_high']:.2f})."))
+r_per, r_last = r_rel.iloc[:-1].sort_values("split_half"), r_rel.iloc[-1]
+booktext.glue(r_targets=r_tidy["target"].nunique(), r_candidates=int(r_rel["sources"].iloc[0]),
+              r_folds=r_tidy["replicate"].nunique(), r_n_split=int(r_rel["n_split"].iloc[-1]),
+              r_split_half=float(r_last["split_half"]), r_min=float(r_per.iloc[0]["split_half"]),
+              r_min_target=r_per.iloc[0]["target"], r_max=float(r_per.iloc[-1]["split_half"]),
+              r_max_target=r_per.iloc[-1]["target"], r_r1=float(r_last["r1"]), r_r1_low=float(r_last["r1_low"]),
+              r_r1_high=float(r_last["r1_high"]))
+
+# %% [markdown]
+# **Table 10.** [R]'s benchmark, {glue:text}`r_targets` targets x {glue:text}`r_candidates` candidates x
+# {glue:text}`r_folds` folds (columns as in Table 7, folds in place of seeds). The mean over
+# {glue:text}`r_n_split` folds has a split-half reliability of {glue:text}`r_split_half:.2f` over all targets,
+# from {glue:text}`r_min:.2f` ({glue:text}`r_min_target`) to {glue:text}`r_max:.2f` ({glue:text}`r_max_target`);
+# one fold alone {glue:text}`r_r1:.2f` ({glue:text}`r_r1_low:.2f` to {glue:text}`r_r1_high:.2f`).
 
 # %% [markdown]
 # ## The wash-out: training length, data size and the spread between sources
@@ -468,30 +502,49 @@ w = washout
 short, long_ = "P1", "P3"            # 128 images, both learning rates: 3 epochs against 20
 sub3, sub20 = "P2-lr0.001", "P5"     # the whole subset, lr 0.001: 3 epochs against 20
 cheapest = w["cpu_min_needed"].idxmin()
-display(Markdown(
-    f"**Table.** One row per protocol of the study: training images, epochs, learning rate(s), seeds run and "
-    f"the measured CPU minutes per seed (all {study_tables[short]['target'].nunique()} targets x "
-    f"{study_tables[short].groupby('target')['source'].nunique().max()} sources); `source_sd` and `noise_sd` (AUC, mean over "
-    f"targets); the one-seed reliability `r1` with its 90 % interval; the split-half reliability of 4 seeds; "
-    f"`reliability_of_mean` (`r1` stepped up to the seeds run); the seeds and CPU minutes needed for "
-    f"{reliability_level}; and the agreement with {validity_reference}'s ranking, raw and corrected. "
-    f"{w.loc[long_, 'epochs']} epochs instead of {w.loc[short, 'epochs']} shrink the seed noise ({w.loc[short, 'noise_sd']:.3f} to "
-    f"{w.loc[long_, 'noise_sd']:.3f} AUC on {w.loc[short, 'train_images']} images, {w.loc[sub3, 'noise_sd']:.3f} to "
-    f"{w.loc[sub20, 'noise_sd']:.3f} on the whole subset) but also the spread between the sources "
-    f"({w.loc[short, 'source_sd']:.3f} to {w.loc[long_, 'source_sd']:.3f}, and {w.loc[sub3, 'source_sd']:.3f} to "
-    f"{w.loc[sub20, 'source_sd']:.3f}): the benefit of the source washes out as the target's own training "
-    f"takes over, and the one-seed reliability does not follow the noise down (from {w.loc[short, 'r1']:.2f} to "
-    f"{w.loc[long_, 'r1']:.2f} on {w.loc[short, 'train_images']} images, from {w.loc[sub3, 'r1']:.2f} to {w.loc[sub20, 'r1']:.2f} on the "
-    f"whole subset) while each seed costs {w.loc[long_, 'cpu_min_per_seed'] / w.loc[short, 'cpu_min_per_seed']:.1f} "
-    f"and {w.loc[sub20, 'cpu_min_per_seed'] / w.loc[sub3, 'cpu_min_per_seed']:.1f} times as much. The cheapest way "
-    f"to {reliability_level} is **{cheapest}** (training images: {w.loc[cheapest, 'train_images']}, "
-    f"{w.loc[cheapest, 'epochs']} epochs, lr {w.loc[cheapest, 'lr']}): {n_text(w.loc[cheapest, 'seeds_needed'])} "
-    f"seeds, about {w.loc[cheapest, 'cpu_min_needed']:.0f} CPU minutes, against "
-    f"{n_text(w.loc['P1', 'seeds_needed'])} seeds and {w.loc['P1', 'cpu_min_needed']:.0f} minutes for P1, the "
-    f"protocol of the quick profile when the study ran. Its ranking agrees with "
-    f"{validity_reference}'s at {w.loc[cheapest, 'agreement']:.2f} ({w.loc[cheapest, 'agreement_corrected']:.2f} "
-    f"corrected for the unreliability of both): reliability is not validity, since the cheapest reliable protocol "
-    f"is also the one that fine-tunes least."))
+booktext.glue(
+    study_targets=study_tables[short]["target"].nunique(),
+    study_sources=int(study_tables[short].groupby("target")["source"].nunique().max()),
+    validity_reference=validity_reference, short_epochs=int(w.loc[short, "epochs"]),
+    long_epochs=int(w.loc[long_, "epochs"]), short_images=str(w.loc[short, "train_images"]),
+    **{f"{name}_{col}": float(w.loc[p, col]) for name, p in
+       (("short", short), ("long", long_), ("sub3", sub3), ("sub20", sub20))
+       for col in ("noise_sd", "source_sd", "r1")},
+    cost_ratio_short=float(w.loc[long_, "cpu_min_per_seed"] / w.loc[short, "cpu_min_per_seed"]),
+    cost_ratio_sub=float(w.loc[sub20, "cpu_min_per_seed"] / w.loc[sub3, "cpu_min_per_seed"]),
+    cheapest=cheapest, cheapest_images=str(w.loc[cheapest, "train_images"]),
+    cheapest_epochs=int(w.loc[cheapest, "epochs"]), cheapest_lr=str(w.loc[cheapest, "lr"]),
+    cheapest_seeds=REL.replicates_text(w.loc[cheapest, "seeds_needed"]),
+    cheapest_cpu=float(w.loc[cheapest, "cpu_min_needed"]), p1_seeds=REL.replicates_text(w.loc["P1", "seeds_needed"]),
+    p1_cpu=float(w.loc["P1", "cpu_min_needed"]), cheapest_agreement=float(w.loc[cheapest, "agreement"]),
+    cheapest_agreement_corrected=float(w.loc[cheapest, "agreement_corrected"]))
+
+# %% [markdown]
+# **Table 11.** One row per protocol of the study: training images, epochs, learning rate(s), seeds run and the
+# measured CPU minutes per seed (all {glue:text}`study_targets` targets x {glue:text}`study_sources` sources);
+# `source_sd` and `noise_sd` (AUC, mean over targets); the one-seed reliability `r1` with its 90 % interval; the
+# split-half reliability of 4 seeds; `reliability_of_mean` (`r1` stepped up to the seeds run); the seeds and CPU
+# minutes needed for {glue:text}`reliability_level`; and the agreement with
+# {glue:text}`validity_reference`'s ranking, raw and corrected.
+#
+# {glue:text}`long_epochs` epochs instead of {glue:text}`short_epochs` shrink the seed noise
+# ({glue:text}`short_noise_sd:.3f` to {glue:text}`long_noise_sd:.3f` AUC on {glue:text}`short_images` images,
+# {glue:text}`sub3_noise_sd:.3f` to {glue:text}`sub20_noise_sd:.3f` on the whole subset) but also the spread
+# between the sources ({glue:text}`short_source_sd:.3f` to {glue:text}`long_source_sd:.3f`, and
+# {glue:text}`sub3_source_sd:.3f` to {glue:text}`sub20_source_sd:.3f`): the benefit of the source washes out as
+# the target's own training takes over, and the one-seed reliability does not follow the noise down (from
+# {glue:text}`short_r1:.2f` to {glue:text}`long_r1:.2f` on {glue:text}`short_images` images, from
+# {glue:text}`sub3_r1:.2f` to {glue:text}`sub20_r1:.2f` on the whole subset) while each seed costs
+# {glue:text}`cost_ratio_short:.1f` and {glue:text}`cost_ratio_sub:.1f` times as much.
+#
+# The cheapest way to {glue:text}`reliability_level` is **{glue:text}`cheapest`** (training images:
+# {glue:text}`cheapest_images`, {glue:text}`cheapest_epochs` epochs, lr {glue:text}`cheapest_lr`):
+# {glue:text}`cheapest_seeds` seeds, about {glue:text}`cheapest_cpu:.0f` CPU minutes, against
+# {glue:text}`p1_seeds` seeds and {glue:text}`p1_cpu:.0f` minutes for P1, the protocol of the quick profile when
+# the study ran. Its ranking agrees with {glue:text}`validity_reference`'s at
+# {glue:text}`cheapest_agreement:.2f` ({glue:text}`cheapest_agreement_corrected:.2f` corrected for the
+# unreliability of both): reliability is not validity, since the cheapest reliable protocol is also the one
+# that fine-tunes least.
 
 # %% tags=["hide-input"]
 order = sorted(protocols, key=lambda p: (w.loc[p, "epochs"], isinstance(w.loc[p, "train_images"], str), p))
@@ -523,13 +576,15 @@ for ax in axes:
                        f", lr {w.loc[p, 'lr']}" for p in order], fontsize=7, rotation=35, ha="right")
 fig.tight_layout()
 plt.show()
-display(Markdown(f"*Figure: the wash-out, one point or bar per protocol of the study, ordered by epochs and then "
-                 f"training images (tick labels: protocol, epochs, training images, learning rates). Top left: the SD of the sources' AUC against the noise of one seed; top right: the "
-                 f"one-seed reliability with its 90 % interval over sources; bottom left: the CPU minutes (study's measurement "
-                 f"per seed x seeds needed) for a ground truth of reliability {reliability_level}, log scale; bottom right: the "
-                 f"agreement of the protocol's mean-over-seeds ranking with the fullest fine-tuning "
-                 f"({validity_reference}, left empty), raw and corrected for unreliability ({validity_reference}'s "
-                 f"seeds 0-3 are shared with the other protocols).*"))
+
+# %% [markdown]
+# **Figure 4.** The wash-out, one point or bar per protocol of the study, ordered by epochs and then training
+# images (tick labels: protocol, epochs, training images, learning rates). Top left: the SD of the sources' AUC
+# against the noise of one seed; top right: the one-seed reliability with its 90 % interval over sources; bottom
+# left: the CPU minutes (study's measurement per seed x seeds needed) for a ground truth of reliability
+# {glue:text}`reliability_level`, log scale; bottom right: the agreement of the protocol's mean-over-seeds
+# ranking with the fullest fine-tuning ({glue:text}`validity_reference`, left empty), raw and corrected for
+# unreliability ({glue:text}`validity_reference`'s seeds 0-3 are shared with the other protocols).
 
 # %% [markdown]
 # ### The quick profile's protocol, confirmed on fresh seeds
@@ -564,45 +619,58 @@ n_measured = measured.index[measured["meets the rule"]].min() if measured["meets
 pooled = pd.concat([study_tables[fresh_protocol], fresh])
 pooled_by_n = REL.split_half_by_size(pooled).pivot(index="n", columns="target", values="reliability")
 pooled_max = pooled_by_n.loc[pooled_by_n.index.max()]
-pooled_ok = (pooled_max[per_target_cols].mean() >= required_mean) and (pooled_max[per_target_cols].min() >= required_each)
+pooled_ok = REL.rule_verdict(pooled_max[per_target_cols], required_mean, required_each)
 n_prophesied = prophecy.index[prophecy["meets the rule"]].min() if prophecy["meets the rule"].any() else None
 display(fresh_rel.round(3))
 display(measured.round(3))
 cpu_fresh = float(cost.loc[fresh_protocol, "CPU min / seed"])
 r1_fresh, r1_study = fresh_rel.iloc[-1], washout.loc[fresh_protocol]
-text = (
-    f"**Tables.** Top: the reliability of {fresh_protocol} on the {len(fresh_seeds)} fresh seeds "
-    f"({', '.join(map(str, fresh_seeds))}), columns as in the first table of this section: one seed's "
-    f"reliability is {r1_fresh['r1']:.2f} ({r1_fresh['r1_low']:.2f} to {r1_fresh['r1_high']:.2f}) on the fresh "
-    f"seeds, against {r1_study['r1']:.2f} ({r1_study['r1_low']:.2f} to {r1_study['r1_high']:.2f}) on the study's "
-    f"seeds of the same protocol and {washout.loc['P1', 'r1']:.2f} for P1. Bottom: the split-half reliability "
-    f"of the mean of n fresh seeds, measured (halves of n/2 seeds), per target, over all targets (Spearman-Brown "
-    f"of the mean correlation), the mean and minimum of the targets' values and whether it meets the rule (mean "
-    f"at least {required_mean}, every target at least {required_each}). Pooled with the study's "
-    f"{study_tables[fresh_protocol]['replicate'].nunique()} seeds, the mean of {pooled_by_n.index.max()} seeds has "
-    f"a split-half reliability of {pooled_max['all targets']:.2f} "
-    f"({', '.join(f'{t} {pooled_max[t]:.2f}' for t in per_target_cols)}), which "
-    f"{'meets' if pooled_ok else 'does not meet'} the rule. ")
-text += (f"The smallest measured n that meets it on the fresh seeds is **{n_measured}**" if n_measured is not None
-         else f"No measured n up to {measured.index.max()} meets it on the fresh seeds")
-text += (f"; prophesied from their one-seed reliabilities, n = {n_prophesied}. " if n_prophesied is not None
-         else f"; nor does any n up to {prophecy.index.max()} by prophecy. ")
-if n_prophesied is not None:
-    text += (f"At the study's measured {cpu_fresh:.2f} CPU minutes per seed (all targets and sources), "
-             f"{n_prophesied} seeds cost about {n_prophesied * cpu_fresh:.0f} CPU minutes of fine-tuning; P1's "
-             f"protocol would need {n_text(washout.loc['P1', 'seeds_needed'])} seeds "
-             f"({washout.loc['P1', 'cpu_min_needed']:.0f} CPU minutes) for a reliability of {reliability_level}. ")
-if r1_fresh["r1"] < r1_study["r1_low"]:
-    text += ("The fresh one-seed reliability lies below the study's interval: the study's value for this "
-             "protocol, whose learning rate was picked after seeing it, was an optimistic draw. ")
-if n_measured is None:
-    text += (f"The protocol is **not confirmed** with the {len(fresh_seeds)} fresh seeds, so this evidence gives no "
-             "reason to change the quick profile's protocol.")
-display(Markdown(text))
-display(pooled_by_n.round(3))
-display(Markdown("**Table.** The split-half reliability of the mean of n seeds, the fresh and the study's seeds "
-                 "pooled, measured per target and over all targets (halves of n/2 seeds, at most 200 splits "
-                 "drawn with a fixed seed)."))
+booktext.glue(
+    fresh_protocol=fresh_protocol, n_fresh=len(fresh_seeds), fresh_seeds=", ".join(map(str, fresh_seeds)),
+    fresh_r1=float(r1_fresh["r1"]), fresh_r1_low=float(r1_fresh["r1_low"]), fresh_r1_high=float(r1_fresh["r1_high"]),
+    study_r1=float(r1_study["r1"]), study_r1_low=float(r1_study["r1_low"]), study_r1_high=float(r1_study["r1_high"]),
+    p1_r1=float(washout.loc["P1", "r1"]), required_mean=required_mean, required_each=required_each,
+    n_study_seeds=study_tables[fresh_protocol]["replicate"].nunique(), n_pooled=int(pooled_by_n.index.max()),
+    pooled_all=float(pooled_max["all targets"]),
+    pooled_per_target=", ".join(f"{t} {pooled_max[t]:.2f}" for t in per_target_cols),
+    pooled_meets="meets" if pooled_ok else "does not meet",
+    n_measured=str(n_measured) if n_measured is not None else f"none up to {measured.index.max()}",
+    n_prophesied=str(n_prophesied) if n_prophesied is not None else f"none up to {prophecy.index.max()}",
+    cpu_fresh=cpu_fresh, prophesied_seeds=str(n_prophesied) if n_prophesied is not None else "—",
+    prophesied_cpu=f"{n_prophesied * cpu_fresh:.0f}" if n_prophesied is not None else "—",
+    fresh_vs_study=REL.replication_verdict(r1_fresh["r1"], r1_study["r1_low"], r1_study["r1_high"]),
+    confirmed="not confirmed" if n_measured is None else "confirmed",
+    confirmed_so=(", so this evidence gives no reason to change the quick profile's protocol" if n_measured is None
+                  else f": the mean of {n_measured} of them meets the rule"))
+
+# %% [markdown]
+# **Tables 12 and 13.** Top: the reliability of {glue:text}`fresh_protocol` on the {glue:text}`n_fresh` fresh
+# seeds ({glue:text}`fresh_seeds`), columns as in Table 7: one seed's reliability is {glue:text}`fresh_r1:.2f`
+# ({glue:text}`fresh_r1_low:.2f` to {glue:text}`fresh_r1_high:.2f`) on the fresh seeds, against
+# {glue:text}`study_r1:.2f` ({glue:text}`study_r1_low:.2f` to {glue:text}`study_r1_high:.2f`) on the study's
+# seeds of the same protocol and {glue:text}`p1_r1:.2f` for P1. Bottom: the split-half reliability of the mean
+# of n fresh seeds, measured (halves of n/2 seeds), per target, over all targets (Spearman-Brown of the mean
+# correlation), the mean and minimum of the targets' values and whether it meets the rule (mean at least
+# {glue:text}`required_mean`, every target at least {glue:text}`required_each`).
+#
+# Pooled with the study's {glue:text}`n_study_seeds` seeds, the mean of {glue:text}`n_pooled` seeds has a
+# split-half reliability of {glue:text}`pooled_all:.2f` ({glue:text}`pooled_per_target`), which
+# {glue:text}`pooled_meets` the rule. On the fresh seeds alone, the smallest n that meets it is, measured,
+# **{glue:text}`n_measured`**; prophesied from their one-seed reliabilities, {glue:text}`n_prophesied`. At the
+# study's measured {glue:text}`cpu_fresh:.2f` CPU minutes per seed (all targets and sources),
+# {glue:text}`prophesied_seeds` seeds cost about {glue:text}`prophesied_cpu` CPU minutes of fine-tuning; P1's
+# protocol would need {glue:text}`p1_seeds` seeds ({glue:text}`p1_cpu:.0f` CPU minutes) for a reliability of
+# {glue:text}`reliability_level`.
+#
+# The fresh one-seed reliability lies {glue:text}`fresh_vs_study`. The protocol is **{glue:text}`confirmed`**
+# with the {glue:text}`n_fresh` fresh seeds{glue:text}`confirmed_so`.
+
+# %% tags=["hide-input"]
+pooled_by_n.round(3)
+
+# %% [markdown]
+# **Table 14.** The split-half reliability of the mean of n seeds, the fresh and the study's seeds pooled,
+# measured per target and over all targets (halves of n/2 seeds, at most 200 splits drawn with a fixed seed).
 
 # %% [markdown]
 # ## Summary
@@ -612,12 +680,15 @@ display(Markdown("**Table.** The split-half reliability of the mean of n seeds, 
 #   `results/<profile>/ground_truth.csv` (wide) and `ground_truth_runs.csv` (the selected runs); the mean and SD
 #   over folds, this project's extension, go to `ground_truth_mean.csv` and `ground_truth_folds.csv`.
 # - The sweep repeated over seeds shows how much the ground truth itself moves (`ground_truth_seeds.csv`), and
-  `helpers.reliability` turns that into a reliability per target: split-half over seeds (Spearman-Brown), the
-  one-seed reliability with an interval, and the seeds needed for a chosen level; [D]'s sweep is measured the
-  same way through its weight-decay sub-sweeps.
-- Longer fine-tuning shrinks the seed noise but also the spread between sources (the wash-out); the cheapest
-  reliable protocol is the one that fine-tunes least, so its validity is checked against a fuller fine-tuning,
-  and its reliability on seeds the study never used (`per_seed_P2-lr0.001-fresh.csv`).
+#   `helpers.reliability` turns that into a reliability per target: split-half over seeds (Spearman-Brown), the
+#   one-seed reliability with an interval, and the seeds needed for a chosen level; [D]'s sweep is measured the
+#   same way through its weight-decay sub-sweeps.
+# - Longer fine-tuning shrinks the seed noise but also the spread between sources (the wash-out); the cheapest
+#   reliable protocol is the one that fine-tunes least, so its validity is checked against a fuller fine-tuning,
+#   and its reliability on seeds the study never used (`per_seed_P2-lr0.001-fresh.csv`).
+# - On this profile one seed has a reliability of {glue:text}`own_r1`, the mean of its {glue:text}`n_own` seeds
+#   about {glue:text}`own_now`, and {glue:text}`own_needed` seeds would be needed for
+#   {glue:text}`reliability_level` (Table 7).
 # - On the quick profile the sweep is tiny and the training short, so the AUCs are far below [D]'s; the
 #   paper profile runs the full protocol on a GPU.
 #

@@ -33,7 +33,8 @@
 # 7. The book's own benchmark
 # 8. Which metric to trust
 #
-# Every number in the text below is computed in the cell above it; nothing is typed in by hand.
+# Every number in the text is computed in a (hidden) cell above it and glued into the prose; nothing is typed in
+# by hand.
 #
 # ## Prerequisites
 # | Concept | Importance | Notes |
@@ -65,6 +66,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
+from helpers import booktext
 from helpers import evaluation as E
 from helpers import evaluation_trust as T
 from helpers import ground_truth as G
@@ -84,6 +86,12 @@ OWN = "[D]'s methods"  # the first pool of the leave-one-target-out selection
 def f3(x):
     """Three decimals without the leading zero, as the weighted τ values are quoted in [D]."""
     return f"{x:.3f}".replace("0.", ".", 1) if np.isfinite(x) else "NaN"
+
+
+def sglue(s, **values):
+    """Glue one scenario's values for the Markdown, as ds_<name> (dataset) or ar_<name> (architecture)."""
+    prefix = {"dataset": "ds", "architecture": "ar"}[s]
+    booktext.glue(**{f"{prefix}_{k}": v for k, v in values.items()})
 
 
 truth = {s: R.load_ground_truth(s, ref) for s in SCENARIOS}
@@ -117,11 +125,13 @@ size_table = pd.DataFrame({"train images (min over targets)": sizes.min(axis=1),
 display(size_table)
 arch_meta = T.torchvision_imagenet_meta({s: R.ARCHITECTURE_NAMES[s] for s in truth["architecture"].index})
 display(arch_meta[["arch", "weights", "num_params", "imagenet_top1"]])
-display(Markdown(
-    "**Table 1.** Top: the training-set size baseline per dataset source; it depends on the target only for "
-    f"the leave-target-out union `medmnist`, whose size ranges from {int(sizes.loc['medmnist'].min()):,} to "
-    f"{int(sizes.loc['medmnist'].max()):,} images. Bottom: the architecture baselines, read from "
-    "`torchvision.models.get_model_weights(arch).IMAGENET1K_V1.meta` (no download)."))
+booktext.glue(union_min=int(sizes.loc["medmnist"].min()), union_max=int(sizes.loc["medmnist"].max()))
+
+# %% [markdown]
+# **Table 1.** Top: the training-set size baseline per dataset source; it depends on the target only for the
+# leave-target-out union `medmnist`, whose size ranges from {glue:text}`union_min:,` to
+# {glue:text}`union_max:,` images. Bottom: the architecture baselines, read from
+# `torchvision.models.get_model_weights(arch).IMAGENET1K_V1.meta` (no download).
 
 # %% [markdown]
 # ## The baselines beside the metrics
@@ -140,10 +150,12 @@ kind = {s: pd.Series({m: "baseline" if m in base[s] else "metric" for m in candi
 table = pd.concat({s: boot[s].assign(median=wt[s].median(), kind=kind[s]).sort_values("mean", ascending=False)
                    for s in SCENARIOS}, names=["scenario"])
 display(table[["kind", "mean", "ci_low", "ci_high", "median", "p_best"]].rename(index=lab, level="metric"))
-display(Markdown(f"**Table 2.** Mean and median weighted τ over the targets per method, sorted by the mean, "
-                 f"with the 95 % bootstrap interval ({n_boot} replicates over sources) and `p_best`. SFDA's mean "
-                 f"on datasets skips the {int(wt['dataset']['sfda'].isna().sum())} targets where its scores are "
-                 "constant (Reproduction chapter)."))
+booktext.glue(n_boot=n_boot, sfda_nan=int(wt["dataset"]["sfda"].isna().sum()))
+
+# %% [markdown]
+# **Table 2.** Mean and median weighted τ over the targets per method, sorted by the mean, with the 95 %
+# bootstrap interval ({glue:text}`n_boot` replicates over sources) and `p_best`. SFDA's mean on datasets skips
+# the {glue:text}`sfda_nan` targets where its scores are constant (Reproduction chapter).
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
@@ -158,28 +170,36 @@ plt.show()
 # %% tags=["hide-input"]
 best_metric = {s: boot[s].loc[list(scores[s])]["mean"].idxmax() for s in SCENARIOS}
 best_base = {s: boot[s].loc[list(base[s])]["mean"].idxmax() for s in SCENARIOS}
-
-
-def compare_line(s):
+for s in SCENARIOS:
     b, bm, bb = boot[s], best_metric[s], best_base[s]
-    beats = [lab(m) for m in scores[s] if b.at[m, "mean"] < b.at[bb, "mean"]]
-    above = (f"above all {len(beats)} metrics" if len(beats) == len(scores[s]) else
-             f"above {len(beats)} of the {len(scores[s])} metrics")
-    return (f"- **{s}**: the best metric is {lab(bm)} ({f3(b.at[bm, 'mean'])}, interval "
-            f"{f3(b.at[bm, 'ci_low'])} to {f3(b.at[bm, 'ci_high'])}); the best baseline is the "
-            f"{lab(bb)} ({f3(b.at[bb, 'mean'])}, {f3(b.at[bb, 'ci_low'])} to {f3(b.at[bb, 'ci_high'])}), "
-            f"{above}. The baselines together are best in "
-            f"{b.loc[list(base[s]), 'p_best'].sum():.0%} of the bootstrap replicates, the metrics in "
-            f"{b.loc[list(scores[s]), 'p_best'].sum():.0%}.")
-
-
+    n_beaten = sum(b.at[m, "mean"] < b.at[bb, "mean"] for m in scores[s])
+    sglue(s, metric=lab(bm), metric_mean=f3(b.at[bm, "mean"]), metric_low=f3(b.at[bm, "ci_low"]),
+          metric_high=f3(b.at[bm, "ci_high"]), base=lab(bb), base_mean=f3(b.at[bb, "mean"]),
+          base_low=f3(b.at[bb, "ci_low"]), base_high=f3(b.at[bb, "ci_high"]),
+          base_above=(f"above all {n_beaten} metrics" if n_beaten == len(scores[s]) else
+                      f"above {n_beaten} of the {len(scores[s])} metrics"),
+          p_baselines=float(b.loc[list(base[s]), "p_best"].sum()), p_metrics=float(b.loc[list(scores[s]), "p_best"].sum()))
 noflip = E.wide(R.reproduce("architecture", ref, flips=())).mean()
-display(Markdown("**Figure 1.** Mean weighted τ (dot) and 95 % bootstrap interval (bar) of every metric and "
-                 "baseline (*), dataset scenario left, architecture scenario right.\n\n"
-                 + "\n".join(compare_line(s) for s in SCENARIOS)
-                 + f"\n\nThe architecture metrics are measured after [D]'s direction flips, a choice made after "
-                   f"seeing the results (Reproduction chapter); without them the best metric mean there is "
-                   f"{f3(noflip.max())} ({lab(noflip.idxmax())}). The baselines needed no such choice."))
+booktext.glue(noflip_best=lab(noflip.idxmax()), noflip_mean=f3(noflip.max()))
+
+# %% [markdown]
+# **Figure 1.** Mean weighted τ (dot) and 95 % bootstrap interval (bar) of every metric and baseline (*),
+# dataset scenario left, architecture scenario right.
+#
+# - **dataset**: the best metric is {glue:text}`ds_metric` ({glue:text}`ds_metric_mean`, interval
+#   {glue:text}`ds_metric_low` to {glue:text}`ds_metric_high`); the best baseline is the {glue:text}`ds_base`
+#   ({glue:text}`ds_base_mean`, {glue:text}`ds_base_low` to {glue:text}`ds_base_high`),
+#   {glue:text}`ds_base_above`. The baselines together are best in {glue:text}`ds_p_baselines:.0%` of the
+#   bootstrap replicates, the metrics in {glue:text}`ds_p_metrics:.0%`.
+# - **architecture**: the best metric is {glue:text}`ar_metric` ({glue:text}`ar_metric_mean`, interval
+#   {glue:text}`ar_metric_low` to {glue:text}`ar_metric_high`); the best baseline is the {glue:text}`ar_base`
+#   ({glue:text}`ar_base_mean`, {glue:text}`ar_base_low` to {glue:text}`ar_base_high`),
+#   {glue:text}`ar_base_above`. The baselines together are best in {glue:text}`ar_p_baselines:.0%` of the
+#   bootstrap replicates, the metrics in {glue:text}`ar_p_metrics:.0%`.
+#
+# The architecture metrics are measured after [D]'s direction flips, a choice made after seeing the results
+# (Reproduction chapter); without them the best metric mean there is {glue:text}`noflip_mean`
+# ({glue:text}`noflip_best`). The baselines needed no such choice.
 
 # %% [markdown]
 # Per target, the weighted τ of [D]'s score and of the baselines:
@@ -188,10 +208,14 @@ display(Markdown("**Figure 1.** Mean weighted τ (dot) and 95 % bootstrap interv
 focus_cols = {s: ["lp_x_fu", *base[s]] for s in SCENARIOS}
 per_target = pd.concat({s: wt[s][focus_cols[s]].rename(columns=lab) for s in SCENARIOS}, axis=1)
 display(per_target.style.format("{:.3f}", na_rep="—").background_gradient(axis=None, cmap="RdBu", vmin=-1, vmax=1))
-wins = {s: int((wt[s]["loto_prior"] > wt[s]["lp_x_fu"]).sum()) for s in SCENARIOS}
-display(Markdown("**Table 3.** Weighted τ per target of LP x FU and the baselines (blue: the method ranks the "
-                 "sources as fine-tuning does). The leave-one-target-out prior beats LP x FU on "
-                 + " and ".join(f"{wins[s]} of {len(wt[s])} targets ({s})" for s in SCENARIOS) + "."))
+for s in SCENARIOS:
+    sglue(s, prior_wins=int((wt[s]["loto_prior"] > wt[s]["lp_x_fu"]).sum()), n_targets=len(wt[s]))
+
+# %% [markdown]
+# **Table 3.** Weighted τ per target of LP x FU and the baselines (blue: the method ranks the sources as
+# fine-tuning does). The leave-one-target-out prior beats LP x FU on {glue:text}`ds_prior_wins` of
+# {glue:text}`ds_n_targets` targets (dataset) and {glue:text}`ar_prior_wins` of {glue:text}`ar_n_targets`
+# targets (architecture).
 
 # %% [markdown]
 # Marginal intervals that overlap do not mean two methods are indistinguishable: the replicates are paired
@@ -205,24 +229,29 @@ display(pd.concat({f"{s} (minus {lab(best_metric[s])})": diffs[s].drop(index=bes
                    .sort_values("difference", ascending=False) for s in SCENARIOS},
                   names=["scenario"]).rename(index=lab, level="metric"))
 
-
-def diff_line(s):
-    d = diffs[s].drop(index=best_metric[s])
+for s in SCENARIOS:
+    d, bb = diffs[s].drop(index=best_metric[s]), best_base[s]
     worse = [lab(m) for m in d.index if d.at[m, "ci_high"] < 0]
     better = [lab(m) for m in d.index if d.at[m, "ci_low"] > 0]
-    bb = best_base[s]
-    return (f"- **{s}**: {lab(best_metric[s])} is ahead, with a paired interval that excludes zero, of "
-            f"{', '.join(worse) if worse else 'no other method'}; "
-            + (f"ahead of it with an interval above zero: {', '.join(better)}. " if better else
-               "no method is ahead of it with an interval above zero. ")
-            + f"The {lab(bb)} minus {lab(best_metric[s])}: {f3(d.at[bb, 'difference'])} ({f3(d.at[bb, 'ci_low'])} "
-            f"to {f3(d.at[bb, 'ci_high'])}), above it in {d.at[bb, 'p_above']:.0%} of the replicates.")
+    sglue(s, worse=", ".join(worse) if worse else "no other method",
+          better=(f"ahead of it with an interval above zero: {', '.join(better)}" if better else
+                  "no method is ahead of it with an interval above zero"),
+          base_diff=f3(d.at[bb, "difference"]), base_diff_low=f3(d.at[bb, "ci_low"]),
+          base_diff_high=f3(d.at[bb, "ci_high"]), base_p_above=float(d.at[bb, "p_above"]))
 
-
-display(Markdown("**Table 4.** Paired bootstrap differences of the mean weighted τ against the best metric of "
-                 f"each scenario ({n_boot} replicates, the draws of Table 2), with the 95 % interval and "
-                 "`p_above`, the share of replicates in which the method is ahead.\n\n"
-                 + "\n".join(diff_line(s) for s in SCENARIOS)))
+# %% [markdown]
+# **Table 4.** Paired bootstrap differences of the mean weighted τ against the best metric of each scenario
+# ({glue:text}`n_boot` replicates, the draws of Table 2), with the 95 % interval and `p_above`, the share of
+# replicates in which the method is ahead.
+#
+# - **dataset**: {glue:text}`ds_metric` is ahead, with a paired interval that excludes zero, of
+#   {glue:text}`ds_worse`; {glue:text}`ds_better`. The {glue:text}`ds_base` minus {glue:text}`ds_metric`:
+#   {glue:text}`ds_base_diff` ({glue:text}`ds_base_diff_low` to {glue:text}`ds_base_diff_high`), above it in
+#   {glue:text}`ds_base_p_above:.0%` of the replicates.
+# - **architecture**: {glue:text}`ar_metric` is ahead, with a paired interval that excludes zero, of
+#   {glue:text}`ar_worse`; {glue:text}`ar_better`. The {glue:text}`ar_base` minus {glue:text}`ar_metric`:
+#   {glue:text}`ar_base_diff` ({glue:text}`ar_base_diff_low` to {glue:text}`ar_base_diff_high`), above it in
+#   {glue:text}`ar_base_p_above:.0%` of the replicates.
 
 # %% [markdown]
 # ## The noise ceiling: how far the ground truth itself moves
@@ -252,13 +281,17 @@ noise = {s: G.ground_truth_noise(runs[s], rules=RULES, n_boot=n_boot_noise, seed
 summary_noise = pd.concat({s: noise[s]["summary"] for s in SCENARIOS}, names=["scenario"])
 display(summary_noise.drop(columns="n_targets"))
 run_counts = {s: runs[s].groupby(["source", "target"]).size() for s in SCENARIOS}
-display(Markdown(
-    f"**Table 5.** Per scenario and selection rule, averaged over targets: `tau_full` (the rule on all runs "
-    f"against [D]'s ground truth), `ceiling` (mean weighted τ of {n_boot_noise} bootstrap replicates against "
-    "[D]'s ground truth, with its 95 % interval), `p_best_kept` (share of replicates whose best source is "
-    "[D]'s) and `tau_between`. Finished runs per (source, target): "
-    + "; ".join(f"{s} {run_counts[s].min()} to {run_counts[s].max()}" for s in SCENARIOS)
-    + " (the architecture sweeps lost runs that failed or never finished)."))
+booktext.glue(n_boot_noise=n_boot_noise)
+for s in SCENARIOS:
+    sglue(s, runs_min=int(run_counts[s].min()), runs_max=int(run_counts[s].max()))
+
+# %% [markdown]
+# **Table 5.** Per scenario and selection rule, averaged over targets: `tau_full` (the rule on all runs against
+# [D]'s ground truth), `ceiling` (mean weighted τ of {glue:text}`n_boot_noise` bootstrap replicates against
+# [D]'s ground truth, with its 95 % interval), `p_best_kept` (share of replicates whose best source is [D]'s)
+# and `tau_between`. Finished runs per (source, target): dataset {glue:text}`ds_runs_min` to
+# {glue:text}`ds_runs_max`; architecture {glue:text}`ar_runs_min` to {glue:text}`ar_runs_max` (the
+# architecture sweeps lost runs that failed or never finished).
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
@@ -285,41 +318,48 @@ plt.show()
 
 
 # %% tags=["hide-input"]
-def widest_line(s):
-    rep = noise[s]["replicates"]
-    q = rep[rep["rule"] == "min_val_loss"].groupby("target")["weighted_tau"].quantile(0.25)
-    return (f"On {q.idxmin().replace('mnist', '')} ({s}), a quarter of the replicates agree with [D]'s ranking "
-            f"by a weighted τ of {f3(q.min())} or less.")
-
-
-def ceiling_line(s):
+for s in SCENARIOS:
     c = noise[s]["summary"].loc["min_val_loss"]
     pt = noise[s]["per_target"]
     pt = pt[pt["rule"] == "min_val_loss"].set_index("target")
     m = boot[s]["mean"]
-    best_metric = m.loc[list(scores[s])].idxmax()
-    return (f"- **{s}**: ceiling {f3(c['ceiling'])} (95 % interval {f3(c['ceiling_low'])} to "
-            f"{f3(c['ceiling_high'])}); per target from {f3(pt['boot_mean'].min())} "
-            f"({pt['boot_mean'].idxmin().replace('mnist', '')}) to {f3(pt['boot_mean'].max())} "
-            f"({pt['boot_mean'].idxmax().replace('mnist', '')}). [D]'s best source survives resampling in "
-            f"{c['p_best_kept']:.0%} of the replicates. {lab(best_metric)} reaches "
-            f"{m[best_metric] / c['ceiling']:.0%} of the ceiling, the LOTO prior "
-            f"{m['loto_prior'] / c['ceiling']:.0%}. Changing the rule alone moves the ground truth to a mean "
-            f"τ of {f3(noise[s]['summary'].drop(index='min_val_loss')['tau_full'].min())} to "
-            f"{f3(noise[s]['summary'].drop(index='min_val_loss')['tau_full'].max())} against [D]'s.")
+    other_rules = noise[s]["summary"].drop(index="min_val_loss")["tau_full"]
+    rep = noise[s]["replicates"]
+    q = rep[rep["rule"] == "min_val_loss"].groupby("target")["weighted_tau"].quantile(0.25)
+    sglue(s, ceiling=f3(c["ceiling"]), ceiling_low=f3(c["ceiling_low"]), ceiling_high=f3(c["ceiling_high"]),
+          ceiling_tmin=f3(pt["boot_mean"].min()), ceiling_tmin_target=pt["boot_mean"].idxmin().replace("mnist", ""),
+          ceiling_tmax=f3(pt["boot_mean"].max()), ceiling_tmax_target=pt["boot_mean"].idxmax().replace("mnist", ""),
+          p_best_kept=float(c["p_best_kept"]), metric_share=float(m[best_metric[s]] / c["ceiling"]),
+          prior_share=float(m["loto_prior"] / c["ceiling"]), rules_min=f3(other_rules.min()),
+          rules_max=f3(other_rules.max()), widest_target=q.idxmin().replace("mnist", ""), widest_q=f3(q.min()))
 
-
-display(Markdown("**Figure 2.** Per target, the distribution of the weighted τ between a ground truth "
-                 "re-selected from a resampled sweep (lowest validation loss) and [D]'s (box: quartiles; "
-                 "whiskers: 1.5 IQR), with the weighted τ of LP x FU (red ×) and of the LOTO prior (green dot) "
-                 "against [D]'s ground truth; dashed: the ceiling.\n\n"
-                 + "\n".join(ceiling_line(s) for s in SCENARIOS)
-                 + "\n\n" + " ".join(widest_line(s) for s in SCENARIOS)
-                 + " The ceiling bounds one metric's agreement with a ground truth measured again: no metric can be "
-                   "expected to agree with a re-drawn ground truth better than the re-drawn ground truths agree with "
-                   "[D]'s. It does not bound the difference between two metrics: both are scored against the same "
-                   "ground truth, so its noise enters their difference only as far as they rank the sources "
-                   "differently (measured in Table 5b)."))
+# %% [markdown]
+# **Figure 2.** Per target, the distribution of the weighted τ between a ground truth re-selected from a
+# resampled sweep (lowest validation loss) and [D]'s (box: quartiles; whiskers: 1.5 IQR), with the weighted τ of
+# LP x FU (red ×) and of the LOTO prior (green dot) against [D]'s ground truth; dashed: the ceiling.
+#
+# - **dataset**: ceiling {glue:text}`ds_ceiling` (95 % interval {glue:text}`ds_ceiling_low` to
+#   {glue:text}`ds_ceiling_high`); per target from {glue:text}`ds_ceiling_tmin`
+#   ({glue:text}`ds_ceiling_tmin_target`) to {glue:text}`ds_ceiling_tmax` ({glue:text}`ds_ceiling_tmax_target`).
+#   [D]'s best source survives resampling in {glue:text}`ds_p_best_kept:.0%` of the replicates.
+#   {glue:text}`ds_metric` reaches {glue:text}`ds_metric_share:.0%` of the ceiling, the LOTO prior
+#   {glue:text}`ds_prior_share:.0%`. Changing the rule alone moves the ground truth to a mean τ of
+#   {glue:text}`ds_rules_min` to {glue:text}`ds_rules_max` against [D]'s.
+# - **architecture**: ceiling {glue:text}`ar_ceiling` (95 % interval {glue:text}`ar_ceiling_low` to
+#   {glue:text}`ar_ceiling_high`); per target from {glue:text}`ar_ceiling_tmin`
+#   ({glue:text}`ar_ceiling_tmin_target`) to {glue:text}`ar_ceiling_tmax` ({glue:text}`ar_ceiling_tmax_target`).
+#   [D]'s best source survives resampling in {glue:text}`ar_p_best_kept:.0%` of the replicates.
+#   {glue:text}`ar_metric` reaches {glue:text}`ar_metric_share:.0%` of the ceiling, the LOTO prior
+#   {glue:text}`ar_prior_share:.0%`. Changing the rule alone moves the ground truth to a mean τ of
+#   {glue:text}`ar_rules_min` to {glue:text}`ar_rules_max` against [D]'s.
+#
+# On {glue:text}`ds_widest_target` (dataset), a quarter of the replicates agree with [D]'s ranking by a
+# weighted τ of {glue:text}`ds_widest_q` or less. On {glue:text}`ar_widest_target` (architecture), a quarter of
+# the replicates agree with [D]'s ranking by a weighted τ of {glue:text}`ar_widest_q` or less. The ceiling
+# bounds one metric's agreement with a ground truth measured again: no metric can be expected to agree with a
+# re-drawn ground truth better than the re-drawn ground truths agree with [D]'s. It does not bound the
+# difference between two metrics: both are scored against the same ground truth, so its noise enters their
+# difference only as far as they rank the sources differently (measured in Table 5b).
 
 # %% [markdown]
 # How much of a paired difference's spread does the ground truth's noise add? Each metric is scored against
@@ -337,30 +377,35 @@ noise_cmp = pd.concat({s: pd.DataFrame({"sd_difference (ground-truth noise)": gt
                        .drop(index=best_metric[s]) for s in SCENARIOS}, names=["scenario"])
 display(noise_cmp.rename(index=lab, level="metric").round(3))
 
-
-def noise_line(s):
+for s in SCENARIOS:
     t = noise_cmp.loc[s]
     gt = t["sd_difference (ground-truth noise)"].median()
     src = t["sd_difference (bootstrap over sources)"].median()
-    cancel = (t["sd_difference (ground-truth noise)"] / t["sd_alone (ground-truth noise)"]).median()
+    kept = (t["sd_difference (ground-truth noise)"] / t["sd_alone (ground-truth noise)"]).median()
     # independent sources of spread add in variance: how much wider the paired interval would be with both
-    added = np.sqrt(1 + (gt / src) ** 2) - 1
-    return (f"- **{s}** (against {lab(best_metric[s])}): the ground truth's noise gives a paired difference a "
-            f"median SD of {f3(gt)}, against {f3(src)} from resampling sources; added in variance it would widen "
-            f"the paired interval by about {added:.0%}. A single metric's agreement varies by "
-            f"{f3(t['sd_alone (ground-truth noise)'].median())} over the same replicates, and the paired "
-            f"difference keeps {cancel:.0%} of that: "
-            + ("the noise largely cancels between metrics." if cancel < 0.5 else
-               "it cancels only in part." if cancel < 0.9 else
-               "it does not cancel here, because the metrics rank the sources too differently to move together."))
+    sglue(s, sd_gt=f3(gt), sd_src=f3(src), widen=float(np.sqrt(1 + (gt / src) ** 2) - 1),
+          sd_alone=f3(t["sd_alone (ground-truth noise)"].median()), kept=float(kept),
+          cancels=T.cancellation_verdict(kept))
 
-
-display(Markdown(f"**Table 5b.** Per metric, the SD of its difference to the best metric of the scenario over "
-                 f"{n_boot_noise} ground truths re-selected from resampled sweeps (the replicates of Figure 2), the "
-                 f"SD of its own mean weighted τ over the same replicates, and the SD of the difference in the paired "
-                 f"bootstrap over sources (Table 4).\n\n" + "\n".join(noise_line(s) for s in SCENARIOS)
-                 + "\n\nThe replicates resample the sweep only (not the test images, not the seeds: Figure 2's "
-                   "caveats), so these SDs are lower bounds of the ground truth's share."))
+# %% [markdown]
+# **Table 5b.** Per metric, the SD of its difference to the best metric of the scenario over
+# {glue:text}`n_boot_noise` ground truths re-selected from resampled sweeps (the replicates of Figure 2), the
+# SD of its own mean weighted τ over the same replicates, and the SD of the difference in the paired bootstrap
+# over sources (Table 4).
+#
+# - **dataset** (against {glue:text}`ds_metric`): the ground truth's noise gives a paired difference a median
+#   SD of {glue:text}`ds_sd_gt`, against {glue:text}`ds_sd_src` from resampling sources; added in variance it
+#   would widen the paired interval by about {glue:text}`ds_widen:.0%`. A single metric's agreement varies by
+#   {glue:text}`ds_sd_alone` over the same replicates, and the paired difference keeps
+#   {glue:text}`ds_kept:.0%` of that: {glue:text}`ds_cancels`.
+# - **architecture** (against {glue:text}`ar_metric`): the ground truth's noise gives a paired difference a
+#   median SD of {glue:text}`ar_sd_gt`, against {glue:text}`ar_sd_src` from resampling sources; added in
+#   variance it would widen the paired interval by about {glue:text}`ar_widen:.0%`. A single metric's agreement
+#   varies by {glue:text}`ar_sd_alone` over the same replicates, and the paired difference keeps
+#   {glue:text}`ar_kept:.0%` of that: {glue:text}`ar_cancels`.
+#
+# The replicates resample the sweep only (not the test images, not the seeds: Figure 2's caveats), so these
+# SDs are lower bounds of the ground truth's share.
 
 # %% [markdown]
 # ## Ensembles and leave-one-target-out selection
@@ -385,13 +430,18 @@ wide_all = {s: E.wide(E.tidy(E.correlate_many({**scores[s], **ens[s], **base[s]}
 top = pd.concat({s: wide_all[s].mean().sort_values(ascending=False).head(10).rename("mean weighted τ").to_frame()
                  .assign(rank=lambda d: np.arange(1, len(d) + 1)) for s in SCENARIOS}, names=["scenario", "method"])
 display(top.rename(index=lab, level="method"))
-lpfu_rank = {s: int(wide_all[s].mean().rank(ascending=False, method="min")["lp_x_fu"]) for s in SCENARIOS}
-display(Markdown(
-    f"**Table 6.** The ten methods with the best mean weighted τ among all candidates: [D]'s "
-    f"{len(scores['dataset'])} methods, {len(ens['dataset'])} rank-averaged ensembles of {len(R.METRICS)} scores "
-    f"(sizes {', '.join(map(str, ensemble_sizes))} and all) and the baselines "
-    f"({', '.join(str(wide_all[s].shape[1]) + ' ' + s for s in SCENARIOS)}), chosen on all targets at once, "
-    "which flatters the winner. LP x FU ranks " + " and ".join(f"{lpfu_rank[s]} ({s})" for s in SCENARIOS) + "."))
+booktext.glue(n_methods=len(scores["dataset"]), n_ensembles=len(ens["dataset"]), n_scores=len(R.METRICS),
+              ensemble_sizes=", ".join(map(str, ensemble_sizes)))
+for s in SCENARIOS:
+    sglue(s, n_candidates=wide_all[s].shape[1],
+          lpfu_rank=int(wide_all[s].mean().rank(ascending=False, method="min")["lp_x_fu"]))
+
+# %% [markdown]
+# **Table 6.** The ten methods with the best mean weighted τ among all candidates: [D]'s
+# {glue:text}`n_methods` methods, {glue:text}`n_ensembles` rank-averaged ensembles of {glue:text}`n_scores`
+# scores (sizes {glue:text}`ensemble_sizes` and all) and the baselines ({glue:text}`ds_n_candidates` dataset,
+# {glue:text}`ar_n_candidates` architecture), chosen on all targets at once, which flatters the winner. LP x FU
+# ranks {glue:text}`ds_lpfu_rank` (dataset) and {glue:text}`ar_lpfu_rank` (architecture).
 
 # %% tags=["hide-input"]
 pools = {s: {OWN: list(scores[s]),
@@ -413,25 +463,36 @@ display(pd.DataFrame(sel_rows).set_index(["scenario", "pool"]))
 
 
 # %% tags=["hide-input"]
-def loto_line(s):
+for s in SCENARIOS:
     own = selection[(s, OWN)]["summary"]
     allp = selection[(s, "+ baselines")]["summary"]
     ensp = selection[(s, "+ ensembles")]["summary"]
-    first = ("yes: it is chosen in every fold" if own["focus_chosen"] == own["n_targets"] else
-             f"not always: it is chosen in {own['focus_chosen']} of {own['n_targets']} folds")
-    return (f"- **{s}**: is LP x FU still first among [D]'s methods when chosen by LOTO? {first} (held-out mean "
-            f"{f3(own['loto_mean'])}). With the ensembles in the pool, LOTO picks LP x FU in "
-            f"{ensp['focus_chosen']} folds and the held-out mean is {f3(ensp['loto_mean'])} against an in-sample "
-            f"best of {f3(ensp['in_sample_mean'])} ({lab(ensp['in_sample_best'])}), optimism "
-            f"{f3(ensp['optimism'])}. With the baselines too, the held-out mean is {f3(allp['loto_mean'])}, "
-            f"{'above' if allp['loto_mean'] > own['loto_mean'] else 'not above'} the {f3(own['loto_mean'])} of "
-            "choosing among [D]'s methods alone.")
+    sglue(s, loto_first="yes" if own["focus_chosen"] == own["n_targets"] else "not always",
+          focus_chosen=int(own["focus_chosen"]), loto_folds=int(own["n_targets"]),
+          loto_own=f3(own["loto_mean"]), loto_ens_chosen=int(ensp["focus_chosen"]), loto_ens=f3(ensp["loto_mean"]),
+          loto_ens_in_sample=f3(ensp["in_sample_mean"]), loto_ens_best=lab(ensp["in_sample_best"]),
+          loto_ens_optimism=f3(ensp["optimism"]), loto_all=f3(allp["loto_mean"]),
+          loto_all_above="above" if allp["loto_mean"] > own["loto_mean"] else "not above")
 
-
-display(Markdown("**Table 7.** Leave-one-target-out selection per pool: the candidate best on all targets and its "
-                 "(optimistic) mean, the mean of the held-out weighted τ of the candidates LOTO chose, their "
-                 "difference (`optimism`) and how often each candidate was chosen.\n\n"
-                 + "\n".join(loto_line(s) for s in SCENARIOS)))
+# %% [markdown]
+# **Table 7.** Leave-one-target-out selection per pool: the candidate best on all targets and its (optimistic)
+# mean, the mean of the held-out weighted τ of the candidates LOTO chose, their difference (`optimism`) and how
+# often each candidate was chosen.
+#
+# - **dataset**: is LP x FU still first among [D]'s methods when chosen by LOTO? {glue:text}`ds_loto_first`:
+#   it is chosen in {glue:text}`ds_focus_chosen` of {glue:text}`ds_loto_folds` folds (held-out mean
+#   {glue:text}`ds_loto_own`). With the ensembles in the pool, LOTO picks LP x FU in
+#   {glue:text}`ds_loto_ens_chosen` folds and the held-out mean is {glue:text}`ds_loto_ens` against an in-sample
+#   best of {glue:text}`ds_loto_ens_in_sample` ({glue:text}`ds_loto_ens_best`), optimism
+#   {glue:text}`ds_loto_ens_optimism`. With the baselines too, the held-out mean is {glue:text}`ds_loto_all`,
+#   {glue:text}`ds_loto_all_above` the {glue:text}`ds_loto_own` of choosing among [D]'s methods alone.
+# - **architecture**: is LP x FU still first among [D]'s methods when chosen by LOTO?
+#   {glue:text}`ar_loto_first`: it is chosen in {glue:text}`ar_focus_chosen` of {glue:text}`ar_loto_folds` folds
+#   (held-out mean {glue:text}`ar_loto_own`). With the ensembles in the pool, LOTO
+#   picks LP x FU in {glue:text}`ar_loto_ens_chosen` folds and the held-out mean is {glue:text}`ar_loto_ens`
+#   against an in-sample best of {glue:text}`ar_loto_ens_in_sample` ({glue:text}`ar_loto_ens_best`), optimism
+#   {glue:text}`ar_loto_ens_optimism`. With the baselines too, the held-out mean is {glue:text}`ar_loto_all`,
+#   {glue:text}`ar_loto_all_above` the {glue:text}`ar_loto_own` of choosing among [D]'s methods alone.
 
 # %% [markdown]
 # ## Cost against quality
@@ -458,14 +519,18 @@ for s in SCENARIOS:
     c = pd.concat([cost, pd.Series(0.0, index=list(base[s]))])
     cq[s] = T.cost_quality(boot[s]["mean"], c, lower_bound=["lp_x_fu"], interval=boot[s], front_of=list(scores[s]))
 display(pd.concat(cq, names=["scenario"]).rename(index=lab, level="metric"))
-display(Markdown(
-    f"[D]'s N per target ranges from {n_study.min()} to {n_study.max()} images (median {n_study.median():.0f}); the "
-    f"benchmark sizes are {', '.join(f'{int(x):,}' for x in bench_sizes)}, and the nearest one in log scale is "
-    f"{', '.join(f'{int(x):,}' for x in sorted(nearest.unique()))} for every target, so the times are those at "
-    f"N = {int(size_used):,}. **Table 8.** Per method: mean weighted τ (`quality`, with its bootstrap interval), "
-    "seconds per (source, target) pair on one CPU thread (NaN: not timed), and whether it is on the Pareto front "
-    "of the metrics (no other metric both cheaper and better; the free baselines are left out of the front, or "
-    "they alone would be on it wherever they rank best)."))
+booktext.glue(n_study_min=int(n_study.min()), n_study_max=int(n_study.max()), n_study_median=float(n_study.median()),
+              bench_sizes=", ".join(f"{int(x):,}" for x in bench_sizes),
+              nearest_sizes=", ".join(f"{int(x):,}" for x in sorted(nearest.unique())), size_used=int(size_used))
+
+# %% [markdown]
+# [D]'s N per target ranges from {glue:text}`n_study_min` to {glue:text}`n_study_max` images (median
+# {glue:text}`n_study_median:.0f`); the benchmark sizes are {glue:text}`bench_sizes`, and the nearest one in log
+# scale is {glue:text}`nearest_sizes` for every target, so the times are those at N =
+# {glue:text}`size_used:,`. **Table 8.** Per method: mean weighted τ (`quality`, with its bootstrap interval),
+# seconds per (source, target) pair on one CPU thread (NaN: not timed), and whether it is on the Pareto front
+# of the metrics (no other metric both cheaper and better; the free baselines are left out of the front, or
+# they alone would be on it wherever they rank best).
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
@@ -478,32 +543,34 @@ plt.show()
 
 # %% tags=["hide-input"]
 all_runs = pd.concat(runs.values(), ignore_index=True)
-run_minutes = all_runs["duration_s"].median() / 60
-
-
-def budget_line(s):
+for s in SCENARIOS:
     t = cq[s]
     front = t[t["pareto"]].sort_values("seconds")
-    steps = " → ".join(f"{lab(m)} ({f3(t.at[m, 'quality'])} at {'≥ ' if t.at[m, 'cost_is_lower_bound'] else ''}"
-                       f"{t.at[m, 'seconds']:.3f} s)" for m in front.index)
     free = t[t["seconds"] == 0]["quality"]
     dominated = [lab(m) for m in front.index if t.at[m, "quality"] <= free.max()]
-    return (f"- **{s}**: the metrics' front, from the cheapest up: {steps}. The best free baseline, the "
-            f"{lab(free.idxmax())}, reaches {f3(free.max())}"
-            + (f", at least as high as {', '.join(dominated)} on that front." if dominated else
-               ", below the top of that front."))
+    sglue(s, front=" → ".join(f"{lab(m)} ({f3(t.at[m, 'quality'])} at "
+                              f"{'≥ ' if t.at[m, 'cost_is_lower_bound'] else ''}{t.at[m, 'seconds']:.3f} s)"
+                              for m in front.index),
+          free_best=lab(free.idxmax()), free_mean=f3(free.max()),
+          free_vs_front=(f"at least as high as {', '.join(dominated)} on that front" if dominated else
+                         "below the top of that front"))
+booktext.glue(slowest_s=float(cq["dataset"]["seconds"].max()), run_minutes=float(all_runs["duration_s"].median() / 60),
+              n_runs=len(all_runs), max_runs_per_pair=int(run_counts["dataset"].max()))
 
-
-display(Markdown("**Figure 3.** Mean weighted τ against compute time per (source, target) pair (log scale). "
-                 "Green squares left of the dotted line: the baselines, which need no target features. Filled red "
-                 "points: the metrics' Pareto front (red steps); open points: dominated metrics; bars: bootstrap "
-                 "intervals; arrow: a lower bound on the cost.\n\n"
-                 + "\n".join(budget_line(s) for s in SCENARIOS)
-                 + f"\n\nThe slowest timed metric takes {cq['dataset']['seconds'].max():.2f} s per pair at this N "
-                   f"(one CPU thread), while one fine-tuning run of [D]'s sweep took {run_minutes:.0f} min (median "
-                   f"over its {len(all_runs):,} finished runs, on [D]'s GPUs; a sweep has up to "
-                   f"{run_counts['dataset'].max()} of them per pair): at [D]'s scale, compute is not what should "
-                   "decide between the metrics."))
+# %% [markdown]
+# **Figure 3.** Mean weighted τ against compute time per (source, target) pair (log scale). Green squares left of
+# the dotted line: the baselines, which need no target features. Filled red points: the metrics' Pareto front
+# (red steps); open points: dominated metrics; bars: bootstrap intervals; arrow: a lower bound on the cost.
+#
+# - **dataset**: the metrics' front, from the cheapest up: {glue:text}`ds_front`. The best free baseline, the
+#   {glue:text}`ds_free_best`, reaches {glue:text}`ds_free_mean`, {glue:text}`ds_free_vs_front`.
+# - **architecture**: the metrics' front, from the cheapest up: {glue:text}`ar_front`. The best free baseline,
+#   the {glue:text}`ar_free_best`, reaches {glue:text}`ar_free_mean`, {glue:text}`ar_free_vs_front`.
+#
+# The slowest timed metric takes {glue:text}`slowest_s:.2f` s per pair at this N (one CPU thread), while one
+# fine-tuning run of [D]'s sweep took {glue:text}`run_minutes:.0f` min (median over its {glue:text}`n_runs:,`
+# finished runs, on [D]'s GPUs; a sweep has up to {glue:text}`max_runs_per_pair` of them per pair): at [D]'s
+# scale, compute is not what should decide between the metrics.
 
 # %% [markdown]
 # ## Friedman, Nemenyi and critical differences with the baselines
@@ -532,20 +599,25 @@ for s in SCENARIOS:
 
 
 # %% tags=["hide-input"]
-def cd_line(s):
-    n = nem[s]
-    avg, sig = n["avg_ranks"], n["significant"]
+for s in SCENARIOS:
+    avg, sig = nem[s]["avg_ranks"], nem[s]["significant"]
     best = avg.index[0]
     beaten = [lab(m) for m in avg.index if sig.at[best, m]]
     not_sep = [lab(m) for m in avg.index[1:] if not sig.at[best, m]]
-    return (f"- **{s}**: {lab(best)} has the best average rank ({avg.iloc[0]:.2f}); it is significantly better than "
-            f"{', '.join(beaten) if beaten else 'no other method'}, and not distinguishable from "
-            f"{', '.join(not_sep) if not_sep else 'any'} (CD {n['cd']:.2f}).")
+    sglue(s, cd_best=lab(best), cd_best_rank=float(avg.iloc[0]), cd=float(nem[s]["cd"]),
+          cd_beaten=", ".join(beaten) if beaten else "no other method", cd_not_sep=", ".join(not_sep) if not_sep else "any")
 
-
-display(Markdown("**Figure 4.** Critical-difference diagrams with the baselines (dataset scenario first): methods "
-                 "at their average rank over the targets (1 = best, left); thick bars join methods whose average "
-                 "ranks differ by less than the CD.\n\n" + "\n".join(cd_line(s) for s in SCENARIOS)))
+# %% [markdown]
+# **Figure 4.** Critical-difference diagrams with the baselines (dataset scenario first): methods at their
+# average rank over the targets (1 = best, left); thick bars join methods whose average ranks differ by less
+# than the CD.
+#
+# - **dataset**: {glue:text}`ds_cd_best` has the best average rank ({glue:text}`ds_cd_best_rank:.2f`); it is
+#   significantly better than {glue:text}`ds_cd_beaten`, and not distinguishable from
+#   {glue:text}`ds_cd_not_sep` (CD {glue:text}`ds_cd:.2f`).
+# - **architecture**: {glue:text}`ar_cd_best` has the best average rank ({glue:text}`ar_cd_best_rank:.2f`); it
+#   is significantly better than {glue:text}`ar_cd_beaten`, and not distinguishable from
+#   {glue:text}`ar_cd_not_sep` (CD {glue:text}`ar_cd:.2f`).
 
 # %% [markdown]
 # ## The book's own benchmark
@@ -559,10 +631,13 @@ cfg = load_profile(profile)
 own_dir = results_root(cfg["name"])
 own_files = {n: own_dir / n for n in ("ground_truth.csv", "scores.csv", "finetuning.csv", "pretraining.csv")}
 have_own = own_files["ground_truth.csv"].is_file() and own_files["scores.csv"].is_file()
+NA = "—"  # what the text shows where a value could not be computed
+own_text = dict(own_profile=cfg["name"], own_n_targets=NA, own_n_sources=NA, own_runs_per_pair=NA, own_strata=NA,
+                own_ceiling=NA, own_ceiling_low=NA, own_ceiling_high=NA, own_seed_tau=NA, own_seed_pairs=NA)
+seed_tau = np.nan
 if not have_own:
-    display(Markdown(f"The results of profile `{cfg['name']}` are not there (`{own_dir}` has no "
-                     "`ground_truth.csv` and `scores.csv`): run the Fine-tuning and Scoring chapters first. "
-                     "This section is skipped."))
+    print(f"The results of profile {cfg['name']!r} are not there ({own_dir} has no ground_truth.csv and "
+          "scores.csv): run the Fine-tuning and Scoring chapters first. This section is skipped.")
 else:
     from helpers import scoring as S
 
@@ -593,10 +668,7 @@ else:
     own_table = own_boot.assign(kind=pd.Series({m: "baseline" if m in own_base else "metric" for m in own_all}))
     display(own_table.sort_values("mean", ascending=False).rename(index=lab)[["kind", "mean", "ci_low", "ci_high",
                                                                                "p_best"]])
-    lines = [f"**Table 9.** The book's own benchmark (profile `{cfg['name']}`, {own_truth.shape[1]} targets, at most "
-             f"{int(own_long['n_sources'].max())} candidate sources per target): mean weighted τ per metric and "
-             "baseline with bootstrap intervals over sources. The training-set size uses the images each source "
-             "was actually pre-trained on here (`pretraining.csv`)."]
+    own_text.update(own_n_targets=own_truth.shape[1], own_n_sources=int(own_long["n_sources"].max()))
     if own_files["finetuning.csv"].is_file():
         own_runs = pd.read_csv(own_files["finetuning.csv"])
         strata = [c for c in ("fold", "seed") if c in own_runs.columns and own_runs[c].nunique() > 1]
@@ -605,13 +677,12 @@ else:
                                              seed=seed, strata=strata)
             display(own_noise["summary"].drop(columns="n_targets"))
             oc = own_noise["summary"].loc["min_val_loss"]
-            lines.append(f"Its noise ceiling, from {own_runs.groupby(['source', 'target']).size().median():.0f} "
-                         f"runs per pair{' and strata ' + ', '.join(strata) if strata else ''}: "
-                         f"{f3(oc['ceiling'])} ({f3(oc['ceiling_low'])} to {f3(oc['ceiling_high'])}).")
+            own_text.update(own_runs_per_pair=f"{own_runs.groupby(['source', 'target']).size().median():.0f}",
+                            own_strata=", ".join(strata) or "none", own_ceiling=f3(oc["ceiling"]),
+                            own_ceiling_low=f3(oc["ceiling_low"]), own_ceiling_high=f3(oc["ceiling_high"]))
         except ValueError as exc:
-            lines.append(f"No noise ceiling: {exc}.")
+            print(f"No noise ceiling: {exc}.")
     seeds_path = own_dir / "ground_truth_seeds.csv"
-    seed_tau = np.nan
     if seeds_path.is_file():
         from itertools import combinations
 
@@ -624,9 +695,17 @@ else:
             taus += [weightedtau(w[a], w[b])[0] for a, b in combinations(w.columns, 2)]
         if taus:
             seed_tau = float(np.mean(taus))
-            lines.append(f"Two seeds of the same sweep rank the sources alike to a mean weighted τ of "
-                         f"{f3(seed_tau)} ({len(taus)} pairs of seeds over the targets).")
-    display(Markdown(" ".join(lines)))
+            own_text.update(own_seed_tau=f3(seed_tau), own_seed_pairs=len(taus))
+booktext.glue(**own_text)
+
+# %% [markdown]
+# **Table 9.** The book's own benchmark (profile {glue:text}`own_profile`, {glue:text}`own_n_targets` targets,
+# at most {glue:text}`own_n_sources` candidate sources per target): mean weighted τ per metric and baseline with
+# bootstrap intervals over sources. The training-set size uses the images each source was actually pre-trained
+# on here (`pretraining.csv`). Its noise ceiling, from {glue:text}`own_runs_per_pair` runs per pair
+# (strata: {glue:text}`own_strata`): {glue:text}`own_ceiling` ({glue:text}`own_ceiling_low` to
+# {glue:text}`own_ceiling_high`). Two seeds of the same sweep rank the sources alike to a mean weighted τ of
+# {glue:text}`own_seed_tau` ({glue:text}`own_seed_pairs` pairs of seeds over the targets).
 
 # %% [markdown]
 # ### What holds on both benchmarks
@@ -651,122 +730,127 @@ if have_own:
     prior_beats = {"[D]": d_prior >= d_boot.at[d_best, "mean"], "own": o_prior >= own_boot.at[o_best, "mean"]}
     widths = {"[D]": (d_boot["ci_high"] - d_boot["ci_low"]).median(),
               "own": (own_boot["ci_high"] - own_boot["ci_low"]).median()}
-    holds = []
-    both = all(prior_beats.values())
-    holds.append(f"- **The leave-one-target-out prior** ranks the sources at least as well as the best metric on "
-                 f"{'both benchmarks' if both else ('[D]’s only' if prior_beats['[D]'] else 'the book’s only') if any(prior_beats.values()) else 'neither benchmark'}"
-                 f" ([D]: {f3(d_prior)} against {lab(d_best)}'s {f3(d_boot.at[d_best, 'mean'])}; here: "
-                 f"{f3(o_prior)} against {lab(o_best)}'s {f3(own_boot.at[o_best, 'mean'])}).")
-    holds.append(f"- **The best metric** is {lab(d_best)} on [D]'s benchmark and {lab(o_best)} on the book's; over "
-                 f"the {len(pairs_)} metrics both compute, the two benchmarks order the metrics with a Spearman "
-                 f"correlation of {rho:.2f}.")
-    holds.append(f"- **The ground truth's own noise**: re-selected from a resampled sweep, [D]'s agrees with itself "
-                 f"to {f3(d_ceiling)}, the book's to {f3(o_ceiling)}"
-                 + (f", and two seeds of the book's sweep to {f3(seed_tau)}" if np.isfinite(seed_tau) else "")
-                 + f". The median interval of a mean weighted τ is {widths['[D]']:.2f} wide on [D]'s benchmark "
-                 f"and {widths['own']:.2f} on the book's.")
-    verdict = ("Where the two agree, the agreement is worth more than either alone; where they differ, the book's "
-               "quick benchmark (weak sources, a few epochs, a noisy ground truth) is the one to doubt, and the "
-               "paper profile is the one to run.")
-    display(Markdown("\n".join(holds) + "\n\n" + verdict))
+    prior_where = ("both benchmarks" if all(prior_beats.values()) else
+                   ("[D]’s only" if prior_beats["[D]"] else "the book’s only") if any(prior_beats.values()) else
+                   "neither benchmark")
+    booktext.glue(prior_where=prior_where, d_prior=f3(d_prior), d_best=lab(d_best), d_best_mean=f3(d_boot.at[d_best, "mean"]),
+                  o_prior=f3(o_prior), o_best=lab(o_best), o_best_mean=f3(own_boot.at[o_best, "mean"]),
+                  n_shared=len(pairs_), rho_benchmarks=f"{rho:.2f}", d_ceiling=f3(d_ceiling), o_ceiling=f3(o_ceiling),
+                  seed_clause=f", and two seeds of the book's sweep to {f3(seed_tau)}" if np.isfinite(seed_tau) else "",
+                  d_width=f"{widths['[D]']:.2f}", o_width=f"{widths['own']:.2f}")
 else:
-    display(Markdown("The book's own results are not there: nothing to compare."))
+    print("The book's own results are not there: nothing to compare.")
+    booktext.glue(prior_where=NA, d_prior=NA, d_best=NA, d_best_mean=NA, o_prior=NA, o_best=NA, o_best_mean=NA,
+                  n_shared=NA, rho_benchmarks=NA, d_ceiling=NA, o_ceiling=NA, seed_clause="", d_width=NA, o_width=NA)
+
+# %% [markdown]
+# - **The leave-one-target-out prior** ranks the sources at least as well as the best metric on
+#   {glue:text}`prior_where` ([D]: {glue:text}`d_prior` against {glue:text}`d_best`'s {glue:text}`d_best_mean`;
+#   here: {glue:text}`o_prior` against {glue:text}`o_best`'s {glue:text}`o_best_mean`).
+# - **The best metric** is {glue:text}`d_best` on [D]'s benchmark and {glue:text}`o_best` on the book's; over
+#   the {glue:text}`n_shared` metrics both compute, the two benchmarks order the metrics with a Spearman
+#   correlation of {glue:text}`rho_benchmarks`.
+# - **The ground truth's own noise**: re-selected from a resampled sweep, [D]'s agrees with itself to
+#   {glue:text}`d_ceiling`, the book's to {glue:text}`o_ceiling`{glue:text}`seed_clause`. The median interval of
+#   a mean weighted τ is {glue:text}`d_width` wide on [D]'s benchmark and {glue:text}`o_width` on the book's.
+#
+# Where the two agree, the agreement is worth more than either alone; where they differ, the book's quick
+# benchmark (weak sources, a few epochs, a noisy ground truth) is the one to doubt, and the paper profile is
+# the one to run.
 
 # %% [markdown]
 # ## Which metric to trust
-# The verdict below is assembled from the numbers above.
+# The verdict, per scenario, from the numbers above: the best metric against the best free baseline, what an
+# honest choice of metric delivers on a new target, and how close either comes to the noise ceiling.
 
 
 # %% tags=["hide-input"]
-def verdict(s):
+def span(values):
+    lo, hi = int(min(values)), int(max(values))
+    return f"{lo}" if lo == hi else f"{lo} to {hi}"
+
+
+for s in SCENARIOS:
     b, bm, bb = boot[s], best_metric[s], best_base[s]
-    d = diffs[s]
-    ceil = noise[s]["summary"].at["min_val_loss", "ceiling"]
-    own = selection[(s, OWN)]["summary"]
-    if b.at[bb, "mean"] >= b.at[bm, "mean"]:
-        head = (f"no metric beats the best baseline: the {lab(bb)} ({f3(b.at[bb, 'mean'])}) ranks the sources at "
-                f"least as well as the best metric, {lab(bm)} ({f3(b.at[bm, 'mean'])})")
-    else:
-        head = (f"{lab(bm)} ({f3(b.at[bm, 'mean'])}) is ahead of the best baseline, the {lab(bb)} "
-                f"({f3(b.at[bb, 'mean'])})")
-    sep = ("the paired interval of the difference excludes zero" if d.at[bb, "ci_low"] > 0 or d.at[bb, "ci_high"] < 0
-           else "the paired interval of the difference includes zero, so the data cannot separate them")
-    return (f"- **{s}**: {head}; {sep} ({f3(d.at[bb, 'ci_low'])} to {f3(d.at[bb, 'ci_high'])}). Chosen honestly "
-            f"(LOTO) among [D]'s methods, the pick gives {f3(own['loto_mean'])} on held-out targets. Even a metric "
-            f"that knew [D]'s ranking exactly would score about {f3(ceil)} against a re-measured ground truth; "
-            f"the best method reaches {max(b.at[bm, 'mean'], b.at[bb, 'mean']) / ceil:.0%} of that.")
-
-
-display(Markdown("\n".join(verdict(s) for s in SCENARIOS)))
-
-
-def plain(s):
-    b, bm = boot[s], best_metric[s]
     at_least = [f"the {lab(m)}" for m in base[s] if b.at[m, "mean"] >= b.at[bm, "mean"]]
     below = [f"the {lab(m)}" for m in base[s] if b.at[m, "mean"] < b.at[bm, "mean"]]
-    own = selection[(s, OWN)]
     parts = []
     if at_least:
         parts.append(f"{' and '.join(at_least)} {'ranks' if len(at_least) == 1 else 'rank'} the sources at least "
                      f"as well as the best metric, for free")
     if below:
         parts.append(f"{' and '.join(below)} {'stays' if len(below) == 1 else 'stay'} below it")
-    picked = int(own["chosen_counts"].get(bm, 0))
-    flips = " after [D]'s direction flips, chosen after the fact" if s == "architecture" else ""
-    return (f"- **{s}**: {'; '.join(parts)}. If a metric is to be run, it is {lab(bm)} "
-            f"({f3(b.at[bm, 'mean'])}{flips}); leave-one-target-out selection among [D]'s methods picks it in "
-            f"{picked} of {own['summary']['n_targets']} folds, and the picks score {f3(own['summary']['loto_mean'])} "
-            "on the held-out targets.")
+    own = selection[(s, OWN)]
+    ceil_s = noise[s]["summary"].at["min_val_loss", "ceiling"]
+    n_methods_s = len(nem[s]["avg_ranks"])
+    sglue(s, vs_base=T.metric_against_baseline(b.at[bm, "mean"], b.at[bb, "mean"]),
+          separation=T.interval_verdict(diffs[s].at[bb, "ci_low"], diffs[s].at[bb, "ci_high"]),
+          best_share=float(max(b.at[bm, "mean"], b.at[bb, "mean"]) / ceil_s),
+          plain_baselines="; ".join(parts), picked=int(own["chosen_counts"].get(bm, 0)),
+          n_sources=span(long[s]["n_sources"]), width=f3(float((b["ci_high"] - b["ci_low"]).median())),
+          gap=f3(float(np.subtract(*b["mean"].nlargest(2).to_numpy()))),
+          n_sig=int(np.triu(nem[s]["significant"].to_numpy(), 1).sum()), n_pairs=n_methods_s * (n_methods_s - 1) // 2,
+          concordance=f3(float(T.truth_concordance(truth[s]).stack().mean())),
+          lpfu_mean=f3(b.at["lp_x_fu", "mean"]), prior_mean=f3(b.at["loto_prior", "mean"]))
+ds, ar = boot["dataset"], boot["architecture"]
+booktext.glue(train_size_mean=f3(ds.at["train_size", "mean"]), num_params_mean=f3(ar.at["num_params", "mean"]),
+              imagenet_top1_mean=f3(ar.at["imagenet_top1", "mean"]))
 
-
-def span(values):
-    lo, hi = int(min(values)), int(max(values))
-    return f"{lo}" if lo == hi else f"{lo} to {hi}"
-
-
-conc = {s: float(T.truth_concordance(truth[s]).stack().mean()) for s in SCENARIOS}
-n_pairs = {s: len(nem[s]["avg_ranks"]) * (len(nem[s]["avg_ranks"]) - 1) // 2 for s in SCENARIOS}
-n_sig = {s: int(np.triu(nem[s]["significant"].to_numpy(), 1).sum()) for s in SCENARIOS}
-gap = {s: float(np.subtract(*boot[s]["mean"].nlargest(2).to_numpy())) for s in SCENARIOS}
-width = {s: float((boot[s]["ci_high"] - boot[s]["ci_low"]).median()) for s in SCENARIOS}
-ceil = {s: noise[s]["summary"].at["min_val_loss", "ceiling"] for s in SCENARIOS}
-display(Markdown(
-    "In plain terms:\n\n" + "\n".join(plain(s) for s in SCENARIOS) + "\n\n"
-    "**How much to trust it, and where the evidence is too thin.** "
-    + " ".join(
-        f"On {s} ({len(wt[s])} targets, {span(long[s]['n_sources'])} candidate sources each), the median bootstrap interval of a mean weighted τ is {f3(width[s])} wide, "
-        f"against a gap of {f3(gap[s])} between the two best methods; the Nemenyi test separates {n_sig[s]} of "
-        f"{n_pairs[s]} pairs of methods; the ground truth itself, re-selected from a resampled sweep, agrees "
-        f"with [D]'s only to a weighted τ of {f3(ceil[s])}; and the ground truth of two targets agrees with a mean "
-        f"weighted τ of {f3(conc[s])}, the static part of the hierarchy that a target-agnostic prior exploits."
-        for s in SCENARIOS)
-    + " A metric that wins here by less than those margins has not been shown to be better; a benchmark "
-      "whose best source changes more from target to target would test the metrics harder than this one "
-      "(the point of Singh, Hess and Vanschoren)."))
+# %% [markdown]
+# - **dataset**: the best metric, {glue:text}`ds_metric` ({glue:text}`ds_metric_mean`), {glue:text}`ds_vs_base`
+#   the best baseline, the {glue:text}`ds_base` ({glue:text}`ds_base_mean`); {glue:text}`ds_separation`
+#   ({glue:text}`ds_base_diff_low` to {glue:text}`ds_base_diff_high`). Chosen honestly (LOTO) among [D]'s
+#   methods, the pick gives {glue:text}`ds_loto_own` on held-out targets. Even a metric that knew [D]'s ranking
+#   exactly would score about {glue:text}`ds_ceiling` against a re-measured ground truth; the best method
+#   reaches {glue:text}`ds_best_share:.0%` of that.
+# - **architecture**: the best metric, {glue:text}`ar_metric` ({glue:text}`ar_metric_mean`),
+#   {glue:text}`ar_vs_base` the best baseline, the {glue:text}`ar_base` ({glue:text}`ar_base_mean`);
+#   {glue:text}`ar_separation` ({glue:text}`ar_base_diff_low` to {glue:text}`ar_base_diff_high`). Chosen
+#   honestly (LOTO) among [D]'s methods, the pick gives {glue:text}`ar_loto_own` on held-out targets. Even a
+#   metric that knew [D]'s ranking exactly would score about {glue:text}`ar_ceiling` against a re-measured ground
+#   truth; the best method reaches {glue:text}`ar_best_share:.0%` of that.
+#
+# In plain terms:
+#
+# - **dataset**: {glue:text}`ds_plain_baselines`. If a metric is to be run, it is {glue:text}`ds_metric`
+#   ({glue:text}`ds_metric_mean`); leave-one-target-out selection among [D]'s methods picks it in
+#   {glue:text}`ds_picked` of {glue:text}`ds_loto_folds` folds, and the picks score {glue:text}`ds_loto_own` on
+#   the held-out targets.
+# - **architecture**: {glue:text}`ar_plain_baselines`. If a metric is to be run, it is {glue:text}`ar_metric`
+#   ({glue:text}`ar_metric_mean` after [D]'s direction flips, chosen after the fact); leave-one-target-out
+#   selection among [D]'s methods picks it in {glue:text}`ar_picked` of {glue:text}`ar_loto_folds` folds, and
+#   the picks score {glue:text}`ar_loto_own` on the held-out targets.
+#
+# **How much to trust it, and where the evidence is too thin.** On dataset ({glue:text}`ds_n_targets` targets,
+# {glue:text}`ds_n_sources` candidate sources each), the median bootstrap interval of a mean weighted τ is
+# {glue:text}`ds_width` wide, against a gap of {glue:text}`ds_gap` between the two best methods; the Nemenyi test
+# separates {glue:text}`ds_n_sig` of {glue:text}`ds_n_pairs` pairs of methods; the ground truth itself,
+# re-selected from a resampled sweep, agrees with [D]'s only to a weighted τ of {glue:text}`ds_ceiling`; and the
+# ground truth of two targets agrees with a mean weighted τ of {glue:text}`ds_concordance`, the static part of
+# the hierarchy that a target-agnostic prior exploits. On architecture ({glue:text}`ar_n_targets` targets,
+# {glue:text}`ar_n_sources` candidate sources each), the median bootstrap interval of a mean weighted τ is
+# {glue:text}`ar_width` wide, against a gap of {glue:text}`ar_gap` between the two best methods; the Nemenyi test
+# separates {glue:text}`ar_n_sig` of {glue:text}`ar_n_pairs` pairs of methods; the ground truth itself,
+# re-selected from a resampled sweep, agrees with [D]'s only to a weighted τ of {glue:text}`ar_ceiling`; and the
+# ground truth of two targets agrees with a mean weighted τ of {glue:text}`ar_concordance`, the static part of
+# the hierarchy that a target-agnostic prior exploits. A metric that wins here by less than those margins has
+# not been shown to be better; a benchmark whose best source changes more from target to target would test the
+# metrics harder than this one (the point of Singh, Hess and Vanschoren).
 
 # %% [markdown]
 # ## Summary
-# The bullets below are computed from the tables of this chapter.
-
-# %% tags=["hide-input"]
-ds, ar = boot["dataset"], boot["architecture"]
-ds_noise, ar_noise = noise["dataset"]["summary"], noise["architecture"]["summary"]
-display(Markdown("\n".join([
-    f"- Baselines without target features: the LOTO prior reaches {f3(ds.at['loto_prior', 'mean'])} (datasets) "
-    f"and {f3(ar.at['loto_prior', 'mean'])} (architectures), training-set size "
-    f"{f3(ds.at['train_size', 'mean'])}, parameter count {f3(ar.at['num_params', 'mean'])}, ImageNet top-1 "
-    f"{f3(ar.at['imagenet_top1', 'mean'])}; LP x FU {f3(ds.at['lp_x_fu', 'mean'])} and "
-    f"{f3(ar.at['lp_x_fu', 'mean'])}.",
-    f"- Noise ceiling of [D]'s ground truth (bootstrap over the sweep's configurations): "
-    f"{f3(ds_noise.at['min_val_loss', 'ceiling'])} (datasets), {f3(ar_noise.at['min_val_loss', 'ceiling'])} "
-    "(architectures); the test images could not be resampled from the logs.",
-    "- Leave-one-target-out selection among [D]'s methods picks LP x FU in "
-    + " and ".join(f"{selection[(s, OWN)]['summary']['focus_chosen']} of {len(wt[s])} folds ({s})" for s in SCENARIOS)
-    + "; with ensembles and baselines in the pool, the held-out mean of the chosen methods is "
-    + " and ".join(f"{f3(selection[(s, '+ baselines')]['summary']['loto_mean'])} ({s})" for s in SCENARIOS) + ".",
-    f"- Every timed metric costs under {cq['dataset']['seconds'].max():.1f} s per pair at N = {int(size_used):,}; "
-    "the baselines cost nothing.",
-])))
+# - Baselines without target features: the LOTO prior reaches {glue:text}`ds_prior_mean` (datasets) and
+#   {glue:text}`ar_prior_mean` (architectures), training-set size {glue:text}`train_size_mean`, parameter count
+#   {glue:text}`num_params_mean`, ImageNet top-1 {glue:text}`imagenet_top1_mean`; LP x FU
+#   {glue:text}`ds_lpfu_mean` and {glue:text}`ar_lpfu_mean`.
+# - Noise ceiling of [D]'s ground truth (bootstrap over the sweep's configurations): {glue:text}`ds_ceiling`
+#   (datasets), {glue:text}`ar_ceiling` (architectures); the test images could not be resampled from the logs.
+# - Leave-one-target-out selection among [D]'s methods picks LP x FU in {glue:text}`ds_focus_chosen` of
+#   {glue:text}`ds_n_targets` folds (dataset) and {glue:text}`ar_focus_chosen` of {glue:text}`ar_n_targets`
+#   folds (architecture); with ensembles and baselines in the pool, the held-out mean of the chosen methods is
+#   {glue:text}`ds_loto_all` (dataset) and {glue:text}`ar_loto_all` (architecture).
+# - Every timed metric costs under {glue:text}`slowest_s:.1f` s per pair at N = {glue:text}`size_used:,`; the
+#   baselines cost nothing.
 
 # %% [markdown]
 # ## What's next

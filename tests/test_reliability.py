@@ -318,3 +318,30 @@ def test_split_half_by_size_measures_every_even_size():
     assert overall[2] < overall[4] < overall[6]
     for n in (2, 4, 6):
         assert overall[n] == pytest.approx(R.spearman_brown(0.2, n), abs=0.06)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# verdicts in words
+
+
+def test_replicates_text_says_when_no_number_suffices():
+    assert R.replicates_text(7.0) == "7"
+    assert R.replicates_text(R.replicates_needed(0.0, 0.8)) == "no finite number of"
+    assert R.replicates_text(float("inf")) == "no finite number of"
+
+
+def test_rule_verdict_needs_the_mean_and_every_target():
+    assert R.rule_verdict([0.9, 0.8, 0.7], 0.8, 0.6)
+    assert not R.rule_verdict([0.95, 0.95, 0.5], 0.8, 0.6)   # mean 0.8 but one target below 0.6
+    assert not R.rule_verdict([0.7, 0.7, 0.7], 0.8, 0.6)     # every target fine, the mean not
+    assert R.rule_verdict([0.9, float("nan"), 0.8], 0.8, 0.6)  # NaN skipped, as pandas does
+    assert not R.rule_verdict([float("nan")], 0.8, 0.6)
+    assert not R.rule_verdict([], 0.8, 0.6)
+
+
+def test_replication_verdict_places_the_fresh_value_against_the_interval():
+    assert R.replication_verdict(0.16, 0.24, 0.50).startswith("below the study's interval")
+    assert "optimistic" in R.replication_verdict(0.16, 0.24, 0.50)
+    assert R.replication_verdict(0.30, 0.24, 0.50).startswith("within")
+    assert R.replication_verdict(0.24, 0.24, 0.50).startswith("within")  # the bounds belong to the interval
+    assert R.replication_verdict(0.60, 0.24, 0.50).startswith("above")

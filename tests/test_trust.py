@@ -465,3 +465,29 @@ def test_published_loto_selection_of_the_metrics():
         assert row["chosen"] == w.drop(index=t).mean().idxmax()
     combos = list(itertools.combinations(R.METRICS, 2))
     assert len(T.ensembles({m: scores[m] for m in R.METRICS}, sizes=(2,), include_all=False)) == len(combos)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# verdicts in words (the Trust chapter's prose)
+
+
+def test_metric_against_baseline_needs_a_strictly_higher_mean():
+    assert T.metric_against_baseline(0.5, 0.4) == "is ahead of"
+    assert T.metric_against_baseline(0.4, 0.4) == "does not beat"   # a tie: the free baseline is as good
+    assert T.metric_against_baseline(0.3, 0.4) == "does not beat"
+    assert T.metric_against_baseline(float("nan"), 0.4) == "does not beat"
+
+
+def test_interval_verdict_separates_only_when_zero_is_outside():
+    assert "excludes zero" in T.interval_verdict(0.01, 0.2)
+    assert "excludes zero" in T.interval_verdict(-0.2, -0.01)
+    assert "cannot separate" in T.interval_verdict(-0.1, 0.2)
+    assert "cannot separate" in T.interval_verdict(0.0, 0.2)   # zero on the bound: not excluded
+
+
+def test_cancellation_verdict_thresholds():
+    assert "largely cancels" in T.cancellation_verdict(0.3)
+    assert "only in part" in T.cancellation_verdict(0.5)
+    assert "only in part" in T.cancellation_verdict(0.89)
+    assert "does not cancel" in T.cancellation_verdict(0.9)
+    assert "does not cancel" in T.cancellation_verdict(1.2)
