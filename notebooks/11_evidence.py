@@ -91,7 +91,7 @@ DOMAINS = {name: domain for name, (_, _, _, domain) in B.BENCHMARKS.items()}
 # publish fine-tuned ground truth without per-candidate scores: SFDA (Shao et al., ECCV 2022: a supervised CNN
 # zoo and a self-supervised ResNet-50 zoo), EMMS (Meng et al., NeurIPS 2023: vision transformers and image
 # captioning), TransferGraph (Li et al.: 180 Hugging Face models on 13 targets) and PARC's benchmark (Bolya et
-# al., NeurIPS 2021: 67 models from 46 sources). On these only static baselines and priors can be tested, which
+# al., NeurIPS 2021: 67 models per target, from 46 sources). On these only static baselines and priors can be tested, which
 # is what they are here for. One benchmark is not about images: model-selection-nlp (Bai et al.: 8 GLUE tasks,
 # 6 language models, 20 methods) is loaded, marked as text, shown in its own section and kept out of the
 # pooled views. Each loader reads the authors' numeric tables, copied under `data/reference/<name>/` with their
