@@ -84,29 +84,29 @@ DOMAINS = {name: domain for name, (_, _, _, domain) in B.BENCHMARKS.items()}
 # ## The benchmarks
 # The benchmarks: [D] {cite}`juodelyte2024dataset` and [R] {cite}`juodelyte2023revisiting`, Chaves et al. 2024
 # {cite}`chaves2024basics` and 2023 {cite}`chaves2023performance`, Model Spider {cite}`zhang2023modelspider`,
-# Google's stable_transfer {cite}`agostinelli2022stable`,
-# Godau et al.'s task fingerprinting {cite}`godau2024beyond` and DirectTransEst
-# {cite}`schlimme2023directtransest`, whose CC-FV scores test [S]'s metric {cite}`yang2023pick` on someone
-# else's data, and stable_transfer's semantic-segmentation table (17 targets, 16 source data sets). Four more
-# publish fine-tuned ground truth without per-candidate scores: SFDA (Shao et al., ECCV 2022: a supervised CNN
-# zoo and a self-supervised ResNet-50 zoo), EMMS (Meng et al., NeurIPS 2023: vision transformers and image
-# captioning), TransferGraph (Li et al.: 180 Hugging Face models on 13 targets) and PARC's benchmark (Bolya et
-# al., NeurIPS 2021: 67 models per target, from 46 sources). On these only static baselines and priors can be tested, which
-# is what they are here for. One benchmark is not about images: model-selection-nlp (Bai et al.: 8 GLUE tasks,
-# 6 language models, 20 methods) is loaded, marked as text, shown in its own section and kept out of the
-# pooled views. Each loader reads the authors' numeric tables, copied under `data/reference/<name>/` with their
-# repository, commit, file names and licence (code is never copied), and returns one long table: benchmark,
-# scenario (what the candidates are: source data sets, architectures, source tasks), target, candidate,
-# fine-tuned ground truth, metric, score. Where a paper published repeated runs, the truth is their mean and the
-# runs are kept as replicates. Two baselines that use no feature of the target are added to every benchmark
-# before any correlation is computed: the **leave-one-target-out prior** (a candidate's mean truth rank on the
-# benchmark's other targets, as in the trust chapter) and, for Model Spider's torchvision zoo, the **ImageNet
-# top-1 accuracy** and **parameter count** from torchvision's weight metadata (also for [D]'s architectures,
-# mapped to torchvision as in the trust chapter, and SFDA's supervised zoo, all torchvision models). Chaves et al. 2024 publish ImageNet accuracy as one of their
-# scorers (the same timm models' values serve their 2023 benchmark), Godau et al.'s task table gives the source
-# task's number of samples (**source size**), for [R] the pre-training set sizes of ImageNet, RadImageNet
-# and random initialisation are the only score there is, and TransferGraph's model table gives each model's
-# parameter count.
+# Google's stable_transfer {cite}`agostinelli2022stable`, Godau et al.'s task fingerprinting
+# {cite}`godau2024beyond` and DirectTransEst {cite}`schlimme2023directtransest`, whose CC-FV scores test [S]'s
+# metric {cite}`yang2023pick` on someone else's data, and stable_transfer's semantic-segmentation table (17
+# targets, 16 source data sets). Four more publish fine-tuned ground truth without per-candidate scores: SFDA
+# (Shao et al., ECCV 2022: a supervised CNN zoo and a self-supervised ResNet-50 zoo), EMMS (Meng et al., NeurIPS
+# 2023: vision transformers and image captioning), TransferGraph (Li et al.: 180 Hugging Face models on 13
+# targets) and PARC's benchmark (Bolya et al., NeurIPS 2021: 67 models per target, from 46 sources). On these
+# only static baselines and priors can be tested, which is what they are here for. One benchmark is not about
+# images: model-selection-nlp (Bai et al.: 8 GLUE tasks, 6 language models, 20 methods) is loaded, marked as
+# text, shown in its own section and kept out of the pooled views. Each loader reads the authors' numeric
+# tables, copied under `data/reference/<name>/` with their repository, commit, file names and licence (code is
+# never copied), and returns one long table: benchmark, scenario (what the candidates are: source data sets,
+# architectures, source tasks), target, candidate, fine-tuned ground truth, metric, score. Where a paper
+# published repeated runs, the truth is their mean and the runs are kept as replicates. Two baselines that use
+# no feature of the target are added to every benchmark before any correlation is computed: the
+# **leave-one-target-out prior** (a candidate's mean truth rank on the benchmark's other targets, as in the
+# trust chapter) and, for Model Spider's torchvision zoo, the **ImageNet top-1 accuracy** and **parameter
+# count** from torchvision's weight metadata (also for [D]'s architectures, mapped to torchvision as in the
+# trust chapter, and SFDA's supervised zoo, all torchvision models). Chaves et al. 2024 publish ImageNet
+# accuracy as one of their scorers (the same timm models' values serve their 2023 benchmark), Godau et al.'s
+# task table gives the source task's number of samples (**source size**), for [R] the pre-training set sizes of
+# ImageNet, RadImageNet and random initialisation are the only score there is, and TransferGraph's model table
+# gives each model's parameter count.
 #
 # Papers copy each other's fine-tuning tables. Before anything is computed, every target is compared with
 # the targets of the benchmarks loaded before it (`helpers.benchmarks.evidence.find_duplicate_targets`): a
@@ -502,23 +502,23 @@ display(Markdown(
 
 # %% [markdown]
 # ## A decision table for the practitioner
-# Each use case collects the units that answer it. Choosing a **source data set for a medical target**:
-# [D]'s dataset scenario, DirectTransEst, [R] and Godau et al.'s pre-training scenario restricted to its
-# medical targets. Choosing an **architecture for a medical target**: [D]'s architecture scenario, Chaves
-# et al. 2023 and the medical targets of Chaves et al. 2024. Choosing an **ImageNet architecture for any
-# target**: Chaves et al. 2024, Model Spider, stable_transfer's fine-tuned unit, SFDA's supervised zoo, [D]'s
-# and Chaves et al. 2023's architecture units. Choosing a **source data set for a segmentation target**:
-# DirectTransEst (3D brain MRI) and stable_transfer's semantic-segmentation table (natural scenes).
-# Transferring **other knowledge from a source task** (architecture, augmentation policy, multi-task
-# partner): Godau et al.'s other three scenarios, medical targets. A **heterogeneous model zoo** (hub
-# checkpoints, self-supervised and detection backbones, vision transformers): TransferGraph, PARC's model
-# bank, EMMS's transformers and SFDA's self-supervised zoo, all ground truth only, so only baselines compete
-# there. A **foundation-model zoo** proper (CLIP-, DINOv2- or SAM-scale models): none of the benchmarks loaded
-# here holds one. The text benchmark answers none of these. Per use case, only scorers evaluated on at least half of its units
-# compete (one benchmark of four is not evidence for the use case); the table gives the best of them and the
-# best baseline by pooled mean (as in Table 10), in how many units the scorer beat the baseline, and the
-# recommendation: the scorer if it beat the baseline in most units where both were evaluated, else the
-# baseline. The strongest result of any score on a single unit is listed beside it.
+# Each use case collects the units that answer it. Choosing a **source data set for a medical target**: [D]'s
+# dataset scenario, DirectTransEst, [R] and Godau et al.'s pre-training scenario restricted to its medical
+# targets. Choosing an **architecture for a medical target**: [D]'s architecture scenario, Chaves et al. 2023
+# and the medical targets of Chaves et al. 2024. Choosing an **ImageNet architecture for any target**: Chaves et
+# al. 2024, Model Spider, stable_transfer's fine-tuned unit, SFDA's supervised zoo, [D]'s and Chaves et al.
+# 2023's architecture units. Choosing a **source data set for a segmentation target**: DirectTransEst (3D brain
+# MRI) and stable_transfer's semantic-segmentation table (natural scenes). Transferring **other knowledge from a
+# source task** (architecture, augmentation policy, multi-task partner): Godau et al.'s other three scenarios,
+# medical targets. A **heterogeneous model zoo** (hub checkpoints, self-supervised and detection backbones,
+# vision transformers): TransferGraph, PARC's model bank, EMMS's transformers and SFDA's self-supervised zoo,
+# all ground truth only, so only baselines compete there. A **foundation-model zoo** proper (CLIP-, DINOv2- or
+# SAM-scale models): none of the benchmarks loaded here holds one. The text benchmark answers none of these. Per
+# use case, only scorers evaluated on at least half of its units compete (one benchmark of four is not evidence
+# for the use case); the table gives the best of them and the best baseline by pooled mean (as in Table 10), in
+# how many units the scorer beat the baseline, and the recommendation: the scorer if it beat the baseline in
+# most units where both were evaluated, else the baseline. The strongest result of any score on a single unit is
+# listed beside it.
 
 # %% tags=["hide-input"]
 med_targets = set(table.loc[table["medical"].astype(bool), "target"])

@@ -362,7 +362,8 @@ def test_transferability_graph_shape_and_static_baseline():
     assert df.loc[df.medical, "target"].unique().tolist() == ["diabetic_retinopathy_detection"]
     vit = df[(df.target == "cifar100") & (df.candidate == "google/vit-base-patch16-224") & (df.metric == "num_params")]
     assert vit["truth"].item() == pytest.approx(0.9172666668891908)
-    meta = pd.read_csv(PROJECT_ROOT / "data/reference/transferability_graph/model_config_dataset.csv").set_index("model")
+    meta = pd.read_csv(PROJECT_ROOT / "data/reference/transferability_graph/model_config_dataset.csv")
+    meta = meta.set_index("model")
     assert vit["score"].item() == meta.at["google/vit-base-patch16-224", "number_of_parameters"]
 
 
