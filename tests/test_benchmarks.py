@@ -329,3 +329,107 @@ def test_chaves_per_dataset_cells_equal_scipy_on_the_authors_table():
         x, y = g["score"].to_numpy(float), g["truth"].to_numpy(float)
         assert per.at[(t, m), "weighted_tau"] == pytest.approx(stats.weightedtau(x, y).statistic, abs=1e-12)
         assert per.at[(t, m), "kendall_tau"] == pytest.approx(stats.kendalltau(x, y).statistic, abs=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the loaders added for issue 21's remaining sources: shapes, cells against the copied files, duplicates
+
+
+@pytest.mark.parametrize("name, scenario, n_targets, per_target, n_metrics", [
+    ("stable_transfer_seg", "dataset_segmentation", 17, 16, 5),
+    ("model_selection_nlp", "language_model", 8, 6, 20),
+    ("sfda", "supervised_cnn", 11, 11, 1),
+    ("sfda", "self_supervised", 11, 12, 1),
+    ("emms", "supervised_cnn", 11, 11, 1),
+    ("emms", "vit", 11, 13, 1),
+    ("emms", "captioning", 5, 9, 1),
+    ("parc", "model_bank", 7, 67, 1),
+])
+def test_new_loaders_shapes(name, scenario, n_targets, per_target, n_metrics):
+    df = B.load(name)
+    g = df[df["scenario"] == scenario]
+    assert g["target"].nunique() == n_targets
+    assert g.groupby("target")["candidate"].nunique().eq(per_target).all()
+    assert g["metric"].nunique() == n_metrics
+    B.validate(df)  # the loader's table passes validation as returned
+
+
+def test_transferability_graph_shape_and_static_baseline():
+    df = B.load("transferability_graph")
+    assert df["target"].nunique() == 13 and set(df["metric"]) == {"loto_prior", "num_params"}
+    per = df[df.metric == "num_params"].groupby("target")["candidate"].nunique()
+    assert per.max() == 180 and per.min() == 112  # food101 has 112 runs
+    assert df.loc[df.medical, "target"].unique().tolist() == ["diabetic_retinopathy_detection"]
+    vit = df[(df.target == "cifar100") & (df.candidate == "google/vit-base-patch16-224") & (df.metric == "num_params")]
+    assert vit["truth"].item() == pytest.approx(0.9172666668891908)
+    meta = pd.read_csv(PROJECT_ROOT / "data/reference/transferability_graph/model_config_dataset.csv")
+    meta = meta.set_index("model")
+    assert vit["score"].item() == meta.at["google/vit-base-patch16-224", "number_of_parameters"]
+
+
+def test_new_loaders_known_cells():
+    """Cells read back against the authors' files (values as in the source repositories)."""
+    def cell(df, **kw):
+        m = np.logical_and.reduce([df[k] == v for k, v in kw.items()])
+        return df[m]
+
+    seg = B.load("stable_transfer_seg")  # row 610 of source_datasets_table.csv
+    r = cell(seg, metric="gbc", candidate="scannet", target="ade")
+    assert r["score"].item() == -1509.1784510639136 and r["truth"].item() == 0.2047383189201355
+
+    nlp = B.load("model_selection_nlp")
+    r = cell(nlp, target="cola", candidate="roberta-base", metric="GBC")
+    assert r["truth"].item() == 63.6  # TUNED_RESULTS["cola"][4]
+    assert cell(nlp, target="cola", candidate="bert-base-uncased", metric="GBC")["score"].item() == \
+        pytest.approx(-0.3868755408109916)
+    # EarlyStop-500 on CoLA: the mean of the 5 repeats equals the file's avg_score
+    assert cell(nlp, target="cola", candidate="bert-base-uncased", metric="EarlyStop-500")["score"].item() == \
+        pytest.approx(0.5132892904210709, abs=1e-12)
+    assert not nlp.loc[nlp.metric == "PACTran-1-10", "higher_is_better"].any()
+    assert nlp.loc[nlp.metric != "PACTran-1-10", "higher_is_better"].all()
+
+    sfda = B.load("sfda")
+    assert cell(sfda, scenario="supervised_cnn", target="aircraft", candidate="mnasnet1_0")["truth"].iloc[0] == 66.48
+    assert cell(sfda, scenario="self_supervised", target="cifar100", candidate="byol")["truth"].iloc[0] == 83.86
+    pub = B.loaders.sfda_published()
+    assert pub.shape == (5, 11) and pub.at["SFDA", "Aircraft"] == 0.615 and pub.at["LEEP", "Flowers"] == -0.243
+    assert set(pub.columns) == set(B.loaders.SFDA_README_TARGETS)
+
+    emms = B.load("emms")
+    assert cell(emms, scenario="vit", target="aircraft", candidate="swin_s")["truth"].iloc[0] == 83.24
+    assert cell(emms, scenario="captioning", target="flickr8k", candidate="vit_bert")["truth"].iloc[0] == 0.18513
+
+    parc = B.load("parc")
+    assert cell(parc, target="cifar10", candidate="resnet50/panoptic-rcnn_fpn_139514544")["truth"].iloc[0] == 89.1
+
+
+def test_ground_truth_only_tables_carry_the_loto_prior():
+    from helpers.benchmarks import evidence as V
+
+    df = B.load("sfda")
+    again = V.with_loto_prior(df)  # recomputed, not duplicated
+    assert len(again) == len(df)
+    np.testing.assert_allclose(again.sort_values(["scenario", "target", "candidate"])["score"].to_numpy(),
+                               df.sort_values(["scenario", "target", "candidate"])["score"].to_numpy())
+
+
+def test_duplicate_targets_found_and_dropped():
+    from helpers.benchmarks import evidence as V
+
+    both = pd.concat([B.load("sfda"), B.load("emms")], ignore_index=True)
+    dups = V.find_duplicate_targets(both)
+    # EMMS's CNN table is SFDA's group 1, target for target; nothing else is a copy
+    assert set(dups["benchmark"] + "/" + dups["scenario"]) == {"emms/supervised_cnn"}
+    assert len(dups) == 11 and (dups["copy_of"] == "sfda/supervised_cnn/" + dups["target"]).all()
+    kept = V.drop_duplicate_targets(both, dups)
+    assert not ((kept.benchmark == "emms") & (kept.scenario == "supervised_cnn")).any()
+    assert len(kept) == len(both) - 121
+
+    # a copy on another scale (0-1 against %) under another target name is found; a changed value is not
+    rows = [("a", "s", "t1", f"m{i}", v) for i, v in enumerate([81.5, 70.25, 90.0, 66.1])]
+    rows += [("b", "s", "T-one", f"M{i}", v / 100) for i, v in enumerate([81.5, 70.25, 90.0, 66.1])]
+    rows += [("c", "s", "t1", f"m{i}", v) for i, v in enumerate([81.5, 70.25, 90.0, 66.3])]
+    toy = pd.DataFrame(rows, columns=["benchmark", "scenario", "target", "candidate", "truth"])
+    toy = toy.assign(metric="x", score=0.0)
+    d = V.find_duplicate_targets(toy)
+    assert d[["benchmark", "target", "copy_of"]].values.tolist() == [["b", "T-one", "a/s/t1"]]

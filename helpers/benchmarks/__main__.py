@@ -51,8 +51,9 @@ def main(argv=None) -> int:
         p.error("a command is required: evaluate or list")
     try:
         if args.command == "list":
+            width = max(map(len, BENCHMARKS))  # names differ in length; keep the columns aligned
             for name, (_, what, group, domain) in BENCHMARKS.items():
-                print(f"{name:<16} {domain:<8} {what} ({group})")
+                print(f"{name:<{width}} {domain:<8} {what} ({group})")
             return 0
         if bool(args.metric) != bool(args.score):
             raise BenchmarkError("a long table needs both --metric and --score")

@@ -7,6 +7,11 @@ independent draws, and benchmarks differ more than tenfold in size (3 to 43 targ
 let one benchmark decide. Units are therefore averaged within their research group first (groups that publish
 several benchmarks reuse protocols and data), then groups are averaged with equal weight. The evidence count
 of a cell is (groups, units, targets).
+
+Copied ground truth (:func:`find_duplicate_targets`): papers reuse each other's fine-tuning tables (SFDA's
+supervised CNN table reappears in EMMS, ETran and PED). A target of one benchmark whose truth equals, candidate
+for candidate, a target already loaded from another benchmark is a copy and is counted once
+(:func:`drop_duplicate_targets`).
 """
 from __future__ import annotations
 
@@ -30,6 +35,11 @@ SCORER_NAMES = {
     "transrate": "TransRate", "preftdice": "pre-fine-tuning Dice", "imagenet": "ImageNet top-1",
     "imagenettop1": "ImageNet top-1", "numparams": "parameter count", "sourcesize": "source size",
     "lotoprior": "LOTO prior",
+    # model-selection-nlp's method names (one variant per family, see loaders.NLP_METHODS)
+    "hscorer": "reg. H-score", "parccorr": "PARC", "lfccos": "LFC", "msccos": "MSC", "knn5corr": "k-NN",
+    "logistic": "LP", "pactran110": "PACTran", "dsel2": "DSE", "pa": "PA", "rsacos": "RSA", "ddscos": "DDS",
+    "earlystop50": "early stop (50 steps)", "earlystop100": "early stop (100 steps)",
+    "earlystop500": "early stop (500 steps)",
 }
 #: scorers that use no feature of the target (static baselines, declared here before any result)
 BASELINES = ("ImageNet top-1", "parameter count", "source size", "LOTO prior")
@@ -44,8 +54,10 @@ def with_loto_prior(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` plus the leave-one-target-out prior as metric ``loto_prior`` in every (benchmark, scenario)
     with at least 2 targets: for target t a candidate scores 1 minus its mean normalised truth rank (0 = best)
     over the other targets (:func:`helpers.evaluation_trust.loto_prior`'s rule; candidates are matched by exact
-    name, none excluded). Candidates ranked on no other target get NaN."""
-    parts = [table]
+    name, none excluded). Candidates ranked on no other target get NaN. ``loto_prior`` rows already in the
+    table (the ground-truth-only loaders carry one, so that their tables have a score) are recomputed from the
+    targets present now, so a prior never leans on targets dropped since (:func:`drop_duplicate_targets`)."""
+    parts = [table[table["metric"] != "loto_prior"]]
     for (b, s), g in table.groupby(["benchmark", "scenario"], sort=False):
         truth = g.drop_duplicates(["target", "candidate"]).pivot(index="candidate", columns="target",
                                                                  values="truth")
@@ -66,6 +78,66 @@ def with_loto_prior(table: pd.DataFrame) -> pd.DataFrame:
             extra["medical"] = extra["target"].map(g.drop_duplicates("target").set_index("target")["medical"])
         parts.append(extra)
     return validate(pd.concat(parts, ignore_index=True))
+
+
+def loto_prior_table(truth: pd.DataFrame, benchmark: str, scenario: str) -> pd.DataFrame:
+    """A ground-truth-only table (``target, candidate, truth`` plus any extra columns) as a tidy table whose one
+    metric is the leave-one-target-out prior (:func:`with_loto_prior`), so that static baselines and priors
+    can be tested on benchmarks that published no score."""
+    base = truth.assign(benchmark=benchmark, scenario=scenario, metric="loto_prior", score=np.nan,
+                        higher_is_better=True)
+    return with_loto_prior(validate(base))
+
+
+def _canon(name) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def _percent(values: pd.Series) -> pd.Series:
+    """Truth on a 0-100 scale (a paper's 0.8464 and another's 84.64 are the same number)."""
+    return values * 100.0 if values.abs().max() <= 1.0 else values
+
+
+def find_duplicate_targets(table: pd.DataFrame, tol: float = 0.005, min_common: int = 3) -> pd.DataFrame:
+    """Targets whose ground truth is a copy of a target of an earlier benchmark (in the table's order of
+    benchmarks). Target ``t`` of benchmark B copies target ``u`` of an earlier benchmark A when they share at
+    least ``min_common`` candidates (names compared in lower case, letters and digits only) and every shared
+    candidate's truth agrees within ``tol`` on a 0-100 scale; target names are not compared (papers spell them
+    differently). Targets of one benchmark are never compared with each other. One row per copied target:
+    ``benchmark, scenario, target`` (the copy), ``copy_of`` (``benchmark/scenario/target`` of the original),
+    ``n_common`` (shared candidates), ``max_abs_diff``."""
+    truth = table.drop_duplicates(["benchmark", "scenario", "target", "candidate"])
+    order = list(dict.fromkeys(table["benchmark"]))
+    vectors = {}
+    for (b, s, t), g in truth.groupby(["benchmark", "scenario", "target"], sort=False):
+        v = pd.Series(g["truth"].to_numpy(float), index=g["candidate"].map(_canon))
+        vectors[(b, s, t)] = _percent(v[~v.index.duplicated()])
+    names = {k: set(v.index) for k, v in vectors.items()}
+    rows = []
+    for key, v in vectors.items():
+        earlier = [k for k in vectors if order.index(k[0]) < order.index(key[0])]
+        for other in earlier:
+            if len(names[key] & names[other]) < min_common:  # cheap test first: most pairs share no zoo
+                continue
+            w = vectors[other]
+            common = v.index.intersection(w.index)
+            diff = float(np.max(np.abs(v[common].to_numpy() - w[common].to_numpy())))
+            if diff <= tol:
+                rows.append({"benchmark": key[0], "scenario": key[1], "target": key[2],
+                             "copy_of": "/".join(other), "n_common": len(common), "max_abs_diff": diff})
+                break
+    return pd.DataFrame(rows, columns=["benchmark", "scenario", "target", "copy_of", "n_common", "max_abs_diff"])
+
+
+def drop_duplicate_targets(table: pd.DataFrame, duplicates: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``table`` without the copied targets of :func:`find_duplicate_targets` (computed when not given)."""
+    dups = find_duplicate_targets(table) if duplicates is None else duplicates
+    if dups.empty:
+        return table
+    key = ["benchmark", "scenario", "target"]
+    drop = pd.MultiIndex.from_frame(dups[key].astype(str))
+    keep = ~pd.MultiIndex.from_frame(table[key].astype(str)).isin(drop)
+    return table[keep].reset_index(drop=True)
 
 
 def with_static(table: pd.DataFrame, values: pd.DataFrame, benchmark: str, scenario: str | None = None) -> pd.DataFrame:

@@ -6,7 +6,12 @@ validated long table of :mod:`helpers.benchmarks.format`. :data:`BENCHMARKS` lis
 :func:`load` and :func:`load_all` call them by name.
 
 Score directions follow each paper: every score here is "higher = predicted better" except where a loader
-says otherwise (Godau et al.'s task distances: lower = closer = predicted better).
+says otherwise (Godau et al.'s task distances: lower = closer = predicted better; PACTran in
+model-selection-nlp, which its authors negate).
+
+Ground-truth-only benchmarks (SFDA, EMMS, TransferGraph, PARC's oracle) published fine-tuned results but no
+per-candidate score; their tables carry the leave-one-target-out prior (:func:`.evidence.loto_prior_table`) and,
+where the repository states it, a static baseline such as the parameter count.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import pandas as pd
 from .. import reference as ref
 from ..names import canonical_name
 from ..paths import PROJECT_ROOT
+from .evidence import loto_prior_table
 from .format import BenchmarkError, validate, validate_replicates
 
 REFERENCE = PROJECT_ROOT / "data" / "reference"
@@ -284,8 +290,130 @@ def load_stable_transfer() -> pd.DataFrame:
     return validate(df)
 
 
+def load_stable_transfer_segmentation() -> pd.DataFrame:
+    """stable_transfer's source-data-set table (semantic segmentation): 17 targets x the 16 other data sets as
+    sources, 5 scores (GBC, LEEP, NLEEP, LogME, H-score), truth = target test mean IoU after fine-tuning the
+    source model. Scenario ``dataset_segmentation`` of benchmark ``stable_transfer_seg`` (own name: the
+    segmentation models share no candidate with the classification table)."""
+    raw = pd.read_csv(_path("stable_transfer", "source_datasets_table.csv"), index_col=0)
+    df = raw.rename(columns={"Transferability Metric": "metric", "Source Dataset": "candidate",
+                             "Transferability Metric Score": "score", "Test Mean IoU": "truth",
+                             "Target Dataset": "target"})
+    df = df.assign(benchmark="stable_transfer_seg", scenario="dataset_segmentation", higher_is_better=True,
+                   medical=False)
+    return validate(df)
+
+
+# ----------------------------------------------------------------------------------------------------
+# model-selection-nlp (Bai et al.): GLUE, 6 pre-trained language models
+
+#: the method files read (one variant per family: 100 % of the data, 768-dim features, first-token pooling;
+#: the model-similarity methods against albert-base-v2, the one target model all their files exist for)
+NLP_METHODS = ("DSE-l2", "PA", "RSA-cos", "DDS-cos", "kNN-5-corr", "GBC", "HScore", "HScoreR", "MSC-cos", "LFC-cos",
+               "TransRate", "NLEEP", "PARC-corr", "Logistic", "LogME", "SFDA", "PACTran-1-10", "EarlyStop-50",
+               "EarlyStop-100", "EarlyStop-500")
+#: methods whose lower score predicts better (the authors' export notebook negates PACTran)
+NLP_LOWER_IS_BETTER = ("PACTran-1-10",)
+
+
+def load_model_selection_nlp() -> pd.DataFrame:
+    """model-selection-nlp: 8 GLUE targets x 6 pre-trained language models (BERT, DistilBERT, RoBERTa,
+    cased/uncased), 20 methods (:data:`NLP_METHODS`), each score the mean of the authors' repeats (5 for most
+    methods; ``cost`` = mean seconds per repeat); truth = the fine-tuned GLUE dev score the authors correlate
+    against (``TUNED_RESULTS`` of their export notebook: Matthews correlation for CoLA, accuracy otherwise).
+    Text, not images: the Evidence chapter keeps it out of the pooled image views. Scenario
+    ``language_model``."""
+    truth = pd.read_csv(_path("model_selection_nlp", "finetuned_glue.csv"))
+    sc = pd.read_csv(_path("model_selection_nlp", "scores_768_first.csv"))
+    sc["metric"] = sc["method"].str.replace("-albert-base-v2", "", regex=False)
+    unknown = sorted(set(sc["metric"]) - set(NLP_METHODS))
+    if unknown:
+        raise BenchmarkError(f"model_selection_nlp: unexpected method(s) {unknown} in scores_768_first.csv")
+    mean = (sc.groupby(["target", "metric", "model"], sort=False)
+              .agg(score=("score", "mean"), cost=("seconds", "mean")).reset_index())
+    df = mean.merge(truth.rename(columns={"finetuned_score": "truth"}), on=["target", "model"], how="left")
+    df = df.rename(columns={"model": "candidate"})
+    df = df.assign(benchmark="model_selection_nlp", scenario="language_model",
+                   higher_is_better=~df["metric"].isin(NLP_LOWER_IS_BETTER), medical=False)
+    return validate(df)
+
+
+# ----------------------------------------------------------------------------------------------------
+# ground truth only: SFDA, EMMS, TransferGraph, PARC
+
+
+def sfda_published() -> pd.DataFrame:
+    """SFDA's README table of weighted tau on its supervised-CNN zoo (methods x 11 targets), as printed."""
+    return pd.read_csv(_path("sfda", "readme_weighted_tau.csv")).set_index("method").astype(float)
+
+
+#: SFDA's README target names -> the names of its fine-tuning table
+SFDA_README_TARGETS = {"Aircraft": "aircraft", "Caltech101": "caltech101", "Cars": "cars", "CIFAR10": "cifar10",
+                       "CIFAR100": "cifar100", "DTD": "dtd", "Flowers": "flowers", "Food": "food", "Pets": "pets",
+                       "SUN397": "sun397", "VOC2007": "voc2007"}
+
+
+def load_sfda() -> pd.DataFrame:
+    """SFDA (Shao et al., ECCV 2022): 11 natural-image targets x 11 supervised ImageNet CNNs (scenario
+    ``supervised_cnn``, torchvision names) and x 12 self-supervised ResNet-50s (``self_supervised``), truth =
+    fine-tuned test accuracy after a hyper-parameter sweep. Ground truth only: the README publishes weighted
+    tau per target (:func:`sfda_published`), not the scores; the table carries the LOTO prior."""
+    acc = pd.read_csv(_path("sfda", "finetune_accuracy.csv"))
+    parts = [loto_prior_table(g.rename(columns={"model": "candidate", "accuracy": "truth"})
+                              .drop(columns="group").assign(medical=False), "sfda", scen)
+             for scen, g in acc.groupby("group", sort=False)]
+    return validate(pd.concat(parts, ignore_index=True))
+
+
+def load_emms() -> pd.DataFrame:
+    """EMMS (Meng et al., NeurIPS 2023): fine-tuned results of three zoos: 11 targets x 11 supervised CNNs
+    (``supervised_cnn``, SFDA's table again), 11 targets x 13 vision transformers (``vit``: DeiT, DINO, MoCo
+    v3, PVT, PVTv2, Swin) and 5 image-captioning targets x 9 encoder-decoder pairs (``captioning``, truth =
+    the caption score the authors correlate against). Ground truth only; the table carries the LOTO prior."""
+    res = pd.read_csv(_path("emms", "finetune_results.csv"))
+    parts = [loto_prior_table(g.rename(columns={"model": "candidate", "finetuned_score": "truth"})
+                              .drop(columns="scenario").assign(medical=False), "emms", scen)
+             for scen, g in res.groupby("scenario", sort=False)]
+    return validate(pd.concat(parts, ignore_index=True))
+
+
+#: TransferGraph's medical target (VTAB's diabetic retinopathy grading)
+TRANSFERGRAPH_MEDICAL = ("diabetic_retinopathy_detection",)
+
+
+def load_transferability_graph() -> pd.DataFrame:
+    """TransferGraph (Li et al.): 13 targets (VTAB, Stanford Cars, Food-101; one medical) x up to 180
+    Hugging Face image-classification models (``doc/records.csv``: one fine-tuning run per pair, 30 epochs),
+    truth = test accuracy. Ground truth only; scores: the LOTO prior and the model's parameter count
+    (``num_params``, ``doc/model_config_dataset.csv``; NaN where not stated). Scenario ``hub_models``."""
+    rec = pd.read_csv(_path("transferability_graph", "records.csv"), index_col=0)
+    meta = pd.read_csv(_path("transferability_graph", "model_config_dataset.csv")).set_index("model")
+    truth = rec.rename(columns={"model": "candidate", "finetuned_dataset": "target", "test_accuracy": "truth"})
+    truth = truth[["target", "candidate", "truth"]].assign(medical=lambda d: d["target"].isin(TRANSFERGRAPH_MEDICAL))
+    df = loto_prior_table(truth, "transferability_graph", "hub_models")
+    pairs = df.drop_duplicates(["target", "candidate"])
+    size = pairs.assign(metric="num_params", higher_is_better=True,
+                        score=pairs["candidate"].map(meta["number_of_parameters"]).astype(float))
+    return validate(pd.concat([df, size], ignore_index=True))
+
+
+def load_parc() -> pd.DataFrame:
+    """PARC's benchmark (Bolya et al., NeurIPS 2021): 7 natural-image targets x 67 models (5 architectures
+    pre-trained on 46 source data sets or tasks: the controlled set plus crowd-sourced detectron2 and
+    self-supervised checkpoints; candidate = ``architecture/source``), truth = the oracle fine-tuned accuracy
+    (``oracles/all.csv``). Ground truth only; the table carries the LOTO prior. Scenario ``model_bank``."""
+    raw = pd.read_csv(_path("parc", "oracles_all.csv"))
+    truth = pd.DataFrame({"target": raw["Target Dataset"],
+                          "candidate": raw["Architecture"] + "/" + raw["Source Dataset"],
+                          "truth": raw["Oracle"], "medical": False})
+    return loto_prior_table(truth, "parc", "model_bank")
+
+
 # ----------------------------------------------------------------------------------------------------
 # registry
+
+#: SFDA and EMMS share their first author's group and senior author: one research group when pooling
+SHAO_LUO = "HKU, Tencent ARC, Shanghai AI Lab / Shao & Luo"
 
 #: name -> (loader, one line: what it holds, independent group, medical targets?)
 BENCHMARKS: dict[str, tuple[Callable[[], pd.DataFrame], str, str, str]] = {
@@ -305,6 +433,18 @@ BENCHMARKS: dict[str, tuple[Callable[[], pd.DataFrame], str, str, str]] = {
                       "random init (ground truth only)", "ITU Copenhagen / Cheplygina", "medical"),
     "stable_transfer": (load_stable_transfer, "stable_transfer (Agostinelli et al. ECCV 2022): 9 targets x 19 "
                         "ImageNet architectures, frozen and fine-tuned", "Google Research / Ferrari", "natural"),
+    "stable_transfer_seg": (load_stable_transfer_segmentation, "stable_transfer: semantic segmentation, 17 targets "
+                            "x 16 source data sets, 5 scores", "Google Research / Ferrari", "natural"),
+    "sfda": (load_sfda, "SFDA (Shao et al. ECCV 2022): 11 targets x 11 supervised CNNs and 12 self-supervised "
+             "ResNet-50s (ground truth only)", SHAO_LUO, "natural"),
+    "emms": (load_emms, "EMMS (Meng et al. NeurIPS 2023): 11 targets x 13 ViTs, 5 captioning targets x 9 models, "
+             "SFDA's CNN table (ground truth only)", SHAO_LUO, "natural"),
+    "transferability_graph": (load_transferability_graph, "TransferGraph (Li et al.): 13 targets x up to 180 "
+                              "Hugging Face models (ground truth only)", "TU Delft / Hai", "mixed"),
+    "parc": (load_parc, "PARC (Bolya et al. NeurIPS 2021): 7 targets x 67 models from 46 sources (ground truth "
+             "only)", "Georgia Tech / Hoffman", "natural"),
+    "model_selection_nlp": (load_model_selection_nlp, "model-selection-nlp: 8 GLUE targets x 6 language models, "
+                            "20 methods (text)", "Bai et al. (model-selection-nlp)", "text"),
 }
 
 
