@@ -7,9 +7,10 @@ does (atomic JSON per unit), so a run started on one engine can be finished on t
   task runs on CPUs;
 * dependencies: the ObjectRef of each dependency's status is passed as an argument, so Ray starts a task only
   when the tasks it waits for have finished; a task whose dependency did not succeed returns *blocked*;
-* threads: a task runs with as many torch intra-op threads as CPUs it reserved, or with ``env.threads``
-  (``--threads``) when set; CPU results depend on the count, so ``--threads N`` on both engines gives the same
-  tables (the count is recorded per unit, ``unit_threads``);
+* threads: a task runs with as many torch intra-op threads as CPUs it declares and reserves
+  (:attr:`helpers.stages.base.Task.threads`), or with ``env.threads`` (``--threads``) when set, exactly as on the
+  local engine: CPU results depend on the count, so both engines give the same tables (the count is recorded per
+  unit, ``unit_threads``);
 * retries: ``max_retries`` re-runs a task whose worker died (a lost node, an OOM kill); an exception raised by
   the task itself is not retried but sent back as a *failed* outcome with its traceback;
 * storage: workers write only their work folders and checkpoints (``<results>/<stage>/work/<key>/``,
@@ -36,10 +37,9 @@ def _remote_body(task: Task, env: Env, *dep_statuses):
     bad = [s for s in dep_statuses if s != OK]
     if bad:
         return BLOCKED, Outcome(task.id, BLOCKED, reason=f"a dependency did not finish ({bad[0]})")
-    # as many torch threads as CPUs the task reserved: a reused worker keeps the OMP_NUM_THREADS of the task
-    # it was started for, and CPU results depend on the thread count (helpers.threads)
-    cpus = max(1, int((task.resources or {}).get("num_cpus", 1)))
-    outcome = execute(task, env, catch=True, threads=cpus)
+    # execute pins the task's own thread count: a reused worker keeps the OMP_NUM_THREADS of the task it was
+    # started for, and CPU results depend on the thread count (helpers.threads)
+    outcome = execute(task, env, catch=True)
     return outcome.status, outcome
 
 

@@ -47,12 +47,19 @@ class Task:
     id: str                          # "<module NAME>:<readable name>", unique in a plan
     configs: tuple = ()              # the units it computes, each stored once under config_key(config)
     deps: tuple = ()                 # ids of tasks that must finish first
-    resources: dict = field(default_factory=dict)  # {"num_cpus": 1, "num_gpus": 0.5}; Ray uses them
+    resources: dict = field(default_factory=dict)  # {"num_cpus": 2, "num_gpus": 0.5}; Ray reserves them
     estimate_s: float | None = None  # seconds on the reference device (see helpers.stages.planning)
 
     @property
     def module(self) -> str:
         return self.id.split(":", 1)[0]
+
+    @property
+    def threads(self) -> int:
+        """The torch intra-op threads the task runs with on any engine: the CPUs it declares
+        (``resources["num_cpus"]``, at least 1). CPU results depend on the count, so it belongs to the task, not
+        to the engine or the machine that runs it; each unit records it (``unit_threads``)."""
+        return max(1, int((self.resources or {}).get("num_cpus", 1)))
 
     def keys(self) -> list[str]:
         return [config_key(c) for c in self.configs]
@@ -72,7 +79,7 @@ class Env:
     device: str | None = None
     progress: bool = True
     options: dict = field(default_factory=dict)
-    threads: int | None = None  # torch threads per task (None: the engine's default; results depend on it)
+    threads: int | None = None  # torch threads for every task (None: each task's own, Task.threads)
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -88,6 +95,11 @@ class Env:
     def fresh(self) -> "Env":
         """The same environment with an empty cache (for a worker)."""
         return dataclasses.replace(self, cache={})
+
+    def task_threads(self, task: Task) -> int:
+        """The torch threads ``task`` runs with: ``threads`` when set (``--threads``, an explicit override),
+        else the task's own count (:attr:`Task.threads`)."""
+        return self.threads if self.threads is not None else task.threads
 
     def resolved_device(self) -> str:
         want = str(self.device or self.profile.get("device", "auto"))

@@ -269,7 +269,7 @@ def run_scoring(profile: dict, sources=None, targets=None, results_dir=None, roo
     (:data:`helpers.scoring.COLUMNS`), written to ``<results_dir>/scores.csv``. Rows of the helper kinds
     (``_extract``, parts) are dropped from the table; the extraction time is in
     :func:`helpers.scoring.extraction_times`. With every unit stored this only reads."""
-    from . import run_stage
+    from .launch import run_stage
 
     options = {"fold": fold}
     if sources is not None:
