@@ -13,7 +13,7 @@ The OpenMP runtime reads that variable once, when it is loaded with torch, so ``
   unset: a value of yours wins). torch, imported later, and child processes then wait passively.
 * **torch imported first** without that variable: the pool keeps spinning, which can no longer be changed. The
   pairwise metrics and FU (:mod:`helpers.metrics`) and the training and validation steps of
-  :class:`helpers.training.Run` then run under :func:`fair_threads`: at most as many intra-op threads as there
+  :class:`helpers.trainer.Run` then run under :func:`fair_threads`: at most as many intra-op threads as there
   are idle cores at the start of the call (one on a busy 2-core machine, torch's setting on an idle one), torch's
   setting restored afterwards. Feature extraction (:func:`helpers.models.extract`), CC-FV and segmentation
   training are not capped: import helpers first (or set ``OMP_WAIT_POLICY=PASSIVE``) for those.

@@ -36,7 +36,7 @@ REGISTRY = {
     "finetuning": "helpers.stages.finetuning",
     "scoring": "helpers.stages.scoring",
     "segmentation": "helpers.stages.segmentation",
-    "representations": "helpers.representations",
+    "representations": "helpers.stages.representations",
 }
 CONTRACT = ("NAME", "tasks", "run_task", "finalize", "missing_inputs")
 
