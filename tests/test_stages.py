@@ -309,6 +309,17 @@ def test_a_task_runs_with_its_own_threads_on_either_engine_unless_pinned(tmp_pat
     assert stage.collect()["unit_threads"].tolist() == [2]
 
 
+def test_ray_reserves_what_a_task_declares_within_the_largest_node():
+    from helpers.engines.ray import _options
+    from helpers.stages.base import Task
+
+    task = Task("probe", "probe:one", ({"unit": 1},), resources={"num_cpus": 2, "num_gpus": 0.5})
+    assert _options(task, True, 3, node_cpus=16) == {"num_cpus": 2.0, "num_gpus": 0.5, "max_retries": 3,
+                                                      "retry_exceptions": False, "num_returns": 2}
+    small = _options(task, False, 3, node_cpus=1)  # a 1-CPU node can still run it (with the task's 2 threads)
+    assert small["num_cpus"] == 1.0 and "num_gpus" not in small
+
+
 def test_every_task_declares_the_two_threads_the_book_was_made_with(tmp_path):
     """CPU results depend on the thread count and every unit of the book's tables ran with 2 (``unit_threads``):
     each task of the quick and paper profiles declares 2 CPUs, hence runs with 2 threads on either engine."""

@@ -4,7 +4,7 @@ does (atomic JSON per unit), so a run started on one engine can be finished on t
 
 * resources: a task's ``resources`` (``num_cpus``, ``num_gpus``: a fraction of a GPU for a fine-tuning group, a
   whole GPU for pretraining) become the Ray task's; on a cluster without GPUs ``num_gpus`` is dropped and the
-  task runs on CPUs;
+  task runs on CPUs; ``num_cpus`` is capped at the CPUs of the largest node (the task keeps its thread count);
 * dependencies: the ObjectRef of each dependency's status is passed as an argument, so Ray starts a task only
   when the tasks it waits for have finished; a task whose dependency did not succeed returns *blocked*;
 * threads: a task runs with as many torch intra-op threads as CPUs it declares and reserves
@@ -43,10 +43,15 @@ def _remote_body(task: Task, env: Env, *dep_statuses):
     return outcome.status, outcome
 
 
-def _options(task: Task, has_gpus: bool, max_retries: int) -> dict:
+def _options(task: Task, has_gpus: bool, max_retries: int, node_cpus: float | None = None) -> dict:
+    """The Ray options of ``task``: the CPUs it declares (at most ``node_cpus``, the CPUs of the largest node, so
+    that a task is never unschedulable; it still runs with its own thread count), its GPU fraction where the
+    cluster has GPUs."""
     res = task.resources or {}
-    opts = {"num_cpus": float(res.get("num_cpus", 1)), "max_retries": int(max_retries),
-            "retry_exceptions": False, "num_returns": 2}
+    cpus = float(res.get("num_cpus", 1))
+    if node_cpus:
+        cpus = min(cpus, float(node_cpus))
+    opts = {"num_cpus": cpus, "max_retries": int(max_retries), "retry_exceptions": False, "num_returns": 2}
     if has_gpus and res.get("num_gpus"):
         opts["num_gpus"] = float(res["num_gpus"])
     return opts
@@ -85,6 +90,7 @@ def run(tasks: list[Task], env: Env, external: dict | None = None, keep_going: b
     try:
         if todo:
             has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+            node_cpus = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=None)
             remote = ray.remote(_remote_body)
             status_refs, waiting, by_ref = {}, [], {}
             for task in todo:
@@ -96,7 +102,7 @@ def run(tasks: list[Task], env: Env, external: dict | None = None, keep_going: b
                     finish_task(task, outcome, env, status, report, bars)
                     continue
                 deps = [status_refs[d] for d in task.deps if d in status_refs]
-                status_ref, outcome_ref = remote.options(**_options(task, has_gpus, max_retries)).remote(
+                status_ref, outcome_ref = remote.options(**_options(task, has_gpus, max_retries, node_cpus)).remote(
                     task, worker_env, *deps)
                 status_refs[task.id] = status_ref
                 waiting.append(outcome_ref)
