@@ -13,8 +13,7 @@ def run_stage(name: str, profile, results_dir=None, data_root=None, device=None,
               threads: int | None = None, **engine_options):
     """:func:`helpers.orchestration.run_stage`: run the stage ``name`` on ``engine``; returns its
     :class:`~helpers.stages.base.Env`."""
-    # layer: the chapters' run_* functions of the stage modules run their stage on an engine (orchestration)
-    from ..orchestration import run_stage as _run_stage
+    from ..orchestration import run_stage as _run_stage  # layer: a chapter's run_* runs its stage on an engine
 
     return _run_stage(name, profile, results_dir, data_root, device, progress, engine, options, finalize,
                       threads, **engine_options)
