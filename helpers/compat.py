@@ -1,18 +1,63 @@
-"""Names that moved to another module, kept importable from the old one with a DeprecationWarning.
+"""Old names of moved objects: one table, and the module ``__getattr__`` that forwards them with a warning.
 
-One table, :data:`MOVED`: ``{"old.module": {"name": "new.module"}}``. A module listed there ends with
-``__getattr__ = forward(__name__)``; looking up a moved name on it warns and returns the object from its new
-module (imported with :mod:`importlib` at that moment, so the old module need not import the new one: the new
-one is often a higher layer that imports the old).
+When a name moves from one module to another, the old module stops importing it (that import usually ran against
+the layers) and instead forwards it lazily, on first use, with a :class:`DeprecationWarning`::
+
+    # helpers/compat.py: one entry per old module, old name -> new module (the name stays the same)
+    MOVED = {
+        "helpers.stages": {"run": "helpers.orchestration", ...},
+        ...
+    }
+
+    # helpers/stages/__init__.py (the old module), at the end
+    from ..compat import forward
+    __getattr__ = forward(__name__)
+
+``helpers.stages.run`` then warns ``helpers.stages.run is now helpers.orchestration.run`` and returns the very
+object of :mod:`helpers.orchestration`. To move a name, add it to :data:`MOVED` under its old module (add the old
+module's entry and its two ``forward`` lines if it has none yet). A module-level ``__getattr__`` is only consulted
+for names the module does not define, so the old module must not import the name itself.
+
+This module is the foundation layer: it imports nothing from ``helpers`` at module level (the new module is
+imported when an old name is used, which is what lets a lower layer name a higher one without importing it).
 """
 from __future__ import annotations
 
 import importlib
 import warnings
 
-__all__ = ["MOVED", "forward"]
-
+#: old module -> {name: new module}; a plain literal, so a reader (and a test) sees every old name in one place
 MOVED: dict[str, dict[str, str]] = {
+    "helpers.stages": {
+        "run": "helpers.orchestration",
+        "run_stage": "helpers.orchestration",
+        "plan": "helpers.orchestration",
+        "plan_text": "helpers.orchestration",
+        "make_env": "helpers.orchestration",
+        "gather": "helpers.orchestration",
+        "expand": "helpers.orchestration",
+    },
+    "helpers.representations": {
+        "RepresentationsPlan": "helpers.stages.representations",
+        "representations_configs": "helpers.stages.representations",
+        "run_representations": "helpers.stages.representations",
+        "build_tables": "helpers.stages.representations",
+        "load_activations": "helpers.stages.representations",
+        "finalize": "helpers.stages.representations",
+        "TABLES": "helpers.stages.representations",
+        "plot_reference_cca": "helpers.viz",
+        "plot_reference_predictions": "helpers.viz",
+        "plot_gain_scatter": "helpers.viz",
+        "plot_similarity_by_stage": "helpers.viz",
+        "plot_similarity_heatmaps": "helpers.viz",
+        "plot_prediction_bars": "helpers.viz",
+        "plot_weight_change": "helpers.viz",
+    },
+    "helpers.segmentation": {
+        "run_segmentation_pretraining": "helpers.stages.segmentation",
+        "run_segmentation_finetuning": "helpers.stages.segmentation",
+        "run_segmentation_scoring": "helpers.stages.segmentation",
+    },
     # the "which metric to trust" functions used to be reached through helpers.evaluation
     "helpers.evaluation": {
         "IMAGENET_TRAIN_IMAGES": "helpers.evaluation_trust",
@@ -42,6 +87,7 @@ MOVED: dict[str, dict[str, str]] = {
         "ground_truth_replicates": "helpers.ground_truth",
         "noise_in_differences": "helpers.ground_truth",
     },
+    # the scoring stage's functions used to be reached through the library module
     "helpers.scoring": {
         "run_scoring": "helpers.stages.scoring",
         "scoring_configs": "helpers.stages.scoring",
@@ -58,16 +104,24 @@ MOVED: dict[str, dict[str, str]] = {
 }
 
 
-def forward(module: str):
-    """A module ``__getattr__`` for ``module``: its moved names (:data:`MOVED`) with a DeprecationWarning,
-    AttributeError for anything else."""
-    moved = MOVED.get(module, {})
+def moved(module_name: str, name: str) -> str | None:
+    """The module that now holds ``module_name.name``, or None when the name did not move from there."""
+    return MOVED.get(module_name, {}).get(name)
+
+
+def forward(module_name: str):
+    """A module-level ``__getattr__`` for the old module ``module_name`` (pass ``__name__``): a name listed under
+    it in :data:`MOVED` is imported from its new module, with a :class:`DeprecationWarning`; any other name raises
+    :class:`AttributeError` as usual."""
 
     def __getattr__(name: str):
-        if name not in moved:
-            raise AttributeError(f"module {module!r} has no attribute {name!r}")
-        warnings.warn(f"{module}.{name} moved to {moved[name]}.{name}; import it from there",
-                      DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(moved[name]), name)
+        target = moved(module_name, name)
+        if target is None:
+            raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+        warnings.warn(f"{module_name}.{name} is now {target}.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(target), name)
 
     return __getattr__
+
+
+__all__ = ["MOVED", "forward", "moved"]

@@ -1,24 +1,24 @@
-"""Hidden representations ([R], PROTOCOL.md section 8) as a stage: fine-tuning with [R]'s recipe, layer-wise
-similarity of the networks before and after, prediction similarity, weight change, and similarity against the
-AUC gain over random initialisation.
-
-One module, library and stage, laid out so that the stage can move into a stages layer as it is:
+"""Hidden representations ([R], PROTOCOL.md section 8): fine-tuning with [R]'s recipe, layer-wise similarity
+of the networks before and after, prediction similarity, weight change, and similarity against the AUC gain over
+random initialisation. The library; the stage that declares and runs its units is
+:mod:`helpers.stages.representations`, and its figures are in :mod:`helpers.viz`.
 
 * settings: :func:`representations_settings` (the profile's ``representations`` section over [R]'s defaults);
 * data: :func:`stratified_folds` ([R]'s 5 stratified folds over all images of a flag), :func:`fold_datasets`,
   :func:`stimulus_dataset`, the input scales of :data:`INPUT_SCALES` and :func:`load_network`;
-* units, declared by :func:`representations_configs` (pure: reads only the source checkpoints' hashes):
+* networks and pairs: :func:`network_name`, :func:`pair_kind`, :func:`in_r_pairs`;
+* what each unit computes, given its config:
 
-  - ``finetune`` (:func:`finetune_unit`): one (source, target, fold, variant) fine-tuned with [R]'s recipe; writes
-    the best checkpoint (safetensors) and the test-set probabilities into its work folder, returns the run row
-    and the weight change per stage;
-  - ``activations`` (:func:`activation_unit`): one network's activations on the target's images, sampled as [R]
-    did (:func:`helpers.similarity.sampling_plan`), stored in its work folder;
-  - ``similarity`` and ``predictions`` (:func:`analysis_unit`): one pair of networks: per layer and repeat, CCA,
-    linear CKA and debiased CKA with a permutation null; or the prediction similarity of two fine-tuned networks;
+  - :func:`finetune_unit`: one (source, target, fold, variant) fine-tuned with [R]'s recipe; writes the best
+    checkpoint (safetensors) and the test-set probabilities into its work folder, returns the run row and the
+    weight change per stage;
+  - :func:`activation_unit`: one network's activations on the target's images, sampled as [R] did
+    (:func:`helpers.similarity.sampling_plan`), stored in its work folder;
+  - :func:`analysis_unit`: one pair of networks: per layer and repeat, CCA, linear CKA and debiased CKA with a
+    permutation null (:data:`NULLS`); or the prediction similarity of two fine-tuned networks;
 
-* :func:`finalize` writes the tidy tables ``results/<profile>/representations_*.csv``;
-* :func:`run_representations` runs (or resumes) everything: the entry point of the chapter.
+* analyses of the tables: :func:`gain_table` (similarity vs the relative AUC gain), :func:`similarity_vs_points`,
+  :func:`summarize_similarity`, :func:`similarity_matrix`.
 
 What this project adds to [R] and says so in the tables: the weight change per stage (``weights``; [R] has no
 weight-space measure), linear CKA and its debiased form beside CCA, the permutation null of every cell, the
@@ -34,32 +34,37 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 import zlib
-from dataclasses import dataclass, field
-from itertools import combinations
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from . import models as M
 from . import similarity as S
+from .compat import forward
 from .data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, SPLITS, TensorImageDataset
-from .runner import Stage, atomic_write_csv, config_key
+from .runner import Stage
+from .trainer import Run, RunConfig, load_flag, medmnist_acc, probabilities, safe_auc, train_runs
 from .transforms import AffineAugmentConfig
 
 __all__ = [
-    "DEFAULTS", "INPUT_SCALES", "InputScale", "representations_settings", "stratified_folds", "fold_indices",
-    "fold_datasets", "stimulus_dataset", "load_network", "network_name", "pair_kind", "in_r_pairs",
-    "RepresentationsPlan", "representations_configs", "finetune_unit", "activation_unit", "analysis_unit",
-    "finalize", "run_representations", "TABLES",
+    "DEFAULTS", "INPUT_SCALES", "InputScale", "NULLS", "representations_settings", "input_scale_of",
+    "stratified_folds", "fold_indices", "fold_datasets", "stimulus_dataset", "recalibrate_batchnorm",
+    "load_network", "network_name", "pair_kind", "in_r_pairs", "finetune_unit", "activation_unit",
+    "analysis_unit", "null_kind", "null_rows", "derangement", "gain_table", "similarity_vs_points",
+    "summarize_similarity", "similarity_matrix", "read_activations", "relative_gain",
 ]
 
+#: the stage's name, and the folder its units are stored in (the work folders that the units read back)
 STAGE = "representations"
+
 
 #: [R]'s recipe and analysis (PROTOCOL.md section 8); a profile's ``representations`` section overrides any key
 DEFAULTS: dict = {
@@ -99,20 +104,6 @@ DEFAULTS: dict = {
                    "bn_control": True},
 }
 
-#: what each table written by :func:`finalize` holds (``results/<profile>/representations_<name>.csv``)
-TABLES = {
-    "runs": "one row per fine-tuning run: recipe, epochs and optimizer steps per phase, val/test metrics, the "
-            "relative AUC gain over random init on the same fold",
-    "weights": "one row per fine-tuning run and stage: relative L2 change and cosine of the conv/linear weights "
-               "(this project's extension)",
-    "activations": "one row per network and layer: the sampled cell's size (images, points n, channels d, "
-                   "few_points where n < 10 d)",
-    "similarity": "one row per pair of networks, layer, repeat and measure: value and permutation-null value",
-    "predictions": "one row per pair of fine-tuned networks: error agreement, both independent-errors "
-                   "baselines and Cohen's kappa on the test fold",
-    "gain": "one row per fine-tuned network, layer and measure: similarity to its own pre-trained network "
-            "(mean over repeats), the weight change of that stage and the relative AUC gain",
-}
 
 
 def _merge(base: dict, over: dict | None) -> dict:
@@ -260,9 +251,7 @@ def fold_indices(config: dict, labels) -> dict[str, np.ndarray]:
 
 
 def _load_flag(target: str, file_size: int, root, cache: dict):
-    from .training import _load
-
-    return _load(target, file_size, root, cache)
+    return load_flag(target, file_size, root, cache)
 
 
 def fold_datasets(config: dict, root=None, device=None, cache=None, splits=("train", "val", "test")):
@@ -394,182 +383,6 @@ def in_r_pairs(a: dict, b: dict, first_untrained_seed: int) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# declaring the units
-
-
-@dataclass
-class RepresentationsPlan:
-    """Every unit of the stage for a profile: the three lists in the order they run, the sources that cannot be
-    had here (``source, target, reason``) and the settings they came from."""
-
-    finetune: list = field(default_factory=list)
-    activations: list = field(default_factory=list)
-    analysis: list = field(default_factory=list)
-    unavailable: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["source", "target", "reason"]))
-    settings: dict = field(default_factory=dict)
-
-    def all(self) -> list:
-        return self.finetune + self.activations + self.analysis
-
-
-def _resolve(profile: dict, settings: dict, source: str, target: str, results_dir) -> str:
-    """``random``, ``imagenet`` or a checkpoint path for a source of this stage; :class:`models.SourceUnavailable`
-    with the reason otherwise. ``radimagenet`` is the section's own checkpoint (a ResNet-50 in [R]), else
-    ``$RADIMAGENET_RESNET50_CHECKPOINT``; other names are this project's trained sources."""
-
-    from .training import check_imagenet, resolve_source
-
-    arch = settings["architecture"]
-    if source == "random":
-        return "random"
-    if source == "imagenet":
-        check_imagenet(arch)
-        return "imagenet"
-    if source == "radimagenet":
-        path = settings.get("radimagenet_checkpoint") or os.environ.get("RADIMAGENET_RESNET50_CHECKPOINT")
-        if not path:
-            raise M.SourceUnavailable("radimagenet", "no checkpoint configured (RadImageNet needs a data-use "
-                                      "agreement): set representations.radimagenet_checkpoint or "
-                                      "$RADIMAGENET_RESNET50_CHECKPOINT")
-        if not Path(path).is_file():
-            raise M.SourceUnavailable("radimagenet", f"checkpoint {path} does not exist")
-        return str(path)
-    spec = resolve_source(profile, source, target, results_dir)
-    meta = M.read_sidecar(spec) if Path(spec).suffix == ".safetensors" else {}
-    if meta.get("architecture") and meta["architecture"] != arch:
-        raise M.SourceUnavailable(source, f"checkpoint {spec} is a {meta['architecture']}, the stage compares "
-                                  f"{arch} networks")
-    return spec
-
-
-def _source_refs(profile: dict, settings: dict, sources, target: str, results_dir=None) -> tuple[dict, dict]:
-    """``({source: ref}, {source: reason})`` decided without reading any output: ``ref`` is ``random`` /
-    ``imagenet``, the configured RadImageNet path, or the key of the pretraining unit that makes one of this
-    project's sources (:func:`helpers.stages.pretraining.source_plan`), so that a retrained source changes every
-    key that depends on it. A source that no unit makes but that sits in ``<results>/sources/`` (a checkpoint a
-    user put there) is an input, referred to by its path. Whether ImageNet weights can be had is found out when
-    a task runs."""
-    from .stages import pretraining as P
-
-    flags = profile["data"].get("flags", [])
-    made = P.pretraining_configs(profile, flags, [target]) if "pretraining" in profile else []
-    refs, reasons = {}, {}
-    for s in sources:
-        if s in ("random", "imagenet"):
-            refs[s] = s
-        elif s == "radimagenet":
-            path = settings.get("radimagenet_checkpoint") or os.environ.get("RADIMAGENET_RESNET50_CHECKPOINT")
-            if path:
-                refs[s] = str(path)
-            else:
-                reasons[s] = ("no checkpoint configured (RadImageNet needs a data-use agreement): set "
-                              "representations.radimagenet_checkpoint or $RADIMAGENET_RESNET50_CHECKPOINT")
-        else:
-            key, reason = P.source_plan(profile, s, target, made)
-            given = P.sources_dir(results_dir) / f"{s}.safetensors" if results_dir is not None else None
-            if reason is None:
-                refs[s] = key
-            elif given is not None and given.is_file():
-                refs[s] = str(given)
-            else:
-                reasons[s] = reason
-    return refs, reasons
-
-
-def _producer_task(profile: dict, source: str, target: str) -> str | None:
-    """The id of the pretraining task that makes ``source`` for ``target`` (``None``: nothing to wait for)."""
-    from .stages import pretraining as P
-
-    if source in ("random", "imagenet", "radimagenet") or "pretraining" not in profile:
-        return None
-    unit = P.producer(profile, source, target, P.pretraining_configs(profile, profile["data"].get("flags", []),
-                                                                   [target]))
-    return P.task_id(unit["name"]) if unit is not None else None
-
-
-def representations_configs(profile: dict, results_dir=None, root=None, targets=None) -> RepresentationsPlan:
-    """Declare every unit of the stage (nothing runs): per target and fold, a ``finetune`` unit per source (random
-    init always; the freeze variant for ``freeze_sources``), an ``activations`` unit per network (the untrained
-    ones, each source's pre-trained network and each fine-tuned one) and an analysis unit per pair of networks
-    (``similarity``: all pairs, or with ``similarity.pairs: r`` only those of [R]'s kinds) and per pair of
-    fine-tuned networks of one variant (``predictions``). Downstream configs hold the keys of the units they
-    read, and sources are named by the key of the pretraining unit that makes them (never by a file), so a
-    changed recipe or source changes every key that depends on it and nothing here reads another stage's
-    output (``results_dir`` and ``root`` are kept for the callers' convenience)."""
-    st = representations_settings(profile)
-    targets = list(targets if targets is not None else st["targets"])
-    arch = st["architecture"]
-    sim = dict(st["similarity"])
-    seeds = [int(s) for s in st["untrained_seeds"]]
-    if len(seeds) != 2 or seeds[0] == seeds[1]:
-        raise ValueError(f"untrained_seeds must be two different seeds (the floor), got {seeds}")
-    data = {k: st[k] for k in ("n_folds", "fold_seed", "val_fraction", "max_train_images", "max_val_images",
-                                "max_test_images")}
-    common = {"stage": STAGE, "arch": arch, "file_size": int(st["file_size"]), "image_size": int(st["image_size"]),
-              "data": data}
-    sim_block = {k: sim[k] for k in ("layers", "points", "channels", "repeats", "stimuli", "max_stimulus_images",
-                                     "seed", "batch_size")}
-    plan = RepresentationsPlan(settings=st)
-    unavailable = []
-    for t in targets:
-        refs, reasons = _source_refs(profile, st, st["sources"], t, results_dir)
-        refs["random"] = "random"
-        unavailable += [{"source": s, "target": t, "reason": r} for s, r in reasons.items()]
-        sources = [s for s in st["sources"] if s in refs]
-        augment = dict(st["augment"])
-        if t in st["no_flip"]:
-            augment["flip_p"] = 0.0
-        for fold in st["folds"]:
-            nets = []  # (network dict, activation-unit model block)
-            for seed in seeds:
-                net = {"role": "untrained", "source": "random", "variant": None, "seed": seed}
-                nets.append((net, {"kind": "untrained", "seed": seed, "input_scale": input_scale_of(st, "random")}))
-            for s in sources:
-                net = {"role": "pretrained", "source": s, "variant": None, "seed": None}
-                model = {"kind": "pretrained", "source": s, "source_ref": refs[s],
-                         "input_scale": input_scale_of(st, s)}
-                nets.append((net, model))
-                if sim.get("bn_control"):
-                    nets.append(({**net, "role": "recalibrated"}, {**model, "kind": "recalibrated"}))
-            for s in sources + ["random"]:
-                variants = ["none"] + (["freeze"] if s in st["freeze_sources"] and s != "random" else [])
-                for v in variants:
-                    init_seed = seeds[0] if s == "random" else int(st["seed"])
-                    ft = {**common, "unit": "finetune", "target": t, "fold": int(fold), "source": s, "variant": v,
-                          "source_ref": refs[s], "init_seed": init_seed,
-                          "head": st["random_head"] if s == "random" else st["head"],
-                          "input_scale": input_scale_of(st, s), "recipe": dict(st["finetune"]),
-                          "freeze_recipe": dict(st["freeze"]) if v == "freeze" else None, "augment": augment}
-                    plan.finetune.append(ft)
-                    net = {"role": "finetuned", "source": s, "variant": v, "seed": None, "init_seed": init_seed}
-                    nets.append((net, {"kind": "finetuned", "finetune_key": config_key(ft),
-                                       "input_scale": ft["input_scale"]}))
-            act_keys = []
-            for net, model in nets:
-                act = {**common, "unit": "activations", "target": t, "fold": int(fold), "network": net,
-                       "model": model, "input_scale": model["input_scale"], "similarity": sim_block}
-                plan.activations.append(act)
-                act_keys.append(config_key(act))
-            ft_keys = {(n["source"], n["variant"]): m["finetune_key"] for n, m in nets if n["role"] == "finetuned"}
-            for (i, (a, _)), (j, (b, _)) in combinations(enumerate(nets), 2):
-                kind = pair_kind(a, b)
-                if "recalibrated" in (a["role"], b["role"]) and kind == "other":
-                    continue  # the control is compared with its own source's networks only
-                r_pair = in_r_pairs(a, b, seeds[0])
-                base = {"stage": STAGE, "target": t, "fold": int(fold), "a": a, "b": b, "kind": kind, "in_r": r_pair}
-                if sim["pairs"] == "all" or r_pair:
-                    plan.analysis.append({**base, "unit": "similarity", "a_key": act_keys[i], "b_key": act_keys[j],
-                                          "measures": list(sim["measures"]), "null": null_kind(sim["null"]),
-                                          "seed": int(sim["seed"])})
-                if a["role"] == b["role"] == "finetuned" and a["variant"] == b["variant"]:
-                    plan.analysis.append({**base, "unit": "predictions",
-                                          "a_key": ft_keys[(a["source"], a["variant"])],
-                                          "b_key": ft_keys[(b["source"], b["variant"])]})
-    plan.unavailable = pd.DataFrame(unavailable, columns=["source", "target", "reason"])
-    return plan
-
-
-# ----------------------------------------------------------------------------------------------------------
 # units
 
 
@@ -578,8 +391,6 @@ def _device(device) -> torch.device:
 
 
 def _run_config(recipe: dict, trainable=None):
-    from .training import RunConfig
-
     return RunConfig(epochs=int(recipe["epochs"]), batch_size=int(recipe["batch_size"]),
                      optimizer=recipe.get("optimizer", "adam"), lr=float(recipe["lr"]), scheduler=None,
                      monitor=recipe.get("monitor", "val_loss"), patience=recipe.get("patience"), augment=True,
@@ -593,8 +404,6 @@ def _unit_dir(stage_dir, key: str) -> Path:
 
 @torch.no_grad()
 def _test_outputs(run, test: TensorImageDataset, batch_size: int = 256):
-    from .training import medmnist_acc, probabilities, safe_auc
-
     logits = torch.cat([run.logits(x) for x, _ in test.batches(batch_size)])
     y = test.targets
     p = probabilities(logits, False).cpu().numpy()
@@ -618,8 +427,6 @@ def finetune_unit(config: dict, workdir, root=None, device=None, cache=None, cal
     one ``runs`` row and one ``weights`` row per stage (:func:`helpers.similarity.weight_change_by_stage` of the
     network before vs after, both phases together).
     """
-    from .training import Run, train_runs
-
     device = _device(device)
     workdir = Path(workdir)
     d, ds = fold_datasets(config, root, device, cache)
@@ -694,8 +501,6 @@ def activation_unit(config: dict, workdir, stage_dir, root=None, device=None, ca
     Writes ``activations.safetensors`` (one tensor per ``layer/repeat``, the plan in its metadata) into
     ``workdir``; rows: one ``activations`` row per layer (images, points n, channels d, the layer's full shape,
     ``few_points`` where n < 10 d)."""
-    from safetensors.torch import save_file
-
     device = _device(device)
     cache = {} if cache is None else cache
     d = _load_flag(config["target"], config["file_size"], root, cache)
@@ -730,9 +535,9 @@ def activation_unit(config: dict, workdir, stage_dir, root=None, device=None, ca
     return rows
 
 
-def _read_activations(stage_dir, key: str, device) -> tuple[dict, str]:
-    from safetensors import safe_open
-
+def read_activations(stage_dir, key: str, device) -> tuple[dict, str]:
+    """The activations ``{(layer, repeat): (n, d) tensor}`` an activation unit stored (by its key, under
+    ``stage_dir``) and the sampling plan they were drawn with (JSON)."""
     path = _unit_dir(stage_dir, key) / "activations.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"no activations {path}: run the activations unit {key} first")
@@ -823,8 +628,8 @@ def analysis_unit(config: dict, workdir, stage_dir, device=None) -> list[dict]:
     if config["unit"] != "similarity":
         raise ValueError(f"unknown analysis unit {config['unit']!r}")
     device = _device(device)
-    acts_a, plan_a = _read_activations(stage_dir, config["a_key"], device)
-    acts_b, plan_b = _read_activations(stage_dir, config["b_key"], device)
+    acts_a, plan_a = read_activations(stage_dir, config["a_key"], device)
+    acts_b, plan_b = read_activations(stage_dir, config["b_key"], device)
     if plan_a != plan_b:
         raise ValueError("the two networks' activations were sampled with different plans (images or channels)")
     unknown = [m for m in config["measures"] if m not in S.MEASURES]
@@ -852,7 +657,7 @@ def analysis_unit(config: dict, workdir, stage_dir, device=None) -> list[dict]:
 # tables
 
 
-def _gain(runs: pd.DataFrame) -> pd.Series:
+def relative_gain(runs: pd.DataFrame) -> pd.Series:
     """(AUC_FT - AUC_random) / AUC_random, AUC_random = random init fine-tuned (no freeze) on the same target and
     fold."""
     base = runs[(runs.source == "random") & (runs.variant == "none")].set_index(["target", "fold"])["test_auc"]
@@ -860,40 +665,7 @@ def _gain(runs: pd.DataFrame) -> pd.Series:
     return (runs.test_auc - ref) / ref
 
 
-def _integral(col: pd.Series) -> pd.Series:
-    """A float column of whole numbers without gaps as int (rows of several kinds share one frame while they
-    are collected, which turns counts into floats)."""
-    if col.dtype.kind == "f" and col.notna().all() and (col == col.round()).all():
-        return col.astype("int64")
-    return col
-
-
 _WEIGHT_STAGE = {"relu": "conv1"}  # the stem ReLU follows conv1 (and bn1); the residual stages are themselves
-
-
-def build_tables(stage: Stage, plan: RepresentationsPlan, results_dir, write: bool = True) -> dict[str, pd.DataFrame]:
-    """Split the units' rows into the tables of :data:`TABLES`, add the relative AUC gain, and (``write``) write
-    them as ``<results_dir>/representations_<name>.csv`` atomically, with ``representations_unavailable.csv``.
-    Returns the tables by name (``unavailable`` included)."""
-    units = stage.collect([config_key(c) for c in plan.all()])
-    tables: dict[str, pd.DataFrame] = {}
-    for name in ("runs", "weights", "activations", "similarity", "predictions"):
-        part = units[units["table"] == name] if "table" in units else units.iloc[:0]
-        part = part.dropna(axis=1, how="all").drop(columns=["table"], errors="ignore").reset_index(drop=True)
-        tables[name] = part.apply(_integral)
-    runs = tables["runs"]
-    if not runs.empty:
-        runs["relative_gain"] = _gain(runs)
-        gain = runs.set_index(["source", "target", "fold", "variant"])["relative_gain"]
-        w = tables["weights"]
-        if not w.empty:
-            w["relative_gain"] = [gain.get(k, np.nan) for k in zip(w.source, w.target, w.fold, w.variant)]
-    tables["gain"] = gain_table(tables)
-    tables["unavailable"] = plan.unavailable
-    if write:
-        for name, df in tables.items():
-            atomic_write_csv(df, Path(results_dir) / f"representations_{name}.csv")
-    return tables
 
 
 def gain_table(tables: dict) -> pd.DataFrame:
@@ -921,153 +693,8 @@ def gain_table(tables: dict) -> pd.DataFrame:
         out["relative_change"] = np.nan
     return out[cols]
 
-
-def run_representations(profile: dict, results_dir=None, root=None, device=None, progress: bool = True,
-                        targets=None, engine: str = "local", **engine_options) -> dict[str, pd.DataFrame]:
-    """Run (or resume) the stage for a profile through an engine (:mod:`helpers.stages`) and write its tables;
-    returns them (:func:`build_tables`).
-
-    Units run in dependency order (fine-tuning, activations, analysis), each stored once finished and never
-    recomputed: a second call only reads. ``device``: default the profile's (``auto``: CUDA when present)."""
-    from .stages import run_stage
-
-    options = {"targets": list(targets)} if targets is not None else {}
-    env = run_stage(NAME, profile, results_dir, root, device, progress, engine, options=options, **engine_options)
-    return tables(env.profile, env)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# the stage contract (helpers.stages.base): tasks, run_task, finalize, missing_inputs
-
-NAME = STAGE
-RESOURCES = {"finetune": {"num_cpus": 1, "num_gpus": 0.5}, "activations": {"num_cpus": 1, "num_gpus": 0.25},
-             "analysis": {"num_cpus": 1, "num_gpus": 0.1}}
-
-
-def _plan(profile: dict, env) -> RepresentationsPlan:
-    return representations_configs(profile, env.results_dir, env.data_root, env.options.get("targets"))
-
-
-def _net_id(config: dict) -> str:
-    return f"{NAME}:activations:{config['target']}:fold{config['fold']}:{network_name(config['network'])}"
-
-
-def tasks(profile: dict, env) -> list:
-    """One task per fine-tuning run (waiting for its source's pretraining task), one per network's activations
-    (waiting for the fine-tuning or pretraining that makes the network) and one per analysis unit (waiting for
-    the activations, or the fine-tuning runs, it reads). An unavailable source then blocks only what uses it."""
-    from .stages.base import Task
-    from .stages.throughput import representations_seconds
-
-    if not profile.get("representations"):
-        return []  # a profile without the section has no such stage
-    plan = _plan(profile, env)
-    out, ft_ids, act_ids = [], {}, {}
-    for c in plan.finetune:
-        tid = f"{NAME}:finetune:{c['target']}:fold{c['fold']}:{c['source']}:{c['variant']}"
-        ft_ids[config_key(c)] = tid
-        dep = _producer_task(profile, c["source"], c["target"])
-        out.append(Task(STAGE, tid, (c,), (dep,) if dep else (), dict(RESOURCES["finetune"]),
-                        representations_seconds(c, profile)))
-    for c in plan.activations:
-        model = c["model"]
-        if model["kind"] == "finetuned":
-            deps = (ft_ids[model["finetune_key"]],)
-        elif model["kind"] in ("pretrained", "recalibrated"):
-            dep = _producer_task(profile, model["source"], c["target"])
-            deps = (dep,) if dep else ()
-        else:
-            deps = ()
-        act_ids[config_key(c)] = _net_id(c)
-        out.append(Task(STAGE, _net_id(c), (c,), deps, dict(RESOURCES["activations"]),
-                        representations_seconds(c, profile)))
-    for c in plan.analysis:
-        ids = act_ids if c["unit"] == "similarity" else ft_ids
-        deps = tuple(ids[c[k]] for k in ("a_key", "b_key"))
-        tid = f"{NAME}:{c['unit']}:{c['target']}:fold{c['fold']}:{network_name(c['a'])}~{network_name(c['b'])}"
-        out.append(Task(STAGE, tid, (c,), deps, dict(RESOURCES["analysis"]), representations_seconds(c, profile)))
-    return out
-
-
-def _with_spec(config: dict, env) -> dict:
-    """The config with the source's checkpoint resolved (``spec``), at run time; raises
-    :class:`helpers.models.SourceUnavailable` when it cannot be had here."""
-    st = representations_settings(env.profile)
-    if config["unit"] == "finetune":
-        return {**config, "spec": _resolve(env.profile, st, config["source"], config["target"], env.results_dir)}
-    model = config["model"]
-    if model["kind"] in ("pretrained", "recalibrated"):
-        spec = _resolve(env.profile, st, model["source"], config["target"], env.results_dir)
-        return {**config, "model": {**model, "spec": spec}}
-    return config
-
-
-def run_task(task, env) -> list:
-    device = env.resolved_device()
-    stage_dir = env.results_dir / STAGE
-    out = []
-    for c in task.configs:
-        workdir = env.workdir(task.stage, c)
-        if c["unit"] == "finetune":
-            out.append(finetune_unit(_with_spec(c, env), workdir, env.data_root, device, env.cache))
-        elif c["unit"] == "activations":
-            out.append(activation_unit(_with_spec(c, env), workdir, stage_dir, env.data_root, device, env.cache))
-        else:
-            out.append(analysis_unit(c, workdir, stage_dir, device))
-    return out
-
-
-def tables(profile: dict, env, write: bool = False) -> dict[str, pd.DataFrame]:
-    """The stage's tables from the stored units (nothing computed), with the sources a task found unavailable
-    at run time (e.g. ImageNet weights offline) added to ``unavailable``."""
-    from .stages.base import problem_reason, read_problems
-
-    plan = _plan(profile, env)
-    problems = [{"source": r["task"].split(":")[4], "target": r["task"].split(":")[2],
-                 "reason": problem_reason(r)} for r in read_problems(env, STAGE).values()
-                if r["task"].startswith(f"{NAME}:finetune:") and r.get("kind") == "unavailable"]
-    if problems:
-        plan.unavailable = (pd.concat([plan.unavailable, pd.DataFrame(problems)], ignore_index=True)
-                            .drop_duplicates(["source", "target"]).reset_index(drop=True))
-    return build_tables(env.storage(STAGE), plan, env.results_dir, write=write)
-
-
-def finalize(profile: dict, env) -> dict:
-    if not profile.get("representations"):
-        return {}
-    tables(profile, env, write=True)
-    return {f"representations_{name}": env.results_dir / f"representations_{name}.csv"
-            for name in [*TABLES, "unavailable"]}
-
-
-def missing_inputs(profile: dict, env) -> list[dict]:
-    """MedMNIST files of the stage's targets and, when listed as a source without a configured checkpoint,
-    RadImageNet (ImageNet weights are reported by the pretraining stage's inputs)."""
-    from .stages import inputs
-
-    if not profile.get("representations"):
-        return []
-    st = representations_settings(profile)
-    rows = inputs.medmnist_files(list(st["targets"]), int(st["file_size"]), env.data_root)
-    if "radimagenet" in st["sources"] and not (st.get("radimagenet_checkpoint")
-                                                or os.environ.get("RADIMAGENET_RESNET50_CHECKPOINT")):
-        rows.append({"what": "RadImageNet ResNet-50 checkpoint", "path": "representations.radimagenet_checkpoint",
-                     "how": "RadImageNet needs a data-use agreement (radimagenet.com); put the checkpoint path in "
-                            "the profile or $RADIMAGENET_RESNET50_CHECKPOINT"})
-    return rows
-
-
 # ----------------------------------------------------------------------------------------------------------
 # reading back and small analyses for the chapter
-
-
-def load_activations(results_dir, plan: RepresentationsPlan, target: str, fold: int, network: str, device="cpu"):
-    """The stored activations ``{(layer, repeat): (n, d) tensor}`` of a network (by :func:`network_name`) of a
-    (target, fold), from its activation unit's work folder."""
-    for c in plan.activations:
-        if c["target"] == target and c["fold"] == fold and network_name(c["network"]) == network:
-            return _read_activations(Path(results_dir) / STAGE, config_key(c), device)[0]
-    raise KeyError(f"no activations of {network!r} for {target}, fold {fold}")
 
 
 def similarity_vs_points(x, y, sizes, measures=("cca", "linear_cka", "linear_cka_debiased"), seed: int = 0,
@@ -1119,157 +746,6 @@ def summarize_similarity(sim: pd.DataFrame, by=("target", "kind", "layer", "meas
     return out.merge(pairs, on=by)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# figures
-
-
-_LAYER_ORDER = list(S.RESNET_LAYERS)
-_KIND_STYLE = {
-    "pretrained_vs_finetuned": ("tab:blue", "-"), "finetuned_across_sources": ("tab:orange", "-"),
-    "pretrained_across_sources": ("tab:green", "-"), "vs_untrained": ("tab:purple", "-"),
-    "untrained_vs_untrained": ("black", "--"), "freeze_vs_no_freeze": ("tab:red", "-"),
-    "untrained_vs_finetuned": ("tab:brown", ":"), "recalibrated_vs_finetuned": ("tab:cyan", "-."),
-    "pretrained_vs_recalibrated": ("tab:olive", "-."), "other": ("tab:gray", ":"),
-}
-
-
-def _stage_axis(ax, layers):
-    ax.set_xticks(range(len(layers)))
-    ax.set_xticklabels([S.R_STAGE_OF_LAYER.get(l, l) for l in layers], fontsize=8)
-
-
-def plot_reference_cca(summary: pd.DataFrame, pairs=None, ncols: int = 4):
-    """[R]'s CCA per stage (:func:`helpers.reference_r.cca_summary`): one panel per target, one line per pair
-    (mean over folds) with a band of +- 1 SD over folds."""
-    import matplotlib.pyplot as plt
-
-    from .reference_r import STAGES
-
-    pairs = pairs or ["ImageNet-FT vs ImageNet", "RadImageNet-FT vs RadImageNet", "ImageNet-FT vs RadImageNet-FT",
-                      "ImageNet vs RadImageNet", "ImageNet-FT vs random", "random vs random"]
-    targets = list(dict.fromkeys(summary.target))
-    nrows = -(-len(targets) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), sharey=True, squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, t in zip(axes.ravel(), targets):
-        for i, p in enumerate(pairs):
-            sub = summary[(summary.target == t) & (summary.pair == p)].set_index("stage").reindex(list(STAGES))
-            if sub["mean"].isna().all():
-                continue
-            x = np.arange(len(STAGES))
-            style = "--" if p == "random vs random" else "-"
-            ax.plot(x, sub["mean"], style, color="black" if p == "random vs random" else colors[i % len(colors)],
-                    label=p, lw=1.4)
-            ax.fill_between(x, sub["mean"] - sub["sd"], sub["mean"] + sub["sd"], alpha=0.2,
-                            color="black" if p == "random vs random" else colors[i % len(colors)])
-        ax.set_xticks(range(len(STAGES)))
-        ax.set_xticklabels(STAGES, fontsize=7)
-        ax.set_title(t, fontsize=9)
-        ax.set_ylim(0, 1)
-    for ax in axes.ravel()[len(targets):]:
-        ax.axis("off")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("mean CCA")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", fontsize=7, frameon=False,
-               bbox_to_anchor=(0.98, 0.05) if len(targets) % ncols else (0.98, -0.08))
-    fig.tight_layout()
-    return fig
-
-
-def plot_reference_predictions(pred: pd.DataFrame):
-    """[R]'s prediction similarity (:func:`helpers.reference_r.load_prediction_similarity`) per target and
-    freeze variant: observed error agreement (bar, mean over folds), [R]'s as-coded baseline (x) and the range of
-    the correct independent-errors baseline the tables allow (vertical line, low to high)."""
-    import matplotlib.pyplot as plt
-
-    g = pred.groupby(["freeze", "target"]).mean(numeric_only=True).reset_index()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.0), sharey=True)
-    for ax, (freeze, sub) in zip(axes, g.groupby("freeze")):
-        x = np.arange(len(sub))
-        ax.bar(x, sub.observed, color="tab:blue", alpha=0.7, label="observed (both right or both wrong)")
-        ax.scatter(x, sub.r_baseline, marker="x", color="tab:red", zorder=3, label="[R]'s baseline as coded")
-        ax.vlines(x + 0.18, sub.correct_baseline_low, sub.correct_baseline_high, color="k", lw=2,
-                  label="correct baseline: range the tables allow")
-        ax.set_xticks(x)
-        ax.set_xticklabels(sub.target, rotation=40, fontsize=8)
-        ax.set_ylim(0, 1.05)
-        ax.set_title(f"ImageNet-FT vs RadImageNet-FT, freeze={freeze}", fontsize=9)
-    axes[0].set_ylabel("agreement")
-    axes[1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
-def plot_gain_scatter(table: pd.DataFrame, x: str, y: str = "relative_gain", hue: str = "source",
-                      panel: str = "stage", xlabel: str | None = None, panels=None):
-    """One panel per ``panel`` value: ``x`` against ``y`` per point, coloured by ``hue``, with the least-squares
-    line over all points of the panel and Pearson's r in the title."""
-    import matplotlib.pyplot as plt
-
-    panels = list(panels or dict.fromkeys(table[panel]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.6), sharey=True, squeeze=False)
-    hues = list(dict.fromkeys(table[hue]))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, p in zip(axes[0], panels):
-        sub = table[table[panel] == p].dropna(subset=[x, y])
-        for i, h in enumerate(hues):
-            s = sub[sub[hue] == h]
-            ax.scatter(s[x], s[y], s=14, color=colors[i % len(colors)], label=str(h), alpha=0.8)
-        if len(sub) >= 3 and sub[x].std() > 0:
-            b, a = np.polyfit(sub[x], sub[y], 1)
-            xs = np.linspace(sub[x].min(), sub[x].max(), 10)
-            ax.plot(xs, a + b * xs, color="k", lw=1)
-            ax.set_title(f"{p}: r = {np.corrcoef(sub[x], sub[y])[0, 1]:.2f}", fontsize=9)
-        else:
-            ax.set_title(str(p), fontsize=9)
-        ax.axhline(0, color="grey", lw=0.6, ls=":")
-        ax.set_xlabel(xlabel or x, fontsize=8)
-    axes[0, 0].set_ylabel(y.replace("_", " "))
-    axes[0, -1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    return fig
-
-
-def _null_label(sim: pd.DataFrame) -> str:
-    kinds = sorted({k for k in sim.get("null_kind", pd.Series(["positions"])).dropna() if not k.startswith("none")})
-    name = {"images": "images deranged", "positions": "positions shuffled"}
-    return "null, " + " / ".join(name.get(k, k) for k in kinds) + " (+- 2 SD)" if kinds else "null"
-
-
-def plot_similarity_by_stage(sim: pd.DataFrame, measure: str = "cca", kinds=None, layers=None):
-    """Our similarity per stage: one panel per target, one line per pair kind (mean over pairs, repeats and
-    folds) with a band of +- 1 SD, and the permutation null (``null_kind``: by default whole images deranged
-    within each cell) as a pink band, mean +- 2 SD over every cell of the target and layer."""
-    import matplotlib.pyplot as plt
-
-    layers = layers or [l for l in _LAYER_ORDER if l in set(sim.layer)]
-    sub = sim[sim.measure == measure]
-    kinds = kinds or [k for k in _KIND_STYLE if k in set(sub.kind) and k != "other"]
-    targets = list(dict.fromkeys(sub.target))
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.0), sharey=True, squeeze=False)
-    x = np.arange(len(layers))
-    for ax, t in zip(axes[0], targets):
-        st = sub[sub.target == t]
-        null = st.groupby("layer")["null_value"].agg(["mean", "std"]).reindex(layers)
-        ax.fill_between(x, null["mean"] - 2 * null["std"], null["mean"] + 2 * null["std"], color="tab:pink",
-                        alpha=0.45, label=_null_label(st))
-        for k in kinds:
-            g = st[st.kind == k].groupby("layer")["value"].agg(["mean", "std"]).reindex(layers)
-            if g["mean"].isna().all():
-                continue
-            color, ls = _KIND_STYLE[k]
-            ax.plot(x, g["mean"], ls, color=color, label=k.replace("_", " "), lw=1.5, marker="o", ms=3)
-            ax.fill_between(x, g["mean"] - g["std"].fillna(0), g["mean"] + g["std"].fillna(0), color=color, alpha=0.15)
-        _stage_axis(ax, layers)
-        ax.set_title(t, fontsize=9)
-        ax.set_ylim(0, 1)
-    axes[0, 0].set_ylabel(measure.replace("_", " "))
-    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    fig.tight_layout()
-    return fig
-
-
 def similarity_matrix(sim: pd.DataFrame, target: str, fold: int, layer: str, measure: str) -> pd.DataFrame:
     """Networks x networks matrix of a measure (mean over repeats) for one (target, fold, layer); 1 on the
     diagonal, NaN where a pair was not computed."""
@@ -1284,68 +760,6 @@ def similarity_matrix(sim: pd.DataFrame, target: str, fold: int, layer: str, mea
     return m
 
 
-def plot_similarity_heatmaps(sim: pd.DataFrame, target: str, fold: int, measure: str, layers=None):
-    """One heatmap per layer of :func:`similarity_matrix` (networks in the same order in every panel)."""
-    import matplotlib.pyplot as plt
-
-    layers = layers or [l for l in _LAYER_ORDER if l in set(sim.layer)]
-    fig, axes = plt.subplots(1, len(layers), figsize=(2.6 * len(layers) + 0.8, 3.3), squeeze=False,
-                             constrained_layout=True)
-    for i, (ax, layer) in enumerate(zip(axes[0], layers)):
-        m = similarity_matrix(sim, target, fold, layer, measure)
-        im = ax.imshow(m.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis")
-        ax.set_xticks(range(len(m)))
-        ax.set_yticks(range(len(m)))
-        ax.set_xticklabels(m.columns, rotation=90, fontsize=6)
-        ax.set_yticklabels(m.index if i == 0 else [""] * len(m), fontsize=6)
-        ax.set_title(S.R_STAGE_OF_LAYER.get(layer, layer), fontsize=9)
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.7, fraction=0.02, pad=0.01, label=measure.replace("_", " "))
-    return fig
-
-
-def plot_prediction_bars(pred: pd.DataFrame):
-    """Our prediction similarity: one panel per target, one group per pair of fine-tuned networks: error
-    agreement (bar), the correct independent-errors baseline (o) and [R]'s as-coded one (x), kappa on top."""
-    import matplotlib.pyplot as plt
-
-    targets = list(dict.fromkeys(pred.target))
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.0 * len(targets), 3.2), sharey=True, squeeze=False)
-    for ax, t in zip(axes[0], targets):
-        sub = pred[pred.target == t].groupby(["network_a", "network_b"], sort=False).mean(numeric_only=True).reset_index()
-        x = np.arange(len(sub))
-        ax.bar(x, sub.error_agreement, color="tab:blue", alpha=0.7, label="error agreement")
-        ax.scatter(x, sub.independent_baseline, marker="o", color="k", zorder=3, label="independent (correct)")
-        ax.scatter(x, sub.r_baseline_as_coded, marker="x", color="tab:red", zorder=3, label="[R]'s as coded")
-        for xi, (ea, k) in enumerate(zip(sub.error_agreement, sub.kappa)):
-            ax.text(xi, min(ea + 0.02, 1.0), f"κ={k:.2f}", ha="center", fontsize=7)
-        ax.set_xticks(x)
-        ax.set_xticklabels([f"{a}\nvs {b}" for a, b in zip(sub.network_a, sub.network_b)], fontsize=7)
-        ax.set_ylim(0, 1.1)
-        ax.set_title(t, fontsize=9)
-    axes[0, 0].set_ylabel("fraction of test images")
-    axes[0, -1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
-def plot_weight_change(weights: pd.DataFrame, stages=("conv1", "layer1", "layer2", "layer3", "layer4")):
-    """Relative L2 change of the conv weights per stage (this project's extension): one panel per target, one
-    line per fine-tuned network."""
-    import matplotlib.pyplot as plt
-
-    targets = list(dict.fromkeys(weights.target))
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.0 * len(targets), 2.8), sharey=True, squeeze=False)
-    x = np.arange(len(stages))
-    for ax, t in zip(axes[0], targets):
-        sub = weights[weights.target == t]
-        for (source, variant), g in sub.groupby(["source", "variant"], sort=False):
-            v = g.groupby("stage")["relative_change"].mean().reindex(list(stages))
-            name = network_name({"role": "finetuned", "source": source, "variant": variant})
-            ax.plot(x, v, marker="o", ms=3, label=name)
-        ax.set_xticks(x)
-        ax.set_xticklabels(stages, fontsize=8)
-        ax.set_title(t, fontsize=9)
-    axes[0, 0].set_ylabel("|W_ft - W_0| / |W_0|")
-    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    fig.tight_layout()
-    return fig
+# the stage (units, tasks, tables) moved to helpers.stages.representations and the figures to helpers.viz: their
+# old names here are served from there on use, with a DeprecationWarning
+__getattr__ = forward(__name__)

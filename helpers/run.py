@@ -12,9 +12,10 @@ finished unit is never computed again, so a killed run is resumed by running the
 at the end counts, per stage, the units planned, already done, computed now, and those without a result
 (unavailable input, blocked by a dependency, failed). Exit status 1 when a task failed.
 
-On a CPU the numbers depend on torch's thread count (helpers.threads): by default the local engine uses
-torch's setting and Ray as many threads as a task reserves CPUs; ``--threads N`` pins every task to N on either
-engine, and the same N gives the same tables. Each unit records its count (the ``unit_threads`` column).
+On a CPU the numbers depend on torch's thread count (helpers.threads): every task runs with as many threads as
+CPUs it declares (its ``num_cpus``), on either engine, so both give the same tables; ``--threads N`` pins every
+task to N instead. Each unit records its count (the ``unit_threads`` column). The functions behind this command
+are those of helpers.orchestration.
 """
 from __future__ import annotations
 
@@ -23,14 +24,16 @@ import json
 import sys
 import time
 
+from . import orchestration
+from .engines import ENGINES
+from .paths import MissingResultError
+from .stages import available_stages
+
 
 def main(argv=None) -> int:
-    from . import stages
-    from .engines import ENGINES
-
     parser = argparse.ArgumentParser(prog="python -m helpers.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stages", nargs="+", help=f"stages: {', '.join(stages.available_stages())} or all")
+    parser.add_argument("stages", nargs="+", help=f"stages: {', '.join(available_stages())} or all")
     parser.add_argument("--profile", default="quick", help="profile name (profiles/<name>.yml) or path to a YAML file")
     parser.add_argument("--engine", choices=ENGINES, default="local")
     parser.add_argument("--address", default=None,
@@ -43,9 +46,8 @@ def main(argv=None) -> int:
     parser.add_argument("--results-dir", default=None, help="results folder (default: results/<profile>/)")
     parser.add_argument("--device", default=None, help="device for the local engine (default: the profile's)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads for every task on either engine (CPU results depend on the count, so "
-                             "the same --threads gives the same tables on both; default: torch's setting here, "
-                             "a task's reserved CPUs on Ray)")
+                        help="torch threads for every task on either engine (CPU results depend on the count; "
+                             "default: the CPUs each task declares, the same on both engines)")
     parser.add_argument("--group-size", type=int, default=None,
                         help="fine-tuning configs advanced together per chunk of a group (default: all of them)")
     parser.add_argument("--plan", action="store_true", help="print what would run and what it costs; compute nothing")
@@ -58,16 +60,16 @@ def main(argv=None) -> int:
     if args.json and not args.plan:
         parser.error("--json goes with --plan")
     try:
-        names = stages.expand(args.stages)
+        names = orchestration.expand(args.stages)
     except ValueError as exc:
         parser.error(str(exc))
 
     if args.images_per_s and not args.plan:
         parser.error("--images-per-s goes with --plan")
     if args.plan:
-        p = stages.plan(names, args.profile, args.results_dir, args.data_root, args.device,
-                        images_per_s=args.images_per_s)
-        print(json.dumps(p, indent=1) if args.json else stages.plan_text(p))
+        p = orchestration.plan(names, args.profile, args.results_dir, args.data_root, args.device,
+                               images_per_s=args.images_per_s)
+        print(json.dumps(p, indent=1) if args.json else orchestration.plan_text(p))
         return 0
 
     if args.threads is not None and args.threads < 1:
@@ -79,13 +81,12 @@ def main(argv=None) -> int:
                           "max_retries": args.max_retries}
     elif args.address:
         parser.error("--address needs --engine ray")
-    from .paths import MissingResultError
 
     start = time.perf_counter()
     try:
-        report = stages.run(names, args.profile, args.results_dir, args.data_root, args.device,
-                            engine=args.engine, progress=not args.no_progress, keep_going=True, options=options,
-                            threads=args.threads, **engine_options)
+        report = orchestration.run(names, args.profile, args.results_dir, args.data_root, args.device,
+                                   engine=args.engine, progress=not args.no_progress, keep_going=True,
+                                   options=options, threads=args.threads, **engine_options)
     except MissingResultError as exc:
         print(f"[run] an input is missing: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ The OpenMP runtime reads that variable once, when it is loaded with torch, so ``
   unset: a value of yours wins). torch, imported later, and child processes then wait passively.
 * **torch imported first** without that variable: the pool keeps spinning, which can no longer be changed. The
   pairwise metrics and FU (:mod:`helpers.metrics`) and the training and validation steps of
-  :class:`helpers.training.Run` then run under :func:`fair_threads`: at most as many intra-op threads as there
+  :class:`helpers.trainer.Run` then run under :func:`fair_threads`: at most as many intra-op threads as there
   are idle cores at the start of the call (one on a busy 2-core machine, torch's setting on an idle one), torch's
   setting restored afterwards. Feature extraction (:func:`helpers.models.extract`), CC-FV and segmentation
   training are not capped: import helpers first (or set ``OMP_WAIT_POLICY=PASSIVE``) for those.
@@ -30,10 +30,15 @@ thread count are left as they are. :func:`status` says which case holds.
 **Thread count and results.** On a CPU, torch splits reductions (convolution gradients, batch statistics) by
 thread, so the same training run gives last-bit different numbers with 1 and with 2 threads, and a few epochs
 of SGD turn those into different models (a quick-profile pretraining unit: best validation loss 2.17 with 2
-threads, 1.91 with 1). :func:`task_threads` pins the count for a unit of work; the engines of
-:mod:`helpers.engines` run every task under it and record the count with the unit's result, which is what makes
-the local and Ray engines give the same tables for the same ``threads``. Inside it :func:`fair_threads` does
-not cap (a count that followed the machine's load would make the results follow it too).
+threads, 1.91 with 1). :func:`task_threads` pins the count for a unit of work. The count belongs to the
+task, not to the engine or the machine: a task runs with as many threads as CPUs it declares
+(:attr:`helpers.stages.base.Task.threads`, its ``num_cpus``; 2 for every task of the book), or with the
+``threads`` of the run when one is given (``--threads``, an explicit override for every task). Both engines of
+:mod:`helpers.engines` (and so the chapters, which run their stage on the local engine) run every task under
+:func:`task_threads` with that count and record it with the unit's result (``unit_threads``), which is what makes
+the local and Ray engines give the same tables by default. Inside it :func:`fair_threads` does not cap (a count
+that followed the machine's load would make the results follow it too), and ``HELPERS_THREADS=off`` does not
+change it (it concerns the waiting policy and the capping above, not the count a task's results depend on).
 """
 from __future__ import annotations
 

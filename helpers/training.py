@@ -2,9 +2,12 @@
 :mod:`helpers.trainer` (MedMNIST AUC, union label space, safe state, the grouped training loop, recipes) and the
 pretraining and fine-tuning stages of :mod:`helpers.stages` (sources, the sweep, the ground truth).
 
-New code imports from those modules directly; every name below is the same object.
+Deprecated: importing it warns (:class:`DeprecationWarning`); new code imports from those modules directly, and
+nothing inside ``helpers`` imports this one. Every name below is the same object.
 """
 from __future__ import annotations
+
+import warnings
 
 from .trainer import *  # noqa: F401,F403
 from .trainer import __all__ as _engine_all
@@ -23,3 +26,7 @@ __all__ = list(_engine_all) + [
     "ground_truth_table",
     "run_finetuning", "select_runs", "target_datasets", "write_ground_truth", "check_imagenet", "pretrain_unit",
     "pretraining_configs", "resolve_source", "run_pretraining", "source_table", "sources_dir", "union_name"]
+
+warnings.warn("helpers.training is deprecated: import the training engine from helpers.trainer and the "
+              "pretraining and fine-tuning stages from helpers.stages.pretraining / helpers.stages.finetuning",
+              DeprecationWarning, stacklevel=2)

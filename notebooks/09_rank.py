@@ -84,7 +84,7 @@ from helpers import evaluation as E
 from helpers import rank as R
 from helpers.paths import results_root
 from helpers.profiles import load_profile, profile_targets, resolve_device
-from helpers.training import sources_dir
+from helpers.stages.pretraining import sources_dir
 
 # %% tags=["hide-input"]
 cfg = load_profile(profile)

@@ -66,10 +66,12 @@ from IPython.display import Markdown, display
 
 from helpers import reference_r as RR
 from helpers import representations as RP
+from helpers import viz
 from helpers.data import MD5MismatchWarning, load_medmnist
 from helpers.paths import results_root
 from helpers.profiles import load_profile, resolve_device
 from helpers.transforms import AffineAugmentConfig
+from helpers.stages import representations as RS
 from helpers.viz import augmentation_grid
 
 # %% tags=["hide-input"]
@@ -95,7 +97,7 @@ print(f"profile {cfg['name']!r}: {settings['architecture']}, targets {settings['
 # %% tags=["hide-input"]
 r_cca = RR.load_cca()
 r_summary = RR.cca_summary(r_cca)
-fig = RP.plot_reference_cca(r_summary)
+fig = viz.plot_reference_cca(r_summary)
 plt.show()
 display(Markdown("**Figure 1.** [R]'s CCA per stage and target, from its published tables: mean over the 5 "
                  "folds (line) and ± 1 SD over folds (band). `-FT`: fine-tuned on the panel's target (no "
@@ -128,7 +130,7 @@ display(Markdown(
 
 # %% tags=["hide-input"]
 r_pred = RR.load_prediction_similarity()
-fig = RP.plot_reference_predictions(r_pred)
+fig = viz.plot_reference_predictions(r_pred)
 plt.show()
 display(Markdown("**Figure 2.** [R]'s prediction similarity per target, mean over 5 folds: the observed "
                  "agreement (bar), [R]'s baseline as coded (×) and the range of the correct independent-errors "
@@ -157,7 +159,7 @@ display(Markdown(
 
 # %% tags=["hide-input"]
 r_svg = RR.similarity_vs_gain()
-fig = RP.plot_gain_scatter(r_svg, x="cca", hue="source", panel="stage", xlabel="CCA(pre-trained, fine-tuned)")
+fig = viz.plot_gain_scatter(r_svg, x="cca", hue="source", panel="stage", xlabel="CCA(pre-trained, fine-tuned)")
 plt.show()
 display(Markdown("**Figure 3.** [R]'s CCA between each pre-trained network and its fine-tuned self (x) against "
                  "the relative AUC gain over random initialisation (y), one point per target and fold, one panel "
@@ -253,7 +255,7 @@ display(Markdown(f"**Figure 4.** [R]'s training augmentation as this project run
 
 # %%
 start = time.perf_counter()
-tables = RP.run_representations(cfg, out, root=data_root, device=device, progress=False)
+tables = RS.run_representations(cfg, out, root=data_root, device=device, progress=False)
 stage_seconds = time.perf_counter() - start
 runs, weights, sim = tables["runs"], tables["weights"], tables["similarity"]
 cols = ["target", "source", "variant", "n_train", "n_val", "n_test", "epochs_head", "steps_head", "epochs", "steps",
@@ -273,7 +275,7 @@ display(Markdown(
     f"`results/{cfg['name']}/representations_runs.csv`."))
 
 # %% tags=["hide-input"]
-fig = RP.plot_weight_change(weights)
+fig = viz.plot_weight_change(weights)
 plt.show()
 wpiv = weights[weights.stage.isin(["conv1", "layer1", "layer2", "layer3", "layer4"])].pivot_table(
     index=["target", "source", "variant"], columns="stage", values="relative_change")
@@ -305,9 +307,9 @@ display(Markdown(
 
 # %% tags=["hide-input"]
 first = (settings["targets"][0], settings["folds"][0])
-plan = RP.representations_configs(cfg, out, data_root)
-xa = RP.load_activations(out, plan, *first, "untrained (seed %d)" % settings["untrained_seeds"][0])
-xb = RP.load_activations(out, plan, *first, "untrained (seed %d)" % settings["untrained_seeds"][1])
+plan = RS.representations_configs(cfg, out, data_root)
+xa = RS.load_activations(out, plan, *first, "untrained (seed %d)" % settings["untrained_seeds"][0])
+xb = RS.load_activations(out, plan, *first, "untrained (seed %d)" % settings["untrained_seeds"][1])
 deep_layer = settings["similarity"]["layers"][-1]
 a, b = xa[(deep_layer, 0)], xb[(deep_layer, 0)]
 cell = acts[(acts.target == first[0]) & (acts.layer == deep_layer)].iloc[0]
@@ -389,7 +391,7 @@ def null_sentence(measure):
                if (other := 'linear_cka' if measure == 'cca' else 'cca') in null_by_layer.index.get_level_values(0)
                and null_by_layer.loc[other].notna().any() else "."))
 for measure, number in (("cca", 7), ("linear_cka", 8)):
-    fig = RP.plot_similarity_by_stage(shown, measure)
+    fig = viz.plot_similarity_by_stage(shown, measure)
     plt.show()
     display(Markdown(
         f"**Figure {number}.** Our CCA per stage, one panel per target (stages named as in [R]'s tables): mean over "
@@ -418,7 +420,7 @@ display(Markdown(
 
 # %% tags=["hide-input"]
 for measure, number in (("cca", 9), ("linear_cka", 10)):
-    fig = RP.plot_similarity_heatmaps(sim, *first, measure)
+    fig = viz.plot_similarity_heatmaps(sim, *first, measure)
     plt.show()
     display(Markdown(
         f"**Figure {number}.** {'CCA' if measure == 'cca' else 'Linear CKA'} between every pair of networks on "
@@ -431,7 +433,7 @@ for measure, number in (("cca", 9), ("linear_cka", 10)):
 
 # %% tags=["hide-input"]
 pred = tables["predictions"]
-fig = RP.plot_prediction_bars(pred)
+fig = viz.plot_prediction_bars(pred)
 plt.show()
 display(pred[["target", "fold", "network_a", "network_b", "n", "accuracy_a", "accuracy_b", "error_agreement",
               "independent_baseline", "r_baseline_as_coded", "kappa"]].round(3))
@@ -449,10 +451,10 @@ display(Markdown(
 # %% tags=["hide-input"]
 gain = tables["gain"]
 g_cca = gain[(gain.measure == "cca") & (gain.source != "random")]
-fig = RP.plot_gain_scatter(g_cca.assign(network=[f"{s} ({v})" for s, v in zip(g_cca.source, g_cca.variant)]),
+fig = viz.plot_gain_scatter(g_cca.assign(network=[f"{s} ({v})" for s, v in zip(g_cca.source, g_cca.variant)]),
                            x="similarity", hue="network", panel="stage", xlabel="CCA(pre-trained, fine-tuned)")
 plt.show()
-fig = RP.plot_gain_scatter(gain[(gain.measure == "cca")].dropna(subset=["relative_change"]).assign(
+fig = viz.plot_gain_scatter(gain[(gain.measure == "cca")].dropna(subset=["relative_change"]).assign(
     network=lambda d: [f"{s} ({v})" for s, v in zip(d.source, d.variant)]),
     x="relative_change", hue="network", panel="stage", xlabel="relative weight change")
 plt.show()

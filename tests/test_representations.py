@@ -14,11 +14,12 @@ from torchvision.transforms.v2 import functional as TF
 from helpers import models as M
 from helpers import reference_r as RR
 from helpers import representations as RP
-from helpers import training as T
+from helpers import trainer as T
 from helpers import transforms as X
 from helpers.data import TensorImageDataset
 from helpers.profiles import ProfileError, load_profile
 from helpers.runner import Stage
+from helpers.stages import representations as RS
 
 
 # ---------------------------------------------------------------------------------------------- augmentation
@@ -218,7 +219,7 @@ def _tiny_profile(tmp_path, freeze=("srcA", "srcB")):
 def test_pair_list_is_R_s(tmp_path):
     """With two sources that both run the freeze variant, the pairs of [R]'s form are exactly the 14 of [R]'s
     CCA tables (model names mapped), of the 6 kinds of PROTOCOL.md section 8; every other pair is labelled."""
-    plan = RP.representations_configs(_tiny_profile(tmp_path), tmp_path)
+    plan = RS.representations_configs(_tiny_profile(tmp_path), tmp_path)
     sims = [c for c in plan.analysis if c["unit"] == "similarity"]
     ours = {frozenset((_r_name(c["a"]), _r_name(c["b"]))) for c in sims if c["in_r"]}
     ref = RR.load_cca(targets=["breast"])
@@ -237,8 +238,8 @@ def test_pair_list_is_R_s(tmp_path):
 # ---------------------------------------------------------------------------------------------- the stage
 def test_stage_end_to_end_resumes_and_reports(tmp_path, shared_data_root, monkeypatch):
     profile = _tiny_profile(tmp_path, freeze=("srcA",))
-    tables = RP.run_representations(profile, tmp_path, device="cpu", progress=False)
-    for name in RP.TABLES:
+    tables = RS.run_representations(profile, tmp_path, device="cpu", progress=False)
+    for name in RS.TABLES:
         assert (tmp_path / f"representations_{name}.csv").is_file(), name
     runs, w, sim, acts, pred = (tables[k] for k in ("runs", "weights", "similarity", "activations", "predictions"))
     assert len(runs) == 4 and (runs.steps == 3).all()  # 24 images, batch 8, 1 epoch
@@ -273,7 +274,7 @@ def test_stage_end_to_end_resumes_and_reports(tmp_path, shared_data_root, monkey
     # resume: a second run recomputes nothing
     for fn in ("finetune_unit", "activation_unit", "analysis_unit"):
         monkeypatch.setattr(RP, fn, lambda *a, **k: pytest.fail("a stored unit was recomputed"))
-    again = RP.run_representations(profile, tmp_path, device="cpu", progress=False)
+    again = RS.run_representations(profile, tmp_path, device="cpu", progress=False)
     pd.testing.assert_frame_equal(again["similarity"], sim)
     units = Stage("representations", tmp_path).collect()
     assert units.drop_duplicates("key")["config.unit"].value_counts()["finetune"] == 4

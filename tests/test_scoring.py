@@ -131,7 +131,7 @@ def test_moved_stage_names_warn_and_forward():
 
     with pytest.warns(DeprecationWarning, match="helpers.stages.scoring.run_scoring"):
         assert S.run_scoring is scoring_stage.run_scoring
-    with pytest.warns(DeprecationWarning, match="moved to helpers.stages.scoring"):
+    with pytest.warns(DeprecationWarning, match="is now helpers.stages.scoring"):
         assert S.set_level_comparison is scoring_stage.set_level_comparison
     with pytest.warns(DeprecationWarning, match="helpers.stages.segmentation.run_segmentation_scoring"):
         assert SS.run_segmentation_scoring is seg_stage.run_segmentation_scoring

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from helpers import orchestration as O
 from helpers import stages
 from helpers.paths import PROJECT_ROOT
 from helpers.runner import config_key
@@ -54,8 +55,8 @@ def _units(results: Path, stage: str) -> dict:
 
 # ---------------------------------------------------------------------------------------------- the graph
 def test_task_graph_of_the_quick_profile(tmp_path):
-    env = stages.make_env("quick", tmp_path / "results", progress=False)
-    tasks, external = stages.gather(stages.expand(["all"]), env)
+    env = O.make_env("quick", tmp_path / "results", progress=False)
+    tasks, external = O.gather(O.expand(["all"]), env)
     by_id = {t.id: t for t in tasks}
     assert len(by_id) == len(tasks) and not external  # "all" holds every task it depends on
     assert {t.module for t in tasks} == {"pretraining", "finetuning", "scoring", "segmentation", "representations"}
@@ -99,8 +100,8 @@ def test_task_graph_of_the_quick_profile(tmp_path):
 
 
 def test_a_stage_run_alone_sees_its_dependencies_outside(tmp_path):
-    env = stages.make_env("quick", tmp_path, progress=False)
-    tasks, external = stages.gather(["finetuning"], env)
+    env = O.make_env("quick", tmp_path, progress=False)
+    tasks, external = O.gather(["finetuning"], env)
     assert all(d in external for t in tasks for d in t.deps)
     assert all(e.startswith(("pretraining:", "segmentation:pretraining:")) for e in external)
 
@@ -113,7 +114,7 @@ def test_paper_plan_offline_counts_every_unit(tmp_path, monkeypatch):
     monkeypatch.delenv("RADIMAGENET_CHECKPOINT", raising=False)
     profile = load_profile("paper")
     start = time.perf_counter()
-    p = stages.plan(["all"], profile, tmp_path / "results")
+    p = O.plan(["all"], profile, tmp_path / "results")
     seconds = time.perf_counter() - start
     print(f"paper plan in {seconds:.1f} s")
     by = {s["stage"]: s for s in p["stages"]}
@@ -137,13 +138,13 @@ def test_paper_plan_offline_counts_every_unit(tmp_path, monkeypatch):
     assert not dl["MedMNIST pathmnist at 224 px"]["exact"]
     assert "RadImageNet ResNet-18 checkpoint" in p["downloads"]["unknown"]
     if p["device"] == "CPU":  # the committed table is a CPU one: every figure says so, none says GPU
-        text = stages.plan_text(p)
+        text = O.plan_text(p)
         assert "CPU device-hours left" in text and "1 CPU device ~" in text and "1 GPU ~" not in text
         assert "--images-per-s" in text and "at most" in text
     assert not (tmp_path / "results").exists()
     # with a RadImageNet checkpoint configured, its units are planned too (the file itself is a missing input)
     profile["sources"]["radimagenet_checkpoint"] = str(tmp_path / "radimagenet.safetensors")
-    p = stages.plan(["finetuning"], profile, tmp_path / "results")
+    p = O.plan(["finetuning"], profile, tmp_path / "results")
     assert p["stages"][0]["units"] == 15 * 11 * 120 * 5
     json.dumps(p)  # --json
 
@@ -161,14 +162,14 @@ def test_plan_gpu_what_if_beside_the_measured_figures(tmp_path):
     """--images-per-s adds a GPU what-if column and line; the measured figures stay, labelled by their device."""
     from helpers.stages import throughput
 
-    base = stages.plan(["finetuning", "segmentation"], "quick", tmp_path / "r")
-    p = stages.plan(["finetuning", "segmentation"], "quick", tmp_path / "r", images_per_s=2000)
+    base = O.plan(["finetuning", "segmentation"], "quick", tmp_path / "r")
+    p = O.plan(["finetuning", "segmentation"], "quick", tmp_path / "r", images_per_s=2000)
     assert throughput.measured() is not None and not throughput.measured().source.startswith("assumed")
     assert p["device_hours_pending"] == pytest.approx(base["device_hours_pending"])  # measured ones unchanged
     w = p["what_if"]
     assert w["images_per_s"] == 2000 and set(w["stages"]) == {"finetuning", "segmentation"}
     assert 0 < w["device_hours_pending"] < p["device_hours_pending"]
-    text = stages.plan_text(p)
+    text = O.plan_text(p)
     assert "GPU what-if left" in text and "GPU what-if at --images-per-s 2000 (assumed, not measured" in text
     assert "1 GPU ~" in text.split("GPU what-if at")[1]
 
@@ -194,7 +195,7 @@ def test_sigkill_mid_stage_then_restart_recomputes_nothing(tiny, tmp_path):
     """``python -m helpers.run finetuning`` killed with SIGKILL after some units finished: the restart skips
     every finished unit (their files are untouched), finishes the others and leaves no temp file."""
     results = tmp_path / "results"
-    stages.run(["pretraining"], str(tiny), results, progress=False)
+    O.run(["pretraining"], str(tiny), results, progress=False)
     env = {**os.environ, "RESULTS_ROOT": str(results.parent), "OMP_WAIT_POLICY": "PASSIVE"}
     cmd = [sys.executable, "-m", "helpers.run", "finetuning", "--profile", str(tiny), "--results-dir",
            str(results), "--no-progress"]
@@ -244,7 +245,7 @@ def test_chapter_functions_only_read_complete_results(tiny, tmp_path, monkeypatc
     from helpers.stages import finetuning, pretraining, scoring
 
     results = tmp_path / "results"
-    report = stages.run(["all"], str(tiny), results, progress=False)
+    report = O.run(["all"], str(tiny), results, progress=False)
     assert report.counts["finetuning"].computed == 8 and report.counts["scoring"].computed == 2
     tables = {str(p): Path(p).read_text() for p in report.tables.values()}
 
@@ -267,10 +268,11 @@ def test_chapter_functions_only_read_complete_results(tiny, tmp_path, monkeypatc
 
 
 # ---------------------------------------------------------------------------------------------- Ray
-def test_a_ray_task_runs_with_the_threads_it_reserved_unless_pinned(tmp_path, monkeypatch):
-    """What a Ray worker runs (called here in process): as many torch threads as the task's ``num_cpus``, not
-    the OMP_NUM_THREADS of whichever task started the reused worker; ``env.threads`` overrides it; the local
-    engine keeps torch's setting. The count comes back with the outcome and is stored with the unit."""
+def test_a_task_runs_with_its_own_threads_on_either_engine_unless_pinned(tmp_path, monkeypatch):
+    """What a Ray worker runs and what the local engine runs (both called here in process): as many torch
+    threads as the task's ``num_cpus``, whatever torch's setting (on Ray: the OMP_NUM_THREADS of whichever task
+    started the reused worker); ``env.threads`` overrides it; torch's setting is restored afterwards. The count
+    comes back with the outcome and is stored with the unit."""
     import torch
 
     from helpers.engines import common
@@ -284,6 +286,7 @@ def test_a_ray_task_runs_with_the_threads_it_reserved_unless_pinned(tmp_path, mo
 
     monkeypatch.setattr(common, "module_for", lambda task: Probe)
     task = Task("probe", "probe:one", ({"unit": 1},), resources={"num_cpus": 2})
+    assert task.threads == 2 and Task("p", "p:x").threads == 1  # nothing declared: one CPU, one thread
     env = Env(tmp_path, {"name": "t"})
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -291,11 +294,12 @@ def test_a_ray_task_runs_with_the_threads_it_reserved_unless_pinned(tmp_path, mo
         status, outcome = _remote_body(task, env)
         assert status == "ok" and outcome.threads == 2 and outcome.rows == [{"threads_seen": 2}]
         _, pinned = _remote_body(task, Env(tmp_path, {"name": "t"}, threads=1))
-        assert pinned.threads == 1
+        assert pinned.threads == 1 and pinned.rows == [{"threads_seen": 1}]
         with pytest.raises(ValueError, match="positive"):  # a bad count is an error, not the default
             common.execute(task, Env(tmp_path, {"name": "t"}, threads=0))
         local = common.execute(task, env)
-        assert local.threads == 1 and torch.get_num_threads() == 1  # torch's setting, restored
+        assert local.threads == 2 and local.rows == [{"threads_seen": 2}]
+        assert torch.get_num_threads() == 1  # torch's setting, restored
     finally:
         torch.set_num_threads(before)
     from helpers.runner import Stage
@@ -305,17 +309,40 @@ def test_a_ray_task_runs_with_the_threads_it_reserved_unless_pinned(tmp_path, mo
     assert stage.collect()["unit_threads"].tolist() == [2]
 
 
+def test_ray_reserves_what_a_task_declares_within_the_largest_node():
+    from helpers.engines.ray import _options
+    from helpers.stages.base import Task
+
+    task = Task("probe", "probe:one", ({"unit": 1},), resources={"num_cpus": 2, "num_gpus": 0.5})
+    assert _options(task, True, 3, node_cpus=16) == {"num_cpus": 2.0, "num_gpus": 0.5, "max_retries": 3,
+                                                      "retry_exceptions": False, "num_returns": 2}
+    small = _options(task, False, 3, node_cpus=1)  # a 1-CPU node can still run it (with the task's 2 threads)
+    assert small["num_cpus"] == 1.0 and "num_gpus" not in small
+
+
+def test_every_task_declares_the_two_threads_the_book_was_made_with(tmp_path):
+    """CPU results depend on the thread count and every unit of the book's tables ran with 2 (``unit_threads``):
+    each task of the quick and paper profiles declares 2 CPUs, hence runs with 2 threads on either engine."""
+    for profile in ("quick", "paper"):
+        env = O.make_env(profile, tmp_path / profile, progress=False)
+        tasks, _ = O.gather(O.expand(["all"]), env)
+        assert {t.threads for t in tasks} == {2}, profile
+        assert {env.task_threads(t) for t in tasks} == {2}
+        assert {O.make_env(profile, tmp_path, threads=3).task_threads(t) for t in tasks[:5]} == {3}
+
+
 def test_ray_engine_gives_the_serial_results_and_resumes_across_engines(tiny, tmp_path):
-    """With the same torch thread count (``threads``), the local Ray cluster (2 CPUs) gives exactly the tables of
-    the serial engine; a run started on one engine is finished on the other without recomputing a unit."""
+    """Without any thread setting, the local Ray cluster (2 CPUs) gives exactly the tables of the local engine
+    (each task runs with the threads it declares on both); a run started on one engine is finished on the other
+    without recomputing a unit, either way round."""
     import ray  # noqa: F401  (a dependency: requirements.txt; missing it is a failure, not a skip)
 
-    serial, distributed = tmp_path / "serial", tmp_path / "ray"
-    local = stages.run(["all"], str(tiny), serial, progress=False, threads=1)
+    serial, distributed, back = tmp_path / "serial", tmp_path / "ray", tmp_path / "back"
+    local = O.run(["all"], str(tiny), serial, progress=False)
     # pretraining locally, then the rest on Ray: the same keys, nothing recomputed
-    stages.run(["pretraining"], str(tiny), distributed, progress=False, threads=1)
+    O.run(["pretraining"], str(tiny), distributed, progress=False)
     before = _units(distributed, "pretraining")
-    remote = stages.run(["all"], str(tiny), distributed, engine="ray", progress=False, num_cpus=2, threads=1)
+    remote = O.run(["all"], str(tiny), distributed, engine="ray", progress=False, num_cpus=2)
     assert remote.counts["pretraining"].done_before == 1 and remote.counts["pretraining"].computed == 0
     assert remote.counts["finetuning"].computed == 8 and remote.counts["scoring"].computed == 2
     assert _units(distributed, "pretraining") == before
@@ -326,17 +353,26 @@ def test_ray_engine_gives_the_serial_results_and_resumes_across_engines(tiny, tm
     pd.testing.assert_frame_equal(gt_local, gt_ray)
     runs_local = pd.read_csv(serial / "finetuning.csv").set_index("key").sort_index()
     runs_ray = pd.read_csv(distributed / "finetuning.csv").set_index("key").sort_index()
-    assert set(runs_local["unit_threads"]) == set(runs_ray["unit_threads"]) == {1}
+    assert set(runs_local["unit_threads"]) == set(runs_ray["unit_threads"]) == {2}
     for col in ("best_epoch", "val_auc", "test_auc", "val_loss", "test_loss"):
         np.testing.assert_array_equal(runs_local[col].to_numpy(), runs_ray[col].to_numpy(), err_msg=col)
+    pre_local = pd.read_csv(serial / "pretraining.csv").set_index("key")
+    pre_ray = pd.read_csv(distributed / "pretraining.csv").set_index("key")
+    np.testing.assert_array_equal(pre_local["val_loss"].to_numpy(), pre_ray["val_loss"].to_numpy())
     s_local = pd.read_csv(serial / "scores.csv").drop(columns="seconds")
     s_ray = pd.read_csv(distributed / "scores.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(s_local, s_ray, rtol=1e-6)
     assert local.counts["finetuning"].computed == 8
     # and back: the local engine finds every unit done
-    again = stages.run(["all"], str(tiny), distributed, progress=False)
+    again = O.run(["all"], str(tiny), distributed, progress=False)
     assert sum(c.computed for c in again.counts.values()) == 0
     assert not _temp_files(distributed)
+    # the other way round: pretraining on Ray, the rest locally, the same pretraining unit as the local run's
+    O.run(["pretraining"], str(tiny), back, engine="ray", progress=False, num_cpus=2)
+    rest = O.run(["all"], str(tiny), back, progress=False)
+    assert rest.counts["pretraining"].done_before == 1 and rest.counts["finetuning"].computed == 8
+    runs_back = pd.read_csv(back / "finetuning.csv").set_index("key").sort_index()
+    np.testing.assert_array_equal(runs_local["test_auc"].to_numpy(), runs_back["test_auc"].to_numpy())
 
 
 def test_a_failed_task_blocks_its_dependants_and_the_rest_goes_on(tiny, tmp_path, monkeypatch):
@@ -349,17 +385,17 @@ def test_a_failed_task_blocks_its_dependants_and_the_rest_goes_on(tiny, tmp_path
 
     monkeypatch.setattr(pretraining, "pretrain_unit", broken)
     with pytest.raises(RuntimeError, match="simulated"):  # the library call fails loudly by default
-        stages.run(["pretraining"], str(tiny), results, progress=False)
-    report = stages.run(["pretraining", "finetuning"], str(tiny), results, progress=False, keep_going=True)
+        O.run(["pretraining"], str(tiny), results, progress=False)
+    report = O.run(["pretraining", "finetuning"], str(tiny), results, progress=False, keep_going=True)
     assert report.counts["pretraining"].failed == 1
     assert report.counts["finetuning"].blocked == 4 and report.counts["finetuning"].computed == 4
-    runs, unavailable = finetuning.results(stages.make_env(str(tiny), results).profile,
-                                           stages.make_env(str(tiny), results))
+    runs, unavailable = finetuning.results(O.make_env(str(tiny), results).profile,
+                                           O.make_env(str(tiny), results))
     assert set(runs["source"]) == {"random"}
     why = unavailable.set_index("source")["reason"]
     assert why.loc["pneumoniamnist"].str.startswith("blocked: pretraining:pneumoniamnist").all()
     monkeypatch.undo()
-    again = stages.run(["pretraining", "finetuning"], str(tiny), results, progress=False)
+    again = O.run(["pretraining", "finetuning"], str(tiny), results, progress=False)
     assert again.counts["pretraining"].computed == 1 and again.counts["finetuning"].computed == 4
     assert again.counts["finetuning"].done_before == 4
     assert not list((results / "finetuning" / "problems").glob("*.json"))  # cleared once the task finished

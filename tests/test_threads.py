@@ -24,7 +24,7 @@ import json, os, sys
 from helpers import threads
 from helpers.metrics import pairwise
 from helpers.scoring import call_metric
-from helpers.training import Run, RunConfig
+from helpers.trainer import Run, RunConfig
 
 torch.set_num_threads(2)
 threads.idle_cores = lambda: 1          # as on a machine whose other processes keep every core but one busy

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 
+from ..models import SourceUnavailable
+from ..stages import stage_module
 from ..stages.base import Env, Task, clear_problem, pending_configs, record_problem
+from ..threads import task_threads
 
 OK, UNAVAILABLE, BLOCKED, FAILED = "ok", "unavailable", "blocked", "failed"
 
 
 def module_for(task: Task):
-    from ..stages import stage_module
-
+    """The stage module that owns ``task`` (from the registry of :mod:`helpers.stages`)."""
     return stage_module(task.module)
 
 
@@ -22,8 +25,6 @@ def topological(tasks: list[Task]) -> list[Task]:
     error. Dependencies outside ``tasks`` are ignored here."""
     by_id = {t.id: t for t in tasks}
     if len(by_id) != len(tasks):
-        from collections import Counter
-
         dup = [i for i, n in Counter(t.id for t in tasks).items() if n > 1]
         raise ValueError(f"task ids must be unique; repeated: {sorted(dup)[:5]}")
     order, state = [], {}
@@ -58,17 +59,15 @@ class Outcome:
     threads: int | None = None  # torch intra-op threads the task ran with (CPU results depend on it)
 
 
-def execute(task: Task, env: Env, catch: bool = False, threads: int | None = None) -> Outcome:
-    """Run a task's (pending) configs in this process, with ``env.threads`` torch threads when set, else
-    ``threads`` (an engine's default; ``None``: torch's setting). A source that cannot be had here gives an
-    *unavailable* outcome; any other exception propagates, or with ``catch`` becomes a *failed* outcome with the
-    traceback."""
-    from ..models import SourceUnavailable
-    from ..threads import task_threads
-
+def execute(task: Task, env: Env, catch: bool = False) -> Outcome:
+    """Run a task's (pending) configs in this process with the torch threads of the task
+    (:meth:`Env.task_threads <helpers.stages.base.Env.task_threads>`: ``env.threads`` when set, else the CPUs
+    the task declares), whichever engine calls, so the same task gives the same rows on every engine. A source
+    that cannot be had here gives an *unavailable* outcome; any other exception propagates, or with ``catch``
+    becomes a *failed* outcome with the traceback."""
     module = module_for(task)
     start = time.perf_counter()
-    with task_threads(env.threads if env.threads is not None else threads) as n:
+    with task_threads(env.task_threads(task)) as n:
         try:
             rows = module.run_task(task, env)
         except SourceUnavailable as exc:

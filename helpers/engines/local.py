@@ -1,5 +1,7 @@
 """The local engine: every task in this process, in dependency order, with tqdm progress per stage; finished
-units are skipped (resume), each finished task's units are stored atomically as soon as it ends."""
+units are skipped (resume), each finished task's units are stored atomically as soon as it ends. Each task runs
+with its own torch thread count (:attr:`helpers.stages.base.Task.threads`, or ``env.threads`` when set), as on
+the Ray engine, and torch's setting is restored after it."""
 from __future__ import annotations
 
 import time

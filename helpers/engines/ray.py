@@ -4,12 +4,13 @@ does (atomic JSON per unit), so a run started on one engine can be finished on t
 
 * resources: a task's ``resources`` (``num_cpus``, ``num_gpus``: a fraction of a GPU for a fine-tuning group, a
   whole GPU for pretraining) become the Ray task's; on a cluster without GPUs ``num_gpus`` is dropped and the
-  task runs on CPUs;
+  task runs on CPUs; ``num_cpus`` is capped at the CPUs of the largest node (the task keeps its thread count);
 * dependencies: the ObjectRef of each dependency's status is passed as an argument, so Ray starts a task only
   when the tasks it waits for have finished; a task whose dependency did not succeed returns *blocked*;
-* threads: a task runs with as many torch intra-op threads as CPUs it reserved, or with ``env.threads``
-  (``--threads``) when set; CPU results depend on the count, so ``--threads N`` on both engines gives the same
-  tables (the count is recorded per unit, ``unit_threads``);
+* threads: a task runs with as many torch intra-op threads as CPUs it declares and reserves
+  (:attr:`helpers.stages.base.Task.threads`), or with ``env.threads`` (``--threads``) when set, exactly as on the
+  local engine: CPU results depend on the count, so both engines give the same tables (the count is recorded per
+  unit, ``unit_threads``);
 * retries: ``max_retries`` re-runs a task whose worker died (a lost node, an OOM kill); an exception raised by
   the task itself is not retried but sent back as a *failed* outcome with its traceback;
 * storage: workers write only their work folders and checkpoints (``<results>/<stage>/work/<key>/``,
@@ -36,17 +37,21 @@ def _remote_body(task: Task, env: Env, *dep_statuses):
     bad = [s for s in dep_statuses if s != OK]
     if bad:
         return BLOCKED, Outcome(task.id, BLOCKED, reason=f"a dependency did not finish ({bad[0]})")
-    # as many torch threads as CPUs the task reserved: a reused worker keeps the OMP_NUM_THREADS of the task
-    # it was started for, and CPU results depend on the thread count (helpers.threads)
-    cpus = max(1, int((task.resources or {}).get("num_cpus", 1)))
-    outcome = execute(task, env, catch=True, threads=cpus)
+    # execute pins the task's own thread count: a reused worker keeps the OMP_NUM_THREADS of the task it was
+    # started for, and CPU results depend on the thread count (helpers.threads)
+    outcome = execute(task, env, catch=True)
     return outcome.status, outcome
 
 
-def _options(task: Task, has_gpus: bool, max_retries: int) -> dict:
+def _options(task: Task, has_gpus: bool, max_retries: int, node_cpus: float | None = None) -> dict:
+    """The Ray options of ``task``: the CPUs it declares (at most ``node_cpus``, the CPUs of the largest node, so
+    that a task is never unschedulable; it still runs with its own thread count), its GPU fraction where the
+    cluster has GPUs."""
     res = task.resources or {}
-    opts = {"num_cpus": float(res.get("num_cpus", 1)), "max_retries": int(max_retries),
-            "retry_exceptions": False, "num_returns": 2}
+    cpus = float(res.get("num_cpus", 1))
+    if node_cpus:
+        cpus = min(cpus, float(node_cpus))
+    opts = {"num_cpus": cpus, "max_retries": int(max_retries), "retry_exceptions": False, "num_returns": 2}
     if has_gpus and res.get("num_gpus"):
         opts["num_gpus"] = float(res["num_gpus"])
     return opts
@@ -85,6 +90,7 @@ def run(tasks: list[Task], env: Env, external: dict | None = None, keep_going: b
     try:
         if todo:
             has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+            node_cpus = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=None)
             remote = ray.remote(_remote_body)
             status_refs, waiting, by_ref = {}, [], {}
             for task in todo:
@@ -96,7 +102,7 @@ def run(tasks: list[Task], env: Env, external: dict | None = None, keep_going: b
                     finish_task(task, outcome, env, status, report, bars)
                     continue
                 deps = [status_refs[d] for d in task.deps if d in status_refs]
-                status_ref, outcome_ref = remote.options(**_options(task, has_gpus, max_retries)).remote(
+                status_ref, outcome_ref = remote.options(**_options(task, has_gpus, max_retries, node_cpus)).remote(
                     task, worker_env, *deps)
                 status_refs[task.id] = status_ref
                 waiting.append(outcome_ref)

@@ -12,8 +12,10 @@ training  loss, Dice per class, the train loop, the union label space, the units
 scoring   CC-FV, its ablations and the baselines for one (source, target)
 
 The stage that runs the bank (``run_segmentation_pretraining``, ``run_segmentation_finetuning``,
-``run_segmentation_scoring``, importable from here) is :mod:`helpers.stages.segmentation`.
+``run_segmentation_scoring``) is :mod:`helpers.stages.segmentation`; their old names here still work, with a
+:class:`DeprecationWarning` (:mod:`helpers.compat`).
 """
+from ..compat import forward
 from .data import (SEGMENTATION_SETS, SegAugmentConfig, SegmentationData, SegmentationFileError,
                    SegmentationTensorDataset, available_segmentation_sets, load_mask_folder, load_segmentation,
                    read_manifest, segmentation_path)
@@ -33,7 +35,7 @@ __all__ = [
     "UNet", "decoder_block_names", "load_segmentation_checkpoint", "replace_head", "save_segmentation_checkpoint",
     "FINETUNING_COLUMNS", "SegRecipe", "SegUnionLabels", "dice_ce_loss", "dice_long_table", "dice_per_case",
     "dice_per_class", "evaluate_segmentation", "load_segmentation_source", "mean_foreground_dice",
-    "resolve_segmentation_source", "run_segmentation_finetuning", "run_segmentation_pretraining",
+    "resolve_segmentation_source",
     "segmentation_finetuning_configs", "segmentation_ground_truth", "segmentation_normalization",
     "segmentation_pretraining_configs", "segmentation_section", "segmentation_source_table",
     "segmentation_sources", "subset_indices", "target_datasets", "train_segmentation",
@@ -41,12 +43,6 @@ __all__ = [
 ]
 
 
-_STAGE_NAMES = ("run_segmentation_pretraining", "run_segmentation_finetuning", "run_segmentation_scoring")
-
-
-def __getattr__(name):
-    if name in _STAGE_NAMES:
-        from ..stages import segmentation as _stage
-
-        return getattr(_stage, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the stage's run functions, importable from here as before: forwarded on use (this library package sits below
+# the stages), with a DeprecationWarning
+__getattr__ = forward(__name__)

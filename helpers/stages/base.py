@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..paths import results_root
+from ..profiles import load_profile
 from ..runner import Stage, atomic_write_text, config_key
 
 
@@ -47,12 +49,19 @@ class Task:
     id: str                          # "<module NAME>:<readable name>", unique in a plan
     configs: tuple = ()              # the units it computes, each stored once under config_key(config)
     deps: tuple = ()                 # ids of tasks that must finish first
-    resources: dict = field(default_factory=dict)  # {"num_cpus": 1, "num_gpus": 0.5}; Ray uses them
+    resources: dict = field(default_factory=dict)  # {"num_cpus": 2, "num_gpus": 0.5}; Ray reserves them
     estimate_s: float | None = None  # seconds on the reference device (see helpers.stages.planning)
 
     @property
     def module(self) -> str:
         return self.id.split(":", 1)[0]
+
+    @property
+    def threads(self) -> int:
+        """The torch intra-op threads the task runs with on any engine: the CPUs it declares
+        (``resources["num_cpus"]``, at least 1). CPU results depend on the count, so it belongs to the task, not
+        to the engine or the machine that runs it; each unit records it (``unit_threads``)."""
+        return max(1, int((self.resources or {}).get("num_cpus", 1)))
 
     def keys(self) -> list[str]:
         return [config_key(c) for c in self.configs]
@@ -72,7 +81,7 @@ class Env:
     device: str | None = None
     progress: bool = True
     options: dict = field(default_factory=dict)
-    threads: int | None = None  # torch threads per task (None: the engine's default; results depend on it)
+    threads: int | None = None  # torch threads for every task (None: each task's own, Task.threads)
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -88,6 +97,11 @@ class Env:
     def fresh(self) -> "Env":
         """The same environment with an empty cache (for a worker)."""
         return dataclasses.replace(self, cache={})
+
+    def task_threads(self, task: Task) -> int:
+        """The torch threads ``task`` runs with: ``threads`` when set (``--threads``, an explicit override),
+        else the task's own count (:attr:`Task.threads`)."""
+        return self.threads if self.threads is not None else task.threads
 
     def resolved_device(self) -> str:
         want = str(self.device or self.profile.get("device", "auto"))
@@ -105,6 +119,17 @@ class Env:
         path = self.storage(stage).workdir(config_key(config))
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def make_env(profile, results_dir=None, data_root=None, device=None, progress: bool = True,
+             options: dict | None = None, threads: int | None = None) -> Env:
+    """The :class:`Env` of a run: ``profile`` is a name, a path or a loaded profile; results default to
+    ``results/<profile>/`` (``$RESULTS_ROOT`` honoured); ``threads``: torch threads for every task, overriding
+    the count each task declares (None: the task's own, see :meth:`Env.task_threads`)."""
+    if not isinstance(profile, dict):
+        profile = load_profile(profile)
+    return Env(Path(results_dir) if results_dir is not None else results_root(profile["name"]), profile,
+               data_root, device, progress, dict(options or {}), threads)
 
 
 def pending_configs(module, task: Task, env: Env) -> list[dict]:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
+from .. import models as M
 from ..data import candidate_paths, data_root, medmnist_info
+from ..segmentation.data import segmentation_path
 
 
 def row(what: str, path, how: str, nbytes: int | None = None, exact: bool = False) -> dict:
@@ -41,10 +45,7 @@ def medmnist_files(flags, size: int, root=None) -> list[dict]:
 
 def imagenet_weights(arch: str = "resnet18") -> list[dict]:
     """A row when torchvision's ImageNet weights of ``arch`` are not in torch's hub cache."""
-    import torch
     import torchvision.models as tvm
-
-    from .. import models as M
 
     weights = tvm.get_model_weights(arch)[M.architecture(arch).weights]
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
@@ -67,8 +68,6 @@ def radimagenet_checkpoint(profile: dict) -> list[dict]:
 
 
 def segmentation_sets(names, root=None) -> list[dict]:
-    from ..segmentation.data import segmentation_path
-
     out = []
     for name in names:
         try:

@@ -347,7 +347,7 @@ def run_pretraining(profile: dict, flags=None, targets=None, results_dir=None, r
     """Run (or resume) every pretraining unit through an engine, then return the tidy table (one row per
     source, with its ``history``) and write ``<results>/pretraining.csv``. With every unit stored this only
     reads. ``flags``/``targets`` restrict the run (default: the profile's)."""
-    from . import run_stage
+    from .launch import run_stage
 
     env_options = {}
     if flags is not None or targets is not None:

@@ -27,8 +27,9 @@ from ..runner import Stage, atomic_write_csv, config_key
 from ..scoring import (COLUMNS, SET_LEVEL, FeatureCache, extraction_table, metric_options, pairwise_plan,
                        profile_metrics, score_model, set_level_rows, tidy_scores)
 from ..trainer import load_flag
-from . import inputs, make_env, pretraining, run_stage, throughput
-from .base import Env, Task, problem_reason, read_problems
+from . import inputs, pretraining, throughput
+from .base import Env, Task, make_env, problem_reason, read_problems
+from .launch import run_stage
 
 NAME = "scoring"
 STAGE = "scoring"

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ..data import medmnist_info
 from ..paths import PROJECT_ROOT
+from ..segmentation.data import read_manifest
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 EVAL_COST = 1 / 3
@@ -136,8 +138,6 @@ def forward_seconds(images: int, image_size: int, cost: float = 1.0) -> float | 
 
 def segmentation_sizes(root=None) -> dict:
     """``{set: (train, val, test)}`` images per split, from the segmentation folder's MANIFEST.json."""
-    from ..segmentation.data import read_manifest
-
     out = {}
     for name, entry in read_manifest(root).items():
         counts = entry.get("counts") if isinstance(entry, dict) else None
@@ -194,8 +194,6 @@ def similarity_seconds_table(results_dir: str | None = None) -> dict:
 def _fold_sizes(config: dict) -> tuple[int, int, int]:
     """(train, val, test) images of one fold of the representations protocol: the flag's images pooled, one of
     ``n_folds`` held out for test, ``val_fraction`` of the rest for validation."""
-    from ..data import medmnist_info
-
     data = config.get("data", {})
     pooled = sum(int(v) for v in medmnist_info(config["target"])["n_samples"].values())
     test = pooled // int(data.get("n_folds", 5))
