@@ -462,7 +462,7 @@ def read_sidecar(path: str | os.PathLike) -> dict:
     return json.loads(side.read_text()) if side.is_file() else {}
 
 
-def _fit_head_to(model: nn.Module, state: dict) -> None:
+def fit_head_to(model: nn.Module, state: dict) -> None:
     """Give ``model`` a head of the shape the checkpoint has (its source classes), Dropout+Linear or Linear."""
     path = head_path(model)
     w1, w0 = state.get(f"{path}.1.weight"), state.get(f"{path}.weight")
@@ -547,7 +547,7 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None) -> nn.Modu
     model = _random_model(arch)
     if meta.get("stride_in_1x1"):  # converted from Keras (helpers.rank.keras)
         resnet_v1_strides(model)
-    _fit_head_to(model, state)
+    fit_head_to(model, state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if meta.get("source_head") is False:  # a backbone without classifier (Keras _notop): the head stays random

@@ -474,7 +474,7 @@ def load_checkpoint(c: Candidate) -> nn.Module:
     if M.is_unet_state(state):  # a segmentation U-Net: its encoder as a classifier without a source head
         return M.classifier_from_unet(state, arch)
     model = build_torchvision(arch, "random")
-    M._fit_head_to(model, state)
+    M.fit_head_to(model, state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:

@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import models as M
+from ..compat import forward
 from ..trainer import ResumableTraining, make_optimizer
 from ..data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, SPLITS
 from ..runner import atomic_write_csv, config_key
@@ -737,13 +738,5 @@ def dice_long_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["source", "target", "fold", "class_name", "dice"])
 
 
-#: the stage's run functions, importable from here as before (helpers.stages.segmentation imports this module)
-_STAGE_NAMES = ("run_segmentation_pretraining", "run_segmentation_finetuning")
-
-
-def __getattr__(name):
-    if name in _STAGE_NAMES:
-        from ..stages import segmentation as _stage
-
-        return getattr(_stage, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the stage's run functions moved to helpers.stages.segmentation; the old names warn and forward
+__getattr__ = forward(__name__)

@@ -22,8 +22,7 @@ import pandas as pd
 
 from .. import models as M
 from ..data import TensorImageDataset, medmnist_info, paper_fold_indices
-from ..trainer import Run, RunConfig, load_flag, test_run, train_runs
-from ..trainer.recipes import _subsample
+from ..trainer import Run, RunConfig, load_flag, subsample, test_run, train_runs
 from ..runner import atomic_write_csv, config_key
 from . import inputs, pretraining, throughput
 from .base import Env, Task, problem_reason, read_problems
@@ -99,7 +98,7 @@ def target_datasets(config: dict, root=None, device=None, cache=None):
         tr = tr[: int(config["max_train_images"])]
     te = np.arange(len(d.labels["test"]))
     if config.get("max_test_images"):
-        te = _subsample(len(te), int(config["max_test_images"]), seed=config["fold"])
+        te = subsample(len(te), int(config["max_test_images"]), seed=config["fold"])
     mean, std = M.normalization_for(config["source"] if config["scenario"] == "dataset" else "imagenet")
     kw = dict(image_size=config["image_size"], mean=mean, std=std, device=device)
     return (d, TensorImageDataset.from_medmnist(d, "train", indices=tr, **kw),

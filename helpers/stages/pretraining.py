@@ -21,8 +21,7 @@ import pandas as pd
 
 from .. import models as M
 from ..trainer import (MULTILABEL, UNION_ORDER, Run, UnionLabelSpace, balanced_weights, data_hash, load_flag,
-                      recipe_section, run_config, train_runs)
-from ..trainer.recipes import _subsample
+                      recipe_section, run_config, subsample, train_runs)
 from ..runner import atomic_write_csv, config_key
 from . import inputs, throughput
 from .base import Env, Task
@@ -121,7 +120,7 @@ def pretrain_unit(config: dict, workdir: Path, results_dir: Path, root=None, dev
             x, y = d.split(split)
             lim = limits[split]
             per_flag = None if lim is None else max(2, int(lim) // len(config["flags"]))
-            idx = _subsample(len(x), per_flag, seed=1000 * i + (split == "val"))
+            idx = subsample(len(x), per_flag, seed=1000 * i + (split == "val"))
             x, y = x[idx], y[idx]
             if x.ndim == 3:
                 x = np.repeat(x[..., None], 3, -1)
