@@ -60,15 +60,18 @@ import torch.nn.functional as F
 
 from .. import models as M
 from ..compat import forward
+from ..sources import (SEG_PREFIX, SEG_UNION_UNIT, SEGMENTATION, SEGMENTATION_SOURCES_DIRNAME, SourceContext,
+                       SourceKind, register_source_kind, source_kind)
 from ..trainer import ResumableTraining, make_optimizer
 from ..data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, SPLITS
 from ..runner import atomic_write_csv, config_key
 from .data import (SEGMENTATION_SETS, SegAugmentConfig, SegmentationData, SegmentationTensorDataset,
                    load_segmentation)
-from .model import (DEFAULT_DECODER_CHANNELS, UNet, load_segmentation_checkpoint, replace_head,
+from .model import (DEFAULT_DECODER_CHANNELS, UNet, imagenet_resnet18, load_segmentation_checkpoint, replace_head,
                     save_segmentation_checkpoint)
 
-SOURCES_DIRNAME = "segmentation_sources"
+SOURCES_DIRNAME = SEGMENTATION_SOURCES_DIRNAME
+#: the bank's sources that are not a set by name (the kinds registered below, but ``set``)
 SPECIAL_SOURCES = ("random", "imagenet", "union")
 
 # ----------------------------------------------------------------------------------------------------------
@@ -447,13 +450,14 @@ def segmentation_pretraining_configs(profile: dict) -> list[dict]:
                 out.append({**common, "kind": "union", "name": union_source_name(t), "sets": pool,
                             "recipe": _recipe(sec, "pretraining", "union")})
     # encoders the classification benchmark uses as sources (``seg_<set>``, ``seg_union``: every set together)
-    wanted = [s[len("seg_"):] for s in profile.get("sources", {}).get("dataset", []) if str(s).startswith("seg_")]
+    wanted = [s[len(SEG_PREFIX):] for s in profile.get("sources", {}).get("dataset", [])
+              if str(s).startswith(SEG_PREFIX)]
     made = {c["name"] for c in out}
     for name in wanted:
-        if name == "union" and "union_all" not in made and len(sec["sets"]) >= 2:
-            out.append({**common, "kind": "union", "name": "union_all", "sets": list(sec["sets"]),
+        if name == "union" and SEG_UNION_UNIT not in made and len(sec["sets"]) >= 2:
+            out.append({**common, "kind": "union", "name": SEG_UNION_UNIT, "sets": list(sec["sets"]),
                         "recipe": _recipe(sec, "pretraining", "union")})
-            made.add("union_all")
+            made.add(SEG_UNION_UNIT)
         elif name in sec["sets"] and name not in made:
             out.append({**common, "kind": "single", "name": name, "sets": [name],
                         "recipe": _recipe(sec, "pretraining", "single")})
@@ -478,7 +482,8 @@ def _load(name: str, root, cache: dict) -> SegmentationData:
 
 def segmentation_normalization(source: str):
     """ImageNet mean/std for the ``imagenet`` source, else 0.5/0.5 (PROTOCOL.md section 4)."""
-    return (IMAGENET_MEAN, IMAGENET_STD) if str(source) == "imagenet" else (HALF_MEAN, HALF_STD)
+    imagenet = source_kind(str(source), SEGMENTATION).normalization == "imagenet"
+    return (IMAGENET_MEAN, IMAGENET_STD) if imagenet else (HALF_MEAN, HALF_STD)
 
 
 def _as_rgb(x: np.ndarray) -> np.ndarray:
@@ -557,35 +562,125 @@ def pretrain_segmentation_unit(config: dict, workdir, results_dir, root=None, de
 # sources
 
 
-def _pretraining_unit_for(profile: dict, source: str, target: str) -> dict | None:
-    name = union_source_name(target) if source == "union" else source
+def pretraining_unit_for(profile: dict, source: str, target: str) -> dict | None:
+    """The bank's pretraining config that makes ``source`` for ``target`` (None: none does)."""
+    name = source_kind(source, SEGMENTATION).unit_name(source, target)
     return next((c for c in segmentation_pretraining_configs(profile) if c["name"] == name), None)
+
+
+def source_unit(profile: dict, source: str, target: str) -> dict | None:
+    """The bank's pretraining config that makes ``source`` for ``target``; None for a source whose weights
+    are named (``random``, ``imagenet``: no unit makes them)."""
+    return pretraining_unit_for(profile, source, target) if source_kind(source, SEGMENTATION).checkpoint else None
+
+
+class _BankSource(SourceKind):
+    """A source of the segmentation bank (module docstring, "The model bank"). ``weights`` needs the profile
+    and the target (``ctx``); :meth:`load` builds the U-Net for a target."""
+
+    domain = SEGMENTATION
+    made_by = "segmentation"
+    #: the ``kind`` column of :func:`segmentation_source_table`
+    table_kind = "single"
+
+    def sets(self, section: dict, source: str, target: str) -> str:
+        """What the source was trained on, comma-separated (empty: nothing of the bank)."""
+        return source
+
+    def unit_name(self, source, target):
+        return source
+
+    def checkpoint_path(self, source: str, ctx) -> str:
+        path = sources_dir(ctx.results_dir) / f"{self.unit_name(source, ctx.target)}.safetensors"
+        if not path.is_file():
+            raise M.SourceUnavailable(source, f"no pre-trained checkpoint {path}: run the segmentation "
+                                      "pretraining stage first")
+        return str(path)
+
+    def load(self, spec: str, section: dict, n_target_classes) -> UNet:
+        """The U-Net of a resolved ``spec`` with its source head (a checkpoint's own classes)."""
+        return load_segmentation_checkpoint(spec)
+
+
+@register_source_kind("random", SEGMENTATION)
+class _RandomUNet(_BankSource):
+    """A random U-Net with the target's classes, seeded by the profile's seed (fine-tuning's initialisation)."""
+
+    made_by, checkpoint, table_kind = None, False, "random"
+
+    def matches(self, source) -> bool:
+        return source == "random"
+
+    def sets(self, section, source, target):
+        return ""
+
+    def weights(self, source, ctx):
+        return "random"
+
+    def load(self, spec, section, n_target_classes):
+        return _seeded_unet(section["seed"], n_target_classes(), section["model"], None)
+
+
+@register_source_kind("imagenet", SEGMENTATION)
+class _ImageNetUNet(_RandomUNet):
+    """torchvision's ImageNet ResNet-18 encoder with a random decoder and head (the target's classes)."""
+
+    table_kind, normalization = "imagenet", "imagenet"
+
+    def matches(self, source) -> bool:
+        return source == "imagenet"
+
+    def weights(self, source, ctx):
+        imagenet_resnet18()  # SourceUnavailable where the weights cannot be had
+        return "imagenet"
+
+    def load(self, spec, section, n_target_classes):
+        return _seeded_unet(section["seed"], n_target_classes(), section["model"], "imagenet")
+
+
+@register_source_kind("union", SEGMENTATION)
+class _UnionUNet(_BankSource):
+    """A U-Net pre-trained on the union of every other set of the profile, one per target."""
+
+    table_kind = "union"
+
+    def matches(self, source) -> bool:
+        return source == "union"
+
+    def unit_name(self, source, target):
+        return union_source_name(target)
+
+    def sets(self, section, source, target):
+        return ",".join(union_pool(section, target))
+
+    def weights(self, source, ctx):
+        pool = union_pool(segmentation_section(ctx.profile), ctx.target)
+        if len(pool) < 2:
+            raise M.SourceUnavailable("union", f"the union for {ctx.target} needs at least two other sets, the "
+                                      f"profile has {pool}")
+        return self.checkpoint_path(source, ctx)
+
+
+@register_source_kind("set", SEGMENTATION)
+class _SetUNet(_BankSource):
+    """A U-Net pre-trained on one other set of the profile, shared by every target: any other name."""
+
+    def matches(self, source) -> bool:
+        return True
+
+    def weights(self, source, ctx):
+        if source not in segmentation_section(ctx.profile)["sets"]:
+            raise ValueError(f"unknown segmentation source {source!r}")
+        return self.checkpoint_path(source, ctx)
 
 
 def resolve_segmentation_source(profile: dict, source: str, target: str, results_dir) -> str:
     """``"random"``, ``"imagenet"`` or the checkpoint path of a source for ``target``;
     :class:`helpers.models.SourceUnavailable` (with the reason) when it cannot be had here."""
-    sec = segmentation_section(profile)
+    segmentation_section(profile)  # a profile without a bank is an error for every source
     if source == target:
         raise ValueError(f"{source!r} is the target itself, not a source for it")
-    if source == "random":
-        return "random"
-    if source == "imagenet":
-        from .model import imagenet_resnet18
-
-        imagenet_resnet18()
-        return "imagenet"
-    if source == "union" and len(union_pool(sec, target)) < 2:
-        raise M.SourceUnavailable("union", f"the union for {target} needs at least two other sets, the profile "
-                                  f"has {union_pool(sec, target)}")
-    if source != "union" and source not in sec["sets"]:
-        raise ValueError(f"unknown segmentation source {source!r}")
-    name = union_source_name(target) if source == "union" else source
-    path = sources_dir(results_dir) / f"{name}.safetensors"
-    if not path.is_file():
-        raise M.SourceUnavailable(source, f"no pre-trained checkpoint {path}: run the segmentation pretraining "
-                                  "stage first")
-    return str(path)
+    return source_kind(source, SEGMENTATION).weights(source, SourceContext(profile, target, results_dir))
 
 
 def _target_classes(target: str, root, cache: dict | None = None) -> list[str]:
@@ -602,11 +697,7 @@ def load_segmentation_source(source: str, target: str, profile: dict, results_di
     ``source_name`` and ``normalization`` ((mean, std) its inputs need)."""
     sec = segmentation_section(profile)
     spec = resolve_segmentation_source(profile, source, target, results_dir)
-    if spec in ("random", "imagenet"):
-        n = len(_target_classes(target, root, cache))
-        model = _seeded_unet(sec["seed"], n, sec["model"], "imagenet" if spec == "imagenet" else None)
-    else:
-        model = load_segmentation_checkpoint(spec)
+    model = source_kind(source, SEGMENTATION).load(spec, sec, lambda: len(_target_classes(target, root, cache)))
     model.source_name = source
     model.normalization = segmentation_normalization(source)
     model.eval()
@@ -620,15 +711,14 @@ def segmentation_source_table(profile: dict, results_dir) -> pd.DataFrame:
     rows = []
     for t in sec["targets"]:
         for s in segmentation_sources(profile, t):
-            kind = s if s in ("random", "imagenet", "union") else "single"
-            sets = ",".join(union_pool(sec, t)) if s == "union" else (s if kind == "single" else "")
+            kind = source_kind(s, SEGMENTATION)
+            sets = kind.sets(sec, s, t)
             try:
                 spec = resolve_segmentation_source(profile, s, t, results_dir)
-                rows.append({"target": t, "source": s, "kind": kind, "available": True,
-                             "checkpoint": spec if spec not in ("random", "imagenet") else "", "sets": sets,
-                             "reason": ""})
+                rows.append({"target": t, "source": s, "kind": kind.table_kind, "available": True,
+                             "checkpoint": spec if kind.checkpoint else "", "sets": sets, "reason": ""})
             except M.SourceUnavailable as exc:
-                rows.append({"target": t, "source": s, "kind": kind, "available": False, "checkpoint": "",
+                rows.append({"target": t, "source": s, "kind": kind.table_kind, "available": False, "checkpoint": "",
                              "sets": sets, "reason": exc.reason})
     return pd.DataFrame(rows, columns=["target", "source", "kind", "available", "checkpoint", "sets", "reason"])
 
@@ -650,7 +740,7 @@ def segmentation_finetuning_configs(profile: dict) -> list[dict]:
     out = []
     for t in sec["targets"]:
         for s in segmentation_sources(profile, t):
-            unit = _pretraining_unit_for(profile, s, t) if s not in ("random", "imagenet") else None
+            unit = source_unit(profile, s, t)
             out.append({"stage": "segmentation_finetuning", "source": s, "target": t, "fold": 1,
                         "source_key": config_key(unit) if unit is not None else None,
                         "image_size": int(sec["image_size"]), "model": sec["model"], "loss": sec["loss"],
@@ -685,7 +775,10 @@ def finetune_segmentation_unit(config: dict, profile: dict, workdir, results_dir
     d, train, val, test = target_datasets(t, config["image_size"], s, config["recipe"], config["seed"], root,
                                           device, config["augment"], cache)
     model = load_segmentation_source(s, t, profile, results_dir, root, cache=cache)
-    if model.n_classes != d.n_classes or s not in ("random", "imagenet"):
+    kind = source_kind(s, SEGMENTATION)
+    # a checkpoint's head has the source's classes: always a new one; a random head only where it has not
+    # the target's (it was made with them)
+    if model.n_classes != d.n_classes or kind.checkpoint:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(config["seed"]))
             replace_head(model, d.n_classes)
@@ -701,7 +794,7 @@ def finetune_segmentation_unit(config: dict, profile: dict, workdir, results_dir
            "test_loss": test_res["loss"], "test_dice": test_res["dice"]}
     for name, value in zip(d.foreground_classes, test_res["dice_per_class"]):
         row[dice_column(name)] = float(value)
-    row.update({"seconds": res["seconds"], "source_checkpoint": spec if spec not in ("random", "imagenet") else "",
+    row.update({"seconds": res["seconds"], "source_checkpoint": spec if kind.checkpoint else "",
                 "history": res["history"]})
     return row
 

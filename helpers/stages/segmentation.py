@@ -57,7 +57,7 @@ def static_reason(profile: dict, source: str, target: str) -> str | None:
 
 
 def _source_dep(profile: dict, source: str, target: str) -> tuple:
-    unit = ST._pretraining_unit_for(profile, source, target) if source not in ("random", "imagenet") else None
+    unit = ST.source_unit(profile, source, target)
     return (_pretraining_id(unit["name"]),) if unit is not None else ()
 
 
@@ -74,7 +74,7 @@ def scoring_configs(profile: dict, results_dir=None) -> tuple[list[dict], list[d
             if reason is not None:
                 unavailable.append({"source": s, "target": t, "fold": 1, "reason": reason})
                 continue
-            unit = ST._pretraining_unit_for(profile, s, t) if s not in ("random", "imagenet") else None
+            unit = ST.source_unit(profile, s, t)
             configs.append({
                 "stage": "segmentation_scoring", "source": s, "target": t, "fold": 1,
                 "source_key": config_key(unit) if unit is not None else s,
