@@ -16,7 +16,7 @@ used to be decided by comparing the name with ``"random"``, ``"imagenet"``... in
   the logits of a source head of its own; ``None``: the checkpoint decides, :func:`helpers.models.has_source_head`)
   and the input normalisation its weights expect.
 
-Two domains, each its own table:
+Three domains, each its own table:
 
 ``classification`` (the dataset scenario: pretraining, fine-tuning, scoring, representations)
     ``random``, ``imagenet``, ``radimagenet`` (a configured checkpoint), ``segmentation_encoder``
@@ -26,6 +26,11 @@ Two domains, each its own table:
 ``segmentation`` (the segmentation bank)
     ``random``, ``imagenet``, ``union``, ``set``: registered by :mod:`helpers.segmentation.training`, which
     knows the bank's profile section.
+``candidate`` (the models :mod:`helpers.rank` ranks)
+    ``torchvision``, ``checkpoint``, ``source``, ``hf``, ``timm``: registered by :mod:`helpers.rank.candidates`,
+    which parses a candidate string into a :class:`helpers.rank.candidates.Candidate` first; a kind there
+    matches a parsed candidate and builds it (torchvision's weights API, a checkpoint, the Hugging Face hub,
+    timm).
 
 Library layer: imports :mod:`helpers.models` and :mod:`helpers.runner` (unit keys), never a stage.
 """
@@ -43,6 +48,7 @@ from .runner import config_key
 
 CLASSIFICATION = "classification"
 SEGMENTATION = "segmentation"
+CANDIDATE = "candidate"
 
 #: where the pretraining stage writes the classification sources, and the segmentation bank its U-Nets
 SOURCES_DIRNAME = "sources"
@@ -171,7 +177,7 @@ class SourceKind:
 
 
 #: domain -> kind name -> kind, in registration order (the first kind that matches a name wins)
-_KINDS: dict[str, dict[str, SourceKind]] = {CLASSIFICATION: {}, SEGMENTATION: {}}
+_KINDS: dict[str, dict[str, SourceKind]] = {CLASSIFICATION: {}, SEGMENTATION: {}, CANDIDATE: {}}
 
 
 def register_source_kind(name: str, domain: str = CLASSIFICATION):
