@@ -22,6 +22,7 @@ import pandas as pd
 
 from .. import models as M
 from ..data import TensorImageDataset, medmnist_info, paper_fold_indices
+from ..profiles import finetune_grid, profile_targets
 from ..trainer import Run, RunConfig, load_flag, subsample, test_run, train_runs
 from ..runner import atomic_write_csv, config_key
 from . import inputs, pretraining, throughput
@@ -43,8 +44,6 @@ def stage_name(scenario: str = "dataset") -> str:
 def finetuning_configs(profile: dict, sources, targets, scenario: str = "dataset", source_keys=None) -> list[dict]:
     """Every unit config of the sweep. ``source_keys`` maps ``(source, target)`` to the ``source_key`` of the
     config (default: :func:`source_keys` of the profile)."""
-    from ..profiles import finetune_grid
-
     ft, data = profile["finetuning"], profile["data"]
     epochs = ft["epochs"] if scenario == "dataset" else ft.get("epochs_architectures", ft["epochs"])
     if source_keys is None:
@@ -145,8 +144,6 @@ def finetune_group(configs: list[dict], spec: str, workdirs: list, root=None, de
 
 def _selection(profile: dict, env: Env):
     """``(sources, targets, scenario)`` of a run: the profile's, or the subsets a chapter asked for."""
-    from ..profiles import profile_targets
-
     scenario = env.options.get("scenario", "dataset")
     default_sources = profile["sources"]["dataset" if scenario == "dataset" else "architectures"]
     sources = list(env.options.get("sources") or default_sources)

@@ -25,7 +25,7 @@ from ..runner import atomic_write_csv, config_key
 from ..scoring import COLUMNS
 from ..segmentation import scoring as SS
 from ..segmentation import training as ST
-from . import inputs
+from . import inputs, throughput
 from .base import Env, Task, problem_reason, read_problems
 
 NAME = "segmentation"
@@ -95,8 +95,6 @@ def plan(profile: dict, env: Env) -> tuple[list[Task], dict]:
     """``(tasks, unavailable)`` with ``unavailable[part]`` the rows of the pairs no task can make."""
     if not profile.get("segmentation"):
         return [], {p: [] for p in PARTS}
-    from . import throughput
-
     parts = _parts(env)
     sizes = throughput.segmentation_sizes(env.data_root)
     out, unavailable = [], {p: [] for p in PARTS}
