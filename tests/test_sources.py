@@ -30,6 +30,8 @@ def test_every_name_has_the_kind_the_old_chains_gave_it():
     assert S.source_kind("seg_busi").source_head is False and S.source_kind("random").source_head is True
     assert S.source_kind("x.pt").source_head is None
     assert S.source_kind("imagenet").normalization == "imagenet" and S.source_kind("random").normalization == "half"
+    model = S.source_kind("random").build("random", "resnet18")
+    assert model.arch_name == "resnet18" and model.fc.out_features == 1000
 
 
 def test_resolving_names_the_bad_source_and_where_its_weights_should_be(tmp_path, monkeypatch):

@@ -487,7 +487,7 @@ def source_unit(profile: dict, source: str, target: str) -> dict | None:
 
 class _BankSource(SourceKind):
     """A source of the segmentation bank (module docstring, "The model bank"). ``weights`` needs the profile
-    and the target (``ctx``); :meth:`load` builds the U-Net for a target."""
+    and the target (``ctx``); :meth:`build` makes the U-Net for a target."""
 
     domain = SEGMENTATION
     made_by = "segmentation"
@@ -508,8 +508,9 @@ class _BankSource(SourceKind):
                                       "pretraining stage first")
         return str(path)
 
-    def load(self, spec: str, section: dict, n_target_classes) -> UNet:
-        """The U-Net of a resolved ``spec`` with its source head (a checkpoint's own classes)."""
+    def build(self, spec: str, section: dict, n_target_classes) -> UNet:
+        """The U-Net of a resolved ``spec`` (:meth:`weights`) with its source head (a checkpoint's own classes);
+        ``n_target_classes()`` counts the target's classes, for a head made here."""
         return load_segmentation_checkpoint(spec)
 
 
@@ -528,7 +529,7 @@ class _RandomUNet(_BankSource):
     def weights(self, source, ctx):
         return "random"
 
-    def load(self, spec, section, n_target_classes):
+    def build(self, spec, section, n_target_classes):
         return _seeded_unet(section["seed"], n_target_classes(), section["model"], None)
 
 
@@ -545,7 +546,7 @@ class _ImageNetUNet(_RandomUNet):
         imagenet_resnet18()  # SourceUnavailable where the weights cannot be had
         return "imagenet"
 
-    def load(self, spec, section, n_target_classes):
+    def build(self, spec, section, n_target_classes):
         return _seeded_unet(section["seed"], n_target_classes(), section["model"], "imagenet")
 
 
@@ -608,7 +609,7 @@ def load_segmentation_source(source: str, target: str, profile: dict, results_di
     ``source_name`` and ``normalization`` ((mean, std) its inputs need)."""
     sec = segmentation_section(profile)
     spec = resolve_segmentation_source(profile, source, target, results_dir)
-    model = source_kind(source, SEGMENTATION).load(spec, sec, lambda: len(_target_classes(target, root, cache)))
+    model = source_kind(source, SEGMENTATION).build(spec, sec, lambda: len(_target_classes(target, root, cache)))
     model.source_name = source
     model.normalization = segmentation_normalization(source)
     model.eval()

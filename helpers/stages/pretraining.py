@@ -3,9 +3,10 @@
 One unit (and one task, a whole GPU) per source to train: each single-dataset source of the profile whose flag
 the run uses, and one leave-target-out union per target when ``medmnist_union`` is a source. A unit writes its
 checkpoint to ``<results>/sources/<name>.safetensors`` (+ JSON sidecar); a unit counts as done only while that
-file exists. Also here: what every source name resolves to (:func:`resolve_source`), which the fine-tuning and
-scoring stages call at run time, and :func:`producer`, the unit that makes a source, which they name in their
-configs (``source_key``) instead of the checkpoint's content.
+file exists. Also here, for the fine-tuning and scoring stages: what every source name resolves to
+(:func:`resolve_source`, at run time) and the unit that makes a source (:func:`producer`, :func:`source_plan`),
+which they name in their configs (``source_key``) instead of the checkpoint's content; the kinds of source
+names behind both are the registry of :mod:`helpers.sources`.
 
 Tables: ``<results>/pretraining.csv`` (one row per source) and ``<results>/sources.csv`` (per (source, target):
 available, what it resolves to, why not).
