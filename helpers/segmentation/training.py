@@ -498,6 +498,11 @@ class _BankSource(SourceKind):
         """What the source was trained on, comma-separated (empty: nothing of the bank)."""
         return source
 
+    def static_reason(self, section: dict, source: str, target: str) -> str | None:
+        """Why nothing can make the source for ``target``, from the profile's section alone (None: something
+        can)."""
+        return None
+
     def unit_name(self, source, target):
         return source
 
@@ -565,11 +570,16 @@ class _UnionUNet(_BankSource):
     def sets(self, section, source, target):
         return ",".join(union_pool(section, target))
 
+    def static_reason(self, section, source, target):
+        pool = union_pool(section, target)
+        if len(pool) >= 2:
+            return None
+        return f"the union for {target} needs at least two other sets, the profile has {pool}"
+
     def weights(self, source, ctx):
-        pool = union_pool(segmentation_section(ctx.profile), ctx.target)
-        if len(pool) < 2:
-            raise M.SourceUnavailable("union", f"the union for {ctx.target} needs at least two other sets, the "
-                                      f"profile has {pool}")
+        reason = self.static_reason(segmentation_section(ctx.profile), source, ctx.target)
+        if reason is not None:
+            raise M.SourceUnavailable("union", reason)
         return self.checkpoint_path(source, ctx)
 
 

@@ -25,6 +25,7 @@ from ..runner import atomic_write_csv, config_key
 from ..scoring import COLUMNS
 from ..segmentation import scoring as SS
 from ..segmentation import training as ST
+from ..sources import SEGMENTATION, source_kind
 from . import inputs, throughput
 from .base import Env, Task, problem_reason, read_problems
 
@@ -49,11 +50,7 @@ pretraining_task_id = _pretraining_id
 
 def static_reason(profile: dict, source: str, target: str) -> str | None:
     """Why nothing here can make ``source`` for ``target`` (decided from the profile alone), else ``None``."""
-    sec = ST.segmentation_section(profile)
-    if source == "union" and len(ST.union_pool(sec, target)) < 2:
-        return (f"the union for {target} needs at least two other sets, the profile has "
-                f"{ST.union_pool(sec, target)}")
-    return None
+    return source_kind(source, SEGMENTATION).static_reason(ST.segmentation_section(profile), source, target)
 
 
 def _source_dep(profile: dict, source: str, target: str) -> tuple:
