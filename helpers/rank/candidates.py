@@ -46,6 +46,10 @@ sidecar (``image_size``; the project's sources say the size they were trained at
 also carry ``mean`` and ``std``. ``@SIZE`` or ``image_size=`` of :func:`helpers.rank.rank_models` override
 the size.
 
+How each kind of parsed candidate (``torchvision``, ``checkpoint``, ``source``, ``hf``, ``timm``) is built, and
+whether it has a source head, is its entry in the registry of :mod:`helpers.sources` (domain ``candidate``,
+registered below); :func:`build_model` looks it up.
+
 Names that mean nothing (an unknown architecture, a source name that is neither trained here nor a
 MedMNIST-source pattern) raise :class:`CandidateError` with the closest names before any work starts; a
 well-formed candidate that cannot be had here becomes ``unavailable`` or ``error`` rows instead.
