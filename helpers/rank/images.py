@@ -139,8 +139,9 @@ def _palette_is_gray(im) -> bool:
 
 def write_image_folder(images, labels, classes, folder, names=None) -> Path:
     """Write uint8 images (N, H, W) or (N, H, W, 3) as PNGs into ``<folder>/<class>/<name>.png``, the layout
-    :func:`helpers.rank.targets.load_target` reads. Files already there with the same name are kept (a re-run writes nothing);
-    each file is written to a temp name and renamed. ``names``: file stems (default ``00000``...)."""
+    :func:`helpers.rank.targets.load_target` reads. Files already there with the same name are kept (a re-run
+    writes nothing); each file is written to a temp name and renamed. ``names``: file stems (default
+    ``00000``...)."""
     from PIL import Image
 
     folder = Path(folder)
