@@ -101,6 +101,11 @@ MOVED: dict[str, dict[str, str]] = {
         "run_segmentation_scoring": "helpers.stages.segmentation",
         "scoring_configs": "helpers.stages.segmentation",
     },
+    # the segmentation stage's run functions live with the stage
+    "helpers.segmentation.training": {
+        "run_segmentation_pretraining": "helpers.stages.segmentation",
+        "run_segmentation_finetuning": "helpers.stages.segmentation",
+    },
 }
 
 

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD
+from .runner import atomic_write_text
 from .threads import fair_threads
 
 
@@ -441,8 +443,6 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict | None
     """Write ``model``'s state dict as safetensors and a JSON sidecar, each atomically. Returns the path."""
     from safetensors.torch import save_file
 
-    from .runner import atomic_write_text
-
     path = Path(path).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -462,7 +462,7 @@ def read_sidecar(path: str | os.PathLike) -> dict:
     return json.loads(side.read_text()) if side.is_file() else {}
 
 
-def _fit_head_to(model: nn.Module, state: dict) -> None:
+def fit_head_to(model: nn.Module, state: dict) -> None:
     """Give ``model`` a head of the shape the checkpoint has (its source classes), Dropout+Linear or Linear."""
     path = head_path(model)
     w1, w0 = state.get(f"{path}.1.weight"), state.get(f"{path}.weight")
@@ -523,7 +523,7 @@ def has_source_head(source) -> bool:
     False for a segmentation U-Net checkpoint (its encoder becomes the classifier, :func:`classifier_from_unet`);
     True otherwise (``random`` has an untrained head, as in [D])."""
     path = Path(str(source))
-    if str(source) in ("random", "imagenet") or not path.is_file():
+    if str(source) in NAMED_WEIGHTS or not path.is_file():
         return True
     meta = read_sidecar(path)
     if str(meta.get("format", "")).startswith("helpers.segmentation") or meta.get("source_head") is False:
@@ -547,7 +547,7 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None) -> nn.Modu
     model = _random_model(arch)
     if meta.get("stride_in_1x1"):  # converted from Keras (helpers.rank.keras)
         resnet_v1_strides(model)
-    _fit_head_to(model, state)
+    fit_head_to(model, state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if meta.get("source_head") is False:  # a backbone without classifier (Keras _notop): the head stays random
@@ -565,12 +565,15 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None) -> nn.Modu
 # building models by source
 
 
+#: the weight sets a source names by a string, each a builder of ``arch`` with its own 1000-class head; any
+#: other source is a checkpoint path (which source names resolve to which: :mod:`helpers.sources`)
+NAMED_WEIGHTS = {"random": _random_model, "imagenet": _imagenet_model}
+
+
 def load_source(source: str | os.PathLike, arch: str = "resnet18") -> nn.Module:
     """The source model with its own head (ImageNet's 1000 classes, a checkpoint's classes; random: 1000)."""
-    if isinstance(source, str) and source == "random":
-        return _random_model(arch)
-    if isinstance(source, str) and source == "imagenet":
-        return _imagenet_model(arch)
+    if isinstance(source, str) and source in NAMED_WEIGHTS:
+        return NAMED_WEIGHTS[source](arch)
     path = Path(source)
     if not path.is_file():
         raise SourceUnavailable(str(source), f"checkpoint {path} does not exist")
@@ -589,8 +592,6 @@ def build_model(arch: str = "resnet18", num_outputs: int | None = None, source: 
 
 def normalization_for(source: str | os.PathLike):
     """ImageNet mean/std for ImageNet weights, else 0.5/0.5 (PROTOCOL.md section 4)."""
-    from .data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD
-
     return (IMAGENET_MEAN, IMAGENET_STD) if str(source) == "imagenet" else (HALF_MEAN, HALF_STD)
 
 

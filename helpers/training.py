@@ -13,7 +13,10 @@ from .trainer import *  # noqa: F401,F403
 from .trainer import __all__ as _engine_all
 from .trainer.loop import (_epoch_order, _rng_state, _seeded_rng_state, _set_rng_state,  # noqa: F401
                           _stream, _sync_streams)
-from .trainer.recipes import _load, _run_config, _section, _subsample  # noqa: F401
+# the private names the earlier single module had
+from .trainer.recipes import load_flag as _load, recipe_section as _section  # noqa: F401
+from .trainer.recipes import run_config as _run_config  # noqa: F401
+from .trainer.recipes import subsample as _subsample  # noqa: F401
 from .trainer.state import _flatten_state, _unflatten_state  # noqa: F401
 from .stages.finetuning import (RUN_COLUMNS, finetune_group, finetuning_configs, ground_truth_folds,  # noqa: F401
                                 ground_truth_seeds, ground_truth_table, run_finetuning, select_runs, target_datasets,

@@ -46,6 +46,10 @@ sidecar (``image_size``; the project's sources say the size they were trained at
 also carry ``mean`` and ``std``. ``@SIZE`` or ``image_size=`` of :func:`helpers.rank.rank_models` override
 the size.
 
+How each kind of parsed candidate (``torchvision``, ``checkpoint``, ``source``, ``hf``, ``timm``) is built, and
+whether it has a source head, is its entry in the registry of :mod:`helpers.sources` (domain ``candidate``,
+registered below); :func:`build_model` looks it up.
+
 Names that mean nothing (an unknown architecture, a source name that is neither trained here nor a
 MedMNIST-source pattern) raise :class:`CandidateError` with the closest names before any work starts; a
 well-formed candidate that cannot be had here becomes ``unavailable`` or ``error`` rows instead.
@@ -71,8 +75,11 @@ import torch
 import torch.nn as nn
 
 from .. import models as M
-from ..data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD
+from ..data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, MEDMNIST_2D_FLAGS
+from ..sources import (CANDIDATE, SEGMENTATION_SOURCES_DIRNAME, SourceKind, is_segmentation_source,
+                       register_source_kind, segmentation_unit_name, source_kind)
 from . import hub as H
+from . import keras as K
 from .targets import RankInputError
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".h5", ".hdf5")
@@ -133,8 +140,6 @@ def project_sources(sources_dir) -> list[str]:
 
 def _source_pattern(name: str) -> bool:
     """A name the Pretraining stage writes: a MedMNIST flag or ``medmnist_union__<flag>``."""
-    from ..data import MEDMNIST_2D_FLAGS
-
     return name in MEDMNIST_2D_FLAGS or (name.startswith("medmnist_union__")
                                           and name.split("__", 1)[1] in MEDMNIST_2D_FLAGS)
 
@@ -208,12 +213,9 @@ def parse_candidate(spec: str, sources_dir=None) -> Candidate:
     if text in archs:
         return Candidate(spec, "torchvision", text, _default_weights(text), size)
     sources = project_sources(sources_dir)
-    from ..stages.pretraining import is_segmentation_source, segmentation_unit_name
-
     if is_segmentation_source(text):  # an encoder of the segmentation bank (results/<profile>/segmentation_sources)
-        from ..segmentation.training import SOURCES_DIRNAME
-
-        folder = Path(sources_dir).parent / SOURCES_DIRNAME if sources_dir is not None else Path(SOURCES_DIRNAME)
+        folder = (Path(sources_dir).parent / SEGMENTATION_SOURCES_DIRNAME if sources_dir is not None
+                  else Path(SEGMENTATION_SOURCES_DIRNAME))
         return Candidate(spec, "source", None, str(folder / f"{segmentation_unit_name(text)}.safetensors"), size)
     if text in sources or _source_pattern(text):
         path = Path(sources_dir or ".") / f"{text}.safetensors"
@@ -371,9 +373,7 @@ def preprocessing(c: Candidate, image_size: int | None = None) -> dict:
         if c.weights == "pretrained":
             mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
     elif c.kind in ("checkpoint", "source") and is_keras(c):
-        from .keras import INPUT_SCALES
-
-        mean, std = INPUT_SCALES["unit"]["mean"], INPUT_SCALES["unit"]["std"]
+        mean, std = K.INPUT_SCALES["unit"]["mean"], K.INPUT_SCALES["unit"]["std"]
     elif c.kind in ("checkpoint", "source") and c.path.is_file():
         meta = sidecar(c.path)
         size = int(meta.get("image_size") or size)
@@ -462,19 +462,15 @@ def load_checkpoint(c: Candidate) -> nn.Module:
     """A checkpoint candidate as a model with its own head; ``ValueError`` when it does not fit."""
     arch = resolved_arch(c)
     if is_keras(c):
-        from . import keras as K
-
         return K.build_resnet50(*K.convert_keras_resnet50(c.path))
     state = M.read_state_dict(c.path)
     meta = sidecar(c.path)
     if meta.get("stride_in_1x1"):  # converted from Keras (helpers.rank.keras)
-        from . import keras as K
-
         return K.build_resnet50(state, meta)
     if M.is_unet_state(state):  # a segmentation U-Net: its encoder as a classifier without a source head
         return M.classifier_from_unet(state, arch)
     model = build_torchvision(arch, "random")
-    M._fit_head_to(model, state)
+    M.fit_head_to(model, state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
@@ -483,31 +479,89 @@ def load_checkpoint(c: Candidate) -> nn.Module:
     return model
 
 
+class CandidateKind(SourceKind):
+    """A kind of candidate (:data:`helpers.sources.CANDIDATE` domain): it matches a parsed :class:`Candidate` of
+    its ``kind`` and builds it (:meth:`build` takes the candidate); where the weights come from is the
+    candidate's ``weights`` (a named weight set, ``pretrained``, or a checkpoint path)."""
+
+    domain, made_by = CANDIDATE, None
+
+    def matches(self, c) -> bool:
+        return isinstance(c, Candidate) and c.kind == self.name
+
+    def weights(self, c, ctx=None) -> str:
+        return c.weights
+
+    def build(self, c) -> nn.Module:
+        raise NotImplementedError(f"candidate kind {self.name!r} does not say how to build {c.spec!r}")
+
+
+@register_source_kind("torchvision", CANDIDATE)
+class _Torchvision(CandidateKind):
+    """A torchvision architecture with a weights enum member (ImageNet) or random init: its 1000-class head."""
+
+    checkpoint = False
+
+    def build(self, c):
+        return build_torchvision(c.arch, c.weights, c.spec)
+
+
+@register_source_kind("checkpoint", CANDIDATE)
+class _Checkpoint(CandidateKind):
+    """A checkpoint file (its head counts where the file says so: models.has_source_head)."""
+
+    source_head = None
+
+    def build(self, c):
+        if not c.path.is_file():
+            raise M.SourceUnavailable(c.spec, f"checkpoint {c.path} does not exist")
+        return load_checkpoint(c)
+
+
+@register_source_kind("source", CANDIDATE)
+class _ProjectSource(_Checkpoint):
+    """A source trained by this project, by name (``results/<profile>/sources``, ``segmentation_sources``)."""
+
+    made_by = "pretraining"
+
+
+@register_source_kind("hf", CANDIDATE)
+class _HubModel(CandidateKind):
+    """A Hugging Face hub model or folder (:mod:`helpers.rank.hub`): an embedding without a source head."""
+
+    source_head = False
+
+    def build(self, c):
+        return H.load_hf(c.arch, c.spec)
+
+
+@register_source_kind("timm", CANDIDATE)
+class _Timm(CandidateKind):
+    """A timm model (pretrained from the hub, random, or in the hub's layout); a backbone without classifier has
+    no source head (:func:`helpers.rank.hub.timm_embedding`)."""
+
+    source_head = None
+
+    def build(self, c):
+        if hub_candidate(c):  # timm:hf-hub: / timm:local-dir: (helpers.rank.hub)
+            return H.load_timm(c.arch, c.spec)
+        timm = _timm()
+        _timm_cfg(c.arch)
+        if c.weights == "pretrained":
+            model = _with_timeout(lambda: timm.create_model(c.arch, pretrained=True),
+                                  f"timm weights of {c.arch}", c.spec)
+        else:
+            model = timm.create_model(c.arch, pretrained=False)
+        return H.timm_embedding(model, c.spec)
+
+
 def build_model(c: Candidate, seed: int = 0) -> nn.Module:
     """The candidate's model with its own head, in eval mode on the CPU.
 
     :class:`helpers.models.SourceUnavailable` when it cannot be had here (weights offline, file missing,
     timm not installed); ``ValueError`` / ``RuntimeError`` for a corrupt or non-fitting checkpoint."""
     torch.manual_seed(seed)
-    if c.kind == "torchvision":
-        model = build_torchvision(c.arch, c.weights, c.spec)
-    elif c.kind in ("checkpoint", "source"):
-        if not c.path.is_file():
-            raise M.SourceUnavailable(c.spec, f"checkpoint {c.path} does not exist")
-        model = load_checkpoint(c)
-    elif c.kind == "hf":
-        model = H.load_hf(c.arch, c.spec)
-    elif hub_candidate(c):
-        model = H.load_timm(c.arch, c.spec)
-    elif c.kind == "timm":
-        timm = _timm()
-        _timm_cfg(c.arch)
-        pretrained = c.weights == "pretrained"
-        model = (_with_timeout(lambda: timm.create_model(c.arch, pretrained=True), f"timm weights of {c.arch}",
-                               c.spec) if pretrained else timm.create_model(c.arch, pretrained=False))
-        model = H.timm_embedding(model, c.spec)
-    else:  # pragma: no cover - parse_candidate makes only these kinds
-        raise ValueError(f"unknown candidate kind {c.kind!r}")
+    model = source_kind(c, CANDIDATE).build(c)
     return M.guard_input_size(model.eval(), getattr(model, "arch_name", None) or c.spec)
 
 

@@ -39,6 +39,7 @@ import torch
 import torch.nn as nn
 
 from .. import models as M
+from ..runner import atomic_write_text
 
 KERAS_EPS = 1.001e-5
 TORCH_EPS = 1e-5
@@ -149,8 +150,6 @@ def convert_keras_resnet50(path: str | os.PathLike, out: str | os.PathLike | Non
             "image_size": 224}
     if out is not None:
         from safetensors.torch import save_file
-
-        from ..runner import atomic_write_text
 
         out = Path(out).with_suffix(".safetensors")
         out.parent.mkdir(parents=True, exist_ok=True)

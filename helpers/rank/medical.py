@@ -515,7 +515,7 @@ def _read_nifti(path: Path, refs, slice_axis) -> list[Slice]:
 # intensities to uint8
 
 
-def _shrink(x: np.ndarray, max_side: int) -> np.ndarray:
+def shrink(x: np.ndarray, max_side: int) -> np.ndarray:
     """Reduce a slice to at most ``max_side`` on its longer side (PIL: bilinear on float, Lanczos on RGB),
     as :func:`~helpers.rank.decode_images` does."""
     if max(x.shape[:2]) <= max_side:

@@ -31,14 +31,7 @@ physical units, windowed to 0..255 (``window``), MONOCHROME1 inverted, multi-fra
 the slices of one file and the files of one patient (``group_by``) together. A target is either ordinary
 images or DICOM / NIfTI files, not both.
 
-Decoding (folders and CSVs) uses PIL, and every mode is converted by one stated rule: 8-bit grayscale
-(``L``, ``LA``, ``1``, ``P`` without colour) stays one channel; colour (``RGB``, ``RGBA``, ``P``, ``CMYK``,
-``YCbCr``, ...) becomes RGB (alpha dropped); 16-bit and 32-bit images (``I;16``, ``I``, ``F``, typical of
-medical TIFFs) are rescaled to 0..255 with *one* minimum and maximum over all such images of the target, so
-relative intensities between images survive. A target that mixes 8-bit and high-bit-depth images is refused
-(there is no single rule that puts both on one intensity scale); the error names one file of each. Mixing
-grayscale and colour images is accepted: grayscale images are replicated to three channels, which is what
-every candidate sees for them anyway; :attr:`Target.description` counts both.
+Decoding (folders and CSVs): :mod:`helpers.rank.images`, which also writes image folders.
 
 Images keep their own size up to ``max_side`` (512) pixels on the longer side (larger ones are reduced by
 PIL with antialiasing when decoded, to bound memory); each candidate's input is made on the device, a batch
@@ -67,19 +60,17 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+from ..data import (MEDMNIST_2D_FLAGS, default_device, iterate_batches, load_medmnist,
+                    paper_fold_indices)
+from ..transforms import normalize_batch
+from . import medical as MD
+from .images import (IMAGE_SUFFIXES, MAX_SIDE, RankInputError, TargetError, decode_files,  # noqa: F401
+                     decode_images, skipped_note, write_busi_folder, write_image_folder)
+from .order import canonical_order
+
 MEDMNIST_SPLITS = ("fold1", "train", "val", "test")
 #: a CSV column with one of these names (any case) is the group (patient) of each row, not a label
 GROUP_COLUMNS = ("group", "patient", "patient_id", "patientid")
-MAX_SIDE = 512
-
-
-class RankInputError(ValueError):
-    """Bad input to :func:`helpers.rank.rank_models` (the command prints it and exits with status 2)."""
-
-
-class TargetError(RankInputError):
-    """A target that cannot be used: the message names the file or value and the problem."""
 
 
 @dataclass
@@ -161,8 +152,6 @@ class TargetImages:
     def __init__(self, images, labels, image_size: int, mean, std, device=None):
         import torch
 
-        from ..data import default_device
-
         self.device = torch.device(device) if device is not None else default_device()
         self.image_size = int(image_size)
         if self.image_size < 1:
@@ -200,8 +189,6 @@ class TargetImages:
         import torch
         import torch.nn.functional as F
 
-        from ..transforms import normalize_batch
-
         if augment:
             raise ValueError("target images are never augmented")
         index = torch.as_tensor(index, device=self.device)
@@ -222,8 +209,6 @@ class TargetImages:
 
     def batches(self, batch_size: int, shuffle: bool = False, augment: bool = False, seed: int = 0,
                 drop_last: bool = False):
-        from ..data import iterate_batches
-
         return iterate_batches(self, batch_size, shuffle, augment, seed, drop_last)
 
 
@@ -245,8 +230,6 @@ def load_target(spec, *, max_images: int | None = None, seed: int = 0, data_root
     ``central_slices`` (keep the K central slices of every volume), ``group_by`` (``patient``, ``series``,
     ``file``). ``skip_unreadable``: leave out files that cannot be read (the description counts them and
     names the first) instead of stopping at the first."""
-    from ..data import MEDMNIST_2D_FLAGS
-
     if isinstance(spec, Target):
         return spec
     if max_images is not None and int(max_images) < 4:
@@ -286,8 +269,6 @@ class _Options:
 
 
 def _medical_options(window, slice_axis, central_slices, group_by, skip_unreadable) -> _Options:
-    from . import medical as MD
-
     try:
         window = MD.parse_window(window)
         slice_axis = MD.parse_slice_axis(slice_axis)
@@ -308,8 +289,6 @@ def _refuse_window(opts: _Options, where: str, what: str) -> None:
 
 
 def _medmnist_target(flag, split, max_images, data_root, size) -> Target:
-    from ..data import load_medmnist, paper_fold_indices
-
     if split not in MEDMNIST_SPLITS:
         raise TargetError(f"MedMNIST split {split!r} for {flag}: expected one of {', '.join(MEDMNIST_SPLITS)}")
     try:
@@ -401,8 +380,6 @@ def _group_ids(keys) -> np.ndarray:
 
 def _file_kind(f: Path) -> str | None:
     """``"image"`` (PNG, JPEG, TIFF, BMP), ``"dicom"``, ``"nifti"`` or None (neither)."""
-    from . import medical as MD
-
     if f.suffix.lower() in IMAGE_SUFFIXES:
         return "image"
     return MD.medical_kind(f)
@@ -452,18 +429,12 @@ def _folder_target(folder: Path, max_images, seed, max_side, opts) -> Target:
     _refuse_window(opts, f"image folder {folder}", "ordinary images")
     keep = _stratified(labels, max_images, seed)
     files = [files[i] for i in keep]
-    images, note, kept, skipped = _decode(files, max_side, opts.skip_unreadable)
+    images, note, kept, skipped = decode_files(files, max_side, opts.skip_unreadable)
     target = Target(folder.name, "folder", images, labels[keep][kept], classes,
                     f"image folder {folder}: {len(images)} images{_subset_note(len(keep), len(labels))}, "
-                    f"{note}{extra}{_skipped_note(skipped)}", [str(files[i]) for i in kept])
+                    f"{note}{extra}{skipped_note(skipped)}", [str(files[i]) for i in kept])
     _check_classes(target, f"image folder {folder}")
     return target
-
-
-def _skipped_note(skipped: list) -> str:
-    if not skipped:
-        return ""
-    return f"; {len(skipped)} unreadable files skipped (the first: {skipped[0]})"
 
 
 def _medical_target(name, kind, where, files, labels, classes, group_keys, max_images, seed, max_side, opts,
@@ -471,8 +442,6 @@ def _medical_target(name, kind, where, files, labels, classes, group_keys, max_i
     """A target of DICOM / NIfTI files (:mod:`helpers.rank.medical`): every slice gets its file's labels,
     ``group_keys`` (one per file; None: the medical rule) its group. Headers are read for all files, pixels
     only for the slices of the ``max_images`` subset."""
-    from . import medical as MD
-
     skipped, volumes, vol_labels, vol_keys, no_image = [], [], [], [], 0
     try:
         for i, f in enumerate(files):
@@ -496,7 +465,7 @@ def _medical_target(name, kind, where, files, labels, classes, group_keys, max_i
     except ImportError as exc:
         raise TargetError(f"{where}: {exc}") from exc
     if not volumes:
-        raise TargetError(f"{where}: no readable DICOM / NIfTI image{_skipped_note(skipped)}")
+        raise TargetError(f"{where}: no readable DICOM / NIfTI image{skipped_note(skipped)}")
     series_cut = 0
     if opts.central_slices is not None:  # a series of single-frame files keeps its central files
         kept_vols = MD.central_of_series(volumes, opts.central_slices)
@@ -523,11 +492,11 @@ def _medical_target(name, kind, where, files, labels, classes, group_keys, max_i
             read_skipped += 1
             continue
         for i, sl in zip(items, got):
-            sl.pixels = MD._shrink(sl.pixels, max_side)
+            sl.pixels = MD.shrink(sl.pixels, max_side)
             slices.append(sl)
             rows.append(i)
     if not slices:
-        raise TargetError(f"{where}: no readable DICOM / NIfTI image{_skipped_note(skipped)}")
+        raise TargetError(f"{where}: no readable DICOM / NIfTI image{skipped_note(skipped)}")
     order = np.argsort(rows, kind="stable")  # the items' order (files, then slices), whatever the read order
     slices = [slices[j] for j in order]
     rows = np.asarray(rows)[order]
@@ -560,7 +529,7 @@ def _medical_target(name, kind, where, files, labels, classes, group_keys, max_i
             + (f"; classes with a single group, which no fold can split: {lone}" if lone else "")
             + f"), in physical units, {note}, {size}"
             + extra + (f"; {no_image} DICOM files without an image ignored" if no_image else "")
-            + _skipped_note(skipped))
+            + skipped_note(skipped))
     target = Target(name, kind, images, item_labels[rows], classes, desc,
                     [str(volumes[item_vol[i]].path) for i in rows], groups=groups,
                     slices=[volumes[item_vol[i]].where(item_ref[i]) for i in rows])
@@ -577,8 +546,6 @@ _NPZ_EXTRA = ("groups", "rescale_slope", "rescale_intercept", "window_center", "
 
 def _npz_target(path: Path, max_images, seed, opts) -> Target:
     import zipfile
-
-    from . import medical as MD
 
     try:
         archive = np.load(path, allow_pickle=False)
@@ -626,8 +593,6 @@ def _npz_target(path: Path, max_images, seed, opts) -> Target:
     if max_images is not None and int(max_images) < len(x):
         # the subset is drawn from the canonical order, so the same images stored in another order give the
         # same subset (helpers.rank.order)
-        from .order import canonical_order
-
         order = canonical_order(x, labels)
         x, labels = x[order], labels[order]
         groups = None if groups is None else groups[order]
@@ -758,12 +723,12 @@ def _csv_target(path: Path, max_images, seed, max_side, opts) -> Target:
     keep = _stratified_groups(labels, groups, max_images, seed)
     files = [(path.parent / paths[i]).resolve() for i in keep]
     _check_exist(path, files)
-    images, note, kept, skipped = _decode(files, max_side, opts.skip_unreadable)
+    images, note, kept, skipped = decode_files(files, max_side, opts.skip_unreadable)
     rows = keep[kept]
     grouped = "" if groups is None else f", {len(np.unique(groups[rows]))} groups (column {group_col!r})"
     target = Target(path.stem, "csv", images, labels[rows], classes,
                     f"{where}: {len(images)} images{_subset_note(len(keep), len(labels))}{grouped}, {note}"
-                    f"{_skipped_note(skipped)}", [str(files[i]) for i in kept],
+                    f"{skipped_note(skipped)}", [str(files[i]) for i in kept],
                     groups=None if groups is None else _group_ids(groups[rows]))
     _check_classes(target, str(path))
     return target
@@ -774,99 +739,6 @@ def _check_exist(csv: Path, files) -> None:
     if missing:
         raise TargetError(f"{csv}: {len(missing)} image paths do not exist (relative to {csv.parent}), "
                           f"e.g. {missing[0]}")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# decoding
-
-_GRAY_MODES = {"1", "L", "LA"}
-_HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
-
-
-def _rescale(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    if hi <= lo:
-        return np.zeros(x.shape, dtype=np.uint8)
-    return np.clip(np.round((x - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
-
-
-def decode_images(files, max_side: int = MAX_SIDE) -> tuple[list, str]:
-    """uint8 arrays (H, W) or (H, W, 3) of ``files`` by the mode rules of the module docstring, and a note
-    that counts what was read. :class:`TargetError` names an unreadable file or a bit-depth mix."""
-    images, note, _, _ = _decode(files, max_side)
-    return images, note
-
-
-def _decode(files, max_side: int = MAX_SIDE, skip_unreadable: bool = False):
-    """:func:`decode_images`, and the indices of the files decoded and the messages of those skipped
-    (``skip_unreadable``: an unreadable file is left out instead of raising)."""
-    from PIL import Image, UnidentifiedImageError
-
-    decoded, kinds, kept, skipped = [], {}, [], []
-    for j, f in enumerate(files):
-        try:
-            with Image.open(f) as im:
-                im.load()
-                mode = im.mode
-                if mode in _HIGH_DEPTH or mode.startswith("I;16"):
-                    kind = "high"
-                    if max(im.size) > max_side:
-                        im = im.convert("F")
-                        im.thumbnail((max_side, max_side), Image.BILINEAR)
-                    arr = np.asarray(im, dtype=np.float64)
-                    if arr.ndim != 2:
-                        raise TargetError(f"image {f}: a {mode} image with shape {arr.shape}; expected 2-D")
-                else:
-                    gray = mode in _GRAY_MODES or (mode == "P" and _palette_is_gray(im))
-                    im = im.convert("L" if gray else "RGB")
-                    if max(im.size) > max_side:
-                        im.thumbnail((max_side, max_side), Image.LANCZOS)
-                    arr = np.asarray(im, dtype=np.uint8)
-                    kind = "gray" if gray else "rgb"
-            if arr.ndim == 2 and min(arr.shape) < 1:
-                raise TargetError(f"image {f} is empty ({arr.shape})")
-        except (TargetError, UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            message = str(exc) if isinstance(exc, TargetError) else \
-                f"image {f} cannot be read ({type(exc).__name__}: {exc})"
-            if skip_unreadable:
-                skipped.append(message)
-                continue
-            if isinstance(exc, TargetError):
-                raise
-            raise TargetError(message + " (skip_unreadable / --skip-unreadable leaves such files out)") from exc
-        kinds.setdefault(kind, []).append(str(f))
-        decoded.append((kind, arr))
-        kept.append(j)
-    if not decoded:
-        raise TargetError(f"no readable image among {len(files)} files{_skipped_note(skipped)}")
-    if "high" in kinds and len(kinds) > 1:
-        other = next(k for k in kinds if k != "high")
-        raise TargetError(f"the target mixes 8-bit images (e.g. {kinds[other][0]}) with 16/32-bit ones (e.g. "
-                          f"{kinds['high'][0]}); convert them to one bit depth first (no single rule puts both "
-                          "on one intensity scale)")
-    notes = []
-    if "high" in kinds:
-        lo = min(float(a.min()) for _, a in decoded)
-        hi = max(float(a.max()) for _, a in decoded)
-        decoded = [("gray", _rescale(a, lo, hi)) for _, a in decoded]
-        notes.append(f"{len(kinds['high'])} 16/32-bit grayscale rescaled from [{lo:g}, {hi:g}] to 0..255")
-    images = [a for _, a in decoded]
-    if "gray" in kinds and "rgb" in kinds:
-        images = [np.repeat(a[..., None], 3, -1) if a.ndim == 2 else a for a in images]
-    for k, label in (("gray", "grayscale"), ("rgb", "colour (RGB)")):
-        if k in kinds:
-            notes.append(f"{len(kinds[k])} {label}")
-    if "gray" in kinds and "rgb" in kinds:
-        notes.append("grayscale replicated to 3 channels")
-    sizes = {a.shape[:2] for a in images}
-    notes.append(f"size {next(iter(sizes))[1]}x{next(iter(sizes))[0]}" if len(sizes) == 1 else
-                 f"{len(sizes)} different sizes, {min(min(s) for s in sizes)} to {max(max(s) for s in sizes)} px")
-    return images, ", ".join(notes), np.asarray(kept, dtype=np.int64), skipped
-
-
-def _palette_is_gray(im) -> bool:
-    pal = im.getpalette() or []
-    rgb = np.asarray(pal[: 3 * 256]).reshape(-1, 3) if len(pal) >= 3 else np.zeros((0, 3))
-    return bool(len(rgb)) and bool((rgb[:, :1] == rgb).all())
 
 
 def _check_classes(target: Target, where: str) -> None:
@@ -891,49 +763,3 @@ def describe(target: Target) -> dict:
             "classes": json.dumps(target.class_counts()), "fingerprint": target.fingerprint,
             "groups": None if target.groups is None else int(len(np.unique(target.groups))),
             "description": target.description}
-
-
-# ----------------------------------------------------------------------------------------------------------
-# writing targets
-
-
-def write_image_folder(images, labels, classes, folder, names=None) -> Path:
-    """Write uint8 images (N, H, W) or (N, H, W, 3) as PNGs into ``<folder>/<class>/<name>.png``, the layout
-    :func:`load_target` reads. Files already there with the same name are kept (a re-run writes nothing);
-    each file is written to a temp name and renamed. ``names``: file stems (default ``00000``...)."""
-    import os
-
-    from PIL import Image
-
-    folder = Path(folder)
-    labels = np.asarray(labels)
-    if len(images) != len(labels):
-        raise TargetError(f"{len(images)} images but {len(labels)} labels")
-    for k in np.unique(labels):
-        (folder / str(classes[int(k)])).mkdir(parents=True, exist_ok=True)
-    for i, (im, k) in enumerate(zip(images, labels)):
-        stem = Path(str(names[i])).stem if names is not None else f"{i:05d}"
-        path = folder / str(classes[int(k)]) / f"{stem}.png"
-        if path.is_file():
-            continue
-        tmp = path.with_name(f".{path.stem}.tmp.png")
-        Image.fromarray(np.asarray(im, dtype=np.uint8)).save(tmp)
-        os.replace(tmp, path)
-    return folder
-
-
-def write_busi_folder(folder, split: str = "train", root=None) -> Path:
-    """BUSI's image-level labels (benign / malignant, ``<split>_labels`` of ``segmentation/busi_128.npz``) as an
-    image folder: a real breast-ultrasound classification target outside MedMNIST (128 px, grayscale; the
-    file names are BUSI's own). BreastMNIST is made from the same BUSI images (Yang et al., 2023), so a source
-    trained on BreastMNIST has seen these images."""
-    from ..segmentation.data import load_segmentation, read_manifest, segmentation_path
-
-    data = load_segmentation("busi", root)
-    with np.load(segmentation_path("busi", root), allow_pickle=False) as archive:
-        if f"{split}_labels" not in archive.files:
-            raise TargetError(f"{data.path}: no image-level labels {split}_labels")
-        labels = archive[f"{split}_labels"].reshape(-1).astype(np.int64)
-    names = read_manifest(root).get("busi", {}).get("image_labels", {"0": "benign", "1": "malignant"})
-    classes = [names[str(k)] for k in range(len(names))]
-    return write_image_folder(data.images[split], labels, classes, folder, data.ids[split])

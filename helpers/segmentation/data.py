@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import HALF_MEAN, HALF_STD, SPLITS, default_device
+from ..data import HALF_MEAN, HALF_STD, SPLITS, default_device, iterate_batches
+from ..transforms import normalize_batch
 from ..paths import data_root
 
 #: the sets of ``MANIFEST.json``, in its order
@@ -492,8 +493,6 @@ class SegmentationTensorDataset:
         """Images (B, 3, S, S) float32, normalised, and masks (B, S, S) int64 for ``index``."""
         import torch
 
-        from ..transforms import normalize_batch
-
         index = torch.as_tensor(index, device=self.device)
         x = self.images.index_select(0, index).float()
         if x.shape[1] == 1:
@@ -506,6 +505,4 @@ class SegmentationTensorDataset:
     def batches(self, batch_size: int, shuffle: bool = False, augment: bool = False, seed: int = 0,
                 drop_last: bool = False):
         """Iterate in batches; shuffling and augmentation draw from a generator seeded by ``seed``."""
-        from ..data import iterate_batches
-
         return iterate_batches(self, batch_size, shuffle, augment, seed, drop_last)

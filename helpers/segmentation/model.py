@@ -35,7 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models import SourceUnavailable, read_state_dict, sidecar_path
+from ..models import SourceUnavailable, quiet_hub_download, read_state_dict, sidecar_path
+from ..runner import atomic_write_text
 
 ENCODERS = ("resnet18",)
 DEFAULT_DECODER_CHANNELS = (256, 128, 64, 32, 16)
@@ -73,8 +74,6 @@ class DecoderBlock(nn.Module):
 def _resnet18(weights: str | None) -> nn.Module:
     import torchvision.models as tvm
 
-    from ..models import quiet_hub_download
-
     with quiet_hub_download():
         return tvm.resnet18(weights=weights, progress=False)
 
@@ -108,6 +107,10 @@ def imagenet_resnet18() -> nn.Module:
         socket.setdefaulttimeout(old)
 
 
+#: the encoder's weight sets by name: random initialisation (``None``) or torchvision's ImageNet weights
+ENCODER_WEIGHTS = {None: lambda: _resnet18(None), "imagenet": imagenet_resnet18}
+
+
 class UNet(nn.Module):
     """U-Net with a torchvision ResNet-18 encoder (see the module docstring for the layout).
 
@@ -125,7 +128,7 @@ class UNet(nn.Module):
         super().__init__()
         if encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {encoder!r}; expected one of {ENCODERS}")
-        if encoder_weights not in (None, "imagenet"):
+        if encoder_weights not in list(ENCODER_WEIGHTS):  # list: an unhashable value is just not one
             raise ValueError(f"encoder_weights must be None or 'imagenet', got {encoder_weights!r}")
         if int(n_classes) < 1:
             raise ValueError(f"n_classes must be positive, got {n_classes}")
@@ -138,7 +141,7 @@ class UNet(nn.Module):
         self.decoder_channels = decoder_channels
         self.block_names = decoder_block_names(len(decoder_channels))
 
-        net = imagenet_resnet18() if encoder_weights == "imagenet" else _resnet18(None)
+        net = ENCODER_WEIGHTS[encoder_weights]()
         self.encoder = nn.ModuleDict({name: getattr(net, name) for name in
                                       ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")})
         skips = list(reversed(_SKIP_CHANNELS)) + [0]  # deep to shallow: layer3, layer2, layer1, conv1, none
@@ -201,8 +204,6 @@ def replace_head(model: UNet, n_classes: int) -> UNet:
 def save_segmentation_checkpoint(model: UNet, path: str | os.PathLike, meta: dict | None = None) -> Path:
     """Write the state dict as ``<path>.safetensors`` and a ``<path>.json`` sidecar, each atomically."""
     from safetensors.torch import save_file
-
-    from ..runner import atomic_write_text
 
     path = Path(path).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)

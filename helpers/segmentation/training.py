@@ -1,20 +1,9 @@
 """Segmentation training: Dice + cross-entropy, Dice per class, a resumable train loop, the union label space
 and the leave-one-out model bank (pretraining and fine-tuning stages) of PROTOCOL.md section 7.
 
-Loss
-    ``ce_weight * CE + dice_weight * (1 - soft Dice)``. CE is the pixel-wise cross-entropy over all classes
-    (background included), averaged over pixels. Soft Dice is computed per foreground class ``k >= 1`` over the
-    whole batch, ``(2 sum p_k g_k + smooth) / (sum p_k + sum g_k + smooth)`` with ``p`` the softmax and ``g``
-    the one-hot mask, sums over every pixel of every image of the batch, ``smooth = 1``; it is averaged over the
-    foreground classes. (A class absent from the batch then pushes its probabilities towards 0.)
-
-Dice on evaluation splits (:func:`dice_per_class`)
-    Hard Dice of the argmax prediction, per case (image) and foreground class:
-    ``2 |P_k & G_k| / (|P_k| + |G_k|)``. A case where class ``k`` is absent from both the prediction and the
-    ground truth is **excluded** from class ``k``'s mean (it has no Dice); a case where it is absent from the
-    ground truth but predicted scores 0. Dice per class is the mean over the cases that have one; the mean
-    foreground Dice (``test_dice``) is the mean of the per-class values (classes with no defined value
-    skipped). Evaluation runs at the profile's ``image_size`` (masks resized nearest).
+Loss and Dice
+    :mod:`helpers.segmentation.dice` (Dice + cross-entropy; hard Dice per case and class, at the profile's
+    ``image_size``).
 
 Recipe (per stage, from the profile's ``segmentation`` section)
     Adam (or SGD with Nesterov momentum), cosine annealing of the learning rate over the epoch budget, shuffled
@@ -49,103 +38,31 @@ import contextlib
 import json
 import re
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from .. import models as M
+from ..compat import forward
+from ..sources import (SEG_PREFIX, SEG_UNION_UNIT, SEGMENTATION, SEGMENTATION_SOURCES_DIRNAME, SourceContext,
+                       SourceKind, register_source_kind, source_kind)
 from ..trainer import ResumableTraining, make_optimizer
 from ..data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, SPLITS
+from ..profiles import resolve_device
 from ..runner import atomic_write_csv, config_key
 from .data import (SEGMENTATION_SETS, SegAugmentConfig, SegmentationData, SegmentationTensorDataset,
                    load_segmentation)
-from .model import (DEFAULT_DECODER_CHANNELS, UNet, load_segmentation_checkpoint, replace_head,
+from .dice import (dice_ce_loss, dice_counts, dice_from_counts, dice_per_case, dice_per_class,  # noqa: F401
+                   mean_foreground_dice, quiet_nanmean)
+from .model import (DEFAULT_DECODER_CHANNELS, UNet, imagenet_resnet18, load_segmentation_checkpoint, replace_head,
                     save_segmentation_checkpoint)
 
-SOURCES_DIRNAME = "segmentation_sources"
+SOURCES_DIRNAME = SEGMENTATION_SOURCES_DIRNAME
+#: the bank's sources that are not a set by name (the kinds registered below, but ``set``)
 SPECIAL_SOURCES = ("random", "imagenet", "union")
-
-# ----------------------------------------------------------------------------------------------------------
-# loss and Dice
-
-
-def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0, ce_weight: float = 1.0,
-                 smooth: float = 1.0) -> torch.Tensor:
-    """``ce_weight * CE + dice_weight * (1 - soft Dice)`` (module docstring). ``logits`` (B, K, H, W),
-    ``target`` (B, H, W) int64 class ids; K >= 2."""
-    logits = logits.float()
-    k = logits.shape[1]
-    if k < 2:
-        raise ValueError("segmentation needs at least 2 classes (background and one foreground)")
-    loss = logits.new_zeros(())
-    if ce_weight:
-        loss = loss + ce_weight * F.cross_entropy(logits, target)
-    if dice_weight:
-        p = torch.softmax(logits, 1)[:, 1:]
-        g = F.one_hot(target, k).permute(0, 3, 1, 2)[:, 1:].to(p.dtype)
-        inter = (p * g).sum((0, 2, 3))
-        denom = p.sum((0, 2, 3)) + g.sum((0, 2, 3))
-        dice = (2 * inter + smooth) / (denom + smooth)
-        loss = loss + dice_weight * (1 - dice.mean())
-    return loss
-
-
-def _as_tensor(a) -> torch.Tensor:
-    return a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
-
-
-def dice_counts(pred, mask, n_classes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per case and class: ``|P & G|``, ``|P|``, ``|G|`` as int64 tensors (N, n_classes).
-
-    ``pred`` and ``mask`` are label maps (N, H, W) (or one map (H, W)) of class ids, tensors or arrays."""
-    pred, mask = _as_tensor(pred).long(), _as_tensor(mask).long().to(_as_tensor(pred).device)
-    if pred.shape != mask.shape:
-        raise ValueError(f"prediction {tuple(pred.shape)} and mask {tuple(mask.shape)} differ in shape")
-    if pred.ndim == 2:
-        pred, mask = pred[None], mask[None]
-    n = len(pred)
-    p1 = F.one_hot(pred.reshape(n, -1).clamp(0, n_classes - 1), n_classes)
-    g1 = F.one_hot(mask.reshape(n, -1).clamp(0, n_classes - 1), n_classes)
-    return (p1 & g1).sum(1), p1.sum(1), g1.sum(1)
-
-
-def dice_from_counts(inter, psum, gsum) -> np.ndarray:
-    """Per-case Dice of the foreground classes (N, K-1) float64; NaN where the class is absent from both."""
-    inter, psum, gsum = (np.asarray(t.cpu() if isinstance(t, torch.Tensor) else t, dtype=np.float64)[:, 1:]
-                         for t in (inter, psum, gsum))
-    denom = psum + gsum
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, 2 * inter / np.where(denom > 0, denom, 1), np.nan)
-
-
-def dice_per_case(pred, mask, n_classes: int) -> np.ndarray:
-    """(N, n_classes - 1): Dice per case and foreground class, NaN where absent from prediction and mask."""
-    return dice_from_counts(*dice_counts(pred, mask, n_classes))
-
-
-def _nanmean(a, axis=None):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(a, axis=axis)
-
-
-def dice_per_class(pred, mask, n_classes: int) -> np.ndarray:
-    """Dice per foreground class (n_classes - 1,): per-case Dice averaged over the cases where the class is
-    in the prediction or the ground truth (module docstring); NaN when it is in neither for every case."""
-    per_case = dice_per_case(pred, mask, n_classes)
-    return np.asarray(_nanmean(per_case, 0), dtype=np.float64).reshape(-1)
-
-
-def mean_foreground_dice(per_class) -> float:
-    """Mean of the per-class Dice values that are defined (NaN when none is)."""
-    per_class = np.asarray(per_class, dtype=np.float64)
-    return float(_nanmean(per_class)) if np.isfinite(per_class).any() else float("nan")
-
 
 # ----------------------------------------------------------------------------------------------------------
 # the union label space
@@ -257,7 +174,7 @@ def evaluate_segmentation(model: UNet, dataset: SegmentationTensorDataset, n_cla
     finally:
         model.train(was_training)
     inter, psum, gsum = (torch.cat([c[i] for c in counts]) for i in range(3))
-    per_class = _nanmean(dice_from_counts(inter, psum, gsum), 0)
+    per_class = quiet_nanmean(dice_from_counts(inter, psum, gsum), 0)
     per_class = np.asarray(per_class, dtype=np.float64).reshape(-1)
     loss = float(loss_sum) / len(dataset) if recipe is not None else float("nan")
     return {"loss": loss, "dice": mean_foreground_dice(per_class), "dice_per_class": per_class}
@@ -446,13 +363,14 @@ def segmentation_pretraining_configs(profile: dict) -> list[dict]:
                 out.append({**common, "kind": "union", "name": union_source_name(t), "sets": pool,
                             "recipe": _recipe(sec, "pretraining", "union")})
     # encoders the classification benchmark uses as sources (``seg_<set>``, ``seg_union``: every set together)
-    wanted = [s[len("seg_"):] for s in profile.get("sources", {}).get("dataset", []) if str(s).startswith("seg_")]
+    wanted = [s[len(SEG_PREFIX):] for s in profile.get("sources", {}).get("dataset", [])
+              if str(s).startswith(SEG_PREFIX)]
     made = {c["name"] for c in out}
     for name in wanted:
-        if name == "union" and "union_all" not in made and len(sec["sets"]) >= 2:
-            out.append({**common, "kind": "union", "name": "union_all", "sets": list(sec["sets"]),
+        if name == "union" and SEG_UNION_UNIT not in made and len(sec["sets"]) >= 2:
+            out.append({**common, "kind": "union", "name": SEG_UNION_UNIT, "sets": list(sec["sets"]),
                         "recipe": _recipe(sec, "pretraining", "union")})
-            made.add("union_all")
+            made.add(SEG_UNION_UNIT)
         elif name in sec["sets"] and name not in made:
             out.append({**common, "kind": "single", "name": name, "sets": [name],
                         "recipe": _recipe(sec, "pretraining", "single")})
@@ -477,7 +395,8 @@ def _load(name: str, root, cache: dict) -> SegmentationData:
 
 def segmentation_normalization(source: str):
     """ImageNet mean/std for the ``imagenet`` source, else 0.5/0.5 (PROTOCOL.md section 4)."""
-    return (IMAGENET_MEAN, IMAGENET_STD) if str(source) == "imagenet" else (HALF_MEAN, HALF_STD)
+    imagenet = source_kind(str(source), SEGMENTATION).normalization == "imagenet"
+    return (IMAGENET_MEAN, IMAGENET_STD) if imagenet else (HALF_MEAN, HALF_STD)
 
 
 def _as_rgb(x: np.ndarray) -> np.ndarray:
@@ -491,8 +410,6 @@ def _resolve_device(device):
 
 
 def _profile_device(profile: dict) -> str:
-    from ..profiles import resolve_device
-
     return resolve_device(profile)
 
 
@@ -556,35 +473,136 @@ def pretrain_segmentation_unit(config: dict, workdir, results_dir, root=None, de
 # sources
 
 
-def _pretraining_unit_for(profile: dict, source: str, target: str) -> dict | None:
-    name = union_source_name(target) if source == "union" else source
+def pretraining_unit_for(profile: dict, source: str, target: str) -> dict | None:
+    """The bank's pretraining config that makes ``source`` for ``target`` (None: none does)."""
+    name = source_kind(source, SEGMENTATION).unit_name(source, target)
     return next((c for c in segmentation_pretraining_configs(profile) if c["name"] == name), None)
+
+
+def source_unit(profile: dict, source: str, target: str) -> dict | None:
+    """The bank's pretraining config that makes ``source`` for ``target``; None for a source whose weights
+    are named (``random``, ``imagenet``: no unit makes them)."""
+    return pretraining_unit_for(profile, source, target) if source_kind(source, SEGMENTATION).checkpoint else None
+
+
+class _BankSource(SourceKind):
+    """A source of the segmentation bank (module docstring, "The model bank"). ``weights`` needs the profile
+    and the target (``ctx``); :meth:`build` makes the U-Net for a target."""
+
+    domain = SEGMENTATION
+    made_by = "segmentation"
+    #: the ``kind`` column of :func:`segmentation_source_table`
+    table_kind = "single"
+
+    def sets(self, section: dict, source: str, target: str) -> str:
+        """What the source was trained on, comma-separated (empty: nothing of the bank)."""
+        return source
+
+    def static_reason(self, section: dict, source: str, target: str) -> str | None:
+        """Why nothing can make the source for ``target``, from the profile's section alone (None: something
+        can)."""
+        return None
+
+    def unit_name(self, source, target):
+        return source
+
+    def checkpoint_path(self, source: str, ctx) -> str:
+        path = sources_dir(ctx.results_dir) / f"{self.unit_name(source, ctx.target)}.safetensors"
+        if not path.is_file():
+            raise M.SourceUnavailable(source, f"no pre-trained checkpoint {path}: run the segmentation "
+                                      "pretraining stage first")
+        return str(path)
+
+    def build(self, spec: str, section: dict, n_target_classes) -> UNet:
+        """The U-Net of a resolved ``spec`` (:meth:`weights`) with its source head (a checkpoint's own classes);
+        ``n_target_classes()`` counts the target's classes, for a head made here."""
+        return load_segmentation_checkpoint(spec)
+
+
+@register_source_kind("random", SEGMENTATION)
+class _RandomUNet(_BankSource):
+    """A random U-Net with the target's classes, seeded by the profile's seed (fine-tuning's initialisation)."""
+
+    made_by, checkpoint, table_kind = None, False, "random"
+
+    def matches(self, source) -> bool:
+        return source == "random"
+
+    def sets(self, section, source, target):
+        return ""
+
+    def weights(self, source, ctx):
+        return "random"
+
+    def build(self, spec, section, n_target_classes):
+        return _seeded_unet(section["seed"], n_target_classes(), section["model"], None)
+
+
+@register_source_kind("imagenet", SEGMENTATION)
+class _ImageNetUNet(_RandomUNet):
+    """torchvision's ImageNet ResNet-18 encoder with a random decoder and head (the target's classes)."""
+
+    table_kind, normalization = "imagenet", "imagenet"
+
+    def matches(self, source) -> bool:
+        return source == "imagenet"
+
+    def weights(self, source, ctx):
+        imagenet_resnet18()  # SourceUnavailable where the weights cannot be had
+        return "imagenet"
+
+    def build(self, spec, section, n_target_classes):
+        return _seeded_unet(section["seed"], n_target_classes(), section["model"], "imagenet")
+
+
+@register_source_kind("union", SEGMENTATION)
+class _UnionUNet(_BankSource):
+    """A U-Net pre-trained on the union of every other set of the profile, one per target."""
+
+    table_kind = "union"
+
+    def matches(self, source) -> bool:
+        return source == "union"
+
+    def unit_name(self, source, target):
+        return union_source_name(target)
+
+    def sets(self, section, source, target):
+        return ",".join(union_pool(section, target))
+
+    def static_reason(self, section, source, target):
+        pool = union_pool(section, target)
+        if len(pool) >= 2:
+            return None
+        return f"the union for {target} needs at least two other sets, the profile has {pool}"
+
+    def weights(self, source, ctx):
+        reason = self.static_reason(segmentation_section(ctx.profile), source, ctx.target)
+        if reason is not None:
+            raise M.SourceUnavailable("union", reason)
+        return self.checkpoint_path(source, ctx)
+
+
+@register_source_kind("set", SEGMENTATION)
+class _SetUNet(_BankSource):
+    """A U-Net pre-trained on one other set of the profile, shared by every target: any other name."""
+
+    def matches(self, source) -> bool:
+        return True
+
+    def weights(self, source, ctx):
+        if source not in segmentation_section(ctx.profile)["sets"]:
+            raise ValueError(f"unknown segmentation source {source!r}")
+        return self.checkpoint_path(source, ctx)
 
 
 def resolve_segmentation_source(profile: dict, source: str, target: str, results_dir) -> str:
     """``"random"``, ``"imagenet"`` or the checkpoint path of a source for ``target``;
     :class:`helpers.models.SourceUnavailable` (with the reason) when it cannot be had here."""
-    sec = segmentation_section(profile)
+    segmentation_section(profile)  # a profile without a bank is an error for every source
     if source == target:
         raise ValueError(f"{source!r} is the target itself, not a source for it")
-    if source == "random":
-        return "random"
-    if source == "imagenet":
-        from .model import imagenet_resnet18
-
-        imagenet_resnet18()
-        return "imagenet"
-    if source == "union" and len(union_pool(sec, target)) < 2:
-        raise M.SourceUnavailable("union", f"the union for {target} needs at least two other sets, the profile "
-                                  f"has {union_pool(sec, target)}")
-    if source != "union" and source not in sec["sets"]:
-        raise ValueError(f"unknown segmentation source {source!r}")
-    name = union_source_name(target) if source == "union" else source
-    path = sources_dir(results_dir) / f"{name}.safetensors"
-    if not path.is_file():
-        raise M.SourceUnavailable(source, f"no pre-trained checkpoint {path}: run the segmentation pretraining "
-                                  "stage first")
-    return str(path)
+    return source_kind(source, SEGMENTATION).weights(source, SourceContext(profile, target, results_dir))
 
 
 def _target_classes(target: str, root, cache: dict | None = None) -> list[str]:
@@ -601,11 +619,7 @@ def load_segmentation_source(source: str, target: str, profile: dict, results_di
     ``source_name`` and ``normalization`` ((mean, std) its inputs need)."""
     sec = segmentation_section(profile)
     spec = resolve_segmentation_source(profile, source, target, results_dir)
-    if spec in ("random", "imagenet"):
-        n = len(_target_classes(target, root, cache))
-        model = _seeded_unet(sec["seed"], n, sec["model"], "imagenet" if spec == "imagenet" else None)
-    else:
-        model = load_segmentation_checkpoint(spec)
+    model = source_kind(source, SEGMENTATION).build(spec, sec, lambda: len(_target_classes(target, root, cache)))
     model.source_name = source
     model.normalization = segmentation_normalization(source)
     model.eval()
@@ -619,15 +633,14 @@ def segmentation_source_table(profile: dict, results_dir) -> pd.DataFrame:
     rows = []
     for t in sec["targets"]:
         for s in segmentation_sources(profile, t):
-            kind = s if s in ("random", "imagenet", "union") else "single"
-            sets = ",".join(union_pool(sec, t)) if s == "union" else (s if kind == "single" else "")
+            kind = source_kind(s, SEGMENTATION)
+            sets = kind.sets(sec, s, t)
             try:
                 spec = resolve_segmentation_source(profile, s, t, results_dir)
-                rows.append({"target": t, "source": s, "kind": kind, "available": True,
-                             "checkpoint": spec if spec not in ("random", "imagenet") else "", "sets": sets,
-                             "reason": ""})
+                rows.append({"target": t, "source": s, "kind": kind.table_kind, "available": True,
+                             "checkpoint": spec if kind.checkpoint else "", "sets": sets, "reason": ""})
             except M.SourceUnavailable as exc:
-                rows.append({"target": t, "source": s, "kind": kind, "available": False, "checkpoint": "",
+                rows.append({"target": t, "source": s, "kind": kind.table_kind, "available": False, "checkpoint": "",
                              "sets": sets, "reason": exc.reason})
     return pd.DataFrame(rows, columns=["target", "source", "kind", "available", "checkpoint", "sets", "reason"])
 
@@ -649,7 +662,7 @@ def segmentation_finetuning_configs(profile: dict) -> list[dict]:
     out = []
     for t in sec["targets"]:
         for s in segmentation_sources(profile, t):
-            unit = _pretraining_unit_for(profile, s, t) if s not in ("random", "imagenet") else None
+            unit = source_unit(profile, s, t)
             out.append({"stage": "segmentation_finetuning", "source": s, "target": t, "fold": 1,
                         "source_key": config_key(unit) if unit is not None else None,
                         "image_size": int(sec["image_size"]), "model": sec["model"], "loss": sec["loss"],
@@ -684,7 +697,10 @@ def finetune_segmentation_unit(config: dict, profile: dict, workdir, results_dir
     d, train, val, test = target_datasets(t, config["image_size"], s, config["recipe"], config["seed"], root,
                                           device, config["augment"], cache)
     model = load_segmentation_source(s, t, profile, results_dir, root, cache=cache)
-    if model.n_classes != d.n_classes or s not in ("random", "imagenet"):
+    kind = source_kind(s, SEGMENTATION)
+    # a checkpoint's head has the source's classes: always a new one; a random head only where it has not
+    # the target's (it was made with them)
+    if model.n_classes != d.n_classes or kind.checkpoint:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(config["seed"]))
             replace_head(model, d.n_classes)
@@ -700,7 +716,7 @@ def finetune_segmentation_unit(config: dict, profile: dict, workdir, results_dir
            "test_loss": test_res["loss"], "test_dice": test_res["dice"]}
     for name, value in zip(d.foreground_classes, test_res["dice_per_class"]):
         row[dice_column(name)] = float(value)
-    row.update({"seconds": res["seconds"], "source_checkpoint": spec if spec not in ("random", "imagenet") else "",
+    row.update({"seconds": res["seconds"], "source_checkpoint": spec if kind.checkpoint else "",
                 "history": res["history"]})
     return row
 
@@ -737,13 +753,5 @@ def dice_long_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["source", "target", "fold", "class_name", "dice"])
 
 
-#: the stage's run functions, importable from here as before (helpers.stages.segmentation imports this module)
-_STAGE_NAMES = ("run_segmentation_pretraining", "run_segmentation_finetuning")
-
-
-def __getattr__(name):
-    if name in _STAGE_NAMES:
-        from ..stages import segmentation as _stage
-
-        return getattr(_stage, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the stage's run functions moved to helpers.stages.segmentation; the old names warn and forward
+__getattr__ = forward(__name__)

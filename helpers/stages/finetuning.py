@@ -22,9 +22,8 @@ import pandas as pd
 
 from .. import models as M
 from ..data import TensorImageDataset, medmnist_info, paper_fold_indices
-from ..trainer import Run, RunConfig, load_flag, test_run, train_runs
-from ..trainer.recipes import _subsample
-from ..profiles import profile_image_size
+from ..profiles import finetune_grid, profile_image_size, profile_targets
+from ..trainer import Run, RunConfig, load_flag, subsample, test_run, train_runs
 from ..runner import atomic_write_csv, config_key
 from . import inputs, pretraining, throughput
 from .base import Env, Task, problem_reason, read_problems
@@ -45,8 +44,6 @@ def stage_name(scenario: str = "dataset") -> str:
 def finetuning_configs(profile: dict, sources, targets, scenario: str = "dataset", source_keys=None) -> list[dict]:
     """Every unit config of the sweep. ``source_keys`` maps ``(source, target)`` to the ``source_key`` of the
     config (default: :func:`source_keys` of the profile)."""
-    from ..profiles import finetune_grid
-
     ft, data = profile["finetuning"], profile["data"]
     epochs = ft["epochs"] if scenario == "dataset" else ft.get("epochs_architectures", ft["epochs"])
     if source_keys is None:
@@ -100,7 +97,7 @@ def target_datasets(config: dict, root=None, device=None, cache=None):
         tr = tr[: int(config["max_train_images"])]
     te = np.arange(len(d.labels["test"]))
     if config.get("max_test_images"):
-        te = _subsample(len(te), int(config["max_test_images"]), seed=config["fold"])
+        te = subsample(len(te), int(config["max_test_images"]), seed=config["fold"])
     mean, std = M.normalization_for(config["source"] if config["scenario"] == "dataset" else "imagenet")
     kw = dict(image_size=config["image_size"], mean=mean, std=std, device=device)
     return (d, TensorImageDataset.from_medmnist(d, "train", indices=tr, **kw),
@@ -147,8 +144,6 @@ def finetune_group(configs: list[dict], spec: str, workdirs: list, root=None, de
 
 def _selection(profile: dict, env: Env):
     """``(sources, targets, scenario)`` of a run: the profile's, or the subsets a chapter asked for."""
-    from ..profiles import profile_targets
-
     scenario = env.options.get("scenario", "dataset")
     default_sources = profile["sources"]["dataset" if scenario == "dataset" else "architectures"]
     sources = list(env.options.get("sources") or default_sources)

@@ -3,16 +3,16 @@
 One unit (and one task, a whole GPU) per source to train: each single-dataset source of the profile whose flag
 the run uses, and one leave-target-out union per target when ``medmnist_union`` is a source. A unit writes its
 checkpoint to ``<results>/sources/<name>.safetensors`` (+ JSON sidecar); a unit counts as done only while that
-file exists. Also here: what every source name resolves to (:func:`resolve_source`), which the fine-tuning and
-scoring stages call at run time, and :func:`producer`, the unit that makes a source, which they name in their
-configs (``source_key``) instead of the checkpoint's content.
+file exists. Also here, for the fine-tuning and scoring stages: what every source name resolves to
+(:func:`resolve_source`, at run time) and the unit that makes a source (:func:`producer`, :func:`source_plan`),
+which they name in their configs (``source_key``) instead of the checkpoint's content; the kinds of source
+names behind both are the registry of :mod:`helpers.sources`.
 
 Tables: ``<results>/pretraining.csv`` (one row per source) and ``<results>/sources.csv`` (per (source, target):
 available, what it resolves to, why not).
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -20,37 +20,24 @@ import numpy as np
 import pandas as pd
 
 from .. import models as M
+from .. import sources as SRC
+from ..data import TensorImageDataset, medmnist_info
+from ..profiles import profile_flags, profile_image_size, profile_targets
+from ..segmentation.training import segmentation_pretraining_configs
+# what every source name resolves to, importable from here as before
+from ..sources import (SEG_PREFIX, SEG_UNION, SEG_UNION_UNIT, check_imagenet, is_segmentation_source,  # noqa: F401
+                       radimagenet_path, resolve_source, segmentation_unit_name, source_kind, sources_dir,
+                       trained_name, union_name)
 from ..trainer import (MULTILABEL, UNION_ORDER, Run, UnionLabelSpace, balanced_weights, data_hash, load_flag,
-                      recipe_section, run_config, train_runs)
-from ..trainer.recipes import _subsample
-from ..profiles import profile_image_size
+                      recipe_section, run_config, subsample, train_runs)
 from ..runner import atomic_write_csv, config_key
 from . import inputs, throughput
 from .base import Env, Task
+from .segmentation import pretraining_task_id
 
 NAME = "pretraining"
 STAGE = "pretraining"
 RESOURCES = {"num_cpus": 2, "num_gpus": 1}
-
-
-def sources_dir(results_dir) -> Path:
-    return Path(results_dir) / "sources"
-
-
-#: classification sources that are encoders of the segmentation bank: ``seg_<set>`` (the U-Net pre-trained on
-#: one segmentation set) and ``seg_union`` (on the union of every set), made by the segmentation stage
-SEG_PREFIX = "seg_"
-SEG_UNION = "seg_union"
-SEG_UNION_UNIT = "union_all"
-
-
-def is_segmentation_source(source: str) -> bool:
-    return isinstance(source, str) and source.startswith(SEG_PREFIX)
-
-
-def segmentation_unit_name(source: str) -> str:
-    """The segmentation pretraining unit whose encoder is ``source`` (``seg_busi`` -> ``busi``)."""
-    return SEG_UNION_UNIT if source == SEG_UNION else source[len(SEG_PREFIX):]
 
 
 def segmentation_encoder_sources(profile: dict) -> list[str]:
@@ -61,16 +48,11 @@ def segmentation_encoder_sources(profile: dict) -> list[str]:
 def source_dependency(profile: dict, source: str, target: str, made_names) -> str | None:
     """The id of the task that makes ``source`` for ``target``: a pretraining task (``made_names``: the names of
     the pretraining units planned) or, for a ``seg_*`` source, the segmentation bank's pretraining task."""
-    if is_segmentation_source(source):
-        from .segmentation import pretraining_task_id
-
-        return pretraining_task_id(segmentation_unit_name(source))
-    name = union_name(target) if source == "medmnist_union" else source
+    kind = source_kind(source)
+    name = kind.unit_name(source, target)
+    if kind.made_by == "segmentation":
+        return pretraining_task_id(name)
     return task_id(name) if name in made_names else None
-
-
-def union_name(target: str) -> str:
-    return f"medmnist_union__{target}"
 
 
 def pretraining_configs(profile: dict, flags: list[str], targets: list[str]) -> list[dict]:
@@ -123,7 +105,7 @@ def pretrain_unit(config: dict, workdir: Path, results_dir: Path, root=None, dev
             x, y = d.split(split)
             lim = limits[split]
             per_flag = None if lim is None else max(2, int(lim) // len(config["flags"]))
-            idx = _subsample(len(x), per_flag, seed=1000 * i + (split == "val"))
+            idx = subsample(len(x), per_flag, seed=1000 * i + (split == "val"))
             x, y = x[idx], y[idx]
             if x.ndim == 3:
                 x = np.repeat(x[..., None], 3, -1)
@@ -132,8 +114,6 @@ def pretrain_unit(config: dict, workdir: Path, results_dir: Path, root=None, dev
                     keys.append(space.sampling_keys(flag, y))
                 y = space.encode(flag, y).astype(np.int64)
             parts[split].append((x, y))
-    from ..data import TensorImageDataset
-
     train = TensorImageDataset(np.concatenate([p[0] for p in parts["train"]]),
                                np.concatenate([p[1] for p in parts["train"]]), config["image_size"], device=device)
     val = TensorImageDataset(np.concatenate([p[0] for p in parts["val"]]),
@@ -168,58 +148,6 @@ def pretrain_unit(config: dict, workdir: Path, results_dir: Path, root=None, dev
 # ----------------------------------------------------------------------------------------------------------
 # sources: what each name resolves to, and the unit that produces it
 
-_IMAGENET_CHECKED: dict = {}
-
-
-def check_imagenet(arch: str = "resnet18") -> None:
-    """Raise :class:`models.SourceUnavailable` when ``arch``'s ImageNet weights cannot be loaded here (the
-    answer is remembered for the process, so an offline machine is asked once)."""
-    if arch not in _IMAGENET_CHECKED:
-        try:
-            M.load_source("imagenet", arch)
-            _IMAGENET_CHECKED[arch] = None
-        except M.SourceUnavailable as exc:
-            _IMAGENET_CHECKED[arch] = exc
-    if _IMAGENET_CHECKED[arch] is not None:
-        raise _IMAGENET_CHECKED[arch]
-
-
-def radimagenet_path(profile: dict) -> str | None:
-    return profile["sources"].get("radimagenet_checkpoint") or os.environ.get("RADIMAGENET_CHECKPOINT")
-
-
-def resolve_source(profile: dict, source: str, target: str | None, results_dir) -> str:
-    """``random``, ``imagenet`` or a checkpoint path for a source name; :class:`models.SourceUnavailable`
-    when it cannot be had here (with the reason)."""
-    if source in ("random", "imagenet"):
-        if source == "imagenet":
-            check_imagenet(profile["pretraining"].get("architecture", "resnet18"))
-        return source
-    if source == "radimagenet":
-        path = radimagenet_path(profile)
-        if not path:
-            raise M.SourceUnavailable("radimagenet", "no checkpoint configured (RadImageNet needs a data-use "
-                                      "agreement): set sources.radimagenet_checkpoint or $RADIMAGENET_CHECKPOINT")
-        if not Path(path).is_file():
-            raise M.SourceUnavailable("radimagenet", f"checkpoint {path} does not exist")
-        return str(path)
-    if is_segmentation_source(source):
-        from ..segmentation.training import sources_dir as seg_sources_dir
-
-        path = seg_sources_dir(results_dir) / f"{segmentation_unit_name(source)}.safetensors"
-        if not path.is_file():
-            raise M.SourceUnavailable(source, f"no segmentation encoder {path}: run the segmentation stage's "
-                                      "pretraining first")
-        return str(path)
-    name = union_name(target) if source == "medmnist_union" else source
-    path = sources_dir(results_dir) / f"{name}.safetensors"
-    if not path.is_file():
-        if Path(source).suffix in (".pt", ".pth", ".safetensors") and Path(source).is_file():
-            return str(source)
-        raise M.SourceUnavailable(source, f"no trained checkpoint {path}: run the Pretraining chapter first")
-    return str(path)
-
-
 def source_table(profile: dict, targets, results_dir) -> pd.DataFrame:
     """One row per (source, target): available or not, what it resolves to, and why not."""
     rows = []
@@ -235,8 +163,6 @@ def source_table(profile: dict, targets, results_dir) -> pd.DataFrame:
 
 def plan_flags(profile: dict, env: Env) -> tuple[list[str], list[str]]:
     """``(flags, targets)`` of a run: the profile's, restricted to the data root's files with ``only_available``."""
-    from ..profiles import profile_flags, profile_targets
-
     flags = env.options.get("flags") or (profile_flags(profile, env.data_root) if "flags" in profile["data"] else [])
     targets = env.options.get("targets") or (profile_targets(profile, env.data_root) if "targets" in profile else [])
     return list(flags), list(targets)
@@ -244,40 +170,16 @@ def plan_flags(profile: dict, env: Env) -> tuple[list[str], list[str]]:
 
 def producer(profile: dict, source: str, target: str, configs: list[dict]) -> dict | None:
     """The pretraining config (among ``configs``) that makes ``source`` for ``target``, or ``None``."""
-    name = union_name(target) if source == "medmnist_union" else source
+    name = trained_name(source, target)
     return next((c for c in configs if c["name"] == name), None)
 
 
 def source_plan(profile: dict, source: str, target: str, configs: list[dict]) -> tuple[str | None, str | None]:
-    """``(source_key, reason)``, decided without touching any output: the key of the pretraining unit that makes
-    the source (``None`` for random/imagenet, the configured path for radimagenet, the path of a checkpoint
-    named directly), or ``reason`` when nothing can make it here."""
-    if source in ("random", "imagenet"):
-        return None, None
-    if is_segmentation_source(source):
-        from ..segmentation.training import segmentation_pretraining_configs
-
-        name = segmentation_unit_name(source)
-        try:
-            unit = next((c for c in segmentation_pretraining_configs(profile) if c["name"] == name), None)
-        except ValueError as exc:  # no segmentation section
-            return None, f"{source} is a segmentation encoder, but the profile has no segmentation bank ({exc})"
-        if unit is None:
-            return None, f"the segmentation bank of this profile makes no source {name!r} (for {source})"
-        return config_key(unit), None
-    if source == "radimagenet":
-        path = radimagenet_path(profile)
-        return (str(path), None) if path else (None, "no checkpoint configured (RadImageNet needs a data-use "
-                                               "agreement): set sources.radimagenet_checkpoint or "
-                                               "$RADIMAGENET_CHECKPOINT")
-    unit = producer(profile, source, target, configs)
-    if unit is not None:
-        return config_key(unit), None
-    if Path(source).suffix in (".pt", ".pth", ".safetensors"):
-        return str(source), None
-    name = union_name(target) if source == "medmnist_union" else source
-    return None, (f"no pretraining unit makes {name} here (its flag is not in the data root or not in the "
-                  f"profile): no trained checkpoint {Path('sources') / (name + '.safetensors')}")
+    """``(source_key, reason)``, decided without touching any output: the key of the unit that makes the
+    source (``None`` for random/imagenet, the configured path for radimagenet, the path of a checkpoint named
+    directly; a ``seg_*`` source: the segmentation bank's unit), or ``reason`` when nothing can make it here
+    (:meth:`helpers.sources.SourceKind.planned`)."""
+    return SRC.source_plan(profile, source, target, configs, lambda: segmentation_pretraining_configs(profile))
 
 
 def task_id(name: str) -> str:
@@ -293,8 +195,6 @@ def tasks(profile: dict, env: Env) -> list[Task]:
     out = []
     for c in pretraining_configs(profile, flags, targets):
         train, val = 0, 0
-        from ..data import medmnist_info
-
         for f in c["flags"]:
             n = medmnist_info(f)["n_samples"]
             per = len(c["flags"])

@@ -25,7 +25,8 @@ from ..runner import atomic_write_csv, config_key
 from ..scoring import COLUMNS
 from ..segmentation import scoring as SS
 from ..segmentation import training as ST
-from . import inputs
+from ..sources import SEGMENTATION, source_kind
+from . import inputs, throughput
 from .base import Env, Task, problem_reason, read_problems
 
 NAME = "segmentation"
@@ -49,15 +50,11 @@ pretraining_task_id = _pretraining_id
 
 def static_reason(profile: dict, source: str, target: str) -> str | None:
     """Why nothing here can make ``source`` for ``target`` (decided from the profile alone), else ``None``."""
-    sec = ST.segmentation_section(profile)
-    if source == "union" and len(ST.union_pool(sec, target)) < 2:
-        return (f"the union for {target} needs at least two other sets, the profile has "
-                f"{ST.union_pool(sec, target)}")
-    return None
+    return source_kind(source, SEGMENTATION).static_reason(ST.segmentation_section(profile), source, target)
 
 
 def _source_dep(profile: dict, source: str, target: str) -> tuple:
-    unit = ST._pretraining_unit_for(profile, source, target) if source not in ("random", "imagenet") else None
+    unit = ST.source_unit(profile, source, target)
     return (_pretraining_id(unit["name"]),) if unit is not None else ()
 
 
@@ -74,7 +71,7 @@ def scoring_configs(profile: dict, results_dir=None) -> tuple[list[dict], list[d
             if reason is not None:
                 unavailable.append({"source": s, "target": t, "fold": 1, "reason": reason})
                 continue
-            unit = ST._pretraining_unit_for(profile, s, t) if s not in ("random", "imagenet") else None
+            unit = ST.source_unit(profile, s, t)
             configs.append({
                 "stage": "segmentation_scoring", "source": s, "target": t, "fold": 1,
                 "source_key": config_key(unit) if unit is not None else s,
@@ -95,8 +92,6 @@ def plan(profile: dict, env: Env) -> tuple[list[Task], dict]:
     """``(tasks, unavailable)`` with ``unavailable[part]`` the rows of the pairs no task can make."""
     if not profile.get("segmentation"):
         return [], {p: [] for p in PARTS}
-    from . import throughput
-
     parts = _parts(env)
     sizes = throughput.segmentation_sizes(env.data_root)
     out, unavailable = [], {p: [] for p in PARTS}

@@ -10,7 +10,7 @@ state     :func:`save_state` / :func:`load_state` (safetensors + JSON, no pickle
 loop      :class:`RunConfig`, :class:`Run`, :func:`train_runs`, :func:`evaluate`, :func:`test_run`,
           :func:`make_optimizer`, :class:`InterruptTraining`
 recipes   :func:`recipe_section`, :func:`run_config`, :data:`RADIMAGENET_RECIPE`, :func:`read_image_folder`,
-          :func:`pretrain_image_folder`, :func:`load_flag`
+          :func:`pretrain_image_folder`, :func:`load_flag`, :func:`subsample`
 
 Formerly ``helpers.engine``, a name a reader confused with the task engines of :mod:`helpers.engines`; that name
 still works, with a :class:`DeprecationWarning`. The stages that use it (pretraining, fine-tuning, scoring) are in :mod:`helpers.stages`.
@@ -19,7 +19,7 @@ from .auc import (BINARY, MULTICLASS, MULTILABEL, auc_over_present, medmnist_acc
                   safe_auc, task_kind)
 from .loop import (InterruptTraining, Run, RunConfig, evaluate, make_optimizer, test_run, train_runs)
 from .recipes import (IMAGE_SUFFIXES, RADIMAGENET_RECIPE, data_hash, load_flag, pretrain_image_folder,
-                      read_image_folder, recipe_section, run_config)
+                      read_image_folder, recipe_section, run_config, subsample)
 from .state import ResumableTraining, load_state, save_state
 from .union import CHEST_NO_FINDING, CHEST_PNEUMONIA, ORGANS, UNION_ORDER, UnionLabelSpace, balanced_weights
 
@@ -27,6 +27,7 @@ __all__ = [
     "BINARY", "MULTICLASS", "MULTILABEL", "auc_over_present", "medmnist_acc", "medmnist_auc", "probabilities",
     "safe_auc", "task_kind", "InterruptTraining", "Run", "RunConfig", "evaluate", "make_optimizer", "test_run",
     "train_runs", "IMAGE_SUFFIXES", "RADIMAGENET_RECIPE", "data_hash", "load_flag", "pretrain_image_folder",
-    "read_image_folder", "recipe_section", "run_config", "ResumableTraining", "load_state", "save_state",
+    "read_image_folder", "recipe_section", "run_config", "subsample", "ResumableTraining", "load_state",
+    "save_state",
     "CHEST_NO_FINDING", "CHEST_PNEUMONIA", "ORGANS", "UNION_ORDER", "UnionLabelSpace", "balanced_weights",
 ]

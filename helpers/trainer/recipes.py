@@ -53,7 +53,9 @@ def run_config(recipe: dict, seed: int = 0) -> RunConfig:
                      compile=bool(recipe.get("compile", False)))
 
 
-def _subsample(n: int, k: int | None, seed: int) -> np.ndarray:
+def subsample(n: int, k: int | None, seed: int) -> np.ndarray:
+    """``k`` of ``range(n)`` drawn without replacement by ``seed``, sorted (all of them when ``k`` is None or
+    at least ``n``)."""
     if k is None or k >= n:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, int(k), replace=False))
@@ -145,8 +147,3 @@ def pretrain_image_folder(root, out_path, workdir, recipe: dict | None = None, a
     run.clear_workdir()
     return path
 
-
-# names the earlier single module used
-_section = recipe_section
-_run_config = run_config
-_load = load_flag
