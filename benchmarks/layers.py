@@ -145,6 +145,21 @@ def cycles(edges) -> list[list[str]]:
     return sorted(out)
 
 
+def compatibility_forwards(root: Path = ROOT) -> list[tuple[str, str, str]]:
+    """``(old module, name, new module)`` for every deprecated name of ``helpers/compat.py``'s ``MOVED`` table
+    (resolved at run time with a DeprecationWarning; listed, not counted as imports)."""
+    path = root / "compat.py"
+    if not path.exists():
+        return []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "MOVED" for t in targets):
+                moved = ast.literal_eval(node.value)
+                return sorted((old, name, new) for old, names in moved.items() for name, new in names.items())
+    return []
+
+
 def measure(root: Path = ROOT) -> dict:
     found = imports(root)
     known = modules(root)
@@ -159,7 +174,7 @@ def measure(root: Path = ROOT) -> dict:
             # an import statement naming several helpers modules counts once
             "function_level": sorted(set(function_level)),
             "function_level_statements": len({(a, line) for a, _, line in function_level}),
-            "large": large, "large_unexplained": {m: n for m, n in large.items() if m not in LARGE_OK}}
+            "compat": compatibility_forwards(root), "large": large, "large_unexplained": {m: n for m, n in large.items() if m not in LARGE_OK}}
 
 
 def main(argv=None) -> int:
@@ -185,6 +200,12 @@ def main(argv=None) -> int:
     if args.list:
         for a, b, line in m["function_level"]:
             print(f"  {a}:{line} -> {b}")
+    print(f"deprecated names forwarded by helpers.compat.MOVED: {len(m['compat'])}")
+    by_old = collections.Counter((old, new) for old, _, new in m["compat"])
+    for (old, new), n in sorted(by_old.items()):
+        print(f"  {old} -> {new}: {n} names" + (" (to a higher layer)" if layer(new) > layer(old) else ""))
+        if args.list:
+            print("    " + ", ".join(name for o, name, w in m["compat"] if (o, w) == (old, new)))
     print(f"modules over {MAX_LINES} lines: {len(m['large'])}"
           + "".join(f"\n  {k}: {v}" + (f" ({LARGE_OK[k]})" if k in LARGE_OK else "") for k, v in
                     sorted(m["large"].items())))

@@ -190,3 +190,21 @@ class Stage:
         path = self.root.parent / (filename or f"{self.name}.csv")
         atomic_write_csv(df, path)
         return path
+
+
+_FILE_HASHES: dict = {}
+
+
+def file_hash(path) -> str:
+    """SHA-256 (16 hex) of a file's content, remembered per (path, size, mtime): how helpers.rank names a
+    user's checkpoint. The stages name sources by the key of the unit that makes them instead."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+        _FILE_HASHES[key] = h.hexdigest()[:16]
+    return _FILE_HASHES[key]

@@ -37,7 +37,6 @@ the target's own source out before normalising, and
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -70,23 +69,6 @@ PARTS = {m: ins[0] for m, ins in SET_LEVEL.items() if len(ins) == 1 and REGISTRY
 NO_LOGITS = "the source has no classification head of its own (a segmentation encoder): no source logits"
 MULTILABEL = "multi-label target; the metric needs one class label per image"
 NON_FINITE = "the metric returned a non-finite value"
-
-_FILE_HASHES: dict = {}
-
-
-def _file_hash(path) -> str:
-    """SHA-256 (16 hex) of a file's content, remembered per (path, size, mtime): how helpers.rank names a
-    user's checkpoint. The stages name sources by the key of the unit that makes them instead."""
-    path = Path(path)
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-        _FILE_HASHES[key] = h.hexdigest()[:16]
-    return _FILE_HASHES[key]
 
 
 def with_lp_fu(names: list[str]) -> list[str]:

@@ -576,7 +576,7 @@ display(Markdown("\n".join(lines)))
 #   similarity with both baselines (Figure 2, Table 2: [R]'s as-coded baseline uses one network's accuracy twice;
 #   the tables bound the correct one), and similarity against gain with bootstrap intervals that treat points
 #   or whole targets as independent (Figure 3, Table 3).
-# - The same analyses run as a resumable stage (`helpers.representations`, `results/<profile>/representations_*.csv`):
+# - The same analyses run as a resumable stage (`helpers.stages.representations`, `results/<profile>/representations_*.csv`):
 #   [R]'s recipe and augmentation, best checkpoints in safetensors, CCA, linear CKA and debiased CKA for every
 #   pair of networks at every stage with a permutation null, the points n and channels d of every cell, the
 #   prediction similarity with the correct baseline and kappa, and the weight change per stage.

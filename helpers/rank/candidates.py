@@ -76,6 +76,7 @@ import torch.nn as nn
 
 from .. import models as M
 from ..data import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, MEDMNIST_2D_FLAGS
+from ..runner import file_hash
 from ..sources import (CANDIDATE, SEGMENTATION_SOURCES_DIRNAME, SourceKind, is_segmentation_source,
                        register_source_kind, segmentation_unit_name, source_kind)
 from . import hub as H
@@ -342,13 +343,11 @@ def infer_arch(state: dict) -> str | None:
 
 def identity(c: Candidate, seed: int) -> dict:
     """What the candidate's weights are, for the feature cache key, without building the model."""
-    from ..scoring import _file_hash
-
     if c.kind in ("checkpoint", "source"):
         if not c.path.is_file():
             raise M.SourceUnavailable(c.spec, f"checkpoint {c.path} does not exist" + (
                 ": run the Pretraining chapter (02) first" if c.kind == "source" else ""))
-        return {"kind": "checkpoint", "arch": resolved_arch(c), "sha256": _file_hash(c.path)}
+        return {"kind": "checkpoint", "arch": resolved_arch(c), "sha256": file_hash(c.path)}
     if hub_candidate(c):  # the folder's config and weight files, hashed (a revision's snapshot, a local folder)
         folder = _hub_folder(c)
         return {"kind": c.kind, "arch": c.arch, "files": H.folder_identity(folder)}

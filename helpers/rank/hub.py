@@ -59,6 +59,7 @@ import torch.nn as nn
 
 from .. import models as M
 from ..data import IMAGENET_MEAN, IMAGENET_STD
+from ..runner import file_hash
 
 #: PIL resample codes of transformers' image processors
 RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
@@ -168,13 +169,11 @@ def _read_json(path: Path) -> dict:
 def folder_identity(folder: Path) -> str:
     """SHA-256 (16 hex) over the folder's config and weight files (names and contents): the cache key of a
     hub candidate, so that changed weights are never served from the feature cache."""
-    from ..scoring import _file_hash
-
     h = hashlib.sha256()
     for p in sorted(folder.iterdir()):
         if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.suffix == ".json"):
             h.update(p.name.encode())
-            h.update(_file_hash(p.resolve()).encode())
+            h.update(file_hash(p.resolve()).encode())
     return h.hexdigest()[:16]
 
 

@@ -27,6 +27,7 @@ from ..trainer import Run, RunConfig, load_flag, subsample, test_run, train_runs
 from ..runner import atomic_write_csv, config_key
 from . import inputs, pretraining, throughput
 from .base import Env, Task, problem_reason, read_problems
+from .launch import run_stage
 
 NAME = "finetuning"
 RESOURCES = {"num_cpus": 2, "num_gpus": 0.5}  # num_cpus = the task's torch threads; 2 made the book's tables
@@ -344,8 +345,6 @@ def run_finetuning(profile: dict, sources=None, targets=None, results_dir=None, 
     advanced together in groups of ``group_size`` (default: all of them). Returns ``(runs, unavailable)``: the
     tidy table of runs and a table of the (source, target, fold) whose source is unavailable here, with the
     reason; writes the tables of :func:`finalize`. With every unit stored this only reads."""
-    from .launch import run_stage
-
     options = {"scenario": scenario, "group_size": group_size}
     if sources is not None:
         options["sources"] = list(sources)

@@ -33,6 +33,7 @@ from ..trainer import (MULTILABEL, UNION_ORDER, Run, UnionLabelSpace, balanced_w
 from ..runner import atomic_write_csv, config_key
 from . import inputs, throughput
 from .base import Env, Task
+from .launch import run_stage
 from .segmentation import pretraining_task_id
 
 NAME = "pretraining"
@@ -247,8 +248,6 @@ def run_pretraining(profile: dict, flags=None, targets=None, results_dir=None, r
     """Run (or resume) every pretraining unit through an engine, then return the tidy table (one row per
     source, with its ``history``) and write ``<results>/pretraining.csv``. With every unit stored this only
     reads. ``flags``/``targets`` restrict the run (default: the profile's)."""
-    from .launch import run_stage
-
     env_options = {}
     if flags is not None or targets is not None:
         env_options["flags"], env_options["targets"] = flags, targets

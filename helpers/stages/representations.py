@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .. import models as M
+from .. import sources as SRC
 from ..representations import (STAGE, activation_unit, analysis_unit, finetune_unit, gain_table, in_r_pairs,
                                input_scale_of, network_name, null_kind, pair_kind, read_activations,
                                relative_gain, representations_settings)
@@ -77,27 +78,38 @@ class RepresentationsPlan:
         return self.finetune + self.activations + self.analysis
 
 
+# [R]'s RadImageNet is a ResNet-50 of its own (the stage's setting, not the profile's sources.radimagenet_checkpoint)
+_RADIMAGENET_UNCONFIGURED = ("no checkpoint configured (RadImageNet needs a data-use agreement): set "
+                             "representations.radimagenet_checkpoint or $RADIMAGENET_RESNET50_CHECKPOINT")
+
+
+def _radimagenet_setting(settings: dict) -> str | None:
+    return settings.get("radimagenet_checkpoint") or os.environ.get("RADIMAGENET_RESNET50_CHECKPOINT")
+
+
+def _radimagenet_checkpoint(settings: dict) -> str:
+    path = _radimagenet_setting(settings)
+    if not path:
+        raise M.SourceUnavailable("radimagenet", _RADIMAGENET_UNCONFIGURED)
+    if not Path(path).is_file():
+        raise M.SourceUnavailable("radimagenet", f"checkpoint {path} does not exist")
+    return str(path)
+
+
 def _resolve(profile: dict, settings: dict, source: str, target: str, results_dir) -> str:
     """``random``, ``imagenet`` or a checkpoint path for a source of this stage; :class:`models.SourceUnavailable`
     with the reason otherwise. ``radimagenet`` is the section's own checkpoint (a ResNet-50 in [R]), else
     ``$RADIMAGENET_RESNET50_CHECKPOINT``; other names are this project's trained sources."""
 
     arch = settings["architecture"]
-    if source == "random":
-        return "random"
-    if source == "imagenet":
-        P.check_imagenet(arch)
-        return "imagenet"
-    if source == "radimagenet":
-        path = settings.get("radimagenet_checkpoint") or os.environ.get("RADIMAGENET_RESNET50_CHECKPOINT")
-        if not path:
-            raise M.SourceUnavailable("radimagenet", "no checkpoint configured (RadImageNet needs a data-use "
-                                      "agreement): set representations.radimagenet_checkpoint or "
-                                      "$RADIMAGENET_RESNET50_CHECKPOINT")
-        if not Path(path).is_file():
-            raise M.SourceUnavailable("radimagenet", f"checkpoint {path} does not exist")
-        return str(path)
-    spec = P.resolve_source(profile, source, target, results_dir)
+    kind = SRC.source_kind(source)
+    if kind.name == "radimagenet":
+        return _radimagenet_checkpoint(settings)
+    if not kind.checkpoint:  # a named weight set (random, imagenet), of this stage's architecture
+        if kind.name == "imagenet":
+            SRC.check_imagenet(arch)
+        return kind.name
+    spec = SRC.resolve_source(profile, source, target, results_dir)
     meta = M.read_sidecar(spec) if Path(spec).suffix == ".safetensors" else {}
     if meta.get("architecture") and meta["architecture"] != arch:
         raise M.SourceUnavailable(source, f"checkpoint {spec} is a {meta['architecture']}, the stage compares "
@@ -116,18 +128,18 @@ def _source_refs(profile: dict, settings: dict, sources, target: str, results_di
     made = P.pretraining_configs(profile, flags, [target]) if "pretraining" in profile else []
     refs, reasons = {}, {}
     for s in sources:
-        if s in ("random", "imagenet"):
+        kind = SRC.source_kind(s)
+        if not kind.checkpoint:
             refs[s] = s
-        elif s == "radimagenet":
-            path = settings.get("radimagenet_checkpoint") or os.environ.get("RADIMAGENET_RESNET50_CHECKPOINT")
+        elif kind.name == "radimagenet":
+            path = _radimagenet_setting(settings)
             if path:
                 refs[s] = str(path)
             else:
-                reasons[s] = ("no checkpoint configured (RadImageNet needs a data-use agreement): set "
-                              "representations.radimagenet_checkpoint or $RADIMAGENET_RESNET50_CHECKPOINT")
+                reasons[s] = _RADIMAGENET_UNCONFIGURED
         else:
-            key, reason = P.source_plan(profile, s, target, made)
-            given = P.sources_dir(results_dir) / f"{s}.safetensors" if results_dir is not None else None
+            key, reason = SRC.source_plan(profile, s, target, made)
+            given = SRC.sources_dir(results_dir) / f"{s}.safetensors" if results_dir is not None else None
             if reason is None:
                 refs[s] = key
             elif given is not None and given.is_file():
@@ -139,7 +151,7 @@ def _source_refs(profile: dict, settings: dict, sources, target: str, results_di
 
 def _producer_task(profile: dict, source: str, target: str) -> str | None:
     """The id of the pretraining task that makes ``source`` for ``target`` (``None``: nothing to wait for)."""
-    if source in ("random", "imagenet", "radimagenet") or "pretraining" not in profile:
+    if "pretraining" not in profile:  # named weights (random, imagenet, radimagenet) have no unit of that name
         return None
     unit = P.producer(profile, source, target, P.pretraining_configs(profile, profile["data"].get("flags", []),
                                                                    [target]))

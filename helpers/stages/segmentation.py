@@ -28,6 +28,7 @@ from ..segmentation import training as ST
 from ..sources import SEGMENTATION, source_kind
 from . import inputs, throughput
 from .base import Env, Task, problem_reason, read_problems
+from .launch import run_stage
 
 NAME = "segmentation"
 PARTS = ("pretraining", "finetuning", "scoring")
@@ -237,8 +238,6 @@ def missing_inputs(profile: dict, env: Env) -> list[dict]:
 
 
 def _run_part(part, profile, results_dir, root, device, progress, engine, **engine_options) -> Env:
-    from .launch import run_stage
-
     return run_stage(NAME, profile, results_dir, root, device, progress, engine, options={"parts": (part,)},
                      **engine_options)
 
