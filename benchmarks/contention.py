@@ -11,7 +11,7 @@ Each measurement runs in a fresh Python process, so that the import order is rea
   user's shell settings do not hide the effect); everything else is inherited.
 * workloads: ``metrics``, every registered pairwise metric that needs features or logits (``metrics.score``)
   on the real case ``resnet18_pneumonia_to_retina`` of the reference fixtures (500 x 512 features, 5 classes),
-  one warm-up pass then one timed pass; ``train``, ``--steps`` SGD steps of ``helpers.training.Run`` on a
+  one warm-up pass then one timed pass; ``train``, ``--steps`` SGD steps of ``helpers.trainer.Run`` on a
   ResNet-18 at 28 px, batch 64, after 2 warm-up steps.
 * conditions: ``idle`` (nothing of ours beside it), ``busy`` (``--busy`` other processes on the same cores for
   the duration, killed afterwards): ``--busy-kind python`` spins a pure-Python loop (one thread each),
@@ -73,7 +73,7 @@ def child(workload: str, order: str, steps: int) -> dict:
                 metrics.score(name, **inputs)
     else:
         from helpers.models import build_model
-        from helpers.training import Run, RunConfig
+        from helpers.trainer import Run, RunConfig
 
         torch.manual_seed(0)
         run = Run(build_model("resnet18", 5), RunConfig(epochs=1, lr=0.01, momentum=0.9), "multi-class", "cpu")

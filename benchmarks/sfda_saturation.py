@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from helpers import metrics as MT  # noqa: E402
 from helpers import models as M  # noqa: E402
 from helpers.data import TensorImageDataset, available_flags, load_medmnist  # noqa: E402
-from helpers.training import pretrain_unit  # noqa: E402
+from helpers.stages.pretraining import pretrain_unit  # noqa: E402
 
 FORMS = [None, "pca16", "pca32", "pca64", "pca128", "crossfit"]
 

@@ -8,8 +8,8 @@
     (flip, RandomResizedCrop, rotation, sharpness, autocontrast, equalize, normalise), a DataLoader with worker
     processes, fp32, cuDNN disabled (as [D]'s code does).
 (b) "ours": images resident on the device as uint8, batched augmentation there (helpers.transforms),
-    channels_last + bf16 autocast on CUDA, no per-batch host synchronisation (helpers.training.Run).
-(c) several fine-tuning runs (configs of one source/target) advancing together (helpers.training.train_runs):
+    channels_last + bf16 autocast on CUDA, no per-batch host synchronisation (helpers.trainer.Run).
+(c) several fine-tuning runs (configs of one source/target) advancing together (helpers.trainer.train_runs):
     aggregate images/s and configs per hour for a fine-tune of ``--train-images`` images x ``--config-epochs``.
 
 Synthetic images of ``--stored-size`` px (MedMNIST-like grey images) are used so that the benchmark needs no
@@ -116,7 +116,7 @@ def d_loop(images, labels, args, device):
 def our_runs(images, labels, args, device, k: int, compile_: bool = False):
     """Images/s (all runs together) of ``k`` runs advancing on the same batches."""
     from helpers import models as M
-    from helpers import training as T
+    from helpers.trainer import loop as T
     from helpers.data import TensorImageDataset
 
     ds = TensorImageDataset(images, labels, args.image_size, device=device)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from helpers import segmentation as S
+from helpers.stages import segmentation as SEG
 from helpers.models import SourceUnavailable
 from helpers.segmentation import training as ST
 
@@ -422,14 +423,14 @@ def test_bank_configs_and_source_table(tmp_path):
 
 def test_bank_runs_and_resumes(seg_root, tmp_path):
     p = _tiny_profile()
-    pre = S.run_segmentation_pretraining(p, tmp_path, seg_root, device="cpu", progress=False)
+    pre = SEG.run_segmentation_pretraining(p, tmp_path, seg_root, device="cpu", progress=False)
     assert sorted(pre["source"]) == ["busi", "kvasir_seg", "union__ph2"]
     union = pre.set_index("source").loc["union__ph2"]
     assert union["n_classes"] == 3 and json.loads(union["classes"]) == ["background", "busi:lesion",
                                                                        "kvasir_seg:polyp"]
     assert (tmp_path / "segmentation_pretraining.csv").is_file()
     mtimes = {f: f.stat().st_mtime_ns for f in (tmp_path / "segmentation_sources").iterdir()}
-    again = S.run_segmentation_pretraining(p, tmp_path, seg_root, device="cpu", progress=False)
+    again = SEG.run_segmentation_pretraining(p, tmp_path, seg_root, device="cpu", progress=False)
     assert {f: f.stat().st_mtime_ns for f in (tmp_path / "segmentation_sources").iterdir()} == mtimes
     assert again["key"].tolist() == pre["key"].tolist()
 
@@ -439,7 +440,7 @@ def test_bank_runs_and_resumes(seg_root, tmp_path):
     assert rnd.n_classes == 2
     assert torch.equal(rnd.head.weight, S.load_segmentation_source("random", "ph2", p, tmp_path, seg_root).head.weight)
 
-    runs, unavailable = S.run_segmentation_finetuning(p, tmp_path, seg_root, device="cpu", progress=False)
+    runs, unavailable = SEG.run_segmentation_finetuning(p, tmp_path, seg_root, device="cpu", progress=False)
     assert sorted(runs["source"]) == ["busi", "kvasir_seg", "random", "union"]
     assert set(S.FINETUNING_COLUMNS) <= set(runs.columns) and "dice_lesion" in runs.columns
     assert runs["test_images"].eq(6).all() and runs["test_dice"].between(0, 1).all()
@@ -455,7 +456,7 @@ def test_bank_runs_and_resumes(seg_root, tmp_path):
     assert set(long["class_name"]) == {"lesion"} and len(long) == len(runs)
     units = sorted((tmp_path / "segmentation_finetuning" / "units").iterdir())
     stamps = [u.stat().st_mtime_ns for u in units]
-    runs2, _ = S.run_segmentation_finetuning(p, tmp_path, seg_root, device="cpu", progress=False)
+    runs2, _ = SEG.run_segmentation_finetuning(p, tmp_path, seg_root, device="cpu", progress=False)
     assert [u.stat().st_mtime_ns for u in units] == stamps
     assert runs2["test_dice"].tolist() == runs["test_dice"].tolist()
 

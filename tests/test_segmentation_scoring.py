@@ -30,7 +30,7 @@ def _tiny_profile():
 def bank(tmp_path_factory, shared_data_root):
     out = tmp_path_factory.mktemp("segbank")
     p = _tiny_profile()
-    S.run_segmentation_pretraining(p, out, shared_data_root, device="cpu", progress=False)
+    seg_stage.run_segmentation_pretraining(p, out, shared_data_root, device="cpu", progress=False)
     scores = seg_stage.run_segmentation_scoring(p, out, shared_data_root, device="cpu", progress=False)
     return p, out, scores
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 # helpers (and with it helpers.threads' passive OpenMP waiting) is imported before this module runs
 from ..paths import results_root
-from ..training import sources_dir
-from . import DEFAULT_RECOMMEND, RankInputError, load_target, rank_models
+from ..sources import sources_dir
+from . import DEFAULT_RECOMMEND, RankInputError, load_target
+from .. import rank as _rank  # the package's rank_models, looked up when called (tests replace it there)
 from .candidates import parse_candidates
 from .ranking import resolve_metrics
 
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
                              data_root=args.data_root, split=args.split, window=args.window,
                              slice_axis=args.slice_axis, central_slices=args.central_slices,
                              skip_unreadable=args.skip_unreadable, group_by=args.group_by)
-        result = rank_models(target, args.candidates, metrics=args.metrics,
+        result = _rank.rank_models(target, args.candidates, metrics=args.metrics,
                              recommend=args.recommend or DEFAULT_RECOMMEND,
                              max_images=args.max_images or None, seed=args.seed, n_boot=args.n_boot,
                              device=args.device, cache_dir=cache, image_size=args.image_size,
