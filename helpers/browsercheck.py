@@ -13,7 +13,10 @@ Every page of ``_build/html`` is served on localhost and opened in headless Chro
   copies;
 * **tables wider than the page**: a ``<table>`` wider than the content column (by more than
   :data:`WIDTH_TOLERANCE_PX`) at a :data:`WINDOW_WIDTH` px window, unless it sits in a box that scrolls
-  horizontally (``overflow-x: auto | scroll``) and itself fits; and a page that scrolls sideways as a whole.
+  horizontally (``overflow-x: auto | scroll``) and itself fits; and a page that scrolls sideways as a whole;
+* **bare integer index**: a rendered pandas table whose row labels are the bare ``0, 1, ..., n-1`` of a default
+  ``RangeIndex`` (:func:`bare_index_tables`, on the page's HTML); a reader learns nothing from them, so a chapter
+  hides the index (``helpers.booktext.table``) or sets a meaningful one.
 
 It can also save small PNG screenshots of chosen pages, or of every chapter of ``_toc.yml``. Command line::
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import html.parser
 import http.server
 import os
 import shutil
@@ -103,6 +107,91 @@ return true;
 """
 
 
+class _TableScanner(html.parser.HTMLParser):
+    """Collects, per ``<table>``, the cell texts of its header rows and the first cell (tag, text) of its body
+    rows. Rows outside ``<thead>`` count as body rows; nested tables are scanned on their own."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tables: list[dict] = []
+        self._open: list[dict] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self._open.append({"head": [], "body": [], "section": None, "row": None, "cell": None})
+        elif not self._open:
+            return
+        t = self._open[-1]
+        if tag in ("thead", "tbody", "tfoot"):
+            t["section"] = tag
+        elif tag == "tr":
+            t["row"] = []
+        elif tag in ("th", "td") and t["row"] is not None:
+            t["cell"] = [tag, ""]
+
+    def handle_data(self, data):
+        if self._open and self._open[-1]["cell"] is not None:
+            self._open[-1]["cell"][1] += data
+
+    def handle_endtag(self, tag):
+        if not self._open:
+            return
+        t = self._open[-1]
+        if tag in ("th", "td") and t["cell"] is not None and t["row"] is not None:
+            t["row"].append((t["cell"][0], t["cell"][1].strip()))
+            t["cell"] = None
+        elif tag == "tr" and t["row"] is not None:
+            if t["row"]:
+                (t["head"] if t["section"] == "thead" else t["body"]).append(t["row"])
+            t["row"] = None
+        elif tag in ("thead", "tbody", "tfoot"):
+            t["section"] = None
+        elif tag == "table":
+            self.tables.append(self._open.pop())
+
+
+def _counts_from_zero(labels: list[str]) -> bool:
+    """``labels`` read 0, 1, 2, ... (pandas' ``...`` row of a truncated table may skip a stretch)."""
+    segments, current = [], []
+    for label in labels:
+        if label in ("...", "…"):
+            segments.append(current)
+            current = []
+        elif label.isdigit():
+            current.append(int(label))
+        else:
+            return False
+    segments = [seg for seg in segments + [current] if seg]
+    if not segments or segments[0][0] != 0:
+        return False
+    return all(b - a == 1 for seg in segments for a, b in zip(seg, seg[1:])) and \
+        all(nxt[0] > prev[-1] for prev, nxt in zip(segments, segments[1:]))
+
+
+def bare_index_tables(page_html: str) -> list[str]:
+    """The tables of ``page_html`` that show a bare integer index: every body row starts with a ``<th>`` (the
+    row label pandas writes, as ``DataFrame.to_html`` and a ``Styler`` do), the labels read ``0, 1, ..., n-1``
+    in order (the ``...`` row of a truncated table aside), and no header row names the index (pandas writes the
+    index name alone in a header row of its own). Each is described by its last label and first column
+    headers. Tables with ``<td>`` cells only
+    (Markdown tables, a ``Styler`` with its index hidden) are never flagged."""
+    scanner = _TableScanner()
+    scanner.feed(page_html)
+    scanner.close()
+    out = []
+    for t in scanner.tables:
+        body = t["body"]
+        if not body or any(row[0][0] != "th" for row in body):
+            continue
+        if not _counts_from_zero([row[0][1] for row in body]):
+            continue
+        if any(row[0][1] and not any(text for _, text in row[1:]) for row in t["head"]):
+            continue  # a header row holding only the index's name: the integers mean something
+        head = ", ".join(text for _, text in (t["head"][0] if t["head"] else [])[:5] if text)
+        out.append(f"table with a bare 0..{body[-1][0][1]} index ({head or 'no header'})")
+    return out
+
+
 @dataclass
 class PageReport:
     page: str
@@ -113,6 +202,7 @@ class PageReport:
     wide_tables: list[str] = field(default_factory=list)
     content_width: int = 0
     page_scrolls_sideways: bool = False
+    bare_index_tables: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -130,6 +220,8 @@ class PageReport:
                 "box" for t in self.wide_tables]
         if self.page_scrolls_sideways:
             out.append(f"{self.page}: the page scrolls sideways at {WINDOW_WIDTH} px")
+        out += [f"{self.page}: {t}: hide it (helpers.booktext.table) or set a meaningful index"
+                for t in self.bare_index_tables]
         return out
 
 
@@ -237,7 +329,8 @@ def check_site(root: str | Path, *, screenshots: dict[str, str | Path] | None = 
                                        visible_code_cells=int(probe["visibleCode"]),
                                        wide_tables=list(probe["wideTables"]),
                                        content_width=int(probe["contentWidth"]),
-                                       page_scrolls_sideways=bool(probe["pageScrollsSideways"]))
+                                       page_scrolls_sideways=bool(probe["pageScrollsSideways"]),
+                                       bare_index_tables=bare_index_tables(driver.page_source))
             ids_by_page[page] = set(probe["ids"])
             links_by_page[page] = probe["links"]
             if page in screenshots:

@@ -33,8 +33,8 @@
 # 7. A combined view across the image benchmarks, and how it pools
 # 8. A decision table for the practitioner
 #
-# Every number in the text is computed in the cell above it; nothing is typed in by hand except the
-# published values that section 2 compares against.
+# Every number in the text is computed in a (hidden) cell above it and glued into the prose; nothing is typed in
+# by hand except the published values that section 2 compares against.
 #
 # ## Prerequisites
 # | Concept | Importance | Notes |
@@ -60,9 +60,10 @@ resample = "targets"     # "targets" (what to expect on new targets) or "candida
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from helpers import benchmarks as B
+from helpers import booktext
 from helpers import reference as R
 from helpers.benchmarks import evidence as V
 from helpers.benchmarks import loaders as L
@@ -137,6 +138,7 @@ replicates = pd.concat([B.load_replicates(n) for n in B.BENCHMARKS if B.load_rep
 UNITS = list(table.groupby(["benchmark", "scenario"], sort=False).groups)
 TEXT = sorted(n for n, d in DOMAINS.items() if d == "text")  # shown apart, never pooled with images
 
+# %% tags=["hide-input"]
 inventory = []
 for (b, s) in UNITS:
     g = table[(table.benchmark == b) & (table.scenario == s)]
@@ -150,24 +152,27 @@ for (b, s) in UNITS:
                       "baselines": ", ".join(sorted(g.loc[g.is_baseline, "scorer"].unique())),
                       "replicates": int(r["replicate"].nunique()) if len(r) else 1})
 inventory = pd.DataFrame(inventory)
-display(inventory)
+display(booktext.table(inventory))
 n_groups = inventory["group"].nunique()
 n_bench = inventory["benchmark"].nunique()
 medical_bench = sorted(set(inventory.loc[inventory["domain"] == "medical", "benchmark"]))
 mixed = inventory[inventory["domain"] == "mixed"].groupby("benchmark")["medical targets"].max()
 truth_only = sorted(set(inventory.loc[inventory["scorers"] == 0, "benchmark"]))
-display(Markdown(
-    f"**Table 1.** The {n_bench} benchmarks loaded, from {n_groups} independent groups, as "
-    f"{len(inventory)} (benchmark, scenario) units. {len(medical_bench)} are medical throughout "
-    f"({', '.join(medical_bench)}); "
-    + ", ".join(f"{b} ({int(m)} medical)" for b, m in mixed.items())
-    + " mix medical and other targets; "
-    f"{', '.join(TEXT)} is text. Ground truth only (no published score, baselines and priors only): "
-    f"{', '.join(truth_only)}. "
-    "*Candidates per target*: the range over targets; *scorers*: transferability scores other than the "
-    "baselines; *replicates*: repeated fine-tuning runs behind each truth value (seeds for Godau et al., "
-    "folds for [R]). In total the units hold "
-    f"{int(inventory['targets'].sum())} (unit, target) rankings, after dropping the copied targets of Table 3."))
+booktext.glue(n_bench=n_bench, n_groups=n_groups, n_units=len(inventory), n_medical_bench=len(medical_bench),
+              medical_bench=", ".join(medical_bench),
+              mixed_bench=", ".join(f"{b} ({int(m)} medical)" for b, m in mixed.items()),
+              n_text=len(TEXT), text_bench=", ".join(TEXT), truth_only=", ".join(truth_only),
+              n_rankings=int(inventory["targets"].sum()))
+
+# %% [markdown]
+# **Table 1.** The {glue:text}`n_bench` benchmarks loaded, from {glue:text}`n_groups` independent groups, as
+# {glue:text}`n_units` (benchmark, scenario) units. {glue:text}`n_medical_bench` are medical throughout
+# ({glue:text}`medical_bench`); {glue:text}`mixed_bench` mix medical and other targets; {glue:text}`text_bench`
+# is text. Ground truth only (no published score, baselines and priors only): {glue:text}`truth_only`.
+# *Candidates per target*: the range over targets; *scorers*: transferability scores other than the baselines;
+# *replicates*: repeated fine-tuning runs behind each truth value (seeds for Godau et al., folds for [R]). In
+# total the units hold {glue:text}`n_rankings` (unit, target) rankings, after dropping the copied targets of
+# Table 3.
 
 # %% [markdown]
 # Not every public benchmark named in issue 21 could be used whole. The table says which and why.
@@ -195,19 +200,22 @@ not_used = pd.DataFrame(
        ("ETran, PED (SFDA's zoo again)", "not loaded: the issue names them as copies of SFDA's group 1, which "
         "counts once, as SFDA")],
     columns=["repository", "why not (or not fully) used"])
-display(not_used)
-display(Markdown("**Table 2.** Public sources named in issue 21 that this chapter does not use, or uses only "
-                 "in part, and why."))
+display(booktext.table(not_used))
+
+# %% [markdown]
+# **Table 2.** Public sources named in issue 21 that this chapter does not use, or uses only in part, and why.
 
 # %% tags=["hide-input"]
-display(dup_units.rename(columns={"original": "copy of", "max_abs_diff": "largest difference"}))
-display(Markdown(
-    f"**Table 3.** Copied ground truth: {len(duplicates)} targets in {len(dup_units)} unit(s) repeat, candidate "
-    "for candidate, the truth of a benchmark loaded before them (largest absolute difference on a 0-100 scale: "
-    f"{f3(duplicates['max_abs_diff'].max()) if len(duplicates) else 'none'}); they are dropped before any "
-    "correlation. "
-    + " ".join(f"{r.benchmark}/{r.scenario} is {r.original} again ({r.targets} targets)."
-               for r in dup_units.itertuples())))
+display(booktext.table(dup_units.rename(columns={"original": "copy of", "max_abs_diff": "largest difference"})))
+booktext.glue(n_copied=len(duplicates), n_copy_units=len(dup_units),
+              copy_max_diff=f3(duplicates["max_abs_diff"].max()) if len(duplicates) else "none",
+              copies=" ".join(f"{r.benchmark}/{r.scenario} is {r.original} again ({r.targets} targets)."
+                              for r in dup_units.itertuples()))
+
+# %% [markdown]
+# **Table 3.** Copied ground truth: {glue:text}`n_copied` targets in {glue:text}`n_copy_units` unit(s) repeat,
+# candidate for candidate, the truth of a benchmark loaded before them (largest absolute difference on a 0-100
+# scale: {glue:text}`copy_max_diff`); they are dropped before any correlation. {glue:text}`copies`
 
 # %% [markdown]
 # ## Each convention against its authors' numbers
@@ -247,19 +255,23 @@ dov_match = [(r.scenario, r.metric) for r in dov.itertuples()
              if R.PUBLISHED_MEANS[r.scenario].get(r.metric) is not None
              and round(r.weighted_tau, 3) == R.PUBLISHED_MEANS[r.scenario][r.metric]]
 dov_total = sum(v is not None for s in R.PUBLISHED_MEANS.values() for k, v in s.items() if k != "lp_x_fu")
-display(Markdown(
-    f"**Table 4.** Chaves et al.'s overall values: all "
-    f"{int((check_chaves['published'] == check_chaves['pooled (ours)']).sum())} "
-    f"of the {len(check_chaves)} values quoted are reproduced to four decimals by `pooled`; the mean over "
-    f"targets differs only for SFDA ({f3(mean_c['sfda_score'])} against {f3(pooled['sfda_score'])} pooled), "
-    "whose scores tie on flowers102 (five architectures score exactly 1.0). "
-    f"Model Spider's README table: {ms_match['truth_weighted']} of {len(ms_per['truth_weighted'])} cells "
-    f"reproduced to three decimals by `truth_weighted`, {ms_match['scipy']} by `scipy`. The cells that differ "
-    f"are {', '.join(f'{t} {m} ({v} against {p} published)' for t, m, v, p in ms_diff)}: all on Aircraft, "
-    "whose published scores (four decimals, no ties) give these values under every convention tried, so the "
-    "README was most likely computed from another run of those three scores. [D]: "
-    f"{len(dov_match)} of {dov_total} published means reproduced by `scipy` (the remaining published mean is "
-    "LP x FU, a combination this table does not hold)."))
+booktext.glue(chaves_match=int((check_chaves["published"] == check_chaves["pooled (ours)"]).sum()),
+              chaves_quoted=len(check_chaves), chaves_sfda_mean=mean_c["sfda_score"],
+              chaves_sfda_pooled=pooled["sfda_score"], ms_match_tw=ms_match["truth_weighted"],
+              ms_cells=len(ms_per["truth_weighted"]), ms_match_scipy=ms_match["scipy"],
+              ms_diff=", ".join(f"{t} {m} ({v} against {p} published)" for t, m, v, p in ms_diff),
+              dov_match=len(dov_match), dov_total=dov_total)
+
+# %% [markdown]
+# **Table 4.** Chaves et al.'s overall values: {glue:text}`chaves_match` of the {glue:text}`chaves_quoted`
+# values quoted are reproduced to four decimals by `pooled`; the mean over targets differs only for SFDA
+# ({glue:text}`chaves_sfda_mean:.3f` against {glue:text}`chaves_sfda_pooled:.3f` pooled), whose scores tie on
+# flowers102 (five architectures score exactly 1.0). Model Spider's README table: {glue:text}`ms_match_tw` of
+# {glue:text}`ms_cells` cells reproduced to three decimals by `truth_weighted`, {glue:text}`ms_match_scipy` by
+# `scipy`. The cells that differ are {glue:text}`ms_diff`: all on Aircraft, whose published scores (four
+# decimals, no ties) give these values under every convention tried, so the README was most likely computed
+# from another run of those three scores. [D]: {glue:text}`dov_match` of {glue:text}`dov_total` published means
+# reproduced by `scipy` (the remaining published mean is LP x FU, a combination this table does not hold).
 
 # %% [markdown]
 # ## Scorers beside the baselines, per benchmark and scenario
@@ -277,6 +289,7 @@ boot = B.bootstrap_summary(table, convention, n_boot=n_boot, seed=seed, replicat
 boot["scorer"] = boot["metric"].map(V.scorer_name)
 boot["is_baseline"] = boot["scorer"].isin(V.BASELINES)
 
+# %% tags=["hide-input"]
 rows, diffs = [], {}
 for (b, s) in UNITS:
     u = boot[(boot.benchmark == b) & (boot.scenario == s)].set_index("metric")
@@ -297,21 +310,26 @@ for (b, s) in UNITS:
                  "clearly above / below": f"{int((d.loc[sc.index, 'ci_low'] > 0).sum())} / "
                                           f"{int((d.loc[sc.index, 'ci_high'] < 0).sum())}"})
 unit_table = pd.DataFrame(rows)
-display(unit_table)
+display(booktext.table(unit_table))
 clear_wins = unit_table[unit_table["difference CI"].str.match(r"^\[0\.|^\[[1-9]")]
-display(Markdown(
-    f"**Table 5.** Per unit, the best static baseline and the best scorer (mean weighted τ, `{convention}`), "
-    f"with {int(boot.attrs['level'] * 100)} % percentile intervals from {n_boot} bootstrap replicates over "
-    "targets and the paired difference of the best scorer from the best baseline. The best scorer's interval "
-    f"of the difference lies above zero in {len(clear_wins)} of {len(unit_table)} units"
-    + (f" ({', '.join(f'{r.benchmark}/{r.scenario}' for r in clear_wins.itertuples())})" if len(clear_wins) else "")
-    + f"; in {int((unit_table['scorer − baseline'] < 0).sum())} units no scorer beats the best baseline at all. "
-    "*Clearly above / below*: how many of the unit's scorers have a paired-difference interval entirely above or "
-    "entirely below zero (over all units: "
-    f"{sum(int(x.split(' / ')[0]) for x in unit_table['clearly above / below'])} above, "
-    f"{sum(int(x.split(' / ')[1]) for x in unit_table['clearly above / below'])} below, of "
-    f"{int(sum(int(x.split(' of ')[1]) for x in unit_table['scorers above baseline']))} (unit, scorer) pairs). "
-    "The best scorer is chosen after seeing the results, so its difference is optimistic."))
+booktext.glue(convention=convention, level=int(boot.attrs["level"] * 100), n_boot=n_boot,
+              n_clear_wins=len(clear_wins), n_unit_rows=len(unit_table),
+              clear_win_units=", ".join(f"{r.benchmark}/{r.scenario}" for r in clear_wins.itertuples()) or "none",
+              n_no_beat=int((unit_table["scorer − baseline"] < 0).sum()),
+              n_clear_above=sum(int(x.split(" / ")[0]) for x in unit_table["clearly above / below"]),
+              n_clear_below=sum(int(x.split(" / ")[1]) for x in unit_table["clearly above / below"]),
+              n_unit_scorer_pairs=int(sum(int(x.split(" of ")[1]) for x in unit_table["scorers above baseline"])))
+
+# %% [markdown]
+# **Table 5.** Per unit, the best static baseline and the best scorer (mean weighted τ, convention
+# {glue:text}`convention`), with {glue:text}`level` % percentile intervals from {glue:text}`n_boot` bootstrap
+# replicates over targets and the paired difference of the best scorer from the best baseline. The best
+# scorer's interval of the difference lies above zero in {glue:text}`n_clear_wins` of {glue:text}`n_unit_rows`
+# units ({glue:text}`clear_win_units`); in {glue:text}`n_no_beat` units no scorer beats the best baseline at all.
+# *Clearly above / below*: how many of the unit's scorers have a paired-difference interval entirely above or
+# entirely below zero (over all units: {glue:text}`n_clear_above` above, {glue:text}`n_clear_below` below, of
+# {glue:text}`n_unit_scorer_pairs` (unit, scorer) pairs). The best scorer is chosen after seeing the results,
+# so its difference is optimistic.
 
 # %% tags=["hide-input"]
 n = len(UNITS)
@@ -333,12 +351,12 @@ for ax in list(axes.flat)[n:]:
 fig.supxlabel("mean weighted τ over targets")
 fig.tight_layout()
 plt.show()
-display(Markdown(
-    f"**Figure 1.** Mean weighted τ (`{convention}`) of every scorer (blue) and static baseline (orange) per "
-    f"benchmark and scenario, with {int(boot.attrs['level'] * 100)} % bootstrap intervals over targets. Units "
-    "with three targets (Chaves et al. 2023) or three candidates per target (DirectTransEst, [R]) have wide "
-    "intervals; the Godau et al. units have 43 targets and narrow ones. Ground-truth-only units show baselines "
-    "alone."))
+
+# %% [markdown]
+# **Figure 1.** Mean weighted τ (convention {glue:text}`convention`) of every scorer (blue) and static baseline
+# (orange) per benchmark and scenario, with {glue:text}`level` % bootstrap intervals over targets. Units with
+# three targets (Chaves et al. 2023) or three candidates per target (DirectTransEst, [R]) have wide intervals;
+# the Godau et al. units have 43 targets and narrow ones. Ground-truth-only units show baselines alone.
 
 # %% [markdown]
 # SFDA's README prints the weighted τ of five scores on its supervised CNN zoo, per target, but not the scores
@@ -358,15 +376,19 @@ sfda_cmp = sfda_cmp.sort_values("mean", ascending=False)
 display(sfda_cmp.round(3))
 best_pub, best_sb = sfda_pub.mean(axis=1).idxmax(), sfda_base.mean(axis=1).idxmax()
 beats = {m: int((sfda_base.loc[best_sb] > sfda_pub.loc[m]).sum()) for m in sfda_pub.index}
-display(Markdown(
-    f"**Table 6.** SFDA's supervised zoo ({sfda_tab['target'].nunique()} targets x "
-    f"{sfda_tab['candidate'].nunique()} torchvision CNNs): the weighted τ printed in SFDA's README beside the "
-    "static baselines computed here on the same fine-tuned accuracies (`scipy` convention, as SFDA's code). "
-    f"The best published score is {best_pub} (mean {f3(sfda_pub.loc[best_pub].mean())}), the best baseline "
-    f"{best_sb} (mean {f3(sfda_base.loc[best_sb].mean())}); {best_sb} beats "
-    + ", ".join(f"{m} on {k}" for m, k in beats.items())
-    + f" of the {sfda_pub.shape[1]} targets. The printed values are the authors' (three decimals); they "
-    "cannot be bootstrapped without the scores."))
+booktext.glue(sfda_targets=sfda_tab["target"].nunique(), sfda_cnns=sfda_tab["candidate"].nunique(),
+              sfda_best_pub=best_pub, sfda_best_pub_mean=sfda_pub.loc[best_pub].mean(), sfda_best_base=best_sb,
+              sfda_best_base_mean=sfda_base.loc[best_sb].mean(),
+              sfda_beats=", ".join(f"{m} on {k}" for m, k in beats.items()), sfda_printed_targets=sfda_pub.shape[1])
+
+# %% [markdown]
+# **Table 6.** SFDA's supervised zoo ({glue:text}`sfda_targets` targets x {glue:text}`sfda_cnns` torchvision
+# CNNs): the weighted τ printed in SFDA's README beside the static baselines computed here on the same fine-tuned
+# accuracies (`scipy` convention, as SFDA's code). The best published score is {glue:text}`sfda_best_pub` (mean
+# {glue:text}`sfda_best_pub_mean:.3f`), the best baseline {glue:text}`sfda_best_base` (mean
+# {glue:text}`sfda_best_base_mean:.3f`); {glue:text}`sfda_best_base` beats {glue:text}`sfda_beats` of the
+# {glue:text}`sfda_printed_targets` targets. The printed values are the authors' (three decimals); they cannot be
+# bootstrapped without the scores.
 
 # %% [markdown]
 # ## A text benchmark, shown apart
@@ -386,20 +408,24 @@ for (b, s) in [u for u in UNITS if u[0] in TEXT]:
                           "− best baseline": d.at[m, "difference"],
                           "difference CI": f"[{f3(d.at[m, 'ci_low'])}, {f3(d.at[m, 'ci_high'])}]"})
 text_table = pd.DataFrame(text_rows)
-display(text_table)
+display(booktext.table(text_table))
 tt = table[table.benchmark.isin(TEXT)]
 above = text_table[~text_table["baseline"] & (text_table["− best baseline"] > 0)]
 clear = text_table[~text_table["baseline"] & text_table["difference CI"].str.match(r"^\[0\.|^\[[1-9]")]
-display(Markdown(
-    f"**Table 7.** The text benchmark ({tt['target'].nunique()} GLUE targets x {tt['candidate'].nunique()} "
-    f"language models): every method's mean weighted τ (`{convention}`) with its bootstrap interval over "
-    "targets, and its paired difference from the best baseline (the leave-one-target-out prior). "
-    f"{len(above)} of {int((~text_table['baseline']).sum())} methods score above that prior, "
-    f"{len(clear)} clearly (interval above zero)"
-    + (f": {', '.join(clear['scorer'])}" if len(clear) else "")
-    + f". The best method is {text_table.loc[~text_table['baseline'], 'scorer'].iloc[0]} "
-    f"({f3(text_table.loc[~text_table['baseline'], 'mean τ'].iloc[0])}). With six candidates a target's τ "
-    "moves in large steps, so single targets say little."))
+booktext.glue(text_targets=tt["target"].nunique(), text_models=tt["candidate"].nunique(),
+              text_above=len(above), text_methods=int((~text_table["baseline"]).sum()), text_clear=len(clear),
+              text_clear_names=", ".join(clear["scorer"]) or "none",
+              text_best=text_table.loc[~text_table["baseline"], "scorer"].iloc[0],
+              text_best_tau=text_table.loc[~text_table["baseline"], "mean τ"].iloc[0])
+
+# %% [markdown]
+# **Table 7.** The text benchmark ({glue:text}`text_targets` GLUE targets x {glue:text}`text_models` language
+# models): every method's mean weighted τ (convention {glue:text}`convention`) with its bootstrap interval over
+# targets, and its paired difference from the best baseline (the leave-one-target-out prior).
+# {glue:text}`text_above` of {glue:text}`text_methods` methods score above that prior, {glue:text}`text_clear`
+# clearly (interval above zero: {glue:text}`text_clear_names`). The best method is {glue:text}`text_best`
+# ({glue:text}`text_best_tau:.3f`). With six candidates a target's τ moves in large steps, so single targets say
+# little.
 
 # %% [markdown]
 # ## Medical against natural targets
@@ -422,15 +448,17 @@ counts = both.drop_duplicates(["benchmark", "scenario", "target"]).groupby(["ben
     .agg(medical="sum", total="count")
 display(mn.round(3))
 lower = mn["medical − natural"] < 0
-display(Markdown(
-    "**Table 8.** Mean weighted τ over medical and over natural targets, per scorer, within each unit that "
-    "has both (targets per unit, medical of total: "
-    + ", ".join(f"{b}/{s} {int(r.medical)} of {int(r.total)}" for (b, s), r in counts.iterrows())
-    + f"). The scorer does worse on the medical targets in {int(lower.sum())} of {len(mn)} (unit, scorer) "
-    "rows; the mean gap over each benchmark's scorers and baselines is "
-    + ", ".join(f"{b} {f3(g.mean())}" for b, g in mn["medical − natural"].groupby(level="benchmark"))
-    + ". With 3 medical targets in Chaves et al. and one in TransferGraph these gaps are indications, not "
-    "estimates."))
+booktext.glue(mixed_counts=", ".join(f"{b}/{s} {int(r.medical)} of {int(r.total)}" for (b, s), r in counts.iterrows()),
+              n_medical_lower=int(lower.sum()), n_mixed_rows=len(mn),
+              mixed_gaps=", ".join(f"{b} {f3(g.mean())}"
+                                   for b, g in mn["medical − natural"].groupby(level="benchmark")))
+
+# %% [markdown]
+# **Table 8.** Mean weighted τ over medical and over natural targets, per scorer, within each unit that has both
+# (targets per unit, medical of total: {glue:text}`mixed_counts`). The scorer does worse on the medical targets in
+# {glue:text}`n_medical_lower` of {glue:text}`n_mixed_rows` (unit, scorer) rows; the mean gap over each
+# benchmark's scorers and baselines is {glue:text}`mixed_gaps`. With 3 medical targets in Chaves et al. and one in
+# TransferGraph these gaps are indications, not estimates.
 
 # %% [markdown]
 # ## The noise ceiling
@@ -447,13 +475,15 @@ best_point = boot[~boot.is_baseline].groupby(["benchmark", "scenario"])["point"]
 best_base = boot[boot.is_baseline].groupby(["benchmark", "scenario"])["point"].max().rename("best baseline")
 ceil_table = ceil_unit.join(best_point).join(best_base)
 display(ceil_table.round(3))
-display(Markdown(
-    "**Table 9.** Noise ceiling per unit with replicates: mean over targets of the run-against-run and "
-    "one-run-against-the-rest weighted τ, beside the best scorer's and the best baseline's mean weighted τ "
-    "against the mean truth. In Godau et al.'s scenarios two seeds agree on the ranking of the source tasks "
-    f"with a mean weighted τ between {f3(ceil_table.loc['godau2024', 'seed_pairs'].min())} and "
-    f"{f3(ceil_table.loc['godau2024', 'seed_pairs'].max())}: most of the ranking there is seed noise, and "
-    "the distances' small correlations (Table 5) are of the same size as that noise."))
+booktext.glue(godau_seed_min=ceil_table.loc["godau2024", "seed_pairs"].min(),
+              godau_seed_max=ceil_table.loc["godau2024", "seed_pairs"].max())
+
+# %% [markdown]
+# **Table 9.** Noise ceiling per unit with replicates: mean over targets of the run-against-run and
+# one-run-against-the-rest weighted τ, beside the best scorer's and the best baseline's mean weighted τ against
+# the mean truth. In Godau et al.'s scenarios two seeds agree on the ranking of the source tasks with a mean
+# weighted τ between {glue:text}`godau_seed_min:.3f` and {glue:text}`godau_seed_max:.3f`: most of the ranking
+# there is seed noise, and the distances' small correlations (Table 5) are of the same size as that noise.
 
 # %% [markdown]
 # ## A combined view across the image benchmarks
@@ -474,14 +504,16 @@ units = V.unit_means(per_target[~per_target.benchmark.isin(TEXT)], GROUPS)
 combined = V.combine(units)
 display(combined.round(3))
 multi = combined[combined["n_groups"] >= 2]
-display(Markdown(
-    "**Table 10.** Pooled mean weighted τ per scorer over "
-    f"{units[['benchmark', 'scenario']].drop_duplicates().shape[0]} "
-    f"units from {units['group'].nunique()} groups, range over units and evidence counts. Only "
-    f"{len(multi)} scorers were evaluated by at least two independent groups: "
-    + ", ".join(f"{i} ({f3(r.pooled)}, {int(r.n_groups)} groups)" for i, r in multi.iterrows())
-    + ". A scorer seen by one group rests on that group's zoo and protocol alone. Left out: "
-    + ", ".join(f"{b} ({DOMAINS[b]})" for b in TEXT) + "."))
+booktext.glue(pooled_units=units[["benchmark", "scenario"]].drop_duplicates().shape[0],
+              pooled_groups=units["group"].nunique(), n_multi=len(multi),
+              multi_scorers=", ".join(f"{i} ({f3(r.pooled)}, {int(r.n_groups)} groups)" for i, r in multi.iterrows()),
+              pooled_left_out=", ".join(f"{b} ({DOMAINS[b]})" for b in TEXT))
+
+# %% [markdown]
+# **Table 10.** Pooled mean weighted τ per scorer over {glue:text}`pooled_units` units from
+# {glue:text}`pooled_groups` groups, range over units and evidence counts. Only {glue:text}`n_multi` scorers were
+# evaluated by at least two independent groups: {glue:text}`multi_scorers`. A scorer seen by one group rests on
+# that group's zoo and protocol alone. Left out: {glue:text}`pooled_left_out`.
 
 # %% tags=["hide-input"]
 show = combined[combined["n_units"] >= 2].sort_values("pooled")
@@ -494,11 +526,11 @@ ax.axvline(0, color="k", lw=0.6, ls=":")
 ax.set_xlabel("pooled mean weighted τ (dot) and range over units (line)")
 fig.tight_layout()
 plt.show()
-display(Markdown(
-    "**Figure 2.** Scorers (blue) and static baselines (orange) evaluated on at least two units: the pooled "
-    "mean (groups equally weighted) and the range of the unit means; the label gives the number of groups (g) "
-    "and units (u). The ranges are wide: every scorer's value depends more on the benchmark than on the "
-    "scorer."))
+
+# %% [markdown]
+# **Figure 2.** Scorers (blue) and static baselines (orange) evaluated on at least two units: the pooled mean
+# (groups equally weighted) and the range of the unit means; the label gives the number of groups (g) and units
+# (u). The ranges are wide: every scorer's value depends more on the benchmark than on the scorer.
 
 # %% [markdown]
 # ## A decision table for the practitioner
@@ -556,53 +588,60 @@ decision.index.name = "use case"
 display(decision.rename(columns={"score_tau": "score τ", "baseline_tau": "baseline τ",
                                  "wins": "score beats baseline in (units)",
                                  "top_single": "strongest single-unit score"}))
-display(Markdown(
-    "**Table 11.** The decision table. *recommend*: what to rank candidates by; *score* / *baseline*: the best "
-    "transferability score and the best static baseline evaluated on at least half the units, by pooled mean "
-    "weighted τ (what agreement with the fine-tuned ranking to expect); *strongest single-unit score*: the "
-    "best unit mean of any score, which one benchmark alone supports; *groups, units, targets*: the evidence "
-    "behind the row. "
-    + " ".join(f"For *{k}* the evidence is {r['groups']} group(s), {r['units']} unit(s) and {r['targets']} "
-               f"targets." for k, r in decision.iterrows() if r["units"])
-    + " Rows resting on one group are that group's result, not a consensus."))
+booktext.glue(use_case_evidence=" ".join(
+    f"For “{k}” the evidence is {r['groups']} group(s), {r['units']} unit(s) and {r['targets']} targets."
+    for k, r in decision.iterrows() if r["units"]))
+
+# %% [markdown]
+# **Table 11.** The decision table. *recommend*: what to rank candidates by; *score* / *baseline*: the best
+# transferability score and the best static baseline evaluated on at least half the units, by pooled mean weighted
+# τ (what agreement with the fine-tuned ranking to expect); *strongest single-unit score*: the best unit mean of
+# any score, which one benchmark alone supports; *groups, units, targets*: the evidence behind the row.
+# {glue:text}`use_case_evidence` Rows resting on one group are that group's result, not a consensus.
 
 # %% [markdown]
 # ## Summary
-# The bullets below are computed from the tables of this chapter.
 
 # %% tags=["hide-input"]
 ar = decision.loc["ImageNet architecture, any target"]
 sd = decision.loc["source data set, medical target"]
 hz = decision.loc["heterogeneous model zoo"]
-display(Markdown("\n".join([
-    f"- {n_bench} public benchmarks from {n_groups} groups in one format, {len(medical_bench)} of them medical "
-    f"throughout, {len(TEXT)} text (shown apart); {len(not_used)} named sources not (fully) used, with the "
-    f"reason (Table 2); {len(duplicates)} copied targets counted once (Table 3).",
-    f"- The conventions reproduce their authors: Chaves et al.'s pooled overall values "
-    f"({int((check_chaves['published'] == check_chaves['pooled (ours)']).sum())} of {len(check_chaves)} quoted), "
-    f"Model Spider's table ({ms_match['truth_weighted']} of {len(ms_per['truth_weighted'])} cells), [D]'s means "
-    f"({len(dov_match)} of {dov_total}).",
-    f"- Per unit, the best scorer's paired difference from the best static baseline is clearly positive in "
-    f"{len(clear_wins)} of {len(unit_table)} units (Table 5); over all (unit, scorer) pairs, "
-    f"{sum(int(x.split(' / ')[1]) for x in unit_table['clearly above / below'])} of "
-    f"{int(sum(int(x.split(' of ')[1]) for x in unit_table['scorers above baseline']))} are clearly below the "
-    "unit's best static baseline, most often the leave-one-target-out prior, which uses no data of the target.",
-    f"- Choosing an ImageNet architecture: recommend {ar['recommend']} (best score {ar['score']} "
-    f"{f3(ar['score_tau'])}, best baseline {ar['baseline']} {f3(ar['baseline_tau'])}; the score beats the "
-    f"baseline in {ar['wins'] or 'no'} units).",
-    f"- Choosing a source data set for a medical target: recommend {sd['recommend']} "
-    f"({f3(sd['baseline_tau'] if sd['recommend'] == sd['baseline'] else sd['score_tau'])}); no score was "
-    f"evaluated on half of its {sd['units']} units." if sd['score'] is None else
-    f"- Choosing a source data set for a medical target: recommend {sd['recommend']} (best score {sd['score']} "
-    f"{f3(sd['score_tau'])}, best baseline {sd['baseline']} {f3(sd['baseline_tau'])}; {sd['wins']} units).",
-    f"- On SFDA's supervised zoo the printed τ of {best_pub} ({f3(sfda_pub.loc[best_pub].mean())}) stands "
-    f"against {f3(sfda_base.loc[best_sb].mean())} for the static {best_sb} (Table 6).",
-    f"- Heterogeneous model zoos (ground truth only): the best baseline is {hz['baseline']} "
-    f"({f3(hz['baseline_tau'])}, {hz['units']} units).",
-    f"- Text (Table 7): {len(above)} of {int((~text_table['baseline']).sum())} methods beat the "
-    "leave-one-target-out prior on GLUE.",
-    "- Where replicates exist, the truth's own run-to-run agreement (Table 9) bounds what any scorer can show.",
-])))
+booktext.glue(n_not_used=len(not_used),
+              arch_recommend=ar["recommend"], arch_score=str(ar["score"]), arch_score_tau=f3(ar["score_tau"]),
+              arch_baseline=str(ar["baseline"]), arch_baseline_tau=f3(ar["baseline_tau"]),
+              arch_wins=ar["wins"] or "no",
+              source_recommend=sd["recommend"],
+              source_tau=f3(sd["baseline_tau"] if sd["recommend"] == sd["baseline"] else sd["score_tau"]),
+              # which sentence follows depends on whether any score was evaluated on half of the units
+              source_why=(f"no score was evaluated on half of its {sd['units']} units" if sd["score"] is None else
+                          f"best score {sd['score']} {f3(sd['score_tau'])}, best baseline {sd['baseline']} "
+                          f"{f3(sd['baseline_tau'])}; the score beats the baseline in {sd['wins']} units"),
+              zoo_baseline=str(hz["baseline"]), zoo_baseline_tau=f3(hz["baseline_tau"]), zoo_units=hz["units"])
+
+# %% [markdown]
+# - {glue:text}`n_bench` public benchmarks from {glue:text}`n_groups` groups in one format,
+#   {glue:text}`n_medical_bench` of them medical throughout, {glue:text}`n_text` text (shown apart);
+#   {glue:text}`n_not_used` named sources not (fully) used, with the reason (Table 2); {glue:text}`n_copied`
+#   copied targets counted once (Table 3).
+# - The conventions reproduce their authors: Chaves et al.'s pooled overall values ({glue:text}`chaves_match` of
+#   {glue:text}`chaves_quoted` quoted), Model Spider's table ({glue:text}`ms_match_tw` of {glue:text}`ms_cells`
+#   cells), [D]'s means ({glue:text}`dov_match` of {glue:text}`dov_total`).
+# - Per unit, the best scorer's paired difference from the best static baseline is clearly positive in
+#   {glue:text}`n_clear_wins` of {glue:text}`n_unit_rows` units (Table 5); over all (unit, scorer) pairs,
+#   {glue:text}`n_clear_below` of {glue:text}`n_unit_scorer_pairs` are clearly below the unit's best static
+#   baseline, most often the leave-one-target-out prior, which uses no data of the target.
+# - Choosing an ImageNet architecture: recommend {glue:text}`arch_recommend` (best score {glue:text}`arch_score`
+#   {glue:text}`arch_score_tau`, best baseline {glue:text}`arch_baseline` {glue:text}`arch_baseline_tau`; the
+#   score beats the baseline in {glue:text}`arch_wins` units).
+# - Choosing a source data set for a medical target: recommend {glue:text}`source_recommend`
+#   ({glue:text}`source_tau`); {glue:text}`source_why`.
+# - On SFDA's supervised zoo the printed τ of {glue:text}`sfda_best_pub` ({glue:text}`sfda_best_pub_mean:.3f`)
+#   stands against {glue:text}`sfda_best_base_mean:.3f` for the static {glue:text}`sfda_best_base` (Table 6).
+# - Heterogeneous model zoos (ground truth only): the best baseline is {glue:text}`zoo_baseline`
+#   ({glue:text}`zoo_baseline_tau`, {glue:text}`zoo_units` units).
+# - Text (Table 7): {glue:text}`text_above` of {glue:text}`text_methods` methods beat the leave-one-target-out
+#   prior on GLUE.
+# - Where replicates exist, the truth's own run-to-run agreement (Table 9) bounds what any scorer can show.
 
 # %% tags=["hide-input"]
 per_bench = []
@@ -614,12 +653,14 @@ for b, g in table.groupby("benchmark", sort=False):
                       "baselines": g.loc[g.is_baseline, "scorer"].nunique(),
                       "copied targets dropped": int((duplicates["benchmark"] == b).sum())})
 per_bench = pd.DataFrame(per_bench)
-display(per_bench)
-display(Markdown(
-    "**Table 12.** Per benchmark, what this chapter used: scenarios, (scenario, target) rankings, distinct "
-    "candidates over all its scenarios, transferability scorers and static baselines (the LOTO prior included), "
-    f"after dropping copied targets. In all: {int(per_bench['targets'].sum())} rankings, "
-    f"{int(per_bench['scorers'].sum())} (benchmark, scorer) pairs; the decision table is Table 11."))
+display(booktext.table(per_bench))
+booktext.glue(all_rankings=int(per_bench["targets"].sum()), all_scorer_pairs=int(per_bench["scorers"].sum()))
+
+# %% [markdown]
+# **Table 12.** Per benchmark, what this chapter used: scenarios, (scenario, target) rankings, distinct candidates
+# over all its scenarios, transferability scorers and static baselines (the LOTO prior included), after dropping
+# copied targets. In all: {glue:text}`all_rankings` rankings, {glue:text}`all_scorer_pairs` (benchmark, scorer)
+# pairs; the decision table is Table 11.
 
 # %% [markdown]
 # ## What's next

@@ -1,5 +1,6 @@
 """The built book opened in headless Chromium: no missing image, no broken internal link, no traceback, at most
-``browsercheck.MAX_VISIBLE_CODE_CELLS`` code cells outside a toggle per page, no table wider than the page.
+``browsercheck.MAX_VISIBLE_CODE_CELLS`` code cells outside a toggle per page, no table wider than the page, no
+table with a bare 0..n-1 index.
 
 ``test_checker_*`` build a tiny site with known defects and make sure the checker reports each of them, so the
 book test below can fail. ``test_built_book_in_browser`` checks ``_build/html`` (or ``$BOOK_HTML``): it skips
@@ -11,10 +12,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
-from helpers import browsercheck
+from helpers import booktext, browsercheck
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = os.environ.get("REQUIRE_BROWSER_CHECK") == "1"
@@ -72,6 +74,9 @@ def broken_site(tmp_path_factory):
     (site / "wide_table.html").write_text(_page(f'<div style="max-width: 700px">{wide}</div>'))
     (site / "wide_table_scrolls.html").write_text(_page(
         f'<div style="max-width: 700px"><div style="overflow-x: auto; max-width: 100%">{wide}</div></div>'))
+    df = pd.DataFrame({"scorer": ["LogME", "LEEP", "SFDA"], "tau": [0.41, 0.29, 0.22]})
+    (site / "bare_index.html").write_text(_page(df.to_html()))
+    (site / "index_hidden.html").write_text(_page(booktext.table(df).to_html() + df.set_index("scorer").to_html()))
     return site
 
 
@@ -94,6 +99,31 @@ def test_checker_reports_each_defect(broken_site):
     assert len(reports["wide_table.html"].wide_tables) == 1 and "column_0" in reports["wide_table.html"].wide_tables[0]
     assert reports["wide_table.html"].page_scrolls_sideways
     assert reports["wide_table_scrolls.html"].ok, reports["wide_table_scrolls.html"].problems()
+    assert reports["bare_index.html"].bare_index_tables == ["table with a bare 0..2 index (scorer, tau)"]
+    assert "bare 0..2 index" in " ".join(reports["bare_index.html"].problems())
+    assert reports["index_hidden.html"].ok, reports["index_hidden.html"].problems()
+
+
+def test_bare_index_tables_from_page_html():
+    """pandas' default 0..n-1 row labels are flagged, as ``to_html`` and a ``Styler`` write them; a hidden,
+    named or meaningful index, a Markdown table and a truncated table's ``...`` row are handled."""
+    df = pd.DataFrame({"scorer": ["LogME", "LEEP", "SFDA"], "tau": [0.41, 0.29, 0.22]})
+    flagged = browsercheck.bare_index_tables
+    assert flagged(df.to_html()) == ["table with a bare 0..2 index (scorer, tau)"]
+    assert flagged(df.style.to_html()) == ["table with a bare 0..2 index (scorer, tau)"]
+    assert flagged(_page(df.to_html() + "<p>text</p>" + df.to_html())) == 2 * flagged(df.to_html())
+    assert flagged(booktext.table(df).to_html()) == []                 # index hidden
+    assert flagged(df.set_index("scorer").to_html()) == []             # a meaningful index
+    assert flagged(df.rename_axis("rank").to_html()) == []             # a named index: the integers mean something
+    assert flagged(df.set_axis([1, 2, 3]).to_html()) == []             # not 0..n-1
+    assert len(flagged(df.rename_axis(columns="metric").to_html())) == 1  # the columns' name only
+    assert flagged("<table><thead><tr><th>k</th><th>v</th></tr></thead>"
+                   "<tbody><tr><td>0</td><td>a</td></tr><tr><td>1</td><td>b</td></tr></tbody></table>") == []
+    with pd.option_context("display.max_rows", 6, "display.min_rows", 4):
+        long = pd.DataFrame({"x": range(20)})._repr_html_()
+    assert "..." in long and flagged(long) == ["table with a bare 0..19 index (x)"]
+    report = browsercheck.PageReport("p.html", bare_index_tables=flagged(df.to_html()))
+    assert not report.ok and "p.html: table with a bare 0..2 index" in report.problems()[0]
 
 
 def test_chapter_screenshots_follow_the_toc(tmp_path):
