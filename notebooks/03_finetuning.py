@@ -111,7 +111,7 @@ grid
 runs, unavailable = F.run_finetuning(cfg, sources, targets, out, root=data_root, device=device,
                                      group_size=group_size, progress=False)
 table = runs[F.RUN_COLUMNS].sort_values(["target", "source", "lr", "batch_size"]).reset_index(drop=True)
-table.round(3)
+booktext.table(table)
 
 # %% [markdown]
 # **Table 2.** One row per fine-tuning run: the source, target, fold and hyperparameters, the epochs that ran and the epoch
@@ -284,7 +284,7 @@ own_rel = None
 if n_own >= 2 and len(measurable):
     own_rel = REL.reliability_summary(own[own["target"].isin(measurable)], level=reliability_level,
                                       n_boot=n_boot, seed=0)
-    display(own_rel.round(3))
+    display(booktext.table(own_rel))
 
 # %% tags=["hide-input"]
 if len(measurable) < len(n_candidates):
@@ -363,7 +363,7 @@ n_fold_reps = by_fold["replicate"].nunique()
 booktext.glue(n_fold_reps=n_fold_reps)
 if n_fold_reps >= 2:
     fold_rel = REL.reliability_summary(by_fold, level=reliability_level, n_boot=n_boot, seed=0)
-    display(fold_rel.round(3))
+    display(booktext.table(fold_rel))
 else:
     print("This profile runs one fold: no reliability over folds here (the paper profile runs several).")
 
@@ -390,7 +390,7 @@ d_rep = REL.subsweep_replicates(d_runs, "wd")
 d_configs = int(d_runs.groupby(["target", "source"]).size().median())
 d_wd = sorted(d_rep["replicate"].unique())
 d_rel = REL.reliability_summary(d_rep, level=reliability_level, n_boot=n_boot, seed=0)
-display(d_rel.round(3))
+display(booktext.table(d_rel))
 d_last, d_per = d_rel.iloc[-1], d_rel.iloc[:-1].sort_values("r1")
 booktext.glue(d_targets=d_rep["target"].nunique(), d_sources=int(d_rel["sources"].iloc[0]), d_configs=d_configs,
               d_n_wd=len(d_wd), d_wd=", ".join(f"{x:g}" for x in d_wd), d_r1=float(d_last["r1"]),
@@ -420,7 +420,7 @@ r_auc = pd.read_csv(PROJECT_ROOT / "data" / "reference" / "juodelyte2023" / "res
 r_tidy = pd.DataFrame({"target": r_auc["target"], "source": r_auc["source"] + " " + r_auc["freeze"],
                        "replicate": r_auc["fold"], "value": r_auc["AUC"]})
 r_rel = REL.reliability_summary(r_tidy, level=reliability_level, n_boot=n_boot, seed=0)
-display(r_rel.round(3))
+display(booktext.table(r_rel))
 r_per, r_last = r_rel.iloc[:-1].sort_values("split_half"), r_rel.iloc[-1]
 booktext.glue(r_targets=r_tidy["target"].nunique(), r_candidates=int(r_rel["sources"].iloc[0]),
               r_folds=r_tidy["replicate"].nunique(), r_n_split=int(r_rel["n_split"].iloc[-1]),
@@ -621,7 +621,7 @@ pooled_by_n = REL.split_half_by_size(pooled).pivot(index="n", columns="target", 
 pooled_max = pooled_by_n.loc[pooled_by_n.index.max()]
 pooled_ok = REL.rule_verdict(pooled_max[per_target_cols], required_mean, required_each)
 n_prophesied = prophecy.index[prophecy["meets the rule"]].min() if prophecy["meets the rule"].any() else None
-display(fresh_rel.round(3))
+display(booktext.table(fresh_rel))
 display(measured.round(3))
 cpu_fresh = float(cost.loc[fresh_protocol, "CPU min / seed"])
 r1_fresh, r1_study = fresh_rel.iloc[-1], washout.loc[fresh_protocol]

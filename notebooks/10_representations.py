@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
+from helpers import booktext
 from helpers import reference_r as RR
 from helpers import representations as RP
 from helpers import viz
@@ -170,7 +171,7 @@ corr_points = RR.gain_correlation(r_svg, n_boot=n_boot, resample="points")
 corr_targets = RR.gain_correlation(r_svg, n_boot=n_boot, resample="targets")
 corr = corr_points[["source", "stage", "n", "r", "ci_low", "ci_high", "p_value"]].merge(
     corr_targets[["source", "stage", "ci_low", "ci_high"]], on=["source", "stage"], suffixes=("", "_by_target"))
-display(corr.round(3))
+display(booktext.table(corr))
 strong = corr[(corr.ci_high < 0) | (corr.ci_low > 0)]
 strong_t = corr[(corr.ci_high_by_target < 0) | (corr.ci_low_by_target > 0)]
 display(Markdown(
@@ -260,7 +261,7 @@ stage_seconds = time.perf_counter() - start
 runs, weights, sim = tables["runs"], tables["weights"], tables["similarity"]
 cols = ["target", "source", "variant", "n_train", "n_val", "n_test", "epochs_head", "steps_head", "epochs", "steps",
         "best_epoch", "val_loss", "val_auc", "test_auc", "test_acc", "relative_gain", "train_seconds"]
-display(runs[[c for c in cols if c in runs]].round(3))
+display(booktext.table(runs[[c for c in cols if c in runs]]))
 if not tables["unavailable"].empty:
     display(tables["unavailable"])
 display(Markdown(
@@ -435,8 +436,8 @@ for measure, number in (("cca", 9), ("linear_cka", 10)):
 pred = tables["predictions"]
 fig = viz.plot_prediction_bars(pred)
 plt.show()
-display(pred[["target", "fold", "network_a", "network_b", "n", "accuracy_a", "accuracy_b", "error_agreement",
-              "independent_baseline", "r_baseline_as_coded", "kappa"]].round(3))
+display(booktext.table(pred[["target", "fold", "network_a", "network_b", "n", "accuracy_a", "accuracy_b",
+                              "error_agreement", "independent_baseline", "r_baseline_as_coded", "kappa"]]))
 display(Markdown(
     f"**Figure 11 and Table 9.** Error agreement of every pair of fine-tuned networks of one variant on the test "
     f"fold (bar), the agreement two networks with these accuracies would reach with independent errors (o: "
