@@ -11,12 +11,14 @@ The OpenMP runtime reads that variable once, when it is loaded with torch, so ``
 
 * **torch not imported yet**: ``OMP_WAIT_POLICY=PASSIVE`` is put in the environment (only if the variable is
   unset: a value of yours wins). torch, imported later, and child processes then wait passively.
-* **torch imported first** without that variable: the pool keeps spinning, which can no longer be changed. The
-  pairwise metrics and FU (:mod:`helpers.metrics`) and the training and validation steps of
-  :class:`helpers.trainer.Run` then run under :func:`fair_threads`: at most as many intra-op threads as there
-  are idle cores at the start of the call (one on a busy 2-core machine, torch's setting on an idle one), torch's
-  setting restored afterwards. Feature extraction (:func:`helpers.models.extract`), CC-FV and segmentation
-  training are not capped: import helpers first (or set ``OMP_WAIT_POLICY=PASSIVE``) for those.
+* **torch imported first** without that variable: the pool keeps spinning, which can no longer be changed. Work
+  is then run under :func:`fair_threads` where it is run, not on each function: every metric call of the scoring
+  kernel (:func:`helpers.scoring.call_metric`, which CC-FV's variants also go through) and of
+  :func:`helpers.metrics.registry.score`, and the training and validation steps of :class:`helpers.trainer.Run`
+  get at most as many intra-op threads as there are idle cores at the start of the call (one on a busy 2-core
+  machine, torch's setting on an idle one), torch's setting restored afterwards. A metric function called
+  directly, feature extraction (:func:`helpers.models.extract`) and segmentation training are not capped:
+  import helpers first (or set ``OMP_WAIT_POLICY=PASSIVE``) for those.
 
 Passive waiting has a price on an idle machine with small kernels: waking a sleeping thread for each parallel
 region made 8 training steps at 28 px take about 1.5 s instead of 1.0 s when the 2-core machine was quiet. Short
