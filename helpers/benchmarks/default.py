@@ -339,9 +339,15 @@ def derive_rank_default(n_boot: int = N_BOOT, seed: int = SEED, level: float = L
     per = per.sort_values(["chosen", "tier", "tau"], ascending=[False, True, False], key=lambda s: (
         s.map({"medical": 0, "natural": 1, "none": 2}) if s.name == "tier" else s)).reset_index(drop=True)
     used = sorted(table["benchmark"].unique())
+    ix = per.set_index("metric")
+    # each chosen metric's evidence, to three decimals as the papers quote weighted tau
+    support = {m: {"tau": round(float(ix.at[m, "tau"]), 3), "ci_low": round(float(ix.at[m, "ci_low"]), 3),
+                   "ci_high": round(float(ix.at[m, "ci_high"]), 3), "tier": str(ix.at[m, "tier"]),
+                   "benchmarks": str(ix.at[m, "benchmarks"]), "groups": int(ix.at[m, "n_groups"]),
+                   "targets": int(ix.at[m, "n_targets"])} for m in chosen}
     stamp = {"evidence": "public benchmarks under data/reference (helpers.benchmarks.default.derive_rank_default)",
              "benchmarks": used, "commits": source_commits(used), "content_sha256": content_hash(table),
-             "rule": RULE, "n_boot": int(n_boot), "seed": int(seed), "level": float(level),
+             "support": support, "rule": RULE, "n_boot": int(n_boot), "seed": int(seed), "level": float(level),
              "derived_on": today or _dt.date.today().isoformat()}
     return RankDefault(per, chosen, stamp, units, unmapped)
 
