@@ -62,7 +62,9 @@ class RankResult:
     ``rank_low``/``rank_high`` from the bootstrap). ``candidates``: one row per candidate (input convention,
     status, feature extraction time, cache hit). ``recommendation``: the recommendation rows, best first.
     ``replicates``: per bootstrap replicate, candidate and recommendation metric the score and the rank, and the
-    overall rank (metric ``recommendation``). ``target``: what was read. ``settings``: the options used."""
+    overall rank (metric ``recommendation``). ``target``: what was read. ``settings``: the options used, with
+    ``recommend_basis``: the evidence stamp of the default recommendation (:mod:`helpers.rank.evidence`), or
+    ``{"source": "user's choice"}`` when the caller chose the metrics."""
 
     table: pd.DataFrame
     candidates: pd.DataFrame
