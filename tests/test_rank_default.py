@@ -51,6 +51,15 @@ def test_scorer_map_names_registry_metrics_and_lists_the_rest(derived):
     assert "ncti" in set(derived.unmapped.loc[derived.unmapped.benchmark == "dovile2024", "scorer"])
 
 
+def test_every_loaded_benchmark_was_reviewed(derived):
+    """A benchmark added to helpers.benchmarks.BENCHMARKS must be mapped (SCORER_MAP, CONVENTIONS) or its scorers
+    listed in UNMAPPED with why, so that the default keeps following all of the public evidence."""
+    from helpers.benchmarks import BENCHMARKS
+
+    assert set(BENCHMARKS) <= set(D.CONVENTIONS) | set(D.UNMAPPED)
+    assert not (derived.unmapped["why"] == D.NOT_REVIEWED).any()
+
+
 def test_dovile_evidence_is_unflipped_and_matches_the_published_dataset_means(derived):
     u = derived.units[derived.units["unit"] == "dovile2024/dataset/medical"].set_index("metric")["mean"]
     for m in ("logme", "leep", "nleep", "parc", "lp", "fu"):

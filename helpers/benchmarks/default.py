@@ -109,8 +109,11 @@ UNMAPPED = {
                        "none is in helpers.metrics"},
     "juodelyte2023": {"source_size": "pre-training set size, not computed by helpers.rank (ground truth only)"},
 }
-#: [D]'s architecture names -> torchvision builders, for the ImageNet top-1 / parameter-count baselines helpers.rank
-#: computes (torchvision weight metadata, no download)
+#: why a scorer of a benchmark that this module has not reviewed yet is not evidence
+NOT_REVIEWED = ("benchmark not reviewed for helpers.rank's default: map its scorers in SCORER_MAP (with its "
+                "convention in CONVENTIONS) or list them in UNMAPPED")
+#: the target-agnostic baselines helpers.rank computes, added to [D]'s 9 architectures from torchvision's weight
+#: metadata (helpers.reference.ARCHITECTURE_NAMES; no download)
 ARCH_BASELINES = ("imagenet_top1", "num_params")
 #: research group of every benchmark (helpers.benchmarks.BENCHMARKS)
 GROUPS = {name: group for name, (_, _, group, _) in BENCHMARKS.items()}
@@ -177,10 +180,11 @@ def evidence_table() -> tuple[pd.DataFrame, pd.DataFrame]:
     natural: a mixed benchmark is split by its targets' domain) and ``group``; and one row per benchmark
     scorer that is no evidence for a rank metric, with why."""
     frames, unmapped = [], []
-    for name in list(CONVENTIONS) + [b for b in UNMAPPED if b not in CONVENTIONS]:
+    for name in dict.fromkeys(list(CONVENTIONS) + list(BENCHMARKS)):
         df = _loaded(name)
         mapping = SCORER_MAP.get(name, {})
-        why = UNMAPPED.get(name, {})
+        # a benchmark added to helpers.benchmarks later is listed, not silently ignored
+        why = UNMAPPED.get(name, {} if name in CONVENTIONS else {"*": NOT_REVIEWED})
         for s in dict.fromkeys(df["metric"]):
             if s not in mapping:
                 unmapped.append({"benchmark": name, "scorer": s,
@@ -353,4 +357,5 @@ def derive_rank_default(n_boot: int = N_BOOT, seed: int = SEED, level: float = L
 
 
 __all__ = ["derive_rank_default", "RankDefault", "evidence_table", "choose", "content_hash", "RULE",
-           "SCORER_MAP", "UNMAPPED", "CONVENTIONS", "MIN_GROUPS"]
+           "SCORER_MAP", "UNMAPPED", "CONVENTIONS", "MIN_GROUPS",
+           "NOT_REVIEWED"]
