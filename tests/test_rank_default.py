@@ -23,8 +23,9 @@ def test_derivation_is_deterministic(derived):
 
 
 def test_recorded_constants_equal_the_derivation(derived):
-    """If this fails, the data under data/reference or the rule changed: re-derive and update
-    helpers/rank/evidence.py (and say so in the Rank chapter)."""
+    """If this fails, the data under data/reference or the rule changed: ``python -m helpers.benchmarks.default``
+    prints the constants to record in helpers/rank/evidence.py (say so in the Rank chapter if the default
+    changes)."""
     assert derived.chosen == E.DEFAULT_RECOMMEND == R.DEFAULT_RECOMMEND
     assert derived.stamp == E.EVIDENCE
     assert E.EVIDENCE["rule"] == D.RULE

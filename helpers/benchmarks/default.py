@@ -7,6 +7,8 @@ the public benchmarks under ``data/reference/``, medical classification benchmar
     d.chosen       # the combination, e.g. ("lp_fu", ...)
     d.stamp        # benchmarks, their source commits, a hash of the tables used, rule, date
 
+    python -m helpers.benchmarks.default    # the table, and the constants to record in helpers/rank/evidence.py
+
 The evidence of a metric is the mean weighted tau of *the score helpers.rank computes* against fine-tuned
 ground truth, so every benchmark scorer is mapped to a registry name explicitly (:data:`SCORER_MAP`) and only
 where it is the same score with the same sign:
@@ -356,6 +358,29 @@ def derive_rank_default(n_boot: int = N_BOOT, seed: int = SEED, level: float = L
     return RankDefault(per, chosen, stamp, units, unmapped)
 
 
-__all__ = ["derive_rank_default", "RankDefault", "evidence_table", "choose", "content_hash", "RULE",
+def recorded_source(d: RankDefault) -> str:
+    """The two constants of :mod:`helpers.rank.evidence` (``DEFAULT_RECOMMEND``, ``EVIDENCE``) for ``d``, as
+    Python source to paste there after the data or the rule changed."""
+    import pprint
+
+    return (f"DEFAULT_RECOMMEND = {d.chosen!r}\n\nEVIDENCE = "
+            + pprint.pformat(d.stamp, width=112, sort_dicts=False) + "\n")
+
+
+def main() -> None:
+    """``python -m helpers.benchmarks.default``: the evidence table, the unmapped scorers and the constants."""
+    d = derive_rank_default()
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
+        print(d.table.drop(columns=["benchmarks"]).round(3).to_string(index=False))
+        print("\nnot evidence for a helpers.rank metric:")
+        print(d.unmapped.to_string(index=False))
+    print("\n# helpers/rank/evidence.py\n" + recorded_source(d))
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["derive_rank_default", "recorded_source", "RankDefault", "evidence_table", "choose", "content_hash", "RULE",
            "SCORER_MAP", "UNMAPPED", "CONVENTIONS", "MIN_GROUPS",
            "NOT_REVIEWED"]

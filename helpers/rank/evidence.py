@@ -4,7 +4,8 @@ The default is derived by :func:`helpers.benchmarks.default.derive_rank_default`
 under ``data/reference/`` (medical classification benchmarks first; the rule is in that module's docstring).
 The wheel does not ship ``data/reference/``, so an installed package cannot derive it at run time: the result
 is written down here, and ``tests/test_rank_default.py`` re-derives it from the data and checks that these
-constants equal it (change the data or the rule and the test says to update them).
+constants equal it (change the data or the rule and the test says to update them; ``python -m
+helpers.benchmarks.default`` prints the new ones).
 
 Derived result: LogME alone. It is the only metric helpers.rank computes that two independent research groups
 evaluated on medical targets and that comes out best there; no other such metric's value lies inside its
