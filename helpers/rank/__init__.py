@@ -34,8 +34,9 @@ left out), and is recorded with the evidence it rests on in :mod:`helpers.rank.e
 records that stamp in ``settings["recommend_basis"]`` (or "user's choice"). Its stability comes from a
 bootstrap over the target images (``n_boot`` replicates, default 100): each replicate resamples the images with
 replacement within each class, recomputes the recommendation's metrics on them for every candidate (the same
-images for all; see :func:`helpers.rank.ranking._recommend` for how each metric is recomputed; the
-k-NN, probe and LP terms are per image, so a replicate costs microseconds) and re-ranks, ties broken at random.
+images for all; see :func:`helpers.rank.ranking._recommend` for how each metric is recomputed: LogME and the
+other feature metrics on the resampled features, while the k-NN, probe and LP terms are per image, so for them a
+replicate costs microseconds) and re-ranks, ties broken at random.
 Per candidate the table reports ``p_first`` (the share of replicates that rank it first) and a 95 % rank
 interval (``rank_low`` .. ``rank_high``); the recommendation's metrics get 95 % score intervals
 (``ci_low`` / ``ci_high``). The interval covers which images were scored, not the variability of fine-tuning.
