@@ -262,6 +262,8 @@ display(Markdown(
     f"against fine-tuning over the medical units (or the natural ones where it has no medical evidence), its "
     f"95 % interval from {derived.stamp['n_boot']} bootstrap replicates over targets, the research groups and "
     "(unit, target) rankings behind it, and why the rule put it in the default or not. "
+    f"{len(derived.unmapped)} scorers of {derived.unmapped['benchmark'].nunique()} benchmarks are evidence for "
+    "none of these metrics (`derive_rank_default().unmapped` says why for each). "
     + ("The recorded default (`helpers.rank.evidence`) equals this derivation."
        if matches else "**The recorded default differs from this derivation: update helpers/rank/evidence.py.**")
     + (" The target-agnostic baselines reach " + ", ".join(f"{f3:.3f} ({m})" for m, f3 in agn["tau"].items())

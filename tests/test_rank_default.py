@@ -115,9 +115,11 @@ def test_default_and_override_are_recorded_in_the_settings(tiny_target):
     basis = res.settings["recommend_basis"]
     assert basis["source"] == "default" and basis["content_sha256"] == E.EVIDENCE["content_sha256"]
     assert basis["commits"] == E.EVIDENCE["commits"]
-    assert "mean rank over " + ", ".join(R.DEFAULT_RECOMMEND) in res.recommendation["reason"].iloc[0]
+    reason = res.recommendation["reason"].iloc[0]
+    assert "mean rank over " + ", ".join(R.DEFAULT_RECOMMEND) in reason and E.EVIDENCE["content_sha256"] in reason
     # the user's override still decides the recommendation, and the settings say it was theirs
     mine = R.rank_models(tiny_target, cands, recommend="knn_accuracy", **kw)
     assert mine.settings["recommend"] == ["knn_accuracy"]
     assert mine.settings["recommend_basis"] == {"source": "user's choice"}
     assert mine.recommendation["reason"].iloc[0].startswith("mean rank over knn_accuracy")
+    assert mine.recommendation["reason"].iloc[0].endswith("metrics: user's choice")

@@ -51,6 +51,13 @@ def basis(recommend) -> dict:
     return {"source": USER_CHOICE}
 
 
+def reason_tag(b: dict) -> str:
+    """A few words for the recommendation rows' ``reason``: the default's evidence hash, or the user's choice."""
+    if b.get("source") != "default":
+        return "metrics: user's choice"
+    return f"default metrics from public evidence {b['content_sha256']} ({b['derived_on']})"
+
+
 def describe_basis(b: dict) -> str:
     """One line for the command line: which evidence and version the recommendation rests on."""
     if b.get("source") != "default":

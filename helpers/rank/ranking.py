@@ -375,6 +375,12 @@ def rank_models(target, candidates, *, metrics=None, recommend=None, max_images:
     table = _add_ranks(pd.DataFrame(rows))
     table, rec, reps = _recommend(table, recommend, tgt, per_sample, fixed, parts, feats, labels_t, n_boot, seed,
                                   base_of, failed)
+    # the CSV alone says what the recommendation's metrics rest on (the JSON beside it has the whole stamp)
+    basis = _evidence.basis(recommend)
+    tag = f"; {_evidence.reason_tag(basis)}"
+    for t in (table, rec):
+        sel = (t["metric"] == RECOMMENDATION) & (t["status"] == "ok")
+        t.loc[sel, "reason"] = t.loc[sel, "reason"].astype(str) + tag
     order = {m: i for i, m in enumerate(metrics + [RECOMMENDATION])}
     table = table.assign(_o=table["metric"].map(order), _c=table["candidate"].map(
         {c.spec: i for i, c in enumerate(cands)})).sort_values(["_o", "_c"], kind="stable")
@@ -385,7 +391,7 @@ def rank_models(target, candidates, *, metrics=None, recommend=None, max_images:
     table["higher_is_better"] = table["metric"].map(higher_is_better)
     table["reason"] = table["reason"].fillna("")
     cand_table = pd.DataFrame(cand_rows).reindex(columns=CANDIDATE_COLUMNS)
-    settings = {"metrics": metrics, "recommend": recommend, "recommend_basis": _evidence.basis(recommend),
+    settings = {"metrics": metrics, "recommend": recommend, "recommend_basis": basis,
                 "max_images": max_images, "seed": seed,
                 "n_boot": int(n_boot), "device": str(device), "image_size": image_size,
                 "cache_dir": str(cache_dir) if cache_dir else None, "sources_dir": str(sources_dir)}
