@@ -31,9 +31,10 @@
 #
 # 1. The target and the candidates
 # 2. The ranking
-# 3. How stable is the recommendation?
-# 4. What each metric costs
-# 5. The recommendation against fine-tuning (MedMNIST targets with a ground truth)
+# 3. Why this combination: the default recommendation and the public evidence it rests on
+# 4. How stable is the recommendation?
+# 5. What each metric costs
+# 6. The recommendation against fine-tuning (MedMNIST targets with a ground truth)
 #
 # ## Prerequisites
 # | Concept | Importance | Notes |
@@ -80,8 +81,10 @@ from IPython.display import Markdown, display
 
 pd.set_option("display.max_colwidth", 120)
 
+from helpers import booktext
 from helpers import evaluation as E
 from helpers import rank as R
+from helpers.benchmarks.default import derive_rank_default
 from helpers.paths import results_root
 from helpers.profiles import load_profile, profile_targets, resolve_device
 from helpers.stages.pretraining import sources_dir
@@ -155,11 +158,13 @@ display(Markdown(f"**Table 2.** The recommendation, best first: the mean rank ov
                  "Candidates that could not be had here keep a row with the reason."))
 
 # %% [markdown]
-# The recommendation is the mean rank over three metrics: [D]'s LP x FU {cite}`juodelyte2024dataset` (the best of
-# its eight metrics against fine-tuning), and the two cheap supervised baselines that work on model selection
-# finds hard to beat, leave-one-out k-NN accuracy {cite}`renggli2022needle` and a cross-validated linear probe
-# {cite}`kornblith2019better`. A mean of ranks needs no common scale between the metrics and lets none dominate.
-# Every metric's own ranking is below.
+# The recommendation is the mean rank over the default metrics, `helpers.rank.DEFAULT_RECOMMEND` =
+# {glue:text}`rank_default` (a user's `recommend=` or `--recommend` replaces them). A mean of ranks needs no
+# common scale between the metrics and lets none dominate. Which metrics the default holds is derived from the
+# public benchmarks, as the next section shows. Every metric's own ranking is below.
+
+# %% tags=["hide-input"]
+booktext.glue(rank_default=", ".join(R.DEFAULT_RECOMMEND))
 
 # %% tags=["hide-input"]
 ranks = result.wide("rank")
@@ -176,14 +181,15 @@ display(Markdown("**Table 3.** Rank of each available candidate (rows, in recomm
 
 # %% tags=["hide-input"]
 on_target = ranks.drop(columns=list(R.AGNOSTIC), errors="ignore")
-agree = on_target.corrwith(on_target["lp_fu"] if "lp_fu" in on_target else on_target.iloc[:, 0], method="kendall")
+lead = next((m for m in result.settings["recommend"] if m in on_target), on_target.columns[0])
+agree = on_target.corrwith(on_target[lead], method="kendall")
 firsts = on_target.idxmin().value_counts()
 display(Markdown(
     f"The metrics disagree: `{firsts.index[0]}` is ranked first by {firsts.iloc[0]} of the {on_target.shape[1]} "
-    f"metrics that look at the target, and the Kendall correlation between a metric's ranking and LP x FU's ranges from "
-    f"{agree.drop('lp_fu', errors='ignore').min():.2f} to {agree.drop('lp_fu', errors='ignore').max():.2f}. "
-    "That disagreement is the reason to combine a few well-chosen metrics and to look at the interval rather "
-    "than trust one number."))
+    f"metrics that look at the target, and the Kendall correlation between a metric's ranking and `{lead}`'s "
+    f"ranges from {agree.drop(lead).min():.2f} to {agree.drop(lead).max():.2f}. "
+    "That disagreement is the reason to choose the recommendation's metrics by their evidence against "
+    "fine-tuning (next section) and to look at the interval rather than trust one number."))
 best = result.best
 bm = rec[rec["name"] == "breastmnist"]
 display(Markdown(result.verdict() + (
@@ -192,9 +198,103 @@ display(Markdown(result.verdict() + (
     if len(bm) and bm["status"].iloc[0] == "ok" else "")))
 
 # %% [markdown]
+# ## Why this combination
+# The default metrics are not picked by hand: `helpers.benchmarks.default.derive_rank_default` derives them from
+# the public benchmarks of the [Evidence chapter](11_evidence), medical classification targets first, and
+# `helpers/rank/evidence.py` records the result with the evidence it rests on (a test re-derives it from
+# `data/reference/` and fails if the two differ). For every metric `helpers.rank` computes, a benchmark's scorer
+# counts only where it is the same score in the same sign: [D]'s architecture scores are correlated as published,
+# without the sign flips of [D]'s notebook, because `helpers.rank` does not flip them; [D]'s NCTI (published with a
+# sign bug), scores `helpers.metrics` does not have, segmentation scores and task distances are listed as unmapped.
+# Per (benchmark, scenario) the mean weighted τ against fine-tuning is taken under the paper's own convention, the
+# units are averaged within their research group and the groups with equal weight (the Evidence chapter's pooling),
+# and resampling the targets of every unit gives a 95 % interval. The rule:
+#
+# 1. medical evidence first; natural targets count only where no metric has medical evidence;
+# 2. eligible: metrics that score the candidates' features on the target, evaluated on medical targets by at
+#    least two independent research groups (one group's benchmarks share data and protocol);
+# 3. chosen: the eligible metric with the best pooled value, and every eligible metric with a positive value
+#    inside its 95 % interval (an overlap of intervals is not enough: a metric seen on three targets has an
+#    interval wide enough to overlap anything);
+# 4. the target-agnostic baselines (ImageNet top-1, parameter count) are the bar shown beside the recommendation,
+#    not part of it: they exist only for torchvision ImageNet weights and cannot separate candidates of one
+#    architecture;
+# 5. a metric that no public benchmark has scored is left out: averaging in its rank would give an unchecked
+#    metric the weight of the checked ones.
+
+# %% tags=["hide-input"]
+derived = derive_rank_default()
+ev = derived.table
+recorded = {k: v for k, v in R.EVIDENCE.items() if k != "derived_on"}
+matches = derived.chosen == R.DEFAULT_RECOMMEND and {k: v for k, v in derived.stamp.items()
+                                                      if k != "derived_on"} == recorded
+show = ev.assign(interval=[f"[{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "" for lo, hi in
+                           zip(ev["ci_low"], ev["ci_high"])])
+show = show[["metric", "chosen", "tier", "tau", "interval", "n_groups", "n_targets", "benchmarks", "natural_tau",
+             "why"]].rename(columns={"chosen": "in default", "tier": "evidence", "tau": "mean weighted τ",
+                                     "n_groups": "groups", "n_targets": "rankings",
+                                     "natural_tau": "natural τ (not used)"})
+display(show.style.format({"mean weighted τ": "{:.3f}", "natural τ (not used)": "{:.3f}"}, na_rep="")
+        .hide(axis="index"))
+ix = ev.set_index("metric")
+top = derived.chosen[0]
+u = derived.units.set_index(["unit", "metric"])["mean"]
+med_units = derived.units.loc[derived.units["domain"] == "medical", "unit"].unique()
+none = ix.index[ix["tier"] == "none"].tolist()
+booktext.glue(
+    n_medical_units=str(len(med_units)),
+    medical_benchmarks=", ".join(sorted(derived.units.loc[derived.units["domain"] == "medical", "benchmark"].unique())),
+    default_top=top, default_top_tau=f"{ix.at[top, 'tau']:.3f}",
+    default_top_ci=f"[{ix.at[top, 'ci_low']:.3f}, {ix.at[top, 'ci_high']:.3f}]",
+    default_top_groups=str(int(ix.at[top, "n_groups"])), default_top_rankings=str(int(ix.at[top, "n_targets"])),
+    default_top_units=", ".join(f"{k.rsplit('/', 1)[0]} {v:.3f}" for (k, m), v in u.items() if m == top
+                                and k in med_units),
+    lpfu_dataset=f"{u[('dovile2024/dataset/medical', 'lp_fu')]:.3f}",
+    lpfu_architecture=f"{u[('dovile2024/architecture/medical', 'lp_fu')]:.3f}",
+    lpfu_pooled=f"{ix.at['lp_fu', 'tau']:.3f}", lpfu_groups=str(int(ix.at["lp_fu", "n_groups"])),
+    default_others=("no other eligible metric's value lies inside its interval" if len(derived.chosen) == 1 else
+                    f"{', '.join(derived.chosen[1:])} lie inside its interval and join it"),
+    no_evidence=", ".join(none),
+    evidence_hash=R.EVIDENCE["content_sha256"], evidence_date=R.EVIDENCE["derived_on"])
+agn = ix.loc[[m for m in R.AGNOSTIC if m in ix.index and ix.at[m, "tier"] == "medical"]]
+display(Markdown(
+    f"**Table 4.** Every metric `helpers.rank` computes, with its public evidence: the pooled mean weighted τ "
+    f"against fine-tuning over the medical units (or the natural ones where it has no medical evidence), its "
+    f"95 % interval from {derived.stamp['n_boot']} bootstrap replicates over targets, the research groups and "
+    "(unit, target) rankings behind it, and why the rule put it in the default or not. "
+    f"{len(derived.unmapped)} scorers of {derived.unmapped['benchmark'].nunique()} benchmarks are evidence for "
+    "none of these metrics (`derive_rank_default().unmapped` says why for each). "
+    + ("The recorded default (`helpers.rank.evidence`) equals this derivation."
+       if matches else "**The recorded default differs from this derivation: update helpers/rank/evidence.py.**")
+    + (" The target-agnostic baselines reach " + ", ".join(f"{f3:.3f} ({m})" for m, f3 in agn["tau"].items())
+       + f" on medical targets, {'above' if agn['tau'].max() > ix.at[top, 'tau'] else 'below'} the default's "
+       f"{ix.at[top, 'tau']:.3f}: they are the bar the recommendation has to clear (Table 3 shows them)."
+       if len(agn) else "")))
+
+# %% [markdown]
+# The default is {glue:text}`rank_default`. Of the metrics that at least two research groups evaluated on the
+# {glue:text}`n_medical_units` medical units ({glue:text}`medical_benchmarks`), {glue:text}`default_top` comes out
+# best: mean weighted τ {glue:text}`default_top_tau` (95 % interval {glue:text}`default_top_ci`) over
+# {glue:text}`default_top_rankings` (unit, target) rankings from {glue:text}`default_top_groups` groups, per unit
+# {glue:text}`default_top_units`; {glue:text}`default_others`. The previous default was led by
+# [D]'s LP x FU, which only [D]'s group has evaluated ({glue:text}`lpfu_groups` group): {glue:text}`lpfu_dataset`
+# when the candidates are source data sets, {glue:text}`lpfu_architecture` when they are architectures (as
+# `helpers.rank` computes it; [D]'s published architecture figure flips the sign), {glue:text}`lpfu_pooled` pooled.
+# It stays in the table, and `recommend=["lp_fu"]` uses it.
+#
+# The gap: {glue:text}`no_evidence` have no public evidence. No public benchmark scored k-NN accuracy or the linear
+# probe against fine-tuning, so the rule leaves them out of the default rather than give them the weight of
+# checked metrics; they are still computed (Table 3), and `recommend=` or `--recommend` adds them. Every ranking
+# records what its recommendation rests on in `settings["recommend_basis"]` (the benchmarks, their source
+# commits, the content hash {glue:text}`evidence_hash` of the tables used, the rule and the date
+# {glue:text}`evidence_date`), written to `<out>_target.json` and printed by the command; with the user's own
+# metrics it says "user's choice".
+
+# %% [markdown]
 # ## How stable is the recommendation?
 # Each bootstrap replicate resamples the target images with replacement (within each class), recomputes the
-# recommendation's metrics on them for every candidate, and re-ranks. k-NN accuracy, the linear probe and LP are
+# recommendation's metrics on them for every candidate, and re-ranks. Metrics that take features (LogME and the
+# other pairwise scores) are recomputed on the resampled features; k-NN accuracy, the linear probe and LP are
 # means of per-image terms (a leave-one-out vote, a held-out prediction, a neighbourhood probability), so a
 # replicate averages those terms over the resampled images; FU enters LP x FU unchanged (it needs the model and
 # a backward pass). The interval therefore says how much the ranking depends on *which* images were scored, not
@@ -231,15 +331,16 @@ for ax, m in zip(axes[0], boot_metrics):
     ax.set_yticks(y, ok["name"])
 fig.tight_layout()
 plt.show()
-display(Markdown("**Figure 2.** The score of each candidate (dot) on every metric of the recommendation, with "
-                 "its 95 % bootstrap interval (bar); higher is better for all three. LP x FU is min-max "
-                 "normalised across the candidates, so the worst candidate on LP or FU sits at 0."))
+display(Markdown("**Figure 2.** The score of each candidate (dot) on every metric of the recommendation "
+                 f"({', '.join(boot_metrics)}), with its 95 % bootstrap interval (bar); higher is better for "
+                 "each." + (" LP x FU is min-max normalised across the candidates, so the worst candidate on LP "
+                            "or FU sits at 0." if "lp_fu" in boot_metrics else "")))
 
 # %% [markdown]
 # ## What each metric costs
 # Seconds per candidate on this machine: feature extraction is shared by every metric; FU needs its own
 # forward and backward passes; set-level scores include their per-candidate parts, and the recommendation
-# the time of its three metrics and of the bootstrap.
+# the time of its metrics and of the bootstrap.
 
 # %% tags=["hide-input"]
 tab = result.table[result.table["status"] == "ok"]
@@ -287,7 +388,7 @@ else:
     wt = wt[[m for m in order if m in wt.columns]]
     display(wt.T.assign(mean=wt.mean()).style.format("{:.2f}", na_rep="NaN")
             .background_gradient(axis=None, cmap="RdBu", vmin=-1, vmax=1))
-    display(Markdown(f"**Table 4.** Weighted τ between each metric's ranking (rows; `recommendation` = the "
+    display(Markdown(f"**Table 5.** Weighted τ between each metric's ranking (rows; `recommendation` = the "
                      f"combined mean rank) and the fine-tuned test AUC per target (columns), over the "
                      f"{int(long['n_sources'].max())} or fewer sources available per target. Blue = agrees with "
                      "fine-tuning. NaN: the metric gave every source the same score."))
@@ -301,7 +402,7 @@ else:
     side["fine-tuned rank"] = side.groupby("target")["fine-tuned AUC"].rank(ascending=False)
     display(side.style.format({"recommended rank": "{:.1f}", "P(first)": "{:.2f}", "fine-tuned AUC": "{:.3f}",
                                "fine-tuned rank": "{:.1f}"}).hide(axis="index"))
-    display(Markdown("**Table 5.** Per target, each source's recommended rank and P(first) beside its fine-tuned "
+    display(Markdown("**Table 6.** Per target, each source's recommended rank and P(first) beside its fine-tuned "
                      "test AUC and rank. The `imagenet` source is unavailable offline and has neither."))
     rec_wt = wt[R.RECOMMENDATION] if R.RECOMMENDATION in wt else pd.Series(dtype=float)
     hits = int((long[long["metric"] == R.RECOMMENDATION]["top1_relative"] == 1).sum())
@@ -325,9 +426,11 @@ else:
 #   combined recommendation with a bootstrap interval. The tables are in `results/<profile>/rank/`.
 # - Candidates that cannot be had here (ImageNet weights offline) stay in the table with the reason.
 # - On BUSI, Table 2 and Figure 1 show the recommended candidate and how often the bootstrap agrees; the metrics
-#   disagree with each other (Table 3), which is why the recommendation combines three of them.
+#   disagree with each other (Table 3), which is why the recommendation's metrics are chosen by their public
+#   evidence against fine-tuning on medical targets (Table 4), recorded with the version of that evidence in
+#   every ranking's settings.
 # - On the MedMNIST targets the tool scores with the Scoring chapter's own kernel (`helpers.scoring.score_model`),
-#   and its recommendation can be set against fine-tuning (Tables 4 and 5); on the quick profile that comparison
+#   and its recommendation can be set against fine-tuning (Tables 5 and 6); on the quick profile that comparison
 #   is illustrative.
 #
 # ## What's next

@@ -361,10 +361,15 @@ def test_command_writes_the_tables_and_refuses_bad_input_with_status_2(npz_targe
                       "--n-boot", "5", "--device", "cpu", "--quiet"])
     assert code == 0
     table = pd.read_csv(out)
-    assert set(table["metric"]) == {"knn_accuracy", "lp", "fu", "lp_fu", "linear_probe", "recommendation"}
+    # the default recommendation's metrics are added to the ones asked for
+    assert set(table["metric"]) == {"knn_accuracy", "lp", "fu", "lp_fu", "recommendation", *R.DEFAULT_RECOMMEND}
     assert (out.parent / "rank_cache").is_dir() and (out.parent / "ranking_candidates.csv").is_file()
-    assert json.loads((out.parent / "ranking_target.json").read_text())["images"] == 40
-    assert "recommended:" in capsys.readouterr().out
+    saved = json.loads((out.parent / "ranking_target.json").read_text())
+    assert saved["images"] == 40
+    # the written settings and the printout say which evidence the default rests on
+    assert saved["settings"]["recommend_basis"]["content_sha256"] == R.EVIDENCE["content_sha256"]
+    printed = capsys.readouterr().out
+    assert "recommended:" in printed and R.EVIDENCE["content_sha256"] in printed
     base = {"--target": str(npz_target), "--candidates": "resnet18:random", "--out": str(out)}
     for change, message in [({"--candidates": "resnet181:random"}, "unknown torchvision architecture 'resnet181'"),
                             ({"--metrics": "logmee"}, "did you mean logme"),
@@ -443,21 +448,24 @@ def test_ranking_does_not_depend_on_the_order_of_the_files(shared_data_root, che
 def test_a_failed_recommendation_metric_marks_the_recommendation_reduced(npz_target, checkpoints, capsys):
     """FU needs two images per batch: on 8 images it fails for every candidate, LP x FU drops out of the
     recommendation, and the result and the command say so."""
+    recommend = ["lp_fu", "knn_accuracy", "linear_probe"]  # a user's choice that holds LP x FU
     res = R.rank_models(npz_target, ["resnet18:random@28", str(checkpoints / "breastmnist.safetensors")],
-                        metrics=["knn_accuracy", "linear_probe", "lp", "fu"], n_boot=5, device="cpu",
-                        progress=False, max_images=8)
+                        metrics=["knn_accuracy", "linear_probe", "lp", "fu"], recommend=recommend, n_boot=5,
+                        device="cpu", progress=False, max_images=8)
+    assert res.settings["recommend_basis"] == {"source": "user's choice"}
     assert "lp_fu" in res.reduced and "failed for every candidate" in res.reduced["lp_fu"]
     ok = res.recommendation[res.recommendation.status == "ok"]
     assert len(ok) == 2 and ok["reason"].str.startswith("reduced: ").all()
     code = rank_main(["--target", str(npz_target), "--candidates", "resnet18:random@28", "--max-images", "8",
-                      "--metrics", "knn_accuracy,linear_probe,lp,fu", "--n-boot", "0", "--quiet", "--cache-dir",
-                      "none", "--out", str(npz_target.parent / "out.csv")])
+                      "--metrics", "knn_accuracy,linear_probe,lp,fu", "--recommend", ",".join(recommend),
+                      "--n-boot", "0", "--quiet", "--cache-dir", "none", "--out", str(npz_target.parent / "out.csv")])
     err = capsys.readouterr().err
     assert code == 0 and "warning: the recommendation is reduced: lp_fu" in err
     # one candidate, 4 images a class: both said, and the target file holds JSON, not JSON in a string
     assert "only 1 candidate could be ranked" in err and "few images in" in err
     saved = json.loads((npz_target.parent / "out_target.json").read_text())
     assert isinstance(saved["classes"], dict) and saved["warnings"] and "lp_fu" in saved["reduced"]
+    assert saved["settings"]["recommend_basis"]["source"] == "user's choice"
 
 
 def test_verdict_agrees_with_the_bootstrap():

@@ -25,15 +25,18 @@ What it does, per candidate (:mod:`helpers.rank.candidates` says what a candidat
    ``imagenet_top1``);
 4. each metric ranks the candidates (1 = best, in the metric's own direction, ``REGISTRY[m].higher_is_better``).
 
-The **recommendation** is the mean rank over :data:`DEFAULT_RECOMMEND` = LP x FU, k-NN accuracy and the
-linear probe: [D]'s best score (mean weighted τ .523 against fine-tuning across its targets, PROTOCOL.md
-section 6) and the two cheap supervised baselines that the literature finds hard to beat (k-NN accuracy as
-the proxy of Renggli et al., CVPR 2022; the linear probe of Kornblith et al., CVPR 2019). A mean of ranks
-needs no common scale between the metrics and lets no single metric dominate. Its stability comes from a
+The **recommendation** is the mean rank over :data:`DEFAULT_RECOMMEND` (or the metrics given as ``recommend=``),
+a mean of ranks needing no common scale between metrics. The default is derived from the public benchmarks,
+medical classification first, by :func:`helpers.benchmarks.default.derive_rank_default` under a stated rule
+(best metric evaluated on medical targets by at least two independent groups, with every such metric that the
+evidence cannot tell from it; metrics without public evidence, such as k-NN accuracy and the linear probe, are
+left out), and is recorded with the evidence it rests on in :mod:`helpers.rank.evidence`; every ranking
+records that stamp in ``settings["recommend_basis"]`` (or "user's choice"). Its stability comes from a
 bootstrap over the target images (``n_boot`` replicates, default 100): each replicate resamples the images with
 replacement within each class, recomputes the recommendation's metrics on them for every candidate (the same
-images for all; see :func:`helpers.rank.ranking._recommend` for how each metric is recomputed; the
-k-NN, probe and LP terms are per image, so a replicate costs microseconds) and re-ranks, ties broken at random.
+images for all; see :func:`helpers.rank.ranking._recommend` for how each metric is recomputed: LogME and the
+other feature metrics on the resampled features, while the k-NN, probe and LP terms are per image, so for them a
+replicate costs microseconds) and re-ranks, ties broken at random.
 Per candidate the table reports ``p_first`` (the share of replicates that rank it first) and a 95 % rank
 interval (``rank_low`` .. ``rank_high``); the recommendation's metrics get 95 % score intervals
 (``ci_low`` / ``ci_high``). The interval covers which images were scored, not the variability of fine-tuning.
@@ -45,6 +48,7 @@ that cannot be had here becomes ``unavailable`` (weights offline, file missing, 
 rows with the reason, and the others are ranked.
 """
 from .candidates import Candidate, CandidateError, parse_candidate, parse_candidates, preprocessing
+from .evidence import EVIDENCE
 from .ranking import (AGNOSTIC, COLUMNS, DEFAULT_RECOMMEND, RECOMMENDATION, MetricError, RankResult,
                       bootstrap_ranks, default_metrics, mean_rank, profile_candidates, rank_models, ranking_tables,
                       resolve_metrics)
@@ -55,5 +59,6 @@ __all__ = [
     "rank_models", "RankResult", "load_target", "write_image_folder", "write_busi_folder", "Target", "TargetImages", "decode_images", "parse_candidate",
     "parse_candidates", "Candidate", "preprocessing", "default_metrics", "resolve_metrics", "mean_rank",
     "bootstrap_ranks", "profile_candidates", "ranking_tables", "RankInputError", "TargetError", "CandidateError", "MetricError", "DEFAULT_RECOMMEND",
+    "EVIDENCE",
     "AGNOSTIC", "COLUMNS", "RECOMMENDATION",
 ]

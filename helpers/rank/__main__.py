@@ -11,6 +11,7 @@ from ..sources import sources_dir
 from . import DEFAULT_RECOMMEND, RankInputError, load_target
 from .. import rank as _rank  # the package's rank_models, looked up when called (tests replace it there)
 from .candidates import parse_candidates
+from .evidence import describe_basis
 from .ranking import resolve_metrics
 
 EPILOG = """\
@@ -27,7 +28,8 @@ medical:    DICOM (files with or without .dcm, as PACS exports them) and NIfTI (
             probe folds keep together. Rescaled to physical units (RescaleSlope/Intercept), windowed
             (--window), MONOCHROME1 inverted; int16 / float .npz images are windowed the same way
 output:     OUT (one row per candidate and metric, 'recommendation' rows last) and beside it
-            OUT_candidates.csv, OUT_replicates.csv, OUT_target.json
+            OUT_candidates.csv, OUT_replicates.csv, OUT_target.json (with the settings, among them
+            recommend_basis: the evidence and version the default recommendation rests on, or "user's choice")
 """
 
 
@@ -40,7 +42,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="ranking.csv", help="output CSV (default ranking.csv)")
     parser.add_argument("--metrics", default=None, help="comma-separated metrics (default: all that apply)")
     parser.add_argument("--recommend", default=None,
-                        help="metrics of the combined recommendation (default lp_fu,knn_accuracy,linear_probe)")
+                        help="metrics of the combined recommendation (default "
+                        f"{','.join(DEFAULT_RECOMMEND)}, derived from the public medical benchmarks: "
+                        "helpers.rank.evidence)")
     parser.add_argument("--max-images", type=int, default=2000, help="target images used (default 2000; 0: all)")
     parser.add_argument("--image-size", type=int, default=None, help="input size for every candidate "
                         "(default: each candidate's own)")
@@ -114,6 +118,7 @@ def main(argv=None) -> int:
           if best else "no candidate could be ranked")
     if best:
         print(result.verdict().replace("`", ""))
+    print(describe_basis(result.settings.get("recommend_basis", {})))
     print(f"wrote {out}")
     return 0 if best else 1
 

@@ -24,13 +24,13 @@ from ..scoring import (SET_LEVEL, FeatureCache, Inapplicable, Outcome, call_metr
                        not_applicable, pairwise_plan, score_model, with_lp_fu)
 from ..stages.pretraining import sources_dir as _sources_dir, union_name
 from . import candidates as CA
+from . import evidence as _evidence
 from .order import canonicalize
 from .targets import RankInputError, Target, describe, load_target
 
-#: the combined recommendation's default metrics: [D]'s LP x FU (the best of its metrics, mean weighted tau
-#: .523 over its targets) and the two supervised baselines the literature finds hard to beat, leave-one-out
-#: k-NN accuracy (Renggli et al., 2022) and a linear probe (Kornblith et al., 2019)
-DEFAULT_RECOMMEND = ("lp_fu", "knn_accuracy", "linear_probe")
+#: the combined recommendation's default metrics, derived from the public medical benchmarks by
+#: helpers.benchmarks.default (recorded, with the evidence it rests on, in helpers.rank.evidence)
+DEFAULT_RECOMMEND = _evidence.DEFAULT_RECOMMEND
 #: metrics with per-image terms (``per_sample=True``): the bootstrap averages them over resampled images
 PER_SAMPLE = ("knn_accuracy", "linear_probe", "lp")
 #: target-agnostic baselines: name -> (higher is better, what it is)
@@ -62,7 +62,9 @@ class RankResult:
     ``rank_low``/``rank_high`` from the bootstrap). ``candidates``: one row per candidate (input convention,
     status, feature extraction time, cache hit). ``recommendation``: the recommendation rows, best first.
     ``replicates``: per bootstrap replicate, candidate and recommendation metric the score and the rank, and the
-    overall rank (metric ``recommendation``). ``target``: what was read. ``settings``: the options used."""
+    overall rank (metric ``recommendation``). ``target``: what was read. ``settings``: the options used, with
+    ``recommend_basis``: the evidence stamp of the default recommendation (:mod:`helpers.rank.evidence`), or
+    ``{"source": "user's choice"}`` when the caller chose the metrics."""
 
     table: pd.DataFrame
     candidates: pd.DataFrame
@@ -142,13 +144,15 @@ def default_metrics() -> list[str]:
 
 
 def resolve_metrics(metrics=None, recommend=DEFAULT_RECOMMEND) -> tuple[list[str], list[str]]:
-    """``(metrics, recommend)`` checked: :class:`MetricError` for unknown names (with close ones); the
-    recommendation's metrics are added to the list when missing, and ``lp_fu`` when ``lp`` and ``fu`` are
-    both listed (as the scoring stage does)."""
+    """``(metrics, recommend)`` checked (``recommend=None``: :data:`DEFAULT_RECOMMEND`): :class:`MetricError`
+    for unknown names (with close ones); the recommendation's metrics are added to the list when missing, and
+    ``lp_fu`` when ``lp`` and ``fu`` are both listed (as the scoring stage does)."""
     if isinstance(metrics, str):
         metrics = [m for m in metrics.split(",") if m.strip()]
     if isinstance(recommend, str):
         recommend = [m for m in recommend.split(",") if m.strip()]
+    if recommend is None:
+        recommend = DEFAULT_RECOMMEND
     known = default_metrics()
     names = [m.strip() for m in (metrics or known)]
     recommend = [m.strip() for m in (recommend or ())]
@@ -258,7 +262,7 @@ class _Candidate:
 # the ranking
 
 
-def rank_models(target, candidates, *, metrics=None, recommend=DEFAULT_RECOMMEND, max_images: int | None = 2000,
+def rank_models(target, candidates, *, metrics=None, recommend=None, max_images: int | None = 2000,
                 seed: int = 0, n_boot: int = 100, device=None, cache_dir=None, image_size: int | None = None,
                 profile: str | None = "quick", sources_dir=None, data_root=None, split: str | None = None,
                 batch_size: int = 128, progress: bool = True) -> RankResult:
@@ -270,7 +274,9 @@ def rank_models(target, candidates, *, metrics=None, recommend=DEFAULT_RECOMMEND
     metrics : names (list or comma-separated); default every registered classification metric, the
         set-level ones (``ncti``, ``etran``, ``lp_fu``) and the target-agnostic baselines ``num_params`` and
         ``imagenet_top1``. Multi-label targets get ``skipped`` rows for the metrics that need one class per image.
-    recommend : the metrics whose mean rank is the combined recommendation (:data:`DEFAULT_RECOMMEND`).
+    recommend : the metrics whose mean rank is the combined recommendation (default :data:`DEFAULT_RECOMMEND`,
+        derived from the public medical benchmarks; ``settings["recommend_basis"]`` records that evidence, or
+        "user's choice" for other metrics).
     max_images : target images used (a seeded class-stratified subset; MedMNIST: the first of the fold);
         None for all.
     seed : subset, random initialisations, FU and the bootstrap.
@@ -369,6 +375,12 @@ def rank_models(target, candidates, *, metrics=None, recommend=DEFAULT_RECOMMEND
     table = _add_ranks(pd.DataFrame(rows))
     table, rec, reps = _recommend(table, recommend, tgt, per_sample, fixed, parts, feats, labels_t, n_boot, seed,
                                   base_of, failed)
+    # the CSV alone says what the recommendation's metrics rest on (the JSON beside it has the whole stamp)
+    basis = _evidence.basis(recommend)
+    tag = f"; {_evidence.reason_tag(basis)}"
+    for t in (table, rec):
+        sel = (t["metric"] == RECOMMENDATION) & (t["status"] == "ok")
+        t.loc[sel, "reason"] = t.loc[sel, "reason"].astype(str) + tag
     order = {m: i for i, m in enumerate(metrics + [RECOMMENDATION])}
     table = table.assign(_o=table["metric"].map(order), _c=table["candidate"].map(
         {c.spec: i for i, c in enumerate(cands)})).sort_values(["_o", "_c"], kind="stable")
@@ -379,7 +391,8 @@ def rank_models(target, candidates, *, metrics=None, recommend=DEFAULT_RECOMMEND
     table["higher_is_better"] = table["metric"].map(higher_is_better)
     table["reason"] = table["reason"].fillna("")
     cand_table = pd.DataFrame(cand_rows).reindex(columns=CANDIDATE_COLUMNS)
-    settings = {"metrics": metrics, "recommend": recommend, "max_images": max_images, "seed": seed,
+    settings = {"metrics": metrics, "recommend": recommend, "recommend_basis": basis,
+                "max_images": max_images, "seed": seed,
                 "n_boot": int(n_boot), "device": str(device), "image_size": image_size,
                 "cache_dir": str(cache_dir) if cache_dir else None, "sources_dir": str(sources_dir)}
     return RankResult(table[COLUMNS], cand_table, rec, reps, describe(tgt), settings, rec.attrs.get("reduced", {}),
