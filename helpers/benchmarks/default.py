@@ -110,6 +110,15 @@ UNMAPPED = {
     "godau2024": {"*": "task distances between data sets and the source size, not scores of a model's features; "
                        "none is in helpers.metrics"},
     "juodelyte2023": {"source_size": "pre-training set size, not computed by helpers.rank (ground truth only)"},
+    "stable_transfer_seg": {"*": "semantic segmentation targets and source data sets; helpers.rank ranks "
+                                 "classification targets"},
+    "sfda": {"*": "ground truth only (no per-model scores published; its printed weighted tau is in the "
+                  "Evidence chapter)"},
+    "emms": {"*": "ground truth only (no per-model scores published)"},
+    "transferability_graph": {"*": "ground truth only (no scores published; the parameter count is a static "
+                                   "baseline, shown in the Evidence chapter)"},
+    "parc": {"*": "ground truth only (the scores need probe sets that are not published)"},
+    "model_selection_nlp": {"*": "text: language models on GLUE targets, not evidence for image models"},
 }
 #: why a scorer of a benchmark that this module has not reviewed yet is not evidence
 NOT_REVIEWED = ("benchmark not reviewed for helpers.rank's default: map its scorers in SCORER_MAP (with its "
