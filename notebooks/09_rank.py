@@ -132,7 +132,7 @@ spec = R.load_target(target, max_images=max_images, data_root=data_root)
 display(Markdown(f"**Target** `{spec.name}`: {spec.description}. Images per class: {spec.class_counts()}."))
 display(pd.DataFrame([{"candidate": c.name, "kind": c.kind, "architecture": c.arch or "(from its sidecar)",
                        **{k: v for k, v in R.preprocessing(c).items()}} for c in
-                      R.parse_candidates(candidates, sources)]))
+                      R.parse_candidates(candidates, sources)]).set_index("candidate"))
 display(Markdown("**Table 1.** The candidates and the input each one gets: the size and the normalisation "
                  "(ImageNet mean and standard deviation for ImageNet weights, 0.5 / 0.5 for everything else), "
                  "applied on the device to the same target images."))
@@ -151,7 +151,7 @@ rec = result.recommendation
 cols = ["name", "status", "score", "rank", "p_first", "rank_low", "rank_high", "reason"]
 display(rec[cols].rename(columns={"score": "mean rank"}).style.format(
     {"mean rank": "{:.2f}", "rank": "{:.1f}", "p_first": "{:.2f}", "rank_low": "{:.0f}", "rank_high": "{:.0f}"},
-    na_rep=""))
+    na_rep="").hide(axis="index"))
 display(Markdown(f"**Table 2.** The recommendation, best first: the mean rank over "
                  f"{', '.join(result.settings['recommend'])} (1 = best), `p_first` the share of "
                  f"{n_boot} bootstrap replicates that rank the candidate first, and its 95 % rank interval. "
