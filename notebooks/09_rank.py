@@ -84,7 +84,7 @@ pd.set_option("display.max_colwidth", 120)
 from helpers import booktext
 from helpers import evaluation as E
 from helpers import rank as R
-from helpers.benchmarks.default import derive_rank_default
+from helpers.rank.default import derive_rank_default
 from helpers.paths import results_root
 from helpers.profiles import load_profile, profile_targets, resolve_device
 from helpers.stages.pretraining import sources_dir
@@ -199,7 +199,7 @@ display(Markdown(result.verdict() + (
 
 # %% [markdown]
 # ## Why this combination
-# The default metrics are not picked by hand: `helpers.benchmarks.default.derive_rank_default` derives them from
+# The default metrics are not picked by hand: `helpers.rank.default.derive_rank_default` derives them from
 # the public benchmarks of the [Evidence chapter](11_evidence), medical classification targets first, and
 # `helpers/rank/evidence.py` records the result with the evidence it rests on (a test re-derives it from
 # `data/reference/` and fails if the two differ). For every metric `helpers.rank` computes, a benchmark's scorer

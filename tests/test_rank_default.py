@@ -7,7 +7,7 @@ import pytest
 
 from helpers import rank as R
 from helpers import reference as ref
-from helpers.benchmarks import default as D
+from helpers.rank import default as D
 from helpers.rank import evidence as E
 
 
@@ -23,7 +23,7 @@ def test_derivation_is_deterministic(derived):
 
 
 def test_recorded_constants_equal_the_derivation(derived):
-    """If this fails, the data under data/reference or the rule changed: ``python -m helpers.benchmarks.default``
+    """If this fails, the data under data/reference or the rule changed: ``python -m helpers.rank.default``
     prints the constants to record in helpers/rank/evidence.py (say so in the Rank chapter if the default
     changes)."""
     assert derived.chosen == E.DEFAULT_RECOMMEND == R.DEFAULT_RECOMMEND

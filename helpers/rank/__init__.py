@@ -27,7 +27,7 @@ What it does, per candidate (:mod:`helpers.rank.candidates` says what a candidat
 
 The **recommendation** is the mean rank over :data:`DEFAULT_RECOMMEND` (or the metrics given as ``recommend=``),
 a mean of ranks needing no common scale between metrics. The default is derived from the public benchmarks,
-medical classification first, by :func:`helpers.benchmarks.default.derive_rank_default` under a stated rule
+medical classification first, by :func:`helpers.rank.default.derive_rank_default` under a stated rule
 (best metric evaluated on medical targets by at least two independent groups, with every such metric that the
 evidence cannot tell from it; metrics without public evidence, such as k-NN accuracy and the linear probe, are
 left out), and is recorded with the evidence it rests on in :mod:`helpers.rank.evidence`; every ranking

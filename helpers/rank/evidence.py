@@ -1,11 +1,11 @@
 """The evidence behind :data:`DEFAULT_RECOMMEND`, recorded as constants.
 
-The default is derived by :func:`helpers.benchmarks.default.derive_rank_default` from the public benchmarks
+The default is derived by :func:`helpers.rank.default.derive_rank_default` from the public benchmarks
 under ``data/reference/`` (medical classification benchmarks first; the rule is in that module's docstring).
 The wheel does not ship ``data/reference/``, so an installed package cannot derive it at run time: the result
 is written down here, and ``tests/test_rank_default.py`` re-derives it from the data and checks that these
 constants equal it (change the data or the rule and the test says to update them; ``python -m
-helpers.benchmarks.default`` prints the new ones).
+helpers.rank.default`` prints the new ones).
 
 Derived result: LogME alone. It is the only metric helpers.rank computes that two independent research groups
 evaluated on medical targets and that comes out best there; no other such metric's value lies inside its
@@ -17,9 +17,9 @@ from __future__ import annotations
 #: the recommendation's metrics by default (the derived combination, best first)
 DEFAULT_RECOMMEND = ("logme",)
 
-#: what the default rests on: the stamp of :func:`helpers.benchmarks.default.derive_rank_default`
+#: what the default rests on: the stamp of :func:`helpers.rank.default.derive_rank_default`
 EVIDENCE = {
-    "evidence": "public benchmarks under data/reference (helpers.benchmarks.default.derive_rank_default)",
+    "evidence": "public benchmarks under data/reference (helpers.rank.default.derive_rank_default)",
     "benchmarks": ["chaves2023", "chaves2024", "dovile2024", "modelspider", "stable_transfer"],
     "commits": {"chaves2023": "ffe4d42ade8ac782dd7fb0356d07934e26c563e0",
                 "chaves2024": "a78087003652a9b13b7f689f08fb6ef751ee82fd",
@@ -65,4 +65,4 @@ def describe_basis(b: dict) -> str:
     sup = "; ".join(f"{m}: mean weighted tau {s['tau']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}] over "
                     f"{s['targets']} {s['tier']} target rankings of {s['benchmarks']}" for m, s in b["support"].items())
     return (f"default recommendation ({', '.join(DEFAULT_RECOMMEND)}) rests on {sup}; evidence "
-            f"{b['content_sha256']} derived {b['derived_on']} (helpers.benchmarks.default)")
+            f"{b['content_sha256']} derived {b['derived_on']} (helpers.rank.default)")

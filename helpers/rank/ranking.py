@@ -29,7 +29,7 @@ from .order import canonicalize
 from .targets import RankInputError, Target, describe, load_target
 
 #: the combined recommendation's default metrics, derived from the public medical benchmarks by
-#: helpers.benchmarks.default (recorded, with the evidence it rests on, in helpers.rank.evidence)
+#: helpers.rank.default (recorded, with the evidence it rests on, in helpers.rank.evidence)
 DEFAULT_RECOMMEND = _evidence.DEFAULT_RECOMMEND
 #: metrics with per-image terms (``per_sample=True``): the bootstrap averages them over resampled images
 PER_SAMPLE = ("knn_accuracy", "linear_probe", "lp")

@@ -1,13 +1,13 @@
 """Derive :mod:`helpers.rank`'s default recommendation (the metrics whose mean rank recommends a candidate) from
 the public benchmarks under ``data/reference/``, medical classification benchmarks first.
 
-    from helpers.benchmarks.default import derive_rank_default
+    from helpers.rank.default import derive_rank_default
     d = derive_rank_default()
     d.table        # one row per metric helpers.rank can compute: evidence, interval, chosen or not and why
     d.chosen       # the combination, e.g. ("lp_fu", ...)
     d.stamp        # benchmarks, their source commits, a hash of the tables used, rule, date
 
-    python -m helpers.benchmarks.default    # the table, and the constants to record in helpers/rank/evidence.py
+    python -m helpers.rank.default    # the table, and the constants to record in helpers/rank/evidence.py
 
 The evidence of a metric is the mean weighted tau of *the score helpers.rank computes* against fine-tuned
 ground truth, so every benchmark scorer is mapped to a registry name explicitly (:data:`SCORER_MAP`) and only
@@ -53,10 +53,12 @@ import numpy as np
 import pandas as pd
 
 from .. import reference as ref
+from ..benchmarks.evaluate import bootstrap_replicates, summarize
+from ..benchmarks.format import validate
+from ..benchmarks.loaders import BENCHMARKS, REFERENCE, load
+from ..evaluation_trust import torchvision_imagenet_meta
 from ..names import canonical_name
-from .evaluate import bootstrap_replicates, summarize
-from .format import validate
-from .loaders import BENCHMARKS, REFERENCE, load
+from .ranking import AGNOSTIC, default_metrics
 
 #: the rule in one line, recorded in the stamp (changing the rule changes the stamp)
 RULE = ("medical classification evidence first (natural only where no metric qualifies); units averaged within "
@@ -148,8 +150,6 @@ class RankDefault:
 
 def rank_metrics() -> list[str]:
     """The metrics helpers.rank computes on a classification target (its default metric list)."""
-    from ..rank.ranking import default_metrics  # lazy: helpers.rank imports torch models
-
     return default_metrics()
 
 
@@ -160,8 +160,6 @@ def rank_metrics() -> list[str]:
 def _dovile_unflipped() -> pd.DataFrame:
     """[D]'s published scores without the architecture flips, LP x FU recombined over the candidates only; the
     ImageNet top-1 and parameter count of its 9 torchvision architectures as static baselines."""
-    from ..evaluation_trust import torchvision_imagenet_meta
-
     parts = []
     for scen in ("dataset", "architecture"):
         truth = ref.load_ground_truth(scen)
@@ -348,8 +346,6 @@ def derive_rank_default(n_boot: int = N_BOOT, seed: int = SEED, level: float = L
     per = pd.DataFrame(rows)
     # the natural value beside the medical one, for the reader (not used by the rule where medical exists)
     per["natural_tau"] = per["metric"].map(nat.set_index("metric")["tau"]) if len(nat) else np.nan
-    from ..rank.ranking import AGNOSTIC
-
     chosen, per = choose(per, tuple(AGNOSTIC))
     per = per.sort_values(["chosen", "tier", "tau"], ascending=[False, True, False], key=lambda s: (
         s.map({"medical": 0, "natural": 1, "none": 2}) if s.name == "tier" else s)).reset_index(drop=True)
@@ -360,7 +356,7 @@ def derive_rank_default(n_boot: int = N_BOOT, seed: int = SEED, level: float = L
                    "ci_high": round(float(ix.at[m, "ci_high"]), 3), "tier": str(ix.at[m, "tier"]),
                    "benchmarks": str(ix.at[m, "benchmarks"]), "groups": int(ix.at[m, "n_groups"]),
                    "targets": int(ix.at[m, "n_targets"])} for m in chosen}
-    stamp = {"evidence": "public benchmarks under data/reference (helpers.benchmarks.default.derive_rank_default)",
+    stamp = {"evidence": "public benchmarks under data/reference (helpers.rank.default.derive_rank_default)",
              "benchmarks": used, "commits": source_commits(used), "content_sha256": content_hash(table),
              "support": support, "rule": RULE, "n_boot": int(n_boot), "seed": int(seed), "level": float(level),
              "derived_on": today or _dt.date.today().isoformat()}
@@ -377,7 +373,7 @@ def recorded_source(d: RankDefault) -> str:
 
 
 def main() -> None:
-    """``python -m helpers.benchmarks.default``: the evidence table, the unmapped scorers and the constants."""
+    """``python -m helpers.rank.default``: the evidence table, the unmapped scorers and the constants."""
     d = derive_rank_default()
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
         print(d.table.drop(columns=["benchmarks"]).round(3).to_string(index=False))
