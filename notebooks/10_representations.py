@@ -256,7 +256,7 @@ display(Markdown(f"**Figure 4.** [R]'s training augmentation as this project run
 
 # %%
 start = time.perf_counter()
-tables = RS.run_representations(cfg, out, root=data_root, device=device, progress=False)
+tables = RS.run_representations(cfg, out, root=data_root, device=device, progress=False, require_sources=True)
 stage_seconds = time.perf_counter() - start
 runs, weights, sim = tables["runs"], tables["weights"], tables["similarity"]
 cols = ["target", "source", "variant", "n_train", "n_val", "n_test", "epochs_head", "steps_head", "epochs", "steps",

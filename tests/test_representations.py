@@ -317,3 +317,17 @@ def test_image_null_keeps_what_two_networks_share_by_position():
     assert c.iloc[0].n == 48 and c.iloc[0].images == 3
     with pytest.raises(ValueError, match="two whole images"):
         RP.similarity_vs_points(x, y, [20], points_per_image=hw)
+
+
+def test_chapter_run_says_to_pretrain_first(tmp_path, shared_data_root):
+    """Run before the pretraining stage (a chapter on a fresh clone), the stage names the command to run first
+    instead of running what it can and failing later; without the switch the blocked units are only blocked."""
+    from helpers.paths import MissingResultError
+
+    cfg = load_profile("quick")
+    with pytest.raises(MissingResultError, match=r"python -m helpers.run pretraining --profile quick"):
+        RS.run_representations(cfg, tmp_path, root=shared_data_root, device="cpu", progress=False,
+                               require_sources=True)
+    assert not any(tmp_path.iterdir())  # nothing ran
+    env = RS.make_env(cfg, tmp_path, shared_data_root, "cpu", False)
+    assert {w.split(":", 1)[0] for w in RS.missing_pretraining(env.profile, env)} == {"pretraining"}

@@ -15,6 +15,7 @@ them as a stage (the contract of :mod:`helpers.stages.base`):
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -25,13 +26,14 @@ import pandas as pd
 
 from .. import models as M
 from .. import sources as SRC
+from ..paths import MissingResultError
 from ..representations import (STAGE, activation_unit, analysis_unit, finetune_unit, gain_table, in_r_pairs,
                                input_scale_of, network_name, null_kind, pair_kind, read_activations,
                                relative_gain, representations_settings)
 from ..runner import Stage, atomic_write_csv, config_key
 from . import inputs
 from . import pretraining as P
-from .base import Task, problem_reason, read_problems
+from .base import Task, make_env, pending_configs, problem_reason, read_problems
 from .launch import run_stage
 from .throughput import representations_seconds
 
@@ -277,14 +279,36 @@ def build_tables(stage: Stage, plan: RepresentationsPlan, results_dir, write: bo
     return tables
 
 
+def missing_pretraining(profile: dict, env) -> list[str]:
+    """Ids of the pretraining tasks this stage's units wait for whose sources are not stored yet (in
+    ``env.results_dir``): the units that use those sources are blocked until the pretraining stage has run."""
+    wanted = {d for t in tasks(profile, env) for d in t.deps if d.startswith(P.NAME + ":")}
+    if not wanted:
+        return []
+    base = dataclasses.replace(env, progress=False, options={})
+    return sorted(t.id for t in P.tasks(profile, base) if t.id in wanted and pending_configs(P, t, env))
+
+
 def run_representations(profile: dict, results_dir=None, root=None, device=None, progress: bool = True,
-                        targets=None, engine: str = "local", **engine_options) -> dict[str, pd.DataFrame]:
+                        targets=None, engine: str = "local", require_sources: bool = False,
+                        **engine_options) -> dict[str, pd.DataFrame]:
     """Run (or resume) the stage for a profile through an engine (:mod:`helpers.orchestration`) and write its tables;
     returns them (:func:`build_tables`).
 
     Units run in dependency order (fine-tuning, activations, analysis), each stored once finished and never
-    recomputed: a second call only reads. ``device``: default the profile's (``auto``: CUDA when present)."""
+    recomputed: a second call only reads. ``device``: default the profile's (``auto``: CUDA when present).
+    ``require_sources``: before running anything, raise :class:`helpers.paths.MissingResultError` naming the
+    command to run first when a source this stage compares has not been pretrained yet (what a chapter wants);
+    by default the units of such a source are blocked and the others run."""
     options = {"targets": list(targets)} if targets is not None else {}
+    if require_sources:
+        env = make_env(profile, results_dir, root, device, False, options)
+        waiting = missing_pretraining(env.profile, env)
+        if waiting:
+            raise MissingResultError(
+                f"the representations stage compares sources that are not pretrained yet in {env.results_dir} "
+                f"({len(waiting)} pretraining units: {', '.join(w.split(':', 1)[1] for w in waiting)}); run the "
+                f"Pretraining chapter or `python -m helpers.run pretraining --profile {env.profile['name']}` first")
     env = run_stage(NAME, profile, results_dir, root, device, progress, engine, options=options, **engine_options)
     return tables(env.profile, env)
 
