@@ -77,7 +77,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
 pd.set_option("display.max_colwidth", 120)
 
@@ -129,13 +129,24 @@ if candidates is None:
     candidates = own + ["resnet18:random@28", f"resnet18:{colleague}@28", "resnet18"]
 candidates = [c.strip() for c in candidates.split(",")] if isinstance(candidates, str) else list(candidates)
 spec = R.load_target(target, max_images=max_images, data_root=data_root)
-display(Markdown(f"**Target** `{spec.name}`: {spec.description}. Images per class: {spec.class_counts()}."))
+
+# %% tags=["hide-input"]
+booktext.glue(target_name=spec.name, target_description=spec.description,
+              target_class_counts=str(spec.class_counts()))
+
+# %% [markdown]
+# **Target** {glue:text}`target_name`: {glue:text}`target_description`. Images per class:
+# {glue:text}`target_class_counts`.
+
+# %% tags=["hide-input"]
 display(pd.DataFrame([{"candidate": c.name, "kind": c.kind, "architecture": c.arch or "(from its sidecar)",
                        **{k: v for k, v in R.preprocessing(c).items()}} for c in
                       R.parse_candidates(candidates, sources)]).set_index("candidate"))
-display(Markdown("**Table 1.** The candidates and the input each one gets: the size and the normalisation "
-                 "(ImageNet mean and standard deviation for ImageNet weights, 0.5 / 0.5 for everything else), "
-                 "applied on the device to the same target images."))
+
+# %% [markdown]
+# **Table 1.** The candidates and the input each one gets: the size and the normalisation (ImageNet mean and
+# standard deviation for ImageNet weights, 0.5 / 0.5 for everything else), applied on the device to the same
+# target images.
 
 # %% [markdown]
 # ## The ranking
@@ -152,10 +163,14 @@ cols = ["name", "status", "score", "rank", "p_first", "rank_low", "rank_high", "
 display(rec[cols].rename(columns={"score": "mean rank"}).style.format(
     {"mean rank": "{:.2f}", "rank": "{:.1f}", "p_first": "{:.2f}", "rank_low": "{:.0f}", "rank_high": "{:.0f}"},
     na_rep="").hide(axis="index"))
-display(Markdown(f"**Table 2.** The recommendation, best first: the mean rank over "
-                 f"{', '.join(result.settings['recommend'])} (1 = best), `p_first` the share of "
-                 f"{n_boot} bootstrap replicates that rank the candidate first, and its 95 % rank interval. "
-                 "Candidates that could not be had here keep a row with the reason."))
+
+# %% tags=["hide-input"]
+booktext.glue(recommend_metrics=", ".join(result.settings["recommend"]), n_boot=n_boot)
+
+# %% [markdown]
+# **Table 2.** The recommendation, best first: the mean rank over {glue:text}`recommend_metrics` (1 = best),
+# `p_first` the share of {glue:text}`n_boot` bootstrap replicates that rank the candidate first, and its 95 % rank
+# interval. Candidates that could not be had here keep a row with the reason.
 
 # %% [markdown]
 # The recommendation is the mean rank over the default metrics, `helpers.rank.DEFAULT_RECOMMEND` =
@@ -173,29 +188,36 @@ ranks = ranks.loc[[n for n in ranks.index if n in set(ok_names)], [m for m in ra
 ranks = ranks.dropna(axis=1, how="all")
 display(ranks.style.format("{:.1f}", na_rep="-")
         .background_gradient(axis=0, cmap="viridis_r"))
-display(Markdown("**Table 3.** Rank of each available candidate (rows, in recommendation order) by each metric "
-                 "(columns; 1 = best in the metric's own direction, ties share the average rank; brighter = "
-                 "better). `num_params` and `imagenet_top1` do not look at the target: they are the naive "
-                 "'bigger is better' and 'better on ImageNet is better' baselines (`imagenet_top1` exists only "
-                 "for torchvision ImageNet weights, from their metadata)."))
+
+# %% [markdown]
+# **Table 3.** Rank of each available candidate (rows, in recommendation order) by each metric (columns; 1 = best
+# in the metric's own direction, ties share the average rank; brighter = better). `num_params` and
+# `imagenet_top1` do not look at the target: they are the naive 'bigger is better' and 'better on ImageNet is
+# better' baselines (`imagenet_top1` exists only for torchvision ImageNet weights, from their metadata).
 
 # %% tags=["hide-input"]
 on_target = ranks.drop(columns=list(R.AGNOSTIC), errors="ignore")
 lead = next((m for m in result.settings["recommend"] if m in on_target), on_target.columns[0])
 agree = on_target.corrwith(on_target[lead], method="kendall")
 firsts = on_target.idxmin().value_counts()
-display(Markdown(
-    f"The metrics disagree: `{firsts.index[0]}` is ranked first by {firsts.iloc[0]} of the {on_target.shape[1]} "
-    f"metrics that look at the target, and the Kendall correlation between a metric's ranking and `{lead}`'s "
-    f"ranges from {agree.drop(lead).min():.2f} to {agree.drop(lead).max():.2f}. "
-    "That disagreement is the reason to choose the recommendation's metrics by their evidence against "
-    "fine-tuning (next section) and to look at the interval rather than trust one number."))
 best = result.best
 bm = rec[rec["name"] == "breastmnist"]
-display(Markdown(result.verdict() + (
-    f" The `breastmnist` source, which saw these images in pretraining, is ranked {bm['rank'].iloc[0]:.0f} of "
-    f"{len(ok_names)} (first in {bm['p_first'].iloc[0]:.0%} of the replicates)."
-    if len(bm) and bm["status"].iloc[0] == "ok" else "")))
+booktext.glue(
+    first_metric=firsts.index[0], first_count=int(firsts.iloc[0]), n_on_target=on_target.shape[1], lead=lead,
+    agree_min=f"{agree.drop(lead).min():.2f}", agree_max=f"{agree.drop(lead).max():.2f}",  # NaN with one metric
+    verdict=result.verdict().replace("`", ""),  # plain text: the glued value shows no code spans
+    breast_clause=(f" The breastmnist source, which saw these images in pretraining, is ranked "
+                   f"{bm['rank'].iloc[0]:.0f} of {len(ok_names)} (first in {bm['p_first'].iloc[0]:.0%} of the "
+                   f"replicates)." if len(bm) and bm["status"].iloc[0] == "ok" else ""))
+
+# %% [markdown]
+# The metrics disagree: {glue:text}`first_metric` is ranked first by {glue:text}`first_count` of the
+# {glue:text}`n_on_target` metrics that look at the target, and the Kendall correlation between a metric's ranking
+# and {glue:text}`lead`'s ranges from {glue:text}`agree_min` to {glue:text}`agree_max`. That disagreement is the
+# reason to choose the recommendation's metrics by their evidence against fine-tuning (next section) and to look
+# at the interval rather than trust one number.
+#
+# {glue:text}`verdict`{glue:text}`breast_clause`
 
 # %% [markdown]
 # ## Why this combination
@@ -257,19 +279,25 @@ booktext.glue(
     no_evidence=", ".join(none),
     evidence_hash=R.EVIDENCE["content_sha256"], evidence_date=R.EVIDENCE["derived_on"])
 agn = ix.loc[[m for m in R.AGNOSTIC if m in ix.index and ix.at[m, "tier"] == "medical"]]
-display(Markdown(
-    f"**Table 4.** Every metric `helpers.rank` computes, with its public evidence: the pooled mean weighted τ "
-    f"against fine-tuning over the medical units (or the natural ones where it has no medical evidence), its "
-    f"95 % interval from {derived.stamp['n_boot']} bootstrap replicates over targets, the research groups and "
-    "(unit, target) rankings behind it, and why the rule put it in the default or not. "
-    f"{len(derived.unmapped)} scorers of {derived.unmapped['benchmark'].nunique()} benchmarks are evidence for "
-    "none of these metrics (`derive_rank_default().unmapped` says why for each). "
-    + ("The recorded default (`helpers.rank.evidence`) equals this derivation."
-       if matches else "**The recorded default differs from this derivation: update helpers/rank/evidence.py.**")
-    + (" The target-agnostic baselines reach " + ", ".join(f"{f3:.3f} ({m})" for m, f3 in agn["tau"].items())
-       + f" on medical targets, {'above' if agn['tau'].max() > ix.at[top, 'tau'] else 'below'} the default's "
-       f"{ix.at[top, 'tau']:.3f}: they are the bar the recommendation has to clear (Table 3 shows them)."
-       if len(agn) else "")))
+booktext.glue(
+    evidence_n_boot=derived.stamp["n_boot"], n_unmapped=len(derived.unmapped),
+    n_unmapped_benchmarks=derived.unmapped["benchmark"].nunique(),
+    default_matches=("equals this derivation" if matches else
+                     "DIFFERS from this derivation: update helpers/rank/evidence.py"),
+    agnostic_sentence=(" The target-agnostic baselines reach "
+                       + ", ".join(f"{v:.3f} ({m})" for m, v in agn["tau"].items())
+                       + f" on medical targets, {'above' if agn['tau'].max() > ix.at[top, 'tau'] else 'below'} the "
+                       f"default's {ix.at[top, 'tau']:.3f}: they are the bar the recommendation has to clear (Table 3 "
+                       "shows them)." if len(agn) else ""))
+
+# %% [markdown]
+# **Table 4.** Every metric `helpers.rank` computes, with its public evidence: the pooled mean weighted τ against
+# fine-tuning over the medical units (or the natural ones where it has no medical evidence), its 95 % interval from
+# {glue:text}`evidence_n_boot` bootstrap replicates over targets, the research groups and (unit, target) rankings
+# behind it, and why the rule put it in the default or not. {glue:text}`n_unmapped` scorers of
+# {glue:text}`n_unmapped_benchmarks` benchmarks are evidence for none of these metrics
+# (`derive_rank_default().unmapped` says why for each). The recorded default (`helpers.rank.evidence`)
+# {glue:text}`default_matches`.{glue:text}`agnostic_sentence`
 
 # %% [markdown]
 # The default is {glue:text}`rank_default`. Of the metrics that at least two research groups evaluated on the
@@ -315,9 +343,10 @@ axes[1].set_xlim(0.5, len(ok) + 0.5)
 axes[1].invert_xaxis()
 fig.tight_layout()
 plt.show()
-display(Markdown(f"**Figure 1.** Left: the share of the {n_boot} replicates in which each candidate is ranked "
-                 "first. Right: its rank on all images (dot) and the 95 % bootstrap interval of its rank (bar; "
-                 "1 = best, at the right)."))
+
+# %% [markdown]
+# **Figure 1.** Left: the share of the {glue:text}`n_boot` replicates in which each candidate is ranked first.
+# Right: its rank on all images (dot) and the 95 % bootstrap interval of its rank (bar; 1 = best, at the right).
 
 # %% tags=["hide-input"]
 boot_metrics = [m for m in result.settings["recommend"] if m in set(result.table["metric"])]
@@ -331,10 +360,14 @@ for ax, m in zip(axes[0], boot_metrics):
     ax.set_yticks(y, ok["name"])
 fig.tight_layout()
 plt.show()
-display(Markdown("**Figure 2.** The score of each candidate (dot) on every metric of the recommendation "
-                 f"({', '.join(boot_metrics)}), with its 95 % bootstrap interval (bar); higher is better for "
-                 "each." + (" LP x FU is min-max normalised across the candidates, so the worst candidate on LP "
-                            "or FU sits at 0." if "lp_fu" in boot_metrics else "")))
+booktext.glue(boot_metrics=", ".join(boot_metrics),
+              lpfu_note=(" LP x FU is min-max normalised across the candidates, so the worst candidate on LP or FU "
+                         "sits at 0." if "lp_fu" in boot_metrics else ""))
+
+# %% [markdown]
+# **Figure 2.** The score of each candidate (dot) on every metric of the recommendation
+# ({glue:text}`boot_metrics`), with its 95 % bootstrap interval (bar); higher is better for
+# each.{glue:text}`lpfu_note`
 
 # %% [markdown]
 # ## What each metric costs
@@ -353,9 +386,12 @@ ax.set_xscale("log")
 ax.set_xlabel("seconds per candidate, mean (log scale)")
 fig.tight_layout()
 plt.show()
-display(Markdown(f"**Figure 3.** Mean seconds per candidate for each metric on `{device}` with "
-                 f"{len(spec)} target images (feature extraction in grey, measured when the features were "
-                 "computed, not read from the cache)."))
+booktext.glue(device=str(device), n_target_images=len(spec))
+
+# %% [markdown]
+# **Figure 3.** Mean seconds per candidate for each metric on {glue:text}`device` with
+# {glue:text}`n_target_images` target images (feature extraction in grey, measured when the features were
+# computed, not read from the cache).
 
 # %% [markdown]
 # ## The recommendation against fine-tuning
@@ -367,11 +403,14 @@ display(Markdown(f"**Figure 3.** Mean seconds per candidate for each metric on `
 # Kendall τ of the Correlation chapter.
 
 # %% tags=["hide-input"]
+NA = "—"  # what the text shows where there is no comparison
 truth_path = results_root(cfg["name"]) / "ground_truth.csv"
 truth = pd.read_csv(truth_path, index_col="source") if truth_path.is_file() else None
-if not compare_truth or truth is None:
-    display(Markdown("No comparison: switched off (`compare_truth = False`)." if not compare_truth else
-                     f"No comparison: {truth_path} does not exist; run the Fine-tuning chapter first."))
+have_truth = compare_truth and truth is not None
+if not have_truth:
+    booktext.glue(truth_note=("No comparison: switched off (compare_truth = False). " if not compare_truth else
+                              f"No comparison: {truth_path} does not exist; run the Fine-tuning chapter first. "),
+                  truth_max_sources=NA)
 else:
     runs, names = {}, {}
     n_ft = cfg.get("finetuning", {}).get("max_train_images")
@@ -388,10 +427,16 @@ else:
     wt = wt[[m for m in order if m in wt.columns]]
     display(wt.T.assign(mean=wt.mean()).style.format("{:.2f}", na_rep="NaN")
             .background_gradient(axis=None, cmap="RdBu", vmin=-1, vmax=1))
-    display(Markdown(f"**Table 5.** Weighted τ between each metric's ranking (rows; `recommendation` = the "
-                     f"combined mean rank) and the fine-tuned test AUC per target (columns), over the "
-                     f"{int(long['n_sources'].max())} or fewer sources available per target. Blue = agrees with "
-                     "fine-tuning. NaN: the metric gave every source the same score."))
+    booktext.glue(truth_note="", truth_max_sources=int(long["n_sources"].max()))
+
+# %% [markdown]
+# {glue:text}`truth_note`**Table 5.** Weighted τ between each metric's ranking (rows; `recommendation` = the
+# combined mean rank) and the fine-tuned test AUC per target (columns), over the {glue:text}`truth_max_sources` or
+# fewer sources available per target. Blue = agrees with fine-tuning. NaN: the metric gave every source the same
+# score.
+
+# %% tags=["hide-input"]
+if have_truth:
     side = []
     for t, res in runs.items():
         r = res.recommendation[res.recommendation["status"] == "ok"]
@@ -402,21 +447,34 @@ else:
     side["fine-tuned rank"] = side.groupby("target")["fine-tuned AUC"].rank(ascending=False)
     display(side.style.format({"recommended rank": "{:.1f}", "P(first)": "{:.2f}", "fine-tuned AUC": "{:.3f}",
                                "fine-tuned rank": "{:.1f}"}).hide(axis="index"))
-    display(Markdown("**Table 6.** Per target, each source's recommended rank and P(first) beside its fine-tuned "
-                     "test AUC and rank. The `imagenet` source is unavailable offline and has neither."))
+
+# %% [markdown]
+# **Table 6.** Per target, each source's recommended rank and P(first) beside its fine-tuned test AUC and rank.
+# The `imagenet` source is unavailable offline and has neither.
+
+# %% tags=["hide-input"]
+if have_truth:
     rec_wt = wt[R.RECOMMENDATION] if R.RECOMMENDATION in wt else pd.Series(dtype=float)
     hits = int((long[long["metric"] == R.RECOMMENDATION]["top1_relative"] == 1).sum())
     best_metric = wt.mean().drop(R.RECOMMENDATION, errors="ignore").idxmax()
-    display(Markdown(
-        f"The recommendation's weighted τ is {', '.join(f'{v:.2f} ({k})' for k, v in rec_wt.items())} (mean "
-        f"{rec_wt.mean():.2f}); its first choice is the best fine-tuned source in {hits} of {len(rec_wt)} "
-        f"targets. The single metric with the highest mean τ here is `{best_metric}` "
-        f"({wt[best_metric].mean():.2f} over the {int(wt[best_metric].notna().sum())} targets where it ranks at all)."
-        f" With {'-'.join(str(n) for n in sorted({int(long.groupby('target')['n_sources'].max().min()), int(long.groupby('target')['n_sources'].max().max())}))}"
-        " sources per target, a few epochs of pretraining "
-        "and fine-tuning runs on 128 images at 28 px, and a ground truth that moves between seeds (Fine-tuning "
-        "chapter), one swapped pair moves τ by a large amount: on the quick profile this shows how to check a "
-        "recommendation against fine-tuning, not how good it is."))
+    per_target_sources = long.groupby("target")["n_sources"].max()
+    booktext.glue(
+        rec_taus=", ".join(f"{v:.2f} ({k})" for k, v in rec_wt.items()), rec_mean=f"{rec_wt.mean():.2f}",
+        rec_hits=hits, n_truth_targets=len(rec_wt), truth_best_metric=best_metric,
+        truth_best_mean=f"{wt[best_metric].mean():.2f}", truth_best_n=int(wt[best_metric].notna().sum()),
+        truth_sources="-".join(str(n) for n in sorted({int(per_target_sources.min()), int(per_target_sources.max())})))
+else:
+    booktext.glue(rec_taus=NA, rec_mean=NA, rec_hits=NA, n_truth_targets=NA, truth_best_metric=NA,
+                  truth_best_mean=NA, truth_best_n=NA, truth_sources=NA)
+
+# %% [markdown]
+# The recommendation's weighted τ is {glue:text}`rec_taus` (mean {glue:text}`rec_mean`); its first choice is the
+# best fine-tuned source in {glue:text}`rec_hits` of {glue:text}`n_truth_targets` targets. The single metric with
+# the highest mean τ here is {glue:text}`truth_best_metric` ({glue:text}`truth_best_mean` over the
+# {glue:text}`truth_best_n` targets where it ranks at all). With {glue:text}`truth_sources` sources per target, a
+# few epochs of pretraining and fine-tuning runs on 128 images at 28 px, and a ground truth that moves between
+# seeds (Fine-tuning chapter), one swapped pair moves τ by a large amount: on the quick profile this shows how to
+# check a recommendation against fine-tuning, not how good it is.
 
 # %% [markdown]
 # ## Summary

@@ -62,7 +62,7 @@ import warnings
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from helpers import booktext
 from helpers import reference_r as RR
@@ -100,9 +100,11 @@ r_cca = RR.load_cca()
 r_summary = RR.cca_summary(r_cca)
 fig = viz.plot_reference_cca(r_summary)
 plt.show()
-display(Markdown("**Figure 1.** [R]'s CCA per stage and target, from its published tables: mean over the 5 "
-                 "folds (line) and ± 1 SD over folds (band). `-FT`: fine-tuned on the panel's target (no "
-                 "freeze); `random`: an untrained network; the dashed line (two untrained networks) is the floor."))
+
+# %% [markdown]
+# **Figure 1.** [R]'s CCA per stage and target, from its published tables: mean over the 5 folds (line) and ± 1 SD
+# over folds (band). `-FT`: fine-tuned on the panel's target (no freeze); `random`: an untrained network; the
+# dashed line (two untrained networks) is the floor.
 
 # %% tags=["hide-input"]
 r_kind = r_cca.groupby(["pair_kind", "stage"], observed=True)["cca"].mean().unstack()
@@ -110,15 +112,19 @@ display(r_kind.round(3))
 floor_r = r_kind.loc["untrained_vs_untrained"]
 pf_r = r_kind.loc["pretrained_vs_finetuned"]
 deep = [c for c in r_kind.columns if c != "conv1"]
-display(Markdown(
-    f"**Table 1.** [R]'s CCA per kind of pair and stage, mean over its 7 targets, the pairs of each kind and 5 "
-    f"folds. The floor (two untrained networks) is {floor_r[deep].min():.2f}–{floor_r[deep].max():.2f} beyond "
-    f"conv1 and {floor_r['conv1']:.2f} at conv1. A network and its fine-tuned self go from "
-    f"{pf_r['conv1']:.2f} at conv1 to {pf_r['block4']:.2f} at block4"
-    + (", below the floor there" if pf_r["block4"] < floor_r["block4"] else "")
-    + f"; two networks fine-tuned from ImageNet and RadImageNet are at "
-    f"{r_kind.loc['finetuned_across_sources', 'block4']:.2f} at block4, and the same source fine-tuned with and "
-    f"without the freeze step at {r_kind.loc['freeze_vs_no_freeze', 'block4']:.2f}."))
+booktext.glue(r_floor_min=floor_r[deep].min(), r_floor_max=floor_r[deep].max(), r_floor_conv1=floor_r["conv1"],
+              r_pf_conv1=pf_r["conv1"], r_pf_block4=pf_r["block4"],
+              r_pf_below=", below the floor there" if pf_r["block4"] < floor_r["block4"] else "",
+              r_across_block4=r_kind.loc["finetuned_across_sources", "block4"],
+              r_freeze_block4=r_kind.loc["freeze_vs_no_freeze", "block4"])
+
+# %% [markdown]
+# **Table 1.** [R]'s CCA per kind of pair and stage, mean over its 7 targets, the pairs of each kind and 5 folds.
+# The floor (two untrained networks) is {glue:text}`r_floor_min:.2f`–{glue:text}`r_floor_max:.2f` beyond conv1 and
+# {glue:text}`r_floor_conv1:.2f` at conv1. A network and its fine-tuned self go from {glue:text}`r_pf_conv1:.2f` at
+# conv1 to {glue:text}`r_pf_block4:.2f` at block4{glue:text}`r_pf_below`; two networks fine-tuned from ImageNet and
+# RadImageNet are at {glue:text}`r_across_block4:.2f` at block4, and the same source fine-tuned with and without
+# the freeze step at {glue:text}`r_freeze_block4:.2f`.
 
 # %% [markdown]
 # ### Prediction similarity
@@ -133,9 +139,11 @@ display(Markdown(
 r_pred = RR.load_prediction_similarity()
 fig = viz.plot_reference_predictions(r_pred)
 plt.show()
-display(Markdown("**Figure 2.** [R]'s prediction similarity per target, mean over 5 folds: the observed "
-                 "agreement (bar), [R]'s baseline as coded (×) and the range of the correct independent-errors "
-                 "baseline compatible with the tables (black line)."))
+
+# %% [markdown]
+# **Figure 2.** [R]'s prediction similarity per target, mean over 5 folds: the observed agreement (bar), [R]'s
+# baseline as coded (×) and the range of the correct independent-errors baseline compatible with the tables
+# (black line).
 
 # %% tags=["hide-input"]
 cols = ["observed", "r_baseline", "correct_baseline_low", "correct_baseline_high", "kappa_r_baseline",
@@ -145,12 +153,14 @@ display(r_pred_table.round(3))
 above_r = (r_pred.observed > r_pred.r_baseline).mean()
 above_all = (r_pred.observed > r_pred.correct_baseline_high).mean()
 feasible = r_pred.r_baseline_feasible.mean()
-display(Markdown(
-    f"**Table 2.** Per freeze variant and target, means over folds: observed agreement, [R]'s baseline, the "
-    f"bounds of the correct baseline and the kappas. Of the {len(r_pred)} (target, variant, fold) cells, the "
-    f"observed agreement is above [R]'s baseline in {above_r:.0%} and above every value of the correct baseline "
-    f"that the tables allow in {above_all:.0%}; equal accuracies (where [R]'s formula is the correct one) are "
-    f"compatible with the observed agreement in {feasible:.0%}."))
+booktext.glue(r_pred_cells=len(r_pred), r_above_baseline=above_r, r_above_all=above_all, r_feasible=feasible)
+
+# %% [markdown]
+# **Table 2.** Per freeze variant and target, means over folds: observed agreement, [R]'s baseline, the bounds of
+# the correct baseline and the kappas. Of the {glue:text}`r_pred_cells` (target, variant, fold) cells, the observed
+# agreement is above [R]'s baseline in {glue:text}`r_above_baseline:.0%` and above every value of the correct
+# baseline that the tables allow in {glue:text}`r_above_all:.0%`; equal accuracies (where [R]'s formula is the
+# correct one) are compatible with the observed agreement in {glue:text}`r_feasible:.0%`.
 
 # %% [markdown]
 # ### Similarity against gain
@@ -162,9 +172,11 @@ display(Markdown(
 r_svg = RR.similarity_vs_gain()
 fig = viz.plot_gain_scatter(r_svg, x="cca", hue="source", panel="stage", xlabel="CCA(pre-trained, fine-tuned)")
 plt.show()
-display(Markdown("**Figure 3.** [R]'s CCA between each pre-trained network and its fine-tuned self (x) against "
-                 "the relative AUC gain over random initialisation (y), one point per target and fold, one panel "
-                 "per stage; the line is the least-squares fit over both sources, r its Pearson correlation."))
+
+# %% [markdown]
+# **Figure 3.** [R]'s CCA between each pre-trained network and its fine-tuned self (x) against the relative AUC gain
+# over random initialisation (y), one point per target and fold, one panel per stage; the line is the
+# least-squares fit over both sources, r its Pearson correlation.
 
 # %% tags=["hide-input"]
 corr_points = RR.gain_correlation(r_svg, n_boot=n_boot, resample="points")
@@ -174,13 +186,16 @@ corr = corr_points[["source", "stage", "n", "r", "ci_low", "ci_high", "p_value"]
 display(booktext.table(corr))
 strong = corr[(corr.ci_high < 0) | (corr.ci_low > 0)]
 strong_t = corr[(corr.ci_high_by_target < 0) | (corr.ci_low_by_target > 0)]
-display(Markdown(
-    f"**Table 3.** Pearson's r of CCA and relative gain per source and stage, with 95 % bootstrap intervals "
-    f"({n_boot} replicates) resampling the 35 (target, fold) points as independent (`ci_low`, `ci_high`, what "
-    f"[R]'s regression plot assumes) and resampling whole targets (`_by_target`; folds of one target share its "
-    f"data). {len(strong)} of {len(corr)} intervals exclude 0 when points are resampled"
-    + (f" ({', '.join(f'{s} {g}' for s, g in zip(strong.source, strong.stage))})" if len(strong) else "")
-    + f", {len(strong_t)} when targets are."))
+booktext.glue(n_boot=n_boot, r_n_strong=len(strong), r_n_corr=len(corr), r_n_strong_targets=len(strong_t),
+              r_strong_list=(f" ({', '.join(f'{s} {g}' for s, g in zip(strong.source, strong.stage))})"
+                             if len(strong) else ""))
+
+# %% [markdown]
+# **Table 3.** Pearson's r of CCA and relative gain per source and stage, with 95 % bootstrap intervals
+# ({glue:text}`n_boot` replicates) resampling the 35 (target, fold) points as independent (`ci_low`, `ci_high`,
+# what [R]'s regression plot assumes) and resampling whole targets (`_by_target`; folds of one target share its
+# data). {glue:text}`r_n_strong` of {glue:text}`r_n_corr` intervals exclude 0 when points are
+# resampled{glue:text}`r_strong_list`, {glue:text}`r_n_strong_targets` when targets are.
 
 # %% [markdown]
 # ## Our runs
@@ -223,17 +238,18 @@ recipe = pd.DataFrame([
                          settings["similarity"]["repeats"]) == (10000, 64, 5) else "yes"},
 ]).set_index("")
 display(recipe)
-display(Markdown(
-    "**Table 4.** This profile's recipe beside [R]'s; `deviation` marks every setting that differs from [R]'s "
-    "code. "
-    + ("The learning rate is higher than [R]'s 1e-5 so that the few dozen optimizer steps a CPU allows move the "
-       "weights measurably (the steps and the weight change are reported below). "
-       if settings["finetune"]["lr"] > 1e-5 else "")
-    + "BreastMNIST and PneumoniaMNIST come from the same images as [R]'s Breast (BUSI) and Chest (pediatric "
-    "pneumonia X-rays), with the same label definitions (malignant vs normal + benign; normal vs pneumonia), but at "
-    f"{settings['file_size']} px, upsampled here to {settings['image_size']} px, and without patient ids: [R] "
-    "grouped its Chest folds by patient, these folds are stratified by class only, so one patient's images can be "
-    "in the training and the test fold."))
+booktext.glue(lr_note=("The learning rate is higher than [R]'s 1e-5 so that the few dozen optimizer steps a CPU "
+                       "allows move the weights measurably (the steps and the weight change are reported below). "
+                       if settings["finetune"]["lr"] > 1e-5 else ""),
+              file_size=settings["file_size"], image_size=settings["image_size"])
+
+# %% [markdown]
+# **Table 4.** This profile's recipe beside [R]'s; `deviation` marks every setting that differs from [R]'s code.
+# {glue:text}`lr_note`BreastMNIST and PneumoniaMNIST come from the same images as [R]'s Breast (BUSI) and Chest
+# (pediatric pneumonia X-rays), with the same label definitions (malignant vs normal + benign; normal vs
+# pneumonia), but at {glue:text}`file_size` px, upsampled here to {glue:text}`image_size` px, and without patient
+# ids: [R] grouped its Chest folds by patient, these folds are stratified by class only, so one patient's images
+# can be in the training and the test fold.
 
 # %% tags=["hide-input"]
 aug = AffineAugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["augment"].items()})
@@ -243,11 +259,16 @@ with warnings.catch_warnings():
 fig = augmentation_grid(first_data, settings["image_size"], n_images=3, n_views=6, augment=aug,
                         title=f"{settings['targets'][0]}: [R]'s augmentation at {settings['image_size']} px")
 plt.show()
-display(Markdown(f"**Figure 4.** [R]'s training augmentation as this project runs it on the device "
-                 f"(`AffineAugmentConfig`): rotation ± {aug.degrees:g}°, shifts ± {aug.translate[0]:.0%}, zoom "
-                 f"{aug.scale[0]:g}–{aug.scale[1]:g} per axis, shear ± {aug.shear:g}°, edge pixels repeated "
-                 f"outside the image, horizontal flip with probability {aug.flip_p:g} (none for "
-                 f"{', '.join(settings['no_flip'])}). First column: the evaluation view."))
+booktext.glue(aug_degrees=float(aug.degrees), aug_shift=float(aug.translate[0]), aug_zoom_low=float(aug.scale[0]),
+              aug_zoom_high=float(aug.scale[1]), aug_shear=float(aug.shear), aug_flip=float(aug.flip_p),
+              aug_no_flip=", ".join(settings["no_flip"]))
+
+# %% [markdown]
+# **Figure 4.** [R]'s training augmentation as this project runs it on the device (`AffineAugmentConfig`):
+# rotation ± {glue:text}`aug_degrees:g`°, shifts ± {glue:text}`aug_shift:.0%`, zoom
+# {glue:text}`aug_zoom_low:g`–{glue:text}`aug_zoom_high:g` per axis, shear ± {glue:text}`aug_shear:g`°, edge
+# pixels repeated outside the image, horizontal flip with probability {glue:text}`aug_flip:g` (none for
+# {glue:text}`aug_no_flip`). First column: the evaluation view.
 
 # %% [markdown]
 # ### Fine-tuning runs
@@ -264,16 +285,20 @@ cols = ["target", "source", "variant", "n_train", "n_val", "n_test", "epochs_hea
 display(booktext.table(runs[[c for c in cols if c in runs]]))
 if not tables["unavailable"].empty:
     display(tables["unavailable"])
-display(Markdown(
-    f"**Table 5.** One row per fine-tuning run ({len(runs)} runs; the stage took {stage_seconds:.0f} s in this "
-    f"execution, less when its units were already stored): images per split, epochs and optimizer steps of the "
-    f"head phase (freeze variant) and of the whole-network phase, the epoch whose weights were kept, validation "
-    f"and test metrics, and the relative test-AUC gain over random initialisation on the same fold. The whole-"
-    f"network phase took "
-    + (f"{runs.steps.min():.0f}" if runs.steps.min() == runs.steps.max() else
-       f"{runs.steps.min():.0f}–{runs.steps.max():.0f}")
-    + f" optimizer steps. Written to "
-    f"`results/{cfg['name']}/representations_runs.csv`."))
+
+# %% tags=["hide-input"]
+booktext.glue(n_runs=len(runs), stage_seconds=stage_seconds,
+              steps=(f"{runs.steps.min():.0f}" if runs.steps.min() == runs.steps.max() else
+                     f"{runs.steps.min():.0f}–{runs.steps.max():.0f}"),
+              runs_csv=f"results/{cfg['name']}/representations_runs.csv",
+              similarity_csv=f"results/{cfg['name']}/representations_similarity.csv")
+
+# %% [markdown]
+# **Table 5.** One row per fine-tuning run ({glue:text}`n_runs` runs; the stage took
+# {glue:text}`stage_seconds:.0f` s in this execution, less when its units were already stored): images per split,
+# epochs and optimizer steps of the head phase (freeze variant) and of the whole-network phase, the epoch whose
+# weights were kept, validation and test metrics, and the relative test-AUC gain over random initialisation on the
+# same fold. The whole-network phase took {glue:text}`steps` optimizer steps. Written to {glue:text}`runs_csv`.
 
 # %% tags=["hide-input"]
 fig = viz.plot_weight_change(weights)
@@ -281,12 +306,14 @@ plt.show()
 wpiv = weights[weights.stage.isin(["conv1", "layer1", "layer2", "layer3", "layer4"])].pivot_table(
     index=["target", "source", "variant"], columns="stage", values="relative_change")
 display(wpiv.round(3))
-display(Markdown(
-    f"**Figure 5 and Table 6.** Relative change of the convolution weights per stage between the start of "
-    f"fine-tuning and the kept weights, `|W_ft - W_0| / |W_0|` (this project's extension: [R] has no weight-space "
-    f"measure). Fine-tuning moved the weights by {wpiv.min().min():.1%} to {wpiv.max().max():.1%} of their norm "
-    f"(median {np.nanmedian(wpiv.to_numpy()):.1%}); the cosine between old and new weights is at least "
-    f"{weights[weights.stage != 'fc'].cosine.min():.3f}."))
+booktext.glue(w_min=wpiv.min().min(), w_max=wpiv.max().max(), w_median=np.nanmedian(wpiv.to_numpy()),
+              w_cosine=weights[weights.stage != "fc"].cosine.min())
+
+# %% [markdown]
+# **Figure 5 and Table 6.** Relative change of the convolution weights per stage between the start of fine-tuning
+# and the kept weights, `|W_ft - W_0| / |W_0|` (this project's extension: [R] has no weight-space measure).
+# Fine-tuning moved the weights by {glue:text}`w_min:.1%` to {glue:text}`w_max:.1%` of their norm (median
+# {glue:text}`w_median:.1%`); the cosine between old and new weights is at least {glue:text}`w_cosine:.3f`.
 
 # %% [markdown]
 # ### The cells: points and channels
@@ -301,10 +328,12 @@ acts = tables["activations"]
 cells = acts.groupby(["target", "layer"], sort=False)[["height", "width", "layer_channels", "n_stimuli", "n_images",
                                                        "n_points", "n_channels", "few_points"]].first()
 display(cells)
-display(Markdown(
-    f"**Table 7.** Per target and layer: the layer's map size and channels, the stimulus images (the fold's held-"
-    f"out images), the images sampled (round(points / (h w)), [R]'s rule), the points n and channels d of each "
-    f"cell. {int(acts.few_points.sum())} of {len(acts)} cells have n < 10 d."))
+booktext.glue(n_few_points=int(acts.few_points.sum()), n_cells=len(acts))
+
+# %% [markdown]
+# **Table 7.** Per target and layer: the layer's map size and channels, the stimulus images (the fold's held-out
+# images), the images sampled (round(points / (h w)), [R]'s rule), the points n and channels d of each cell.
+# {glue:text}`n_few_points` of {glue:text}`n_cells` cells have n < 10 d.
 
 # %% tags=["hide-input"]
 first = (settings["targets"][0], settings["folds"][0])
@@ -347,22 +376,31 @@ def near_zero(v):
 cca0, n0, _, _ = null_at("cca")
 bk0, _, bk_rest, n1 = null_at("linear_cka")
 dk0, _, dk_rest, _ = null_at("linear_cka_debiased")
-display(Markdown(
-    f"**Figure 6.** How the measures depend on n, at {deep_layer} ({a.shape[1]} channels, {hw} positions per image) "
-    f"of the two untrained networks on {first[0]}: the first n points of the cell taken as whole images (line), "
-    f"and the same images with one network's images deranged, every position kept (dashed: the permutation null, "
-    f"what two networks give on different images of this target). The dotted line is n = 10 d. At n = {n0}, "
-    f"CCA's null is {cca0:.2f}; the biased CKA's null is {bk0:.3f} at n = {n0} and at most {bk_rest:.3f} in "
-    f"absolute value from n = {n1} on"
-    + (", near 0 throughout" if near_zero(bk0) and near_zero(bk_rest) else
-       ", near 0 only with more points" if near_zero(bk_rest) else ", not near 0")
-    + f"; the debiased CKA's null is {dk0:.3f} at n = {n0} and at most {dk_rest:.3f} from n = {n1} on"
-    + (" (near 0)." if near_zero(dk0) and near_zero(dk_rest) else ".")
-    + " Dotted: the earlier null, which shuffles single positions and so also breaks the pairing of positions; "
-    f"at n = {n0} it gives CCA {curve_pos[(curve_pos.measure == 'cca')].null_value.iloc[0]:.2f} and biased CKA "
-    f"{curve_pos[(curve_pos.measure == 'linear_cka')].null_value.iloc[0]:.3f}, "
-    + ("below" if curve_pos.groupby("measure").null_value.mean().mean() < curve.groupby("measure").null_value.mean().mean()
-       else "above") + " the image null on average: what different images give is not what shuffled points give."))
+booktext.glue(
+    deep_layer=deep_layer, deep_channels=int(a.shape[1]), deep_positions=hw, first_target=first[0],
+    first_fold=first[1], null_n0=int(n0), null_n1=int(n1), null_cca0=f"{cca0:.2f}", null_bk0=f"{bk0:.3f}",
+    null_bk_rest=f"{bk_rest:.3f}", null_dk0=f"{dk0:.3f}", null_dk_rest=f"{dk_rest:.3f}",
+    null_bk_note=(", near 0 throughout" if near_zero(bk0) and near_zero(bk_rest) else
+                  ", near 0 only with more points" if near_zero(bk_rest) else ", not near 0"),
+    null_dk_note=" (near 0)" if near_zero(dk0) and near_zero(dk_rest) else "",
+    pos_cca0=f"{curve_pos[(curve_pos.measure == 'cca')].null_value.iloc[0]:.2f}",
+    pos_bk0=f"{curve_pos[(curve_pos.measure == 'linear_cka')].null_value.iloc[0]:.3f}",
+    pos_side=("below" if curve_pos.groupby("measure").null_value.mean().mean()
+              < curve.groupby("measure").null_value.mean().mean() else "above"))
+
+# %% [markdown]
+# **Figure 6.** How the measures depend on n, at {glue:text}`deep_layer` ({glue:text}`deep_channels` channels,
+# {glue:text}`deep_positions` positions per image) of the two untrained networks on {glue:text}`first_target`: the
+# first n points of the cell taken as whole images (line), and the same images with one network's images deranged,
+# every position kept (dashed: the permutation null, what two networks give on different images of this target).
+# The dotted line is n = 10 d. At n = {glue:text}`null_n0`, CCA's null is {glue:text}`null_cca0`; the biased CKA's
+# null is {glue:text}`null_bk0` at n = {glue:text}`null_n0` and at most {glue:text}`null_bk_rest` in absolute value
+# from n = {glue:text}`null_n1` on{glue:text}`null_bk_note`; the debiased CKA's null is {glue:text}`null_dk0` at
+# n = {glue:text}`null_n0` and at most {glue:text}`null_dk_rest` from n = {glue:text}`null_n1`
+# on{glue:text}`null_dk_note`. Dotted: the earlier null, which shuffles single positions and so also breaks the
+# pairing of positions; at n = {glue:text}`null_n0` it gives CCA {glue:text}`pos_cca0` and biased CKA
+# {glue:text}`pos_bk0`, {glue:text}`pos_side` the image null on average: what different images give is not what
+# shuffled points give.
 
 # %% [markdown]
 # ### Similarity per stage, floor and permutation null
@@ -391,17 +429,23 @@ def null_sentence(measure):
                f"{null_by_layer.loc[other].min():.2f} to {null_by_layer.loc[other].max():.2f}."
                if (other := 'linear_cka' if measure == 'cca' else 'cca') in null_by_layer.index.get_level_values(0)
                and null_by_layer.loc[other].notna().any() else "."))
-for measure, number in (("cca", 7), ("linear_cka", 8)):
-    fig = viz.plot_similarity_by_stage(shown, measure)
-    plt.show()
-    display(Markdown(
-        f"**Figure {number}.** Our CCA per stage, one panel per target (stages named as in [R]'s tables): mean over "
-        f"the pairs of each kind, the repeats and folds (line) with ± 1 SD (band), and the permutation null of "
-        f"every cell (pink, mean ± 2 SD: the same cells with one network's images deranged, positions kept; a "
-        f"stage whose cells hold one image has no null). " + null_sentence("cca")
-        if measure == "cca" else
-        f"**Figure {number}.** The same for linear CKA (Kornblith et al.), which is invariant only to orthogonal "
-        f"maps and isotropic scaling. " + null_sentence("linear_cka")))
+fig = viz.plot_similarity_by_stage(shown, "cca")
+plt.show()
+booktext.glue(null_sentence_cca=null_sentence("cca"), null_sentence_cka=null_sentence("linear_cka"))
+
+# %% [markdown]
+# **Figure 7.** Our CCA per stage, one panel per target (stages named as in [R]'s tables): mean over the pairs of
+# each kind, the repeats and folds (line) with ± 1 SD (band), and the permutation null of every cell (pink, mean ± 2
+# SD: the same cells with one network's images deranged, positions kept; a stage whose cells hold one image has no
+# null). {glue:text}`null_sentence_cca`
+
+# %% tags=["hide-input"]
+fig = viz.plot_similarity_by_stage(shown, "linear_cka")
+plt.show()
+
+# %% [markdown]
+# **Figure 8.** The same for linear CKA (Kornblith et al.), which is invariant only to orthogonal maps and isotropic
+# scaling. {glue:text}`null_sentence_cka`
 
 # %% tags=["hide-input"]
 summ = RP.summarize_similarity(shown, by=("kind", "layer", "measure"))
@@ -410,24 +454,34 @@ table8 = summ.pivot_table(index=["measure", "kind"], columns="layer", values="me
 display(table8.round(3))
 nulls = sim.groupby(["measure", "layer"])["null_value"].agg(["mean", "std"]).unstack("layer")
 display(nulls.round(3))
-display(Markdown(
-    "**Table 8.** Top: mean similarity per measure, kind of pair and layer over both targets (the pairs of "
-    "[R]'s form, untrained vs fine-tuned random initialisation and the BatchNorm control). Bottom: mean and SD of "
-    "the permutation null per measure and layer over all cells. Written to "
-    f"`results/{cfg['name']}/representations_similarity.csv` (one row per pair, layer, repeat and measure)."))
+
+# %% [markdown]
+# **Table 8.** Top: mean similarity per measure, kind of pair and layer over both targets (the pairs of [R]'s form,
+# untrained vs fine-tuned random initialisation and the BatchNorm control). Bottom: mean and SD of the permutation
+# null per measure and layer over all cells. Written to {glue:text}`similarity_csv` (one row per pair, layer,
+# repeat and measure).
 
 # %% [markdown]
 # ### Similarity across networks
 
 # %% tags=["hide-input"]
-for measure, number in (("cca", 9), ("linear_cka", 10)):
-    fig = viz.plot_similarity_heatmaps(sim, *first, measure)
-    plt.show()
-    display(Markdown(
-        f"**Figure {number}.** {'CCA' if measure == 'cca' else 'Linear CKA'} between every pair of networks on "
-        f"{first[0]} (fold {first[1]}), one panel per stage, mean over repeats. Rows and columns: the untrained "
-        f"networks, the pre-trained sources (and their BatchNorm control, compared with its own source's networks "
-        f"only: blank cells) and the fine-tuned networks."))
+fig = viz.plot_similarity_heatmaps(sim, *first, "cca")
+plt.show()
+
+# %% [markdown]
+# **Figure 9.** CCA between every pair of networks on {glue:text}`first_target` (fold {glue:text}`first_fold`), one
+# panel per stage, mean over repeats. Rows and columns: the untrained networks, the pre-trained sources (and their
+# BatchNorm control, compared with its own source's networks only: blank cells) and the fine-tuned networks.
+
+# %% tags=["hide-input"]
+fig = viz.plot_similarity_heatmaps(sim, *first, "linear_cka")
+plt.show()
+
+# %% [markdown]
+# **Figure 10.** Linear CKA between every pair of networks on {glue:text}`first_target` (fold
+# {glue:text}`first_fold`), one panel per stage, mean over repeats. Rows and columns: the untrained networks, the
+# pre-trained sources (and their BatchNorm control, compared with its own source's networks only: blank cells) and
+# the fine-tuned networks.
 
 # %% [markdown]
 # ### Prediction similarity
@@ -438,13 +492,15 @@ fig = viz.plot_prediction_bars(pred)
 plt.show()
 display(booktext.table(pred[["target", "fold", "network_a", "network_b", "n", "accuracy_a", "accuracy_b",
                               "error_agreement", "independent_baseline", "r_baseline_as_coded", "kappa"]]))
-display(Markdown(
-    f"**Figure 11 and Table 9.** Error agreement of every pair of fine-tuned networks of one variant on the test "
-    f"fold (bar), the agreement two networks with these accuracies would reach with independent errors (o: "
-    f"`acc_A acc_B + (1 - acc_A)(1 - acc_B)`), [R]'s as-coded baseline (×, model A's accuracy used twice: a "
-    f"defect, shown for comparison) and Cohen's kappa of error consistency. Kappa ranges from "
-    f"{pred.kappa.min():.2f} to {pred.kappa.max():.2f}: the networks share more errors than independent ones "
-    f"would" + ("." if pred.kappa.min() > 0 else " for most pairs.")))
+booktext.glue(kappa_min=f"{pred.kappa.min():.2f}", kappa_max=f"{pred.kappa.max():.2f}",
+              kappa_note="" if pred.kappa.min() > 0 else " for most pairs")
+
+# %% [markdown]
+# **Figure 11 and Table 9.** Error agreement of every pair of fine-tuned networks of one variant on the test fold
+# (bar), the agreement two networks with these accuracies would reach with independent errors (o:
+# `acc_A acc_B + (1 - acc_A)(1 - acc_B)`), [R]'s as-coded baseline (×, model A's accuracy used twice: a defect,
+# shown for comparison) and Cohen's kappa of error consistency. Kappa ranges from {glue:text}`kappa_min` to
+# {glue:text}`kappa_max`: the networks share more errors than independent ones would{glue:text}`kappa_note`.
 
 # %% [markdown]
 # ### Similarity against gain
@@ -460,11 +516,13 @@ fig = viz.plot_gain_scatter(gain[(gain.measure == "cca")].dropna(subset=["relati
     x="relative_change", hue="network", panel="stage", xlabel="relative weight change")
 plt.show()
 n_points = g_cca.groupby("stage").size().max()
-display(Markdown(
-    f"**Figures 12 and 13.** Top: CCA between each pre-trained source and its fine-tuned self against the relative "
-    f"AUC gain over random initialisation on the same fold, one panel per stage (as Figure 3). Bottom: the weight "
-    f"change of the same stage against the same gain (random initialisation included, whose gain is 0 by "
-    f"definition). With {n_points} points per panel the correlations are illustrative only."))
+booktext.glue(n_points=int(n_points))
+
+# %% [markdown]
+# **Figures 12 and 13.** Top: CCA between each pre-trained source and its fine-tuned self against the relative AUC
+# gain over random initialisation on the same fold, one panel per stage (as Figure 3). Bottom: the weight change of
+# the same stage against the same gain (random initialisation included, whose gain is 0 by definition). With
+# {glue:text}`n_points` points per panel the correlations are illustrative only.
 
 # %% [markdown]
 # ## What our runs agree or disagree with
@@ -498,20 +556,17 @@ below_o = [name_r[l] for l in deep_l if pf[l] < fl[l]]
 r_kinds = [k for k in RR.PAIR_KINDS if k in ours.index]
 top_o = {ours.loc[r_kinds, l].idxmax() for l in layers}
 top_r = {r_kind[c].idxmax() for c in r_kind.columns}
-lines = [
-    f"- **Depth.** [R]: a network and its fine-tuned self are most similar at conv1 ({pf_r['conv1']:.2f}) and "
-    f"least at block4 ({pf_r['block4']:.2f}). Ours: {pf[first_l]:.2f} at the stem and {pf[last_l]:.2f} at "
-    f"{last_l}: " + ("the same direction." if (pf[first_l] > pf[last_l]) == (pf_r["conv1"] > pf_r["block4"])
-                     else "the opposite direction."),
-    f"- **Floor.** [R]'s two untrained networks give {floor_r[deep].min():.2f}–{floor_r[deep].max():.2f} beyond "
-    f"conv1, ours {fl[deep_l].min():.2f}–{fl[deep_l].max():.2f}. " + floor_sentence,
-    f"- **A network against its own start, against the floor.** Below the floor in [R] at "
-    f"{', '.join(below_r) or 'no stage'}, in ours at {', '.join(below_o) or 'no stage'}"
-    + (". In both, at the deepest stage a fine-tuned network is no more CCA-similar to the network it started "
-       "from than two unrelated untrained networks are to each other." if "block4" in below_r and below_o
-       and below_o[-1] == name_r[last_l] else "."),
-]
-bn_summary = "- The BatchNorm control was not run on this profile."
+booktext.glue(
+    pf_first=pf[first_l], pf_last=pf[last_l], last_layer=last_l,
+    depth_direction=("the same direction" if (pf[first_l] > pf[last_l]) == (pf_r["conv1"] > pf_r["block4"])
+                     else "the opposite direction"),
+    floor_min=fl[deep_l].min(), floor_max=fl[deep_l].max(), floor_sentence=floor_sentence,
+    r_below_floor=", ".join(below_r) or "no stage", below_floor=", ".join(below_o) or "no stage",
+    below_note=(". In both, at the deepest stage a fine-tuned network is no more CCA-similar to the network it "
+                "started from than two unrelated untrained networks are to each other" if "block4" in below_r
+                and below_o and below_o[-1] == name_r[last_l] else ""))
+bn_line = "The BatchNorm control was not run on this profile."
+bn_summary = "The BatchNorm control was not run on this profile."
 if "recalibrated_vs_finetuned" in ours.index:
     rc = ours.loc["recalibrated_vs_finetuned"]
     l1 = layers[1] if len(layers) > 1 else first_l
@@ -519,7 +574,7 @@ if "recalibrated_vs_finetuned" in ours.index:
     # alone recovers, in the early stages
     share = {l: (rc[l] - pf[l]) / (1 - pf[l]) for l in (first_l, l1) if pf[l] < 1}
     bn_summary = (
-        f"- The BatchNorm control: re-estimating a pre-trained network's BatchNorm statistics on the target, with "
+        f"The BatchNorm control: re-estimating a pre-trained network's BatchNorm statistics on the target, with "
         f"no weight changed, recovers {', '.join(f'{v:.0%} at {k}' for k, v in share.items())} of the drop in CCA "
         f"between it and its fine-tuned self (CCA {', '.join(f'{pf[k]:.2f} → {rc[k]:.2f} at {k}' for k in share)}). "
         + ("The statistics account for little of the change here (less than 0.1 of CCA at the stem)."
@@ -530,8 +585,8 @@ if "recalibrated_vs_finetuned" in ours.index:
               if any(v < 0.5 for v in share.values()) else "") + "."
            if any(v >= 0.5 for v in share.values()) else
            "The statistics account for part of what CCA registers as change, less than half of it."))
-    lines.append(
-        f"- **BatchNorm statistics (our control).** With the pre-trained network's BatchNorm statistics re-estimated "
+    bn_line = (
+        f"With the pre-trained network's BatchNorm statistics re-estimated "
         f"on the target's training images and no weight changed, its CCA to its fine-tuned self is {rc[first_l]:.2f} "
         f"at the stem (instead of {pf[first_l]:.2f}) and {rc[l1]:.2f} at {l1} (instead of {pf[l1]:.2f}), "
         f"{rc[last_l]:.2f} at {last_l} (instead of {pf[last_l]:.2f}). "
@@ -540,9 +595,10 @@ if "recalibrated_vs_finetuned" in ours.index:
            "source statistics too, so its early-stage values may include the same effect; its tables cannot say."
            if rc[first_l] - pf[first_l] > 0.1 else
            "The statistics account for little of the change here."))
+freeze_line = "The freeze variant was not run on this profile."
 if "freeze_vs_no_freeze" in ours.index:
-    lines.append(
-        f"- **Freeze vs no freeze.** [R]: {r_kind.loc['freeze_vs_no_freeze', 'conv1']:.2f} at conv1, "
+    freeze_line = (
+        f"[R]: {r_kind.loc['freeze_vs_no_freeze', 'conv1']:.2f} at conv1, "
         f"{r_kind.loc['freeze_vs_no_freeze', 'block4']:.2f} at block4; ours "
         f"{ours.loc['freeze_vs_no_freeze', first_l]:.2f} and {ours.loc['freeze_vs_no_freeze', last_l]:.2f}. "
         + ("In both, the two variants of one source are the most similar kind of pair at every stage."
@@ -551,25 +607,41 @@ if "freeze_vs_no_freeze" in ours.index:
            f"{', '.join(sorted(top_o))} in ours."))
 pred_ft = pred[pred.network_a.str.contains("-FT") & pred.network_b.str.contains("-FT")]
 above_o = (pred_ft.error_agreement > pred_ft.independent_baseline).mean()
-lines.append(
-    f"- **Prediction similarity.** [R]'s observed agreement is above its as-coded baseline in {above_r:.0%} of its "
-    f"cells and above the whole range of the correct baseline in {above_all:.0%}; ours is above the correct "
-    f"baseline in {above_o:.0%} of our {len(pred_ft)} pairs (median kappa {pred_ft.kappa.median():.2f}). "
-    + ("Networks fine-tuned from different starts make correlated errors in both." if above_o > 0.5 and above_all > 0.5
-       else ""))
 excl = corr[(corr.ci_high < 0) | (corr.ci_low > 0)]
 ours_r = g_cca.groupby("stage")[["similarity", "relative_gain"]].apply(
     lambda d: d.similarity.corr(d.relative_gain) if len(d) >= 3 else np.nan)
-lines.append(
-    f"- **Similarity vs gain.** [R]'s Pearson r is {'negative at every stage for both sources' if (corr.r < 0).all() else 'of mixed sign'} "
-    f"({corr.r.min():.2f} to {corr.r.max():.2f}); its interval excludes 0 for "
-    f"{', '.join(f'{a} {b}' for a, b in zip(excl.source, excl.stage)) or 'no stage'} when points are resampled, "
-    f"for {len(strong_t)} stage(s) when whole targets are. Ours has {n_points} points per stage (r = "
-    f"{np.nanmin(ours_r):.2f} to {np.nanmax(ours_r):.2f}), and our sources' gains over random initialisation "
-    f"are small ({runs[runs.source != 'random'].relative_gain.min():+.3f} to "
-    f"{runs[runs.source != 'random'].relative_gain.max():+.3f}, one test fold of at most "
-    f"{runs.n_test.max()} images): no conclusion either way.")
-display(Markdown("\n".join(lines)))
+gains = runs[runs.source != "random"].relative_gain
+booktext.glue(
+    bn_line=bn_line, freeze_line=freeze_line, bn_summary=bn_summary,
+    above_baseline=above_o, n_pred_pairs=len(pred_ft), kappa_median=f"{pred_ft.kappa.median():.2f}",
+    pred_note=(" Networks fine-tuned from different starts make correlated errors in both."
+               if above_o > 0.5 and above_all > 0.5 else ""),
+    r_gain_sign="negative at every stage for both sources" if (corr.r < 0).all() else "of mixed sign",
+    r_gain_min=corr.r.min(), r_gain_max=corr.r.max(),
+    r_gain_excluded=", ".join(f"{a} {b}" for a, b in zip(excl.source, excl.stage)) or "no stage",
+    gain_r_min=f"{np.nanmin(ours_r):.2f}", gain_r_max=f"{np.nanmax(ours_r):.2f}",
+    gain_min=f"{gains.min():+.3f}", gain_max=f"{gains.max():+.3f}", max_test=int(runs.n_test.max()))
+
+# %% [markdown]
+# - **Depth.** [R]: a network and its fine-tuned self are most similar at conv1 ({glue:text}`r_pf_conv1:.2f`) and
+#   least at block4 ({glue:text}`r_pf_block4:.2f`). Ours: {glue:text}`pf_first:.2f` at the stem and
+#   {glue:text}`pf_last:.2f` at {glue:text}`last_layer`: {glue:text}`depth_direction`.
+# - **Floor.** [R]'s two untrained networks give {glue:text}`r_floor_min:.2f`–{glue:text}`r_floor_max:.2f` beyond
+#   conv1, ours {glue:text}`floor_min:.2f`–{glue:text}`floor_max:.2f`. {glue:text}`floor_sentence`
+# - **A network against its own start, against the floor.** Below the floor in [R] at
+#   {glue:text}`r_below_floor`, in ours at {glue:text}`below_floor`{glue:text}`below_note`.
+# - **BatchNorm statistics (our control).** {glue:text}`bn_line`
+# - **Freeze vs no freeze.** {glue:text}`freeze_line`
+# - **Prediction similarity.** [R]'s observed agreement is above its as-coded baseline in
+#   {glue:text}`r_above_baseline:.0%` of its cells and above the whole range of the correct baseline in
+#   {glue:text}`r_above_all:.0%`; ours is above the correct baseline in {glue:text}`above_baseline:.0%` of our
+#   {glue:text}`n_pred_pairs` pairs (median kappa {glue:text}`kappa_median`).{glue:text}`pred_note`
+# - **Similarity vs gain.** [R]'s Pearson r is {glue:text}`r_gain_sign` ({glue:text}`r_gain_min:.2f` to
+#   {glue:text}`r_gain_max:.2f`); its interval excludes 0 for {glue:text}`r_gain_excluded` when points are
+#   resampled, for {glue:text}`r_n_strong_targets` stage(s) when whole targets are. Ours has
+#   {glue:text}`n_points` points per stage (r = {glue:text}`gain_r_min` to {glue:text}`gain_r_max`), and our
+#   sources' gains over random initialisation are small ({glue:text}`gain_min` to {glue:text}`gain_max`, one test
+#   fold of at most {glue:text}`max_test` images): no conclusion either way.
 
 # %% [markdown]
 # ## Summary
@@ -584,11 +656,7 @@ display(Markdown("\n".join(lines)))
 # - A CCA value means little without its floor and null: two untrained networks, and the same networks shown
 #   different images of the target (the permutation null), set the scale against which "similar" has to be read
 #   (Figures 6–8, Table 8). What the BatchNorm control shows on this run:
-
-# %% tags=["remove-input"]
-display(Markdown(bn_summary))
-
-# %% [markdown]
+#   - {glue:text}`bn_summary`
 #
 # ## What's next
 # [R]'s question, how much of a source's benefit survives fine-tuning, has a ground-truth side: the longer a
