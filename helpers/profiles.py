@@ -553,7 +553,17 @@ def resolve_profile(raw: Mapping, path: str | os.PathLike = "<profile>") -> dict
     rep = out.get("representations")
     if rep is not None and rep["file_size"] is None:
         rep["file_size"] = data["file_size"]
-    return out
+    return _in_written_order(out, raw)
+
+
+def _in_written_order(value, written):
+    """``value`` with every mapping's keys in the order the profile file wrote them (the keys it did not write,
+    defaults and resolved values, after them): pydantic dumps in the schema's field order, while the sections
+    copied into unit configs are flattened into the result tables' columns in their own order."""
+    if not isinstance(value, dict) or not isinstance(written, Mapping):
+        return value
+    order = [k for k in written if k in value] + [k for k in value if k not in written]
+    return {k: _in_written_order(value[k], written.get(k)) for k in order}
 
 
 def load_profile(name_or_path: str | os.PathLike) -> dict:

@@ -187,3 +187,19 @@ def test_schema_names_what_the_library_knows():
     assert set(P.SIMILARITY_MEASURES) == set(S.MEASURES)
     assert tuple(P.RESNET_LAYERS) == tuple(S.RESNET_LAYERS) and tuple(P.SIMILARITY_NULLS) == tuple(R.NULLS)
     assert json.dumps(P.REPRESENTATIONS_DEFAULTS, sort_keys=True) == json.dumps(R.DEFAULTS, sort_keys=True)
+
+
+def test_written_key_order_is_kept():
+    """Sections copied into unit configs are flattened into the result tables' columns in their own key order,
+    so the loader keeps the order the file wrote (pydantic alone dumps in the schema's field order)."""
+    import yaml
+
+    from helpers.profiles import PROFILES_DIR
+
+    for name in ("quick", "paper"):
+        written = yaml.safe_load((PROFILES_DIR / f"{name}.yml").read_text())
+        loaded = load_profile(name)
+        for section in ("pretraining", "segmentation"):
+            if section in written:
+                assert list(loaded[section])[:len(written[section])] == list(written[section])
+        assert list(loaded["pretraining"]["single_dataset"]) == list(written["pretraining"]["single_dataset"])
