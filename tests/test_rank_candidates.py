@@ -584,3 +584,18 @@ def test_keras_layout_written_with_h5py_round_trips(tmp_path):
     with torch.no_grad():
         assert torch.allclose(M.penultimate_model(model)(x), M.penultimate_model(ref)(x), atol=1e-4, rtol=1e-4)
     assert model.layer2[0].conv1.stride == (2, 2) and model.layer2[0].conv2.stride == (1, 1)
+
+
+def test_a_failed_weight_download_leaves_no_log_line(capsys):
+    """torch.hub prints 'Downloading: <url> to <home path>' before every attempt; on an offline machine that line
+    leaked into the Rank chapter. The candidate is reported unavailable with the reason, and the line is dropped."""
+    from helpers.rank import candidates as CA
+
+    def offline():
+        print('Downloading: "https://download.pytorch.org/models/x.pth" to /home/someone/.cache/torch/x.pth')
+        print("kept")
+        raise OSError("Name or service not known")
+
+    with pytest.raises(M.SourceUnavailable, match="Name or service not known"):
+        CA._with_timeout(offline, "torchvision weights X", "resnet18")
+    assert capsys.readouterr().out == "kept\n"

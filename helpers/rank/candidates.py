@@ -419,7 +419,8 @@ def _with_timeout(fn, what: str, spec: str, hint: str = ""):
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        return fn()
+        with M.quiet_hub_download():  # torch.hub's "Downloading: <url> to <home path>" line stays out of outputs
+            return fn()
     except Exception as exc:  # URLError, HTTPError, OSError, hub errors, a corrupt cached file: all "not here"
         raise M.SourceUnavailable(spec, f"could not load {what} ({type(exc).__name__}: {str(exc)[:200]})"
                                   f"{hint}") from exc
