@@ -99,3 +99,20 @@ def test_moved_names_warn_and_forward():
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         ST.nothing_here  # noqa: B018
     assert compat.MOVED["helpers.segmentation.training"]["run_segmentation_finetuning"] == "helpers.stages.segmentation"
+
+
+def test_every_registered_kind_says_what_the_registry_asks_of_it():
+    """The base class raises NotImplementedError for what a kind must say; no registered kind may leave a method
+    to it that its domain calls (``planned``, the plan from the profile alone, is asked of classification
+    sources only)."""
+    import helpers.rank.candidates  # noqa: F401  (registers the candidate kinds)
+    import helpers.segmentation.training  # noqa: F401  (registers the segmentation kinds)
+    from helpers import sources as SRC
+
+    for domain, kinds in SRC._KINDS.items():
+        needed = ("matches", "weights", "planned") if domain == SRC.CLASSIFICATION else ("matches", "weights")
+        for name, kind in kinds.items():
+            left = [m for m in needed if getattr(type(kind), m) is getattr(SRC.SourceKind, m)]
+            assert not left, f"{domain} kind {name!r} leaves {left} to the base class"
+    for name, kind in SRC._KINDS[SRC.CANDIDATE].items():
+        assert type(kind).build is not helpers.rank.candidates.CandidateKind.build, f"candidate {name!r} cannot build"
