@@ -27,8 +27,8 @@
 # 5. How much the ground truth moves between seeds
 # 6. How reliable is this ground truth? (split-half over seeds, one-seed reliability, seeds needed; [D]'s sweep,
 #    [R]'s folds)
-# 7. The wash-out: training length, data size and the spread between sources; the cheapest protocol checked on
-#    fresh seeds
+# 7. The wash-out: training length, data size and the spread between sources; the quick profile's protocol,
+#    chosen by reliability per CPU minute and checked on fresh seeds
 #
 # ## Prerequisites
 # | Concept | Importance | Notes |
@@ -36,7 +36,8 @@
 # | [Pretraining chapter](02_pretraining) | Necessary | the source checkpoints |
 # | ROC AUC | Necessary | MedMNIST's definitions (binary, multi-class one-vs-rest, multi-label mean) |
 #
-# - **Time to run**: a few minutes on the quick profile (2-core CPU).
+# - **Time to run**: about a quarter of an hour on the quick profile (2-core CPU): twelve seeds of one short
+#   fine-tuning per (source, target), the price of a ground truth reliable enough to judge metrics by.
 
 # %% tags=["parameters", "hide-input"]
 profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
@@ -44,6 +45,8 @@ data_root = None    # None: $DATA_ROOT, else data/
 device = None       # None: the profile's device (auto: cuda when present)
 group_size = None   # configs of one (source, target, fold) advanced together; None: all of them
 reliability_level = 0.8  # the reliability a ground truth should reach (seeds needed are computed for it)
+required_mean = 0.8  # issue 23's rule for the ground truth (the mean over seeds): split-half reliability at least
+required_each = 0.6  # required_mean on average over the targets and required_each on every target
 n_boot = 2000       # bootstrap resamplings of the sources for the one-seed reliability's interval
 
 # %% [markdown]
@@ -95,8 +98,9 @@ grid
 # Profile {glue:text}`ft_profile` fine-tunes for {glue:text}`ft_epochs` epochs (patience
 # {glue:text}`ft_patience`) on folds {glue:text}`ft_folds`, at {glue:text}`ft_image_size` px, with
 # {glue:text}`ft_train_images` training images per fold. The paper profile sweeps 120 configurations for 200
-# epochs with patience 50; the quick profile keeps a real but reduced sweep (two learning rates, a few epochs,
-# the first images of fold 1's training subset) so that the chapter runs on a CPU.
+# epochs with patience 50; the quick profile fine-tunes with one learning rate for a few epochs on fold 1's
+# training subset, repeated over seeds: the protocol its reliability chose (section "The quick profile's
+# protocol" below), so that the chapter runs on a CPU and its ground truth still ranks the sources.
 
 # %% [markdown]
 # ## Running the fine-tuning units
@@ -290,9 +294,16 @@ if n_own >= 2 and len(measurable):
 if len(measurable) < len(n_candidates):
     print("Targets with fewer than 3 candidate sources here, not measured: "
           + ", ".join(f"{t} ({n})" for t, n in n_candidates[n_candidates < 3].items()))
-booktext.glue(n_own=n_own, reliability_level=reliability_level)
+booktext.glue(n_own=n_own, reliability_level=reliability_level, required_mean=required_mean,
+              required_each=required_each)
 if own_rel is not None:
     last, per_target_rel = own_rel.iloc[-1], own_rel.iloc[:-1]
+    own_split = per_target_rel.set_index("target")["split_half"]
+    own_ok = REL.rule_verdict(own_split, required_mean, required_each)
+    booktext.glue(own_split_mean=f"{own_split.mean():.2f}", own_split_min=f"{own_split.min():.2f}",
+                  own_split_min_target=own_split.idxmin(),
+                  own_split_per_target=", ".join(f"{t} {v:.2f}" for t, v in own_split.items()),
+                  own_rule="meets" if own_ok else "does not meet")
     booktext.glue(own_half=int(last["n_split"]) // 2, own_r1=f"{last['r1']:.2f}", own_r1_low=f"{last['r1_low']:.2f}",
                   own_r1_high=f"{last['r1_high']:.2f}", own_now=f"{last['reliability_now']:.2f}",
                   own_needed=REL.replicates_text(last["needed"]),
@@ -302,7 +313,8 @@ else:
     print("One seed only, or too few candidate sources: the reliability of this ground truth cannot be measured "
           "here (it needs two seeds or more, `finetuning.seeds`, and 3 sources).")
     booktext.glue(own_half="—", own_r1="—", own_r1_low="—", own_r1_high="—", own_now="—", own_needed="—",
-                  own_worst="—", own_worst_needed="—")
+                  own_worst="—", own_worst_needed="—", own_split_mean="—", own_split_min="—",
+                  own_split_min_target="—", own_split_per_target="—", own_rule="cannot be checked against")
 
 # %% [markdown]
 # **Table 7.** Reliability of this profile's ground truth (the mean over its {glue:text}`n_own` seeds), per target
@@ -314,6 +326,14 @@ else:
 # seeds about {glue:text}`own_now`, and {glue:text}`own_needed` seeds would be needed for
 # {glue:text}`reliability_level`; the least reliable target ({glue:text}`own_worst`) needs
 # {glue:text}`own_worst_needed` seeds.
+#
+# **The ground truth the other chapters use**, the mean over the {glue:text}`n_own` seeds, has a split-half
+# reliability of {glue:text}`own_split_mean` on average over the targets ({glue:text}`own_split_per_target`;
+# lowest {glue:text}`own_split_min`, {glue:text}`own_split_min_target`). This run therefore
+# **{glue:text}`own_rule`** the rule this book sets its own benchmark (at least {glue:text}`required_mean` on
+# average, at least {glue:text}`required_each` on every target): the reliability is measured on each run, not
+# assumed from the study that chose the protocol. Any score's correlation with this ground truth is capped at
+# about the square root of these values.
 
 # %% tags=["hide-input"]
 if own_rel is not None:
@@ -587,18 +607,19 @@ plt.show()
 # unreliability ({glue:text}`validity_reference`'s seeds 0-3 are shared with the other protocols).
 
 # %% [markdown]
-# ### The quick profile's protocol, confirmed on fresh seeds
-# The learning rate of the cheapest reliable protocol above was picked after seeing the study's numbers, on the
-# same three targets, which flatters it. So it was run again on seeds the study never used
+# ### The quick profile's protocol: chosen by reliability per CPU minute, checked on fresh seeds
+# The quick profile's fine-tuning is chosen by what a ground truth must be to judge metrics by: reliable enough
+# (the rule of issue 23: the mean over n seeds reaches a split-half reliability of at least `required_mean` on
+# average over the targets and `required_each` on every target), for the fewest CPU minutes (Table 11), and
+# still measuring the benefit of the source (its agreement with the fullest fine-tuning, Table 11's last
+# columns). The learning rate of the cheapest reliable protocol above was picked after seeing the study's
+# numbers, on the same three targets, which flatters it. So it was run again on seeds the study never used
 # (`per_seed_P2-lr0.001-fresh.csv`, made with `profiles/quick.yml`'s sources and targets and the fine-tuning
-# section of `p2_fullsub.yml` with lr 0.001 only; the README there says how). The rule of issue 23: the ground
-# truth, the mean over n seeds, must reach a split-half reliability of at least `required_mean` on average over
-# the targets and `required_each` on every target; the smallest n that does would be the quick profile's number
-# of seeds. Split-half reliabilities are measured for every even n the fresh seeds allow (and for the fresh and
+# section of `p2_fullsub.yml` with lr 0.001 only; the README there says how). The smallest n that meets the rule
+# is the number of seeds the protocol needs. Split-half reliabilities are measured for every even n the fresh seeds allow (and for the fresh and
 # the study's seeds pooled), and prophesied from each target's one-seed reliability for the others.
 
 # %% tags=["hide-input"]
-required_mean, required_each = 0.8, 0.6
 fresh_protocol = "P2-lr0.001"
 fresh = REL.tidy_replicates(pd.read_csv(study / f"per_seed_{fresh_protocol}-fresh.csv"))
 fresh_seeds = sorted(fresh["replicate"].unique(), key=int)
@@ -623,6 +644,29 @@ pooled_ok = REL.rule_verdict(pooled_max[per_target_cols], required_mean, require
 n_prophesied = prophecy.index[prophecy["meets the rule"]].min() if prophecy["meets the rule"].any() else None
 display(booktext.table(fresh_rel))
 display(measured.round(3))
+fresh_ft = load_profile(str(study / "p2_lr001_fresh.yml"))["finetuning"]
+same_protocol = all(ft.get(k) == fresh_ft.get(k) for k in ("image_size", "epochs", "patience", "max_train_images",
+                                                            "grid"))
+run_seeds = sorted(int(x) for x in ft.get("seeds", [0]))
+pooled_seeds = sorted(int(x) for x in pooled["replicate"].unique())
+validity_own = np.nan
+if same_protocol:   # this run's mean-over-seeds ranking against the fullest fine-tuning's, as in Table 11
+    own_mean = own.groupby(["target", "source"])["value"].mean()
+    both = pd.concat([own_mean.rename("x"), ref_mean.rename("y")], axis=1).dropna()
+    if len(both):
+        validity_own = both.groupby(level="target").apply(lambda g: np.corrcoef(g["x"], g["y"])[0, 1]).mean()
+if not same_protocol:
+    profile_protocol = (f"Profile {cfg['name']!r} runs another fine-tuning protocol (its own sweep, Table 1), so "
+                        "this section describes the quick profile's choice, not this run")
+elif run_seeds == pooled_seeds:
+    profile_protocol = (f"Profile {cfg['name']!r} runs this protocol with exactly these {len(run_seeds)} seeds "
+                        f"({', '.join(map(str, run_seeds))}): its ground truth is their mean, and its reliability "
+                        "is measured again on every run (Table 7)")
+else:
+    profile_protocol = (f"Profile {cfg['name']!r} runs this protocol with {len(run_seeds)} seeds "
+                        f"({', '.join(map(str, run_seeds))}), not the pooled ones; Table 7 measures them")
+booktext.glue(profile_protocol=profile_protocol,
+              validity_own=f"{validity_own:.2f}" if np.isfinite(validity_own) else "—")
 cpu_fresh = float(cost.loc[fresh_protocol, "CPU min / seed"])
 r1_fresh, r1_study = fresh_rel.iloc[-1], washout.loc[fresh_protocol]
 booktext.glue(
@@ -640,7 +684,7 @@ booktext.glue(
     prophesied_cpu=f"{n_prophesied * cpu_fresh:.0f}" if n_prophesied is not None else "—",
     fresh_vs_study=REL.replication_verdict(r1_fresh["r1"], r1_study["r1_low"], r1_study["r1_high"]),
     confirmed="not confirmed" if n_measured is None else "confirmed",
-    confirmed_so=(", so this evidence gives no reason to change the quick profile's protocol" if n_measured is None
+    confirmed_so=(f": {len(fresh_seeds)} fresh seeds alone are too few for the rule" if n_measured is None
                   else f": the mean of {n_measured} of them meets the rule"))
 
 # %% [markdown]
@@ -664,6 +708,16 @@ booktext.glue(
 #
 # The fresh one-seed reliability lies {glue:text}`fresh_vs_study`. The protocol is **{glue:text}`confirmed`**
 # with the {glue:text}`n_fresh` fresh seeds{glue:text}`confirmed_so`.
+#
+# **The choice.** {glue:text}`fresh_protocol` is kept because no other protocol of the study reaches
+# {glue:text}`reliability_level` for fewer CPU minutes (Table 11), and the number of seeds is the pooled
+# {glue:text}`n_pooled`, the smallest set measured to meet the rule; the fresh seeds' lower one-seed reliability
+# says that the study's seeds flattered the protocol, and the prophecy from the fresh seeds alone
+# ({glue:text}`n_prophesied`) is the honest guide to what another set of seeds would need.
+# {glue:text}`profile_protocol`. Its mean-over-seeds ranking agrees with the fullest fine-tuning's
+# ({glue:text}`validity_reference`) at {glue:text}`validity_own` (Pearson over sources, mean over targets): what
+# the cheap protocol gives up is fine-tuning depth, since at 3 epochs it ranks the sources closer to their
+# starting features than 20 epochs do (the wash-out above).
 
 # %% tags=["hide-input"]
 pooled_by_n.round(3)
@@ -685,7 +739,11 @@ pooled_by_n.round(3)
 #   same way through its weight-decay sub-sweeps.
 # - Longer fine-tuning shrinks the seed noise but also the spread between sources (the wash-out); the cheapest
 #   reliable protocol is the one that fine-tunes least, so its validity is checked against a fuller fine-tuning,
-#   and its reliability on seeds the study never used (`per_seed_P2-lr0.001-fresh.csv`).
+#   and its reliability on seeds the study never used (`per_seed_P2-lr0.001-fresh.csv`). The quick profile runs
+#   that protocol (the whole fold-1 training subset, 3 epochs, lr 0.001) over the study's and the fresh seeds.
+# - This run {glue:text}`own_rule` the rule for its own ground truth: split-half reliability
+#   {glue:text}`own_split_mean` on average over the targets, {glue:text}`own_split_min` at least
+#   ({glue:text}`own_split_min_target`).
 # - On this profile one seed has a reliability of {glue:text}`own_r1`, the mean of its {glue:text}`n_own` seeds
 #   about {glue:text}`own_now`, and {glue:text}`own_needed` seeds would be needed for
 #   {glue:text}`reliability_level` (Table 7).

@@ -472,9 +472,9 @@ else:
 # best fine-tuned source in {glue:text}`rec_hits` of {glue:text}`n_truth_targets` targets. The single metric with
 # the highest mean τ here is {glue:text}`truth_best_metric` ({glue:text}`truth_best_mean` over the
 # {glue:text}`truth_best_n` targets where it ranks at all). With {glue:text}`truth_sources` sources per target, a
-# few epochs of pretraining and fine-tuning runs on 128 images at 28 px, and a ground truth that moves between
-# seeds (Fine-tuning chapter), one swapped pair moves τ by a large amount: on the quick profile this shows how to
-# check a recommendation against fine-tuning, not how good it is.
+# few epochs of pretraining, short fine-tuning runs at 28 px and a ground truth whose reliability the Fine-tuning
+# chapter measures, one swapped pair moves τ by a large amount: on the quick profile this shows how to check a
+# recommendation against fine-tuning, not how good it is.
 
 # %% [markdown]
 # ## Summary

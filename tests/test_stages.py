@@ -16,6 +16,7 @@ import yaml
 from helpers import orchestration as O
 from helpers import stages
 from helpers.paths import PROJECT_ROOT
+from helpers.profiles import load_profile
 from helpers.runner import config_key
 from helpers.stages import base
 
@@ -82,7 +83,8 @@ def test_task_graph_of_the_quick_profile(tmp_path):
         assert c["source_key"] == config_key(by_id[producer].configs[0])
         assert "spec" not in c and "weights" not in c
     ft = [t for t in tasks if t.module == "finetuning"]
-    grid, seeds = 2, 3  # quick: two learning rates, the sweep repeated over three seeds
+    quick_ft = load_profile("quick")["finetuning"]  # one learning rate, the sweep repeated over twelve seeds
+    grid, seeds = len(quick_ft["grid"]["lr"]), len(quick_ft["seeds"])
     assert all(len(t.configs) == grid * seeds and t.resources["num_gpus"] < 1 for t in ft)  # a group, a GPU fraction
     assert all(t.resources["num_gpus"] == 1 for t in tasks if t.module == "pretraining")
     seg = {t.id: t for t in tasks if t.module == "segmentation"}
