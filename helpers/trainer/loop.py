@@ -177,7 +177,11 @@ class Run(ResumableTraining):
             key = "val_loss"  # the AUC is undefined on this validation set (e.g. one class): fall back, recorded
             row["monitor_fallback"] = "val_loss"
         self.track_best(row, key, self.cfg.epochs, self.cfg.patience)
-        if self.workdir is not None and (self.stopped or time.monotonic() - self._last_save >= self.save_every_s):
+        # a stopped run is not saved (as in the segmentation trainer): its result is written right after, and a
+        # run killed before that is trained again from its last save, to the same numbers (batch order and
+        # dropout come from the seed and epoch). The final save of ~130 MB per run cost more than a fine-tuning
+        # epoch on 28 px images.
+        if self.workdir is not None and not self.stopped and time.monotonic() - self._last_save >= self.save_every_s:
             self.save()
 
     def load_best(self):
