@@ -258,6 +258,21 @@ class SegmentationRecipe(SegmentationRecipeOverride):
     single: SegmentationRecipeOverride = None
 
 
+def _distinct(values):
+    if len(set(values)) != len(values):
+        raise ValueError(f"must not repeat a value, got {values}")
+    return values
+
+
+class SegmentationFinetuningRecipe(SegmentationRecipe):
+    """``segmentation.finetuning``: the recipe, and the seeds its ground truth is repeated over."""
+
+    #: fine-tuning seeds (head init, batch order, augmentation; not the subsets, not the sources); each
+    #: (source, target) is fine-tuned once per seed and the ground truth is the mean Dice over them. Default:
+    #: ``[segmentation.seed]``, one run (the unit of the section's ``seed`` keeps its key)
+    seeds: Annotated[list[StrictInt], Field(min_length=1), AfterValidator(_distinct)] = None
+
+
 class SegmentationScoring(_Section):
     """``segmentation.scoring``: what the CC-FV scorer samples (scores checked by the scorer)."""
 
@@ -291,7 +306,7 @@ class SegmentationSection(_Section):
     loss: SegmentationLoss = None
     augment: SegmentationAugment = None
     pretraining: SegmentationRecipe
-    finetuning: SegmentationRecipe
+    finetuning: SegmentationFinetuningRecipe
     #: read by the CC-FV scorer
     scoring: Optional[SegmentationScoring] = None
 

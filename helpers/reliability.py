@@ -47,8 +47,12 @@ Statistics
   neighbouring sources (sorted by their mean): the noise against the signal it has to resolve.
 * :func:`variance_components`: the spread between sources and the noise of one replicate behind ICC(3,1).
 * :func:`reliability_summary` (all of the above per target, one table) and :func:`split_half_by_size` (the
-  measured split-half reliability of a mean of 2, 4, ... replicates).
+  measured split-half reliability of a mean of 2, 4, ... replicates); :func:`measurable_summary`, the summary
+  of the targets it can be measured on (what the chapters show).
 * :func:`subsweep_replicates`: replicates from a sweep that ran each configuration once ([D]'s).
+* :func:`chance_correlation` (the Pearson correlation that ``n`` sources must exceed to be told apart from
+  none) and :func:`correlation_verdict`: a score's correlation with a ground truth of reliability ``R``, whose
+  ceiling is about ``sqrt(R)``, against that threshold, in words.
 
 The ground-truth-reliability study's table (``results/reference/ground_truth_reliability/reliability.md``) is
 reproduced from its per-seed tables by these functions with their defaults (``tests/test_reliability.py``):
@@ -69,7 +73,8 @@ from .names import is_self
 __all__ = ["COLUMNS", "tidy_replicates", "check_replicates", "balanced_splits", "spearman_brown",
            "replicates_needed", "icc_consistency", "split_half_reliability", "one_seed_reliability",
            "seed_spread", "read_markdown_table", "subsweep_replicates", "variance_components", "reliability_summary", "split_half_by_size", "SplitHalf", "OneSeed",
-           "replicates_text", "rule_verdict", "replication_verdict"]
+           "replicates_text", "rule_verdict", "replication_verdict", "chance_correlation", "correlation_verdict",
+           "measurable_summary"]
 
 COLUMNS = ("target", "source", "replicate", "value")
 
@@ -465,3 +470,63 @@ def replication_verdict(value: float, low: float, high: float) -> str:
     if value > high:
         return "above the study's interval: the study's value was, if anything, pessimistic"
     return "within the study's interval: the study's value holds up on fresh seeds"
+
+
+def chance_correlation(n: int, alpha: float = 0.05) -> float:
+    """The |Pearson r| that ``n`` points must exceed to be told apart from no correlation at two-sided level
+    ``alpha`` (the t test with ``n - 2`` degrees of freedom); NaN for fewer than 3 points."""
+    from scipy import stats
+
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    if n is None or not np.isfinite(n) or n < 3:
+        return float("nan")
+    df = int(n) - 2
+    t = float(stats.t.ppf(1 - alpha / 2, df))
+    return t / math.sqrt(df + t * t)
+
+
+def correlation_verdict(r: float, reliability: float, n: int, alpha: float = 0.05) -> str:
+    """What a score's correlation ``r`` with a ground truth of ``reliability`` over ``n`` sources can say, in
+    words. The reliability caps any score's correlation at about ``sqrt(reliability)`` (attenuation); when that
+    ceiling is not above :func:`chance_correlation` even a perfect score could not be told apart from chance
+    here, so ``r`` carries the ground truth's caveat whatever its value; otherwise ``r`` is told apart from
+    chance when ``|r|`` exceeds the threshold, and is within chance when it does not (the score's doing, not
+    the ground truth's)."""
+    if reliability is None or not np.isfinite(reliability):
+        return "not measured (no reliability for this target)"
+    if r is None or not np.isfinite(r):
+        return "no correlation (the score is constant or missing)"
+    crit = chance_correlation(n, alpha)
+    if not np.isfinite(crit):
+        return f"too few sources ({n}) for any correlation to be told apart from chance"
+    cap = math.sqrt(max(float(reliability), 0.0))
+    if cap <= crit:
+        return (f"carries the caveat: at this reliability even a perfect score would reach about {cap:.2f}, "
+                f"not beyond the {crit:.2f} that chance reaches over {n} sources")
+    if abs(r) > crit:
+        sign = "positive" if r > 0 else "negative"
+        return f"told apart from chance ({sign}: |r| = {abs(r):.2f} beyond {crit:.2f}; ceiling about {cap:.2f})"
+    return (f"within chance (|r| = {abs(r):.2f}, not beyond {crit:.2f}) although the ground truth would allow "
+            f"up to about {cap:.2f}: the score's weakness, not the ground truth's")
+
+
+def measurable_summary(table: pd.DataFrame, level: float = 0.8, n_boot: int = 2000, seed: int = 0,
+                       min_sources: int = 3, exclude_self: bool = True) -> tuple[pd.DataFrame | None, pd.Series]:
+    """:func:`reliability_summary` of the targets where it can be measured: a (target, source) counts when it
+    has every replicate of its target (a failed run is no replicate), and a target when at least
+    ``min_sources`` such candidate sources remain (the target's own source left out when ``exclude_self``).
+    Returns ``(summary, candidates)``: ``summary`` is ``None`` with fewer than 2 replicates or no such target;
+    ``candidates`` counts the complete candidate sources per target (the targets below ``min_sources`` are
+    those left out)."""
+    t = table[list(COLUMNS)]
+    if exclude_self:
+        t = t[[not is_self(s, g) for s, g in zip(t["source"], t["target"])]]
+    per_target = t.groupby("target")["replicate"].transform("nunique")
+    t = t[t.groupby(["target", "source"])["replicate"].transform("nunique") == per_target]
+    candidates = t.groupby("target")["source"].nunique()
+    measurable = candidates[candidates >= min_sources].index
+    if t["replicate"].nunique() < 2 or not len(measurable):
+        return None, candidates
+    return reliability_summary(t[t["target"].isin(measurable)], level=level, n_boot=n_boot, seed=seed,
+                               exclude_self=exclude_self), candidates

@@ -64,6 +64,40 @@ def class_count_bars(counts, flag: str):
     return fig
 
 
+def reliability_plot(summary: pd.DataFrame, n_replicates: int, level: float, replicate: str = "seed"):
+    """The reliability figure of a ground truth (the Fine-tuning and Segmentation chapters): left, per target
+    and over all targets (rows of :func:`helpers.reliability.reliability_summary`), the one-replicate
+    reliability with its interval and the split-half reliability of the mean; right, the Spearman-Brown
+    prophecy for a mean of k replicates per target, the ``n_replicates`` that ran dashed and ``level``
+    dotted. ``replicate`` names a replicate in the labels (``"seed"``)."""
+    from .reliability import spearman_brown
+
+    plt = pyplot()
+    per_t = summary.iloc[:-1]
+    k_grid = list(range(1, max(30, int(per_t["needed"].replace(float("inf"), 0).max()) + 2)))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    ax = axes[0]
+    y = range(len(summary))
+    ax.errorbar(summary["r1"], y, xerr=[summary["r1"] - summary["r1_low"], summary["r1_high"] - summary["r1"]],
+                fmt="o", color="k", capsize=3, label=f"one {replicate} (ICC, 90 % interval)")
+    ax.plot(summary["split_half"], y, "s", color="tab:orange", label=f"split-half (mean of n_split {replicate}s)")
+    ax.set_yticks(list(y), summary["target"])
+    ax.axvline(level, color="tab:red", ls=":", lw=1)
+    ax.set_xlabel("reliability")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # below: no row hidden
+    ax = axes[1]
+    for _, row in per_t.iterrows():
+        ax.plot(k_grid, [spearman_brown(max(row["r1"], 0.0), k) for k in k_grid], label=row["target"])
+    ax.axhline(level, color="tab:red", ls=":", lw=1)
+    ax.axvline(n_replicates, color="gray", ls="--", lw=1)
+    ax.set_xlabel(f"{replicate}s averaged")
+    ax.set_ylabel("reliability of the mean")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def fold_sizes_plot(folds, flag: str):
     """Per fold, train and val subset sizes from a :func:`helpers.data.fold_table` table."""
     plt = pyplot()

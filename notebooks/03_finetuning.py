@@ -62,7 +62,7 @@ from IPython.display import Markdown, display
 
 from helpers import booktext
 from helpers import reliability as REL
-from helpers.names import is_self
+from helpers import viz
 from helpers.stages import finetuning as F
 from helpers.paths import PROJECT_ROOT, results_root
 from helpers.profiles import finetune_grid, load_profile, profile_flags, profile_targets, resolve_device
@@ -281,17 +281,14 @@ else:
 # %%
 own = seeds.rename(columns={"seed": "replicate", "test_auc": "value"})
 n_own = own["replicate"].nunique()
-n_candidates = (own[[not is_self(s, t) for s, t in zip(own["source"], own["target"])]]
-                .groupby("target")["source"].nunique())
-measurable = n_candidates[n_candidates >= 3].index   # a ranking needs at least 3 candidate sources
-own_rel = None
-if n_own >= 2 and len(measurable):
-    own_rel = REL.reliability_summary(own[own["target"].isin(measurable)], level=reliability_level,
-                                      n_boot=n_boot, seed=0)
+# the targets with at least 3 candidate sources (a ranking needs them)
+own_rel, n_candidates = REL.measurable_summary(own, level=reliability_level, n_boot=n_boot, seed=0)
+measurable = n_candidates[n_candidates >= 3].index
+if own_rel is not None:
     display(booktext.table(own_rel))
 
 # %% tags=["hide-input"]
-if len(measurable) < len(n_candidates):
+if (n_candidates < 3).any():
     print("Targets with fewer than 3 candidate sources here, not measured: "
           + ", ".join(f"{t} ({n})" for t, n in n_candidates[n_candidates < 3].items()))
 booktext.glue(n_own=n_own, reliability_level=reliability_level, required_mean=required_mean,
@@ -337,28 +334,7 @@ else:
 
 # %% tags=["hide-input"]
 if own_rel is not None:
-    per_t = own_rel.iloc[:-1]
-    k_grid = list(range(1, max(30, int(per_t["needed"].replace(float("inf"), 0).max()) + 2)))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    ax = axes[0]
-    y = range(len(own_rel))
-    ax.errorbar(own_rel["r1"], y, xerr=[own_rel["r1"] - own_rel["r1_low"], own_rel["r1_high"] - own_rel["r1"]],
-                fmt="o", color="k", capsize=3, label="one seed (ICC, 90 % interval)")
-    ax.plot(own_rel["split_half"], y, "s", color="tab:orange", label="split-half (mean of n_split seeds)")
-    ax.set_yticks(list(y), own_rel["target"])
-    ax.axvline(reliability_level, color="tab:red", ls=":", lw=1)
-    ax.set_xlabel("reliability")
-    ax.legend(fontsize=7, loc="lower right")
-    ax = axes[1]
-    for _, row in per_t.iterrows():
-        ax.plot(k_grid, [REL.spearman_brown(max(row["r1"], 0.0), k) for k in k_grid], label=row["target"])
-    ax.axhline(reliability_level, color="tab:red", ls=":", lw=1)
-    ax.axvline(n_own, color="gray", ls="--", lw=1)
-    ax.set_xlabel("seeds averaged")
-    ax.set_ylabel("reliability of the mean")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig = viz.reliability_plot(own_rel, n_own, reliability_level)
     plt.show()
 else:
     print("No reliability measured on this profile: no figure.")

@@ -24,25 +24,30 @@
 # asks how well CC-FV and the baselines rank the sources.
 #
 # 1. The benchmark: five 2D sets
-# 2. The model bank: pre-trained sources and their fine-tuned Dice
-# 3. Scoring: CC-FV, its parts and the baselines
-# 4. How well each score ranks the sources, beside [S]'s published means
-# 5. The ablations of [S] Table 2, and the official code's averaging
+# 2. The model bank: pre-trained sources and their fine-tuned Dice (the mean over the fine-tuning seeds)
+# 3. How reliable is this ground truth? (split-half over seeds, one-seed reliability, seeds needed)
+# 4. Scoring: CC-FV, its parts and the baselines
+# 5. How well each score ranks the sources, beside [S]'s published means, and what the ground truth's
+#    reliability allows those correlations to say
+# 6. The ablations of [S] Table 2, and the official code's averaging
 #
 # ## Prerequisites
 # | Concept | Importance | Notes |
 # | --- | --- | --- |
 # | [Correlation chapter](05_correlation) | Necessary | weighted Kendall's τ, regret |
+# | [Fine-tuning chapter](03_finetuning) | Helpful | the reliability of a ground truth over seeds |
 # | U-Net {cite}`ronneberger2015unet` | Helpful | encoder, decoder blocks, skip connections |
 # | Dice coefficient | Necessary | overlap of a predicted and a true mask, 0 to 1 |
 # | 2-Wasserstein distance | Helpful | a distance between Gaussians: means and covariances |
 #
-# - **Time to run**: about 10 minutes on the quick profile (2-core CPU).
+# - **Time to run**: about 15 minutes on the quick profile (2-core CPU; the fine-tuning runs once per seed).
 
 # %% tags=["parameters", "hide-input"]
 profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
 data_root = None    # None: $DATA_ROOT, else data/
 device = None       # None: the profile's device (auto: cuda when present)
+reliability_level = 0.8  # the reliability a ground truth should reach (seeds needed are computed for it)
+n_boot = 2000       # bootstrap resamplings of the sources for the one-seed reliability's interval
 
 # %% [markdown]
 # ## Imports
@@ -57,6 +62,7 @@ from IPython.display import display
 
 from helpers import booktext
 from helpers import evaluation as E
+from helpers import reliability as REL
 from helpers import segmentation as S
 from helpers import viz
 from helpers.paths import results_root
@@ -148,13 +154,18 @@ booktext.glue(seg_unavailable="; ".join(f"{r.source}: {r.reason}" for r in why.i
 # %% [markdown]
 # ## Fine-tuning: the ground truth
 # Every available source is fine-tuned on every target with a new head for the target's classes and no frozen
-# layer, with Dice + cross-entropy loss, and the checkpoint with the best validation Dice is tested. The ground
-# truth of a (source, target) pair is the mean foreground Dice on the target's test subset. One call runs (or
-# reads back) every fine-tuning unit and another turns the runs into the source x target ground truth:
+# layer, with Dice + cross-entropy loss, and the checkpoint with the best validation Dice is tested. Each pair is
+# fine-tuned once per fine-tuning seed (`segmentation.finetuning.seeds`, this project's extension: [S] reports
+# one run per pair); the seed draws the new head, the batch order and the augmentation, while the image subsets
+# and the source model stay the same. The ground truth of a (source, target) pair is the mean foreground Dice on
+# the target's test subset, averaged over the seeds. One call runs (or reads back) every fine-tuning unit and
+# another turns the runs into the source x target ground truth:
 
 # %%
 runs, unavailable = SEG.run_segmentation_finetuning(cfg, out, root=data_root, device=device, progress=False)
 truth = S.segmentation_ground_truth(runs)
+seg_seeds = S.finetuning_seeds(sec)
+booktext.glue(seg_n_seeds=len(seg_seeds), seg_seed_list=", ".join(map(str, seg_seeds)))
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(1.3 * truth.shape[1] + 2.5, 0.45 * truth.shape[0] + 1.2))
@@ -165,8 +176,9 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Figure 2.** Test Dice (mean over foreground classes) after fine-tuning each source (row) on each target
-# (column); blank cells are the target itself. This is the ranking a transferability score should predict.
+# **Figure 2.** Test Dice (mean over foreground classes, then over the {glue:text}`seg_n_seeds` fine-tuning
+# seed(s) {glue:text}`seg_seed_list`) after fine-tuning each source (row) on each target (column); blank cells
+# are the target itself. This is the ranking a transferability score should predict.
 
 # %% tags=["hide-input"]
 spread = pd.DataFrame({"best": truth.idxmax(), "best Dice": truth.max(), "worst": truth.idxmin(),
@@ -195,7 +207,89 @@ else:
     print("No target of this profile has more than one foreground class.")
 
 # %% [markdown]
-# **Table 6.** Test Dice per class for the multi-structure target(s): the mean in Figure 2 averages these.
+# **Table 6.** Test Dice per class for the multi-structure target(s), averaged over the seeds: the mean in
+# Figure 2 averages these.
+
+# %% [markdown]
+# ## How reliable is this ground truth?
+# The ground truth is one measurement of each source's transfer, and a second fine-tuning seed moves it. How
+# far the mean over the seeds would move under fresh seeds is measured as in the Fine-tuning chapter
+# (`helpers.reliability`, same functions and conventions), per target over its candidate sources:
+#
+# - **split-half**: the seeds are split into two halves, each half's mean Dice per source computed, and the two
+#   correlated (Pearson) over the sources, averaged over every balanced split and stepped up to the whole set
+#   of seeds with the Spearman-Brown formula $2r/(1+r)$. With two seeds there is one split, seed against seed:
+#   the correlation of the two runs over the sources, stepped up to their mean;
+# - **one-seed reliability** $r_1$: the intraclass correlation ICC(3,1) over (source x seed), the share of the
+#   variance of one run that is the source's and not the seed's, with a 90 % interval from resampling the
+#   sources;
+# - **seeds needed** for a reliability of `reliability_level`: the Spearman-Brown prophecy solved for the
+#   number of seeds, $\lceil L(1-r_1)/(r_1(1-L)) \rceil$.
+#
+# A reliability $R$ caps the correlation that *any* score can reach with this ground truth at about $\sqrt{R}$;
+# the ranking section below says what that means for CC-FV.
+
+# %%
+seeds_table = S.segmentation_ground_truth_seeds(runs)
+rel_in = seeds_table.rename(columns={"seed": "replicate", "test_dice": "value"})[["target", "source", "replicate",
+                                                                                  "value"]]
+n_seg_seeds = rel_in["replicate"].nunique()
+# a source counts where it has a Dice under every seed, a target where 3 such sources are left
+seg_rel, n_candidates = REL.measurable_summary(rel_in, level=reliability_level, n_boot=n_boot, seed=0)
+if seg_rel is not None:
+    display(booktext.table(seg_rel))
+
+# %% tags=["hide-input"]
+skipped = n_candidates.reindex(truth.columns, fill_value=0)
+skipped = skipped[skipped < 3]
+booktext.glue(seg_rel_skipped="; ".join(f"{t} ({n} source(s) with a Dice under every seed)"
+                                        for t, n in skipped.items()) or "none",
+              reliability_level=reliability_level)
+if seg_rel is not None:
+    last, per_target_rel = seg_rel.iloc[-1], seg_rel.iloc[:-1]
+    booktext.glue(seg_half=int(last["n_split"]) // 2, seg_split_text=(
+                      "one split, seed against seed" if n_seg_seeds == 2 else "every balanced split of the seeds"),
+                  seg_r1=f"{last['r1']:.2f}", seg_r1_low=f"{last['r1_low']:.2f}",
+                  seg_r1_high=f"{last['r1_high']:.2f}", seg_now=f"{last['split_half']:.2f}",
+                  seg_needed=REL.replicates_text(last["needed"]),
+                  seg_worst=per_target_rel.sort_values("r1").iloc[0]["target"],
+                  seg_worst_needed=REL.replicates_text(per_target_rel["needed"].max()),
+                  seg_best=per_target_rel.sort_values("r1").iloc[-1]["target"])
+else:
+    print("One seed only, or too few candidate sources: the reliability of this ground truth cannot be measured "
+          "here (it needs two seeds or more, `segmentation.finetuning.seeds`, and 3 sources).")
+    booktext.glue(seg_half="—", seg_split_text="no split", seg_r1="—", seg_r1_low="—", seg_r1_high="—",
+                  seg_now="—", seg_needed="—", seg_worst="—", seg_worst_needed="—", seg_best="—")
+
+# %% [markdown]
+# **Table 7.** Reliability of this profile's segmentation ground truth (the mean Dice over its
+# {glue:text}`seg_n_seeds` fine-tuning seeds), per target and over all targets: `split_half` is the split-half
+# reliability of a mean of `n_split` seeds (halves of {glue:text}`seg_half` seed(s) each:
+# {glue:text}`seg_split_text`), `r1` the one-seed reliability with its 90 % interval (`r1_low`, `r1_high`),
+# `reliability_now` that value stepped up to the seeds that ran, and `needed` the seeds for a reliability of
+# {glue:text}`reliability_level`. Targets left out (fewer than 3 sources with a Dice under every seed):
+# {glue:text}`seg_rel_skipped`.
+#
+# Over all targets one fine-tuning run has a reliability of {glue:text}`seg_r1` ({glue:text}`seg_r1_low` to
+# {glue:text}`seg_r1_high`), the mean of the {glue:text}`seg_n_seeds` seeds a split-half reliability of
+# {glue:text}`seg_now`, and {glue:text}`seg_needed` seeds would be needed for {glue:text}`reliability_level`.
+# The least reliable target is {glue:text}`seg_worst` (it needs {glue:text}`seg_worst_needed` seeds), the most
+# reliable {glue:text}`seg_best`. With as few sources as here the intervals are wide: read the per-target values
+# as orders of magnitude.
+
+# %% tags=["hide-input"]
+if seg_rel is not None:
+    fig = viz.reliability_plot(seg_rel, n_seg_seeds, reliability_level)
+    plt.show()
+else:
+    print("No reliability measured on this profile: no figure.")
+
+# %% [markdown]
+# **Figure 3.** Left, per target and over all targets, the one-seed reliability of the fine-tuned Dice
+# (ICC(3,1), 90 % interval from resampling sources) and the split-half reliability of the mean over the seeds
+# that ran; right, the Spearman-Brown prophecy: the reliability of a mean of k seeds from each target's one-seed
+# reliability; dashed: the {glue:text}`seg_n_seeds` seed(s) this profile runs, dotted: the level
+# {glue:text}`reliability_level`.
 
 # %% [markdown]
 # ## Scoring: CC-FV and the baselines
@@ -227,7 +321,7 @@ if len(bad):
                            .drop_duplicates(["metric", "reason"])))
 
 # %% [markdown]
-# **Table 7.** Rows of `segmentation_scores.csv` per score and status: `ok` rows have a score, `unavailable`
+# **Table 8.** Rows of `segmentation_scores.csv` per score and status: `ok` rows have a score, `unavailable`
 # rows belong to sources that cannot be had here, `error` rows carry the reason (listed below the counts when
 # there are any).
 
@@ -252,7 +346,7 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Figure 3.** Scores of CC-FV (as defined, and on the unit sphere) and the four baselines per source (row) and
+# **Figure 4.** Scores of CC-FV (as defined, and on the unit sphere) and the four baselines per source (row) and
 # target (column). The numbers are the raw scores; the colour is min-max normalised within each target column
 # (brighter = ranked higher). Compare each panel with the ground truth of Figure 2.
 
@@ -274,7 +368,7 @@ ratio = (parts[parts["random"] == "pre-trained"].groupby("layer")["cc"].median()
 booktext.glue(cc_ratio=", ".join(f"{v:.0f}x" for v in ratio.reindex(SS.scoring_section(cfg)["layers"])))
 
 # %% [markdown]
-# **Figure 4.** The two parts of CC-FV per decoder block (deep to shallow) for every (source, target) pair; red
+# **Figure 5.** The two parts of CC-FV per decoder block (deep to shallow) for every (source, target) pair; red
 # points are the randomly initialised source. The median CC of the pre-trained sources is
 # {glue:text}`cc_ratio` that of the random one (per block, deep to shallow): see *A confound: feature scale*
 # below.
@@ -302,7 +396,7 @@ booktext.glue(seg_n_src=int(long["n_sources"].max()))
 summary.style.format("{:.3f}", na_rep="–")
 
 # %% [markdown]
-# **Table 8.** Mean over the {glue:text}`n_seg_targets` targets of the weighted τ and Pearson's r between each
+# **Table 9.** Mean over the {glue:text}`n_seg_targets` targets of the weighted τ and Pearson's r between each
 # score and the fine-tuned test Dice (at most {glue:text}`seg_n_src` sources per target), beside the means [S]
 # published on five MSD CT tasks (LogME .022, TransRate .269, LEEP .394, GBC .411, CC-FV .499). Different data,
 # models and budgets: the published column is context, not a target to match. The last row is a control, not a
@@ -313,8 +407,56 @@ show = wt.loc[main_rows].rename(index=SS.LABELS)
 show.style.format("{:.3f}", na_rep="NaN").background_gradient(axis=None, cmap="RdBu", vmin=-1, vmax=1)
 
 # %% [markdown]
-# **Table 9.** Weighted τ per score (rows) and target (columns): blue = the score ranks the sources as
+# **Table 10.** Weighted τ per score (rows) and target (columns): blue = the score ranks the sources as
 # fine-tuning does, red = the reverse. NaN marks a constant score column.
+
+# %% [markdown]
+# ### What the ground truth's reliability allows these correlations to say
+# A score can correlate with the ground truth only as far as the ground truth agrees with itself: with
+# reliability $R$ (Table 7) the correlation of even a perfect score with the mean Dice is about $\sqrt{R}$ at
+# most. Over a handful of sources a correlation must also be large before it can be told apart from chance (the
+# two-sided 5 % threshold of Pearson's r over $n$ sources). Per target, the table sets CC-FV's Pearson
+# correlation with the mean Dice beside both.
+
+# %% tags=["hide-input"]
+ccfv_n = long[long["metric"] == "ccfv"].set_index("target")["n_sources"] if "ccfv" in set(long["metric"]) \
+    else pd.Series(dtype=float)
+rel_by_target = (seg_rel.iloc[:-1].set_index("target")["split_half"] if seg_rel is not None
+                 else pd.Series(dtype=float))
+cap_rows = []
+for t in truth.columns:
+    r = float(pr.loc["ccfv", t]) if "ccfv" in pr.index and t in pr.columns else float("nan")
+    n = int(ccfv_n.get(t, 0))
+    rel = float(rel_by_target.get(t, float("nan")))
+    cap_rows.append({"target": t, "sources": n, "reliability R": rel,
+                     "ceiling √R": np.sqrt(max(rel, 0.0)) if np.isfinite(rel) else float("nan"),
+                     "chance |r|": REL.chance_correlation(n), "CC-FV Pearson r": r,
+                     "verdict": REL.correlation_verdict(r, rel, n)})
+caps = pd.DataFrame(cap_rows).set_index("target")
+kinds = caps["verdict"].str.split(" ").str[0]
+booktext.glue(
+    seg_cap_text="; ".join(f"{t}: {v}" for t, v in caps["verdict"].items()),
+    seg_n_apart=int(caps["verdict"].str.startswith("told apart").sum()),
+    seg_n_caveat=int(caps["verdict"].str.startswith("carries the caveat").sum()),
+    seg_n_within=int(caps["verdict"].str.startswith("within chance").sum()),
+    seg_n_cap_targets=len(caps))
+caps.style.format({"reliability R": "{:.2f}", "ceiling √R": "{:.2f}", "chance |r|": "{:.2f}",
+                   "CC-FV Pearson r": "{:.2f}"}, na_rep="–")
+
+# %% [markdown]
+# **Table 11.** Per target: the sources CC-FV and the ground truth share, the split-half reliability $R$ of the
+# mean Dice over the seeds (Table 7), the ceiling $\sqrt{R}$ it puts on any score's correlation, the |r| that
+# chance reaches over that many sources (two-sided 5 %), CC-FV's Pearson correlation with the mean Dice (as in
+# Table 9's mean) and what that correlation can say. A target without a reliability (too few sources, or one
+# seed) is "not measured".
+#
+# Per target: {glue:text}`seg_cap_text`.
+#
+# Of the {glue:text}`seg_n_cap_targets` targets, CC-FV's correlation is told apart from chance on
+# {glue:text}`seg_n_apart`, is within chance although the ground truth would allow more on
+# {glue:text}`seg_n_within`, and carries the ground truth's caveat on {glue:text}`seg_n_caveat`: there the
+# reliability alone keeps any score's correlation within what chance gives over these sources, so no verdict on
+# CC-FV (good or bad) can be read from that target.
 
 # %% tags=["hide-input"]
 for target in truth.columns:
@@ -323,7 +465,7 @@ for target in truth.columns:
     plt.show()
 
 # %% [markdown]
-# **Figure 5.** Score (x) against fine-tuned test Dice (y), one figure per target and one panel per score; each
+# **Figure 6.** Score (x) against fine-tuned test Dice (y), one figure per target and one panel per score; each
 # point is a source and the line a least-squares fit; the panel title gives the score and its weighted τ.
 
 # %% tags=["hide-input"]
@@ -332,7 +474,7 @@ practical.index = [SS.LABELS.get(m, m) for m in practical.index]
 practical.round(3)
 
 # %% [markdown]
-# **Table 10.** What trusting each score costs: mean top-1 relative Dice (Dice of the top-scored source over the
+# **Table 12.** What trusting each score costs: mean top-1 relative Dice (Dice of the top-scored source over the
 # best one), mean / median / worst regret (Dice lost by fine-tuning the top-scored source instead of the best),
 # and the expected number of targets where its first choice is the best source.
 
@@ -359,7 +501,7 @@ booktext.glue(smallest_source=smallest.index[0], smallest_count=int(smallest.ilo
               rho_median=float(rho.median()), rho_unit_median=float(rho_unit.median()))
 
 # %% [markdown]
-# **Table 11.** Root-mean-square of the sampled decoder features per source (row) and target (column), averaged
+# **Table 13.** Root-mean-square of the sampled decoder features per source (row) and target (column), averaged
 # over the scored blocks; then, per target, the Spearman correlation of the CC-FV scores with the scale control
 # over the sources, and the source each score ranks first. The source with the smallest features is
 # **{glue:text}`smallest_source`** on {glue:text}`smallest_count` of the {glue:text}`n_seg_targets` targets;
@@ -390,7 +532,7 @@ abl.index = [SS.LABELS[m] for m in abl.index]
 abl.style.format("{:.3f}", na_rep="NaN")
 
 # %% [markdown]
-# **Table 12.** The CC-FV variants: mean weighted τ and Pearson over the targets, then the weighted τ per target.
+# **Table 14.** The CC-FV variants: mean weighted τ and Pearson over the targets, then the weighted τ per target.
 # Rows: our CC-FV; the official averaging of the class distances; the official code as published; without CC;
 # without FV; only the shallowest decoder block; KL and Bhattacharyya distances instead of 2-Wasserstein; every
 # feature on the unit sphere.
@@ -404,21 +546,29 @@ classes = {t: data[t].n_classes - 1 for t in truth.columns}
 pd.DataFrame({"foreground classes": classes, "same ranking as fixed averaging": same})
 
 # %% [markdown]
-# **Table 13.** Whether the official averaging ranks the sources of each target exactly as the fixed averaging
+# **Table 15.** Whether the official averaging ranks the sources of each target exactly as the fixed averaging
 # does. With one foreground class it must (the two differ by a constant factor); with several classes it need
 # not, and whether it does depends on the sources.
 
 # %% [markdown]
 # ## Summary
 # - A leave-one-out bank of U-Nets (ResNet-18 encoder) on five 2D sets gives, per target, a ranking of the
-#   sources by fine-tuned test Dice (Figure 2). On the quick profile the gaps between sources are small and
-#   random initialisation is often best: short pre-training on small sets brings little.
+#   sources by fine-tuned test Dice, the mean over {glue:text}`seg_n_seeds` fine-tuning seed(s) (Figure 2). On
+#   the quick profile the gaps between sources are small and random initialisation is the best source on
+#   {glue:text}`n_random` of the {glue:text}`n_seg_targets` targets: short pre-training on small sets brings
+#   little.
+# - That ground truth has a measured reliability (Table 7, Figure 3): one fine-tuning run
+#   {glue:text}`seg_r1` over all targets, the mean of the seeds {glue:text}`seg_now`; {glue:text}`seg_needed`
+#   seeds would reach {glue:text}`reliability_level`.
 # - CC-FV and the four baselines of [S] score every source from one forward pass over the same sampled pixels;
-#   Tables 8 and 9 say how well each ranks the sources, Table 10 what trusting it costs.
+#   Tables 9 and 10 say how well each ranks the sources, Table 12 what trusting it costs. Table 11 says on which
+#   targets CC-FV's correlation can be told apart from chance at the ground truth's reliability
+#   ({glue:text}`seg_n_apart` of {glue:text}`seg_n_cap_targets`) and on which it carries the ground truth's
+#   caveat ({glue:text}`seg_n_caveat`).
 # - CC-FV's class consistency is measured in the units of the features, so the score partly tracks feature
-#   scale (Table 11); the unit-sphere variant removes that confound.
-# - The ablations (Table 12) show which part of CC-FV carries its ranking on this benchmark; the official
-#   averaging can differ from ours only on the multi-structure target (Table 13).
+#   scale (Table 13); the unit-sphere variant removes that confound.
+# - The ablations (Table 14) show which part of CC-FV carries its ranking on this benchmark; the official
+#   averaging can differ from ours only on the multi-structure target (Table 15).
 # - With five targets and at most six sources each, and a quick-profile training budget, these correlations are
 #   illustrative: a single swapped pair moves a weighted τ a lot.
 #

@@ -345,3 +345,42 @@ def test_replication_verdict_places_the_fresh_value_against_the_interval():
     assert R.replication_verdict(0.30, 0.24, 0.50).startswith("within")
     assert R.replication_verdict(0.24, 0.24, 0.50).startswith("within")  # the bounds belong to the interval
     assert R.replication_verdict(0.60, 0.24, 0.50).startswith("above")
+
+
+# the Segmentation chapter's use: which targets can be measured, and what a reliability lets a correlation say
+
+def test_chance_correlation_and_verdicts():
+    # the two-sided 5 % critical values of Pearson's r (tables: n = 5 -> .878, n = 6 -> .811, n = 10 -> .632)
+    assert R.chance_correlation(5) == pytest.approx(0.878, abs=1e-3)
+    assert R.chance_correlation(6) == pytest.approx(0.811, abs=1e-3)
+    assert R.chance_correlation(10) == pytest.approx(0.632, abs=1e-3)
+    assert math.isnan(R.chance_correlation(2))
+    assert R.correlation_verdict(0.95, 0.5, 6).startswith("carries the caveat")
+    assert R.correlation_verdict(0.9, 0.95, 6).startswith("told apart from chance (positive")
+    assert R.correlation_verdict(-0.9, 0.95, 6).startswith("told apart from chance (negative")
+    assert R.correlation_verdict(0.3, 0.95, 6).startswith("within chance")
+    assert R.correlation_verdict(0.3, float("nan"), 6).startswith("not measured")
+    assert R.correlation_verdict(float("nan"), 0.9, 6).startswith("no correlation")
+
+
+def test_measurable_summary_skips_incomplete_sources_and_small_targets():
+    rng = np.random.default_rng(0)
+    rows = []
+    for target, sources in (("a", ["s1", "s2", "s3", "s4"]), ("b", ["s1", "s2", "s3", "s4"]), ("c", ["s1", "s2"])):
+        for i, s in enumerate(sources):
+            for rep in (0, 1):
+                if (target, s, rep) == ("b", "s4", 1):
+                    continue  # a failed run: s4 is no candidate of b, b keeps three
+                rows.append({"target": target, "source": s, "replicate": rep, "value": i + rng.normal(0, 0.1)})
+    table = pd.DataFrame(rows)
+    summary, candidates = R.measurable_summary(table, n_boot=50)
+    assert candidates.to_dict() == {"a": 4, "b": 3, "c": 2}
+    assert summary["target"].tolist() == ["a", "b", "all targets"]
+    assert summary.set_index("target").loc["b", "sources"] == 3
+    one = table[table["replicate"] == 0]
+    assert R.measurable_summary(one, n_boot=50)[0] is None
+
+    from helpers import viz
+    fig = viz.reliability_plot(summary, 2, 0.8)
+    assert len(fig.axes) == 2
+    viz.pyplot().close(fig)

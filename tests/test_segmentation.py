@@ -505,7 +505,8 @@ def test_profiles_segmentation_sections(tmp_path):
     assert union_all["kind"] == "union" and union_all["sets"] == list(q["sets"])
     no_seg = {**quick, "sources": {**quick["sources"], "dataset": ["random"]}}
     assert len(S.segmentation_pretraining_configs(no_seg)) == 5 + n_targets
-    assert len(S.segmentation_finetuning_configs(quick)) == n_targets * 7  # random, imagenet, union, 4 sets
+    # random, imagenet, union, 4 sets; each once per fine-tuning seed (quick: two)
+    assert len(S.segmentation_finetuning_configs(quick)) == n_targets * 7 * len(S.finetuning_seeds(q))
     # a profile without the section still loads; a broken section is refused
     text = (tmp_path / "q.yml")
     base = (load_profile("quick")["_path"])

@@ -25,12 +25,16 @@ The model bank (leave one out)
     (torchvision's ImageNet ResNet-18 encoder, random decoder; unavailable offline), each other set by name
     (a UNet pre-trained on that set alone, shared by every target) and ``union`` (a UNet pre-trained on the
     union of all the other sets, one per target). Each source is fine-tuned on the target with a new head for
-    the target's classes and no frozen layer; its test Dice is the ground truth.
+    the target's classes and no frozen layer, once per fine-tuning seed (``finetuning.seeds``, default the
+    section's ``seed``: the seed drives the new head, batch order and augmentation; subsets and sources stay on
+    ``seed``); its test Dice, averaged over the seeds, is the ground truth.
 
 Outputs under ``results_dir``
     ``segmentation_sources/<name>.safetensors`` (+ ``.json``): the pre-trained sources (``<set>`` and
     ``union__<target>``); ``segmentation_pretraining.csv``: one row per source; ``segmentation_finetuning.csv``:
-    one row per (source, target, fold); ``segmentation_ground_truth.csv``: ``test_dice`` as source x target.
+    one row per (source, target, fold, seed); ``segmentation_ground_truth.csv``: ``test_dice`` (mean over the
+    seeds) as source x target; ``segmentation_ground_truth_seeds.csv``: tidy, one row per (source, target,
+    seed).
 """
 from __future__ import annotations
 
@@ -316,7 +320,31 @@ def segmentation_section(profile: dict) -> dict:
     bad = [s for s in out["sources"] if s not in SPECIAL_SOURCES and s not in out["sets"]]
     if bad:
         raise ValueError(f"segmentation sources {bad} are neither {SPECIAL_SOURCES} nor among the sets")
+    finetuning_seeds(out)  # a bad segmentation.finetuning.seeds is an error here too (profiles built in code)
     return out
+
+
+def finetuning_seeds(section: dict) -> list[int]:
+    """The fine-tuning seeds of a (filled-in) segmentation section: ``finetuning.seeds``, default
+    ``[seed]`` (one run, today's). Each (source, target) is fine-tuned once per seed; the seed drives the new
+    head's initialisation, the batch order and the augmentation draws, never the image subsets nor the source
+    (both stay on the section's ``seed``)."""
+    seeds = section["finetuning"].get("seeds")
+    if seeds is None:
+        return [int(section["seed"])]
+    if (not isinstance(seeds, (list, tuple)) or not seeds
+            or any(isinstance(x, bool) or not isinstance(x, int) for x in seeds)):
+        raise ValueError(f"segmentation.finetuning.seeds must be a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"segmentation.finetuning.seeds must not repeat a seed, got {list(seeds)}")
+    return [int(x) for x in seeds]
+
+
+def finetuning_seed(config: dict) -> int:
+    """The fine-tuning seed of a fine-tuning unit config: ``finetuning_seed``, present only where it differs
+    from the section's ``seed`` (so that the unit of that seed keeps the key it had before seeds were added),
+    else ``seed``."""
+    return int(config.get("finetuning_seed", config["seed"]))
 
 
 def union_source_name(target: str) -> str:
@@ -338,6 +366,7 @@ def _recipe(sec: dict, stage: str, kind: str | None = None) -> dict:
     base = dict(sec[stage])
     own = base.pop("union", None) or {}
     base.pop("single", None)
+    base.pop("seeds", None)  # one unit per seed (finetuning_seeds), not part of the recipe
     if kind == "union":
         base.update(own)
     return base
@@ -655,18 +684,25 @@ def dice_column(class_name: str) -> str:
 
 
 def segmentation_finetuning_configs(profile: dict) -> list[dict]:
-    """One unit per (source, target, fold=1). ``source_key`` is the pretraining unit's key, so that a
-    re-trained source gives new fine-tuning units."""
+    """One unit per (source, target, fold=1, fine-tuning seed). ``source_key`` is the pretraining unit's key,
+    so that a re-trained source gives new fine-tuning units. ``seed`` is the section's (subsets, sources); a
+    fine-tuning seed other than it is the key ``finetuning_seed`` (:func:`finetuning_seed`), so the unit of the
+    section's own seed has the config, and the key, of a profile without ``finetuning.seeds``."""
     sec = segmentation_section(profile)
     recipe = _recipe(sec, "finetuning")
+    base_seed = int(sec["seed"])
     out = []
     for t in sec["targets"]:
         for s in segmentation_sources(profile, t):
             unit = source_unit(profile, s, t)
-            out.append({"stage": "segmentation_finetuning", "source": s, "target": t, "fold": 1,
-                        "source_key": config_key(unit) if unit is not None else None,
-                        "image_size": int(sec["image_size"]), "model": sec["model"], "loss": sec["loss"],
-                        "augment": sec["augment"], "recipe": recipe, "seed": int(sec["seed"])})
+            for seed in finetuning_seeds(sec):
+                c = {"stage": "segmentation_finetuning", "source": s, "target": t, "fold": 1,
+                     "source_key": config_key(unit) if unit is not None else None,
+                     "image_size": int(sec["image_size"]), "model": sec["model"], "loss": sec["loss"],
+                     "augment": sec["augment"], "recipe": recipe, "seed": base_seed}
+                if seed != base_seed:
+                    c["finetuning_seed"] = seed
+                out.append(c)
     return out
 
 
@@ -690,10 +726,16 @@ def target_datasets(target: str, image_size: int, source: str = "random", recipe
 
 def finetune_segmentation_unit(config: dict, profile: dict, workdir, results_dir, root=None, device=None,
                                cache=None, progress: bool = False, callback=None) -> dict:
-    """Fine-tune one source on one target (new head, no frozen layer) and test it. Returns its result row."""
+    """Fine-tune one source on one target (new head, no frozen layer) and test it. Returns its result row.
+
+    The image subsets and the source model depend on ``config["seed"]`` (the section's) alone; the fine-tuning
+    seed (:func:`finetuning_seed`) seeds the new head, the batch order and the augmentation. ``random`` and
+    ``imagenet`` keep the initialisation the scorer reads (the section's seed) and have no new head here, so
+    for them the fine-tuning seed varies the batches and augmentation only."""
     cache = {} if cache is None else cache
     device = _resolve_device(device)
     s, t = config["source"], config["target"]
+    ft_seed = finetuning_seed(config)
     d, train, val, test = target_datasets(t, config["image_size"], s, config["recipe"], config["seed"], root,
                                           device, config["augment"], cache)
     model = load_segmentation_source(s, t, profile, results_dir, root, cache=cache)
@@ -702,14 +744,14 @@ def finetune_segmentation_unit(config: dict, profile: dict, workdir, results_dir
     # the target's (it was made with them)
     if model.n_classes != d.n_classes or kind.checkpoint:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(config["seed"]))
+            torch.manual_seed(ft_seed)
             replace_head(model, d.n_classes)
-    recipe = SegRecipe.from_dict(config["recipe"], config["loss"], config["seed"])
+    recipe = SegRecipe.from_dict(config["recipe"], config["loss"], ft_seed)
     res = train_segmentation(model, train, val, recipe, d.n_classes, workdir=workdir, progress=progress,
                              callback=callback, desc=f"{s} -> {t}")
     test_res = evaluate_segmentation(res["model"], test, d.n_classes, recipe, recipe.eval_batch_size)
     spec = resolve_segmentation_source(profile, s, t, results_dir)
-    row = {"source": s, "target": t, "fold": config["fold"], "n_classes": d.n_classes,
+    row = {"source": s, "target": t, "fold": config["fold"], "seed": ft_seed, "n_classes": d.n_classes,
            "classes": json.dumps(d.class_names), "train_images": len(train), "val_images": len(val),
            "test_images": len(test), "epochs_run": res["epochs_run"], "best_epoch": res["best"]["epoch"],
            "val_loss": res["best"]["val_loss"], "val_dice": res["best"]["val_dice"],
@@ -721,36 +763,54 @@ def finetune_segmentation_unit(config: dict, profile: dict, workdir, results_dir
     return row
 
 
-FINETUNING_COLUMNS = ["source", "target", "fold", "n_classes", "classes", "train_images", "val_images",
+FINETUNING_COLUMNS = ["source", "target", "fold", "seed", "n_classes", "classes", "train_images", "val_images",
                       "test_images", "epochs_run", "best_epoch", "val_loss", "val_dice", "test_loss", "test_dice",
                       "seconds", "source_checkpoint"]
 
 
+def _with_seed(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs if "seed" in runs.columns else runs.assign(seed=0)
+
+
 def segmentation_ground_truth(runs: pd.DataFrame, value: str = "test_dice") -> pd.DataFrame:
     """Ground truth, source x target: ``test_dice`` (mean foreground Dice on the test subset) of the
-    fine-tuned source, averaged over folds (the bank has one)."""
-    table = runs.pivot_table(index="source", columns="target", values=value, aggfunc="mean")
+    fine-tuned source, averaged over folds (the bank has one) and then over the fine-tuning seeds
+    (``segmentation.finetuning.seeds``; :func:`segmentation_ground_truth_seeds` has each seed's)."""
+    per_seed = _with_seed(runs).groupby(["source", "target", "seed"])[value].mean().reset_index()
+    table = per_seed.pivot_table(index="source", columns="target", values=value, aggfunc="mean")
     table.index.name, table.columns.name = "source", "target"
     return table
 
 
+def segmentation_ground_truth_seeds(runs: pd.DataFrame, value: str = "test_dice") -> pd.DataFrame:
+    """Tidy per (source, target, seed): ``test_dice`` of the fine-tuning under each seed (mean over folds) and
+    the seed's ``rank`` of the source among the target's sources (1 = best): the replicates whose mean is the
+    ground truth, the input of :mod:`helpers.reliability`."""
+    out = _with_seed(runs).groupby(["source", "target", "seed"])[value].mean().reset_index()
+    out["rank"] = out.groupby(["target", "seed"])[value].rank(ascending=False, method="average")
+    out["seed"] = out["seed"].astype(int)
+    return out.sort_values(["target", "seed", "rank"], kind="stable").reset_index(drop=True)
+
+
 def write_segmentation_ground_truth(runs: pd.DataFrame, results_dir) -> Path:
     """``<results>/segmentation_ground_truth.csv``: a ``source`` column and one ``test_dice`` column per
-    target."""
+    target (the mean over the seeds); beside it ``segmentation_ground_truth_seeds.csv``, the tidy table of
+    :func:`segmentation_ground_truth_seeds`. Both written atomically; returns the first's path."""
     path = Path(results_dir) / "segmentation_ground_truth.csv"
     atomic_write_csv(segmentation_ground_truth(runs).reset_index(), path)
+    atomic_write_csv(segmentation_ground_truth_seeds(runs), Path(results_dir) / "segmentation_ground_truth_seeds.csv")
     return path
 
 
 def dice_long_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Tidy Dice per class: one row per (source, target, fold, class) with ``dice`` (from the ``dice_<class>``
-    columns of ``runs``; classes not of the target dropped)."""
+    """Tidy Dice per class: one row per (source, target, fold, seed, class) with ``dice`` (from the
+    ``dice_<class>`` columns of ``runs``; classes not of the target dropped)."""
     rows = []
-    for _, r in runs.iterrows():
+    for _, r in _with_seed(runs).iterrows():
         for name in json.loads(r["classes"])[1:]:
-            rows.append({"source": r["source"], "target": r["target"], "fold": r["fold"], "class_name": name,
-                         "dice": r[dice_column(name)]})
-    return pd.DataFrame(rows, columns=["source", "target", "fold", "class_name", "dice"])
+            rows.append({"source": r["source"], "target": r["target"], "fold": r["fold"], "seed": int(r["seed"]),
+                         "class_name": name, "dice": r[dice_column(name)]})
+    return pd.DataFrame(rows, columns=["source", "target", "fold", "seed", "class_name", "dice"])
 
 
 # the stage's run functions moved to helpers.stages.segmentation; the old names warn and forward

@@ -5,8 +5,9 @@ three runner stages.
     one unit and task (half a GPU) per source to pre-train (each set, one union per target); its checkpoint is
     ``<results>/segmentation_sources/<name>.safetensors`` and the unit counts as done only while it exists.
 ``segmentation_finetuning``
-    one unit and task per (source, target): fine-tuned test Dice is the ground truth; waits for the
-    pretraining task of its source.
+    one unit and task per (source, target, fine-tuning seed): fine-tuned test Dice, averaged over the seeds
+    (``segmentation.finetuning.seeds``), is the ground truth; waits for the pretraining task of its source.
+    The unit of the section's own ``seed`` keeps the config and key (and task id) it had before seeds.
 ``segmentation_scoring``
     one unit and task per (source, target): CC-FV, its ablations and the baselines
     (:mod:`helpers.segmentation.scoring`); waits for the pretraining task of its source (not for fine-tuning:
@@ -52,6 +53,13 @@ pretraining_task_id = _pretraining_id
 def static_reason(profile: dict, source: str, target: str) -> str | None:
     """Why nothing here can make ``source`` for ``target`` (decided from the profile alone), else ``None``."""
     return source_kind(source, SEGMENTATION).static_reason(ST.segmentation_section(profile), source, target)
+
+
+def _finetuning_id(config: dict) -> str:
+    """``segmentation:finetuning:<source>-><target>``, with ``@seed<n>`` for a fine-tuning seed other than the
+    section's (whose task keeps the id it had before seeds)."""
+    tail = f"@seed{config['finetuning_seed']}" if "finetuning_seed" in config else ""
+    return f"{NAME}:finetuning:{config['source']}->{config['target']}{tail}"
 
 
 def _source_dep(profile: dict, source: str, target: str) -> tuple:
@@ -104,10 +112,11 @@ def plan(profile: dict, env: Env) -> tuple[list[Task], dict]:
         for c in ST.segmentation_finetuning_configs(profile):
             reason = static_reason(profile, c["source"], c["target"])
             if reason is not None:
-                unavailable["finetuning"].append({"source": c["source"], "target": c["target"], "fold": 1,
-                                                  "reason": reason})
+                row = {"source": c["source"], "target": c["target"], "fold": 1, "reason": reason}
+                if row not in unavailable["finetuning"]:  # one row per pair, not per seed
+                    unavailable["finetuning"].append(row)
                 continue
-            out.append(Task(stage_name("finetuning"), f"{NAME}:finetuning:{c['source']}->{c['target']}", (c,),
+            out.append(Task(stage_name("finetuning"), _finetuning_id(c), (c,),
                             _source_dep(profile, c["source"], c["target"]), dict(RESOURCES["finetuning"]),
                             throughput.segmentation_seconds(c, sizes)))
     if "scoring" in parts:
@@ -175,9 +184,25 @@ def pretraining_results(profile: dict, env: Env) -> pd.DataFrame:
     return _stored(profile, env, "pretraining")[0]
 
 
+def _seed_column(runs: pd.DataFrame) -> pd.DataFrame:
+    """``seed`` (the fine-tuning seed) on every row, after ``fold``: units stored before the seeds were added
+    have no ``seed`` in their row, and their config's ``seed`` is the one they ran with."""
+    if runs.empty:
+        return runs
+    seed = runs["config.seed"]
+    if "config.finetuning_seed" in runs.columns:
+        seed = runs["config.finetuning_seed"].fillna(seed)
+    if "seed" in runs.columns:
+        seed = runs["seed"].fillna(seed)
+    runs = runs.drop(columns=["seed"], errors="ignore")
+    runs.insert(runs.columns.get_loc("fold") + 1, "seed", seed.astype(int))
+    return runs
+
+
 def finetuning_results(profile: dict, env: Env) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs, rows = _stored(profile, env, "finetuning")
-    return runs, pd.DataFrame(rows, columns=UNAVAILABLE_COLUMNS)
+    unavailable = pd.DataFrame(rows, columns=UNAVAILABLE_COLUMNS).drop_duplicates(ignore_index=True)
+    return _seed_column(runs), unavailable
 
 
 def scoring_results(profile: dict, env: Env) -> pd.DataFrame:
@@ -259,12 +284,14 @@ def run_segmentation_finetuning(profile: dict, results_dir=None, root=None, devi
                                 engine: str = "local", **engine_options):
     """Fine-tune every available (source, target) pair of the bank (or resume).
 
-    Returns ``(runs, unavailable)``: ``runs`` has one row per (source, target, fold=1) with
+    Returns ``(runs, unavailable)``: ``runs`` has one row per (source, target, fold=1, seed) with
     :data:`helpers.segmentation.FINETUNING_COLUMNS`, one ``dice_<class>`` column per foreground class of the
     targets (NaN for the other targets' classes), ``history`` and the stage's ``key``/``unit_seconds``/
     ``config.*`` columns; ``unavailable`` has ``source, target, fold, reason``. Writes
-    ``<results>/segmentation_finetuning.csv`` (``runs`` without ``history``) and
-    ``<results>/segmentation_ground_truth.csv`` (:func:`helpers.segmentation.segmentation_ground_truth`).
+    ``<results>/segmentation_finetuning.csv`` (``runs`` without ``history``),
+    ``<results>/segmentation_ground_truth.csv`` (:func:`helpers.segmentation.segmentation_ground_truth`: the
+    mean over the seeds) and ``<results>/segmentation_ground_truth_seeds.csv``
+    (:func:`helpers.segmentation.segmentation_ground_truth_seeds`: one row per (source, target, seed)).
     """
     env = _run_part("finetuning", profile, results_dir, root, device, progress, engine, **engine_options)
     return finetuning_results(env.profile, env)
