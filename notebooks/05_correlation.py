@@ -52,6 +52,7 @@ from IPython.display import display
 from helpers import booktext
 from helpers import evaluation as E
 from helpers import reference as R
+from helpers import reliability as REL
 from helpers import scoring as S
 from helpers.paths import require_result, results_root
 from helpers.profiles import load_profile
@@ -227,10 +228,25 @@ else:
 # for LP x FU, [D]'s proposed score and its best. The table below sets those means next to ours where the
 # metric is shared. Our quick-profile numbers come from a few targets with about ten candidate sources each
 # (the source equal to the target excluded), a few epochs of pretraining and fine-tuning on subsets at 28 px,
-# and a ground truth whose ranking moves between seeds about as much as the metrics differ (Fine-tuning
-# chapter); agreement or disagreement with [D] here is weak evidence either way.
+# and a ground truth {glue:text}`gt_reliability_text` (Fine-tuning chapter); agreement or disagreement with
+# [D] here is weak evidence either way.
 
 # %% tags=["hide-input"]
+# the ground truth's reliability (Fine-tuning chapter): the split-half over seeds of the mean it is
+seeds_path = results_root(cfg["name"]) / "ground_truth_seeds.csv"
+gt_rel = None
+if seeds_path.is_file():
+    gt_seeds = pd.read_csv(seeds_path).rename(columns={"seed": "replicate", "test_auc": "value"})
+    gt_rel, _ = REL.measurable_summary(gt_seeds, n_boot=200, seed=0)
+if gt_rel is None:
+    gt_reliability_text = "whose reliability cannot be measured here (one seed, or too few sources)"
+else:
+    split = gt_rel.iloc[:-1]["split_half"]
+    gt_reliability_text = (f"that is the mean over {int(gt_rel['replicates'].max())} seeds, with a split-half "
+                           f"reliability of {split.mean():.2f} on average over the targets ({split.min():.2f} at "
+                           f"least), which caps any metric's correlation with it at about "
+                           f"{np.sqrt(max(split.mean(), 0.0)):.2f}")
+booktext.glue(gt_reliability_text=gt_reliability_text)
 ref = pd.read_csv(require_result(cfg, "reference/dovile2024_weighted_tau.csv"))
 ref = ref[ref["scenario"] == "dataset"].groupby("metric")["weighted_tau"].mean().rename("D_mean")
 ref.index = ref.index.map(R.code_name)
