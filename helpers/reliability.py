@@ -46,6 +46,9 @@ Statistics
 * :func:`seed_spread`: the median SD of a source's value over replicates against the median gap between
   neighbouring sources (sorted by their mean): the noise against the signal it has to resolve.
 * :func:`variance_components`: the spread between sources and the noise of one replicate behind ICC(3,1).
+* :func:`correlation_ceiling` and :func:`tau_ceiling`: what a reliability ``R`` leaves to any score: a Pearson
+  correlation of at most about ``sqrt(R)`` with the ground truth (attenuation, the score itself taken as exact),
+  on the scale of Kendall's tau ``(2 / pi) arcsin(sqrt(R))`` (Greiner's relation for normal scores).
 * :func:`reliability_summary` (all of the above per target, one table) and :func:`split_half_by_size` (the
   measured split-half reliability of a mean of 2, 4, ... replicates).
 * :func:`subsweep_replicates`: replicates from a sweep that ran each configuration once ([D]'s).
@@ -69,7 +72,7 @@ from .names import is_self
 __all__ = ["COLUMNS", "tidy_replicates", "check_replicates", "balanced_splits", "spearman_brown",
            "replicates_needed", "icc_consistency", "split_half_reliability", "one_seed_reliability",
            "seed_spread", "read_markdown_table", "subsweep_replicates", "variance_components", "reliability_summary", "split_half_by_size", "SplitHalf", "OneSeed",
-           "replicates_text", "rule_verdict", "replication_verdict"]
+           "replicates_text", "rule_verdict", "replication_verdict", "correlation_ceiling", "tau_ceiling"]
 
 COLUMNS = ("target", "source", "replicate", "value")
 
@@ -154,6 +157,24 @@ def spearman_brown(r, factor):
         raise ValueError(f"a reliability lies in [-1, 1], got {r}")
     out = factor * r / (1 + (factor - 1) * r)
     return float(out) if out.ndim == 0 else out
+
+
+def correlation_ceiling(reliability: float) -> float:
+    """The highest correlation any exact score can reach with a ground truth of reliability ``reliability``:
+    ``sqrt(R)`` (Spearman's attenuation with the score's own reliability 1); 0 when ``R <= 0`` (a ground truth
+    that does not agree with itself leaves nothing to predict)."""
+    if reliability is None or not np.isfinite(reliability):
+        raise ValueError(f"a reliability must be finite, got {reliability}")
+    if reliability > 1 or reliability < -1:
+        raise ValueError(f"a reliability lies in [-1, 1], got {reliability}")
+    return float(math.sqrt(max(reliability, 0.0)))
+
+
+def tau_ceiling(reliability: float) -> float:
+    """:func:`correlation_ceiling` on the scale of Kendall's tau, ``(2 / pi) arcsin(sqrt(R))`` (the relation of
+    tau to Pearson's r for normal variables): the ceiling to compare a (weighted) tau with. It is lower than
+    ``sqrt(R)``: 0.70 at R = 0.8, 0.33 at R = 0.25."""
+    return float(2 / math.pi * math.asin(correlation_ceiling(reliability)))
 
 
 def replicates_needed(r1: float, level: float = 0.8) -> float:

@@ -345,3 +345,15 @@ def test_replication_verdict_places_the_fresh_value_against_the_interval():
     assert R.replication_verdict(0.30, 0.24, 0.50).startswith("within")
     assert R.replication_verdict(0.24, 0.24, 0.50).startswith("within")  # the bounds belong to the interval
     assert R.replication_verdict(0.60, 0.24, 0.50).startswith("above")
+
+
+def test_ceilings_of_a_reliability_have_known_values():
+    assert R.correlation_ceiling(0.81) == pytest.approx(0.9)
+    assert R.correlation_ceiling(1.0) == 1.0
+    assert R.correlation_ceiling(-0.3) == 0.0          # no self-agreement leaves nothing to predict
+    assert R.tau_ceiling(0.5) == pytest.approx(0.5)    # (2 / pi) arcsin(sqrt(1/2)) = (2 / pi)(pi / 4)
+    assert R.tau_ceiling(1.0) == pytest.approx(1.0)
+    assert R.tau_ceiling(0.8) < R.correlation_ceiling(0.8)
+    for bad in (float("nan"), 1.5, -2.0, None):
+        with pytest.raises(ValueError, match="reliability"):
+            R.correlation_ceiling(bad)
