@@ -72,7 +72,7 @@ from .names import is_self
 __all__ = ["COLUMNS", "tidy_replicates", "check_replicates", "balanced_splits", "spearman_brown",
            "replicates_needed", "icc_consistency", "split_half_reliability", "one_seed_reliability",
            "seed_spread", "read_markdown_table", "subsweep_replicates", "variance_components", "reliability_summary", "split_half_by_size", "SplitHalf", "OneSeed",
-           "replicates_text", "rule_verdict", "replication_verdict", "correlation_ceiling", "tau_ceiling"]
+           "replicates_text", "rule_verdict", "replication_verdict", "correlation_ceiling", "tau_ceiling", "step_reliability"]
 
 COLUMNS = ("target", "source", "replicate", "value")
 
@@ -157,6 +157,23 @@ def spearman_brown(r, factor):
         raise ValueError(f"a reliability lies in [-1, 1], got {r}")
     out = factor * r / (1 + (factor - 1) * r)
     return float(out) if out.ndim == 0 else out
+
+
+def step_reliability(reliability: float, n_from: int, n_to: int) -> float:
+    """A reliability measured for a mean of ``n_from`` replicates, stepped (Spearman-Brown) to a mean of ``n_to``:
+    how the split-half of a mean of ``n_split`` replicates becomes the reliability of the mean over all ``k``
+    that ran (the same value when ``k`` is even). NaN for a NaN reliability, or for one below -1 (a split-half
+    stepped up from a strongly negative half-correlation: no reliability to step)."""
+    if n_from < 1 or n_to < 1:
+        raise ValueError(f"replicate counts must be at least 1, got {n_from} and {n_to}")
+    if reliability is None or not np.isfinite(reliability) or reliability < -1:
+        return float("nan")
+    if reliability > 1:
+        raise ValueError(f"a reliability is at most 1, got {reliability}")
+    factor = n_to / n_from
+    if 1 + (factor - 1) * reliability <= 0:
+        return float("nan")
+    return spearman_brown(reliability, factor)
 
 
 def correlation_ceiling(reliability: float) -> float:

@@ -739,11 +739,11 @@ if have_own:
             display(booktext.table(own_rel.set_index("target")))
             last = own_rel.iloc[-1]
             # the split-half is of a mean of n_split seeds; the ground truth averages all of them
-            step = n_seeds / last["n_split"]
-            per_t = [REL.spearman_brown(r, step) for r in own_rel.iloc[:-1]["split_half"].clip(-1, 1)]
-            own_R = REL.spearman_brown(float(np.clip(last["split_half"], -1, 1)), step)
+            per_t = [REL.step_reliability(r, n, n_seeds) for r, n in zip(own_rel.iloc[:-1]["split_half"],
+                                                                          own_rel.iloc[:-1]["n_split"])]
+            own_R = REL.step_reliability(last["split_half"], int(last["n_split"]), n_seeds)
             own_needed = last["needed"]
-            rel_text.update(own_R=f"{own_R:.2f}", own_R_range=f"{min(per_t):.2f} to {max(per_t):.2f}",
+            rel_text.update(own_R=f"{own_R:.2f}", own_R_range=f"{np.nanmin(per_t):.2f} to {np.nanmax(per_t):.2f}",
                             own_R_seeds=n_seeds, own_r1=f"{last['r1']:.2f}", own_r1_low=f"{last['r1_low']:.2f}",
                             own_r1_high=f"{last['r1_high']:.2f}",
                             own_corr_ceiling=f"{REL.correlation_ceiling(own_R):.2f}",

@@ -357,3 +357,15 @@ def test_ceilings_of_a_reliability_have_known_values():
     for bad in (float("nan"), 1.5, -2.0, None):
         with pytest.raises(ValueError, match="reliability"):
             R.correlation_ceiling(bad)
+
+
+def test_step_reliability_moves_a_split_half_to_all_replicates():
+    assert R.step_reliability(0.5, 2, 2) == pytest.approx(0.5)
+    assert R.step_reliability(0.5, 2, 4) == pytest.approx(2 / 3)      # twice as many: 2 r / (1 + r)
+    assert R.step_reliability(2 / 3, 4, 2) == pytest.approx(0.5)      # and back
+    assert math.isnan(R.step_reliability(float("nan"), 2, 3))
+    assert math.isnan(R.step_reliability(-1.5, 2, 3))                # below -1: nothing to step
+    with pytest.raises(ValueError, match="at least 1"):
+        R.step_reliability(0.5, 0, 3)
+    with pytest.raises(ValueError, match="at most 1"):
+        R.step_reliability(1.5, 2, 3)

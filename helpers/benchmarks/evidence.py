@@ -251,9 +251,9 @@ def replicate_reliability(replicates: pd.DataFrame, exclude_self: bool = True) -
     keep at least 3 of them. Columns ``replicates`` (the most of any target), ``targets`` (measured),
     ``n_split`` (the split-half's mean is of this many replicates; -1 when targets differ), ``split_half``
     (Spearman-Brown of the mean half-correlation over targets, as the Fine-tuning chapter reports it),
-    ``split_half_min`` / ``split_half_max`` (over targets), ``r1`` (one replicate: the split-half's mean
-    correlation stepped down) and ``reliability_of_mean`` (``r1`` stepped up to ``replicates``: the truth as
-    published). Units with fewer than 2 replicates or no measurable target are left out."""
+    ``split_half_min`` / ``split_half_max`` (over targets), ``r1`` (one replicate: the split-half stepped
+    down) and ``reliability_of_mean`` (the split-half stepped to all ``replicates``,
+    :func:`helpers.reliability.step_reliability`: the truth as published, their mean). Units with fewer than 2 replicates or no measurable target are left out."""
     from .. import reliability as REL
     from .format import validate_replicates
 
@@ -279,8 +279,8 @@ def replicate_reliability(replicates: pd.DataFrame, exclude_self: bool = True) -
                      "n_split": sh.n, "split_half": sh.overall,
                      "split_half_min": sh.min_over_targets,
                      "split_half_max": float(sh.per_target["reliability"].max()),
-                     "r1": r1, "reliability_of_mean": (REL.spearman_brown(max(r1, 0.0), k)
-                                                       if np.isfinite(r1) else np.nan)})
+                     "r1": r1, "reliability_of_mean": REL.step_reliability(sh.overall, sh.n, k) if sh.n > 0
+                     else np.nan})
     return pd.DataFrame(rows, columns=["benchmark", "scenario", "replicates", "targets", "n_split", "split_half",
                                        "split_half_min", "split_half_max", "r1", "reliability_of_mean"])
 
