@@ -672,7 +672,8 @@ def reliability_verdict(reliability: float | None, replicates: int, best_metric:
         elif n_worse == n_other:
             parts.append(f"all {n_other} other metrics are shown to be worse than it")
         else:
-            parts.append(f"{n_worse} of the other {n_other} metrics are shown to be worse than it and "
+            verb = "is" if n_worse == 1 else "are"
+            parts.append(f"{n_worse} of the other {n_other} metrics {verb} shown to be worse than it and "
                          f"{n_other - n_worse} cannot be told apart from it")
     out.append("; ".join(parts[:-1]) + ("; and " if len(parts) > 1 else "") + parts[-1] + ".")
     shown_all = best_low > 0 and (baseline is None or diff_low > 0) and n_worse == n_other

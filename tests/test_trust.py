@@ -517,7 +517,9 @@ def test_reliability_verdict_at_low_reliability_blames_the_noise():
     assert "none of the other 4 metrics is shown to be worse than it" in text
     assert "mostly seed noise" in text and "28 seeds would be needed for a reliability of 0.8" in text
     mid = T.reliability_verdict(0.6, 6, "LogME", 0.2, -0.1, 0.5, n_other=4, n_worse=1)
-    assert "still hides part of any difference" in mid and "1 of the other 4 metrics" in mid
+    assert "still hides part of any difference" in mid and "1 of the other 4 metrics is shown to be worse" in mid
+    assert "2 of the other 4 metrics are shown" in T.reliability_verdict(0.6, 6, "LogME", 0.2, -0.1, 0.5,
+                                                                           n_other=4, n_worse=2)
     top = T.reliability_verdict(0.9, 12, "LogME", 0.8, 0.6, 0.9)  # above the tau ceiling of 0.80
     assert "reaches that ceiling" in top
     below = T.reliability_verdict(0.9, 12, "LogME", -0.4, -0.6, -0.1, baseline="LOTO prior", diff_low=-0.9,
