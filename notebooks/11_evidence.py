@@ -176,21 +176,23 @@ for (b, s) in UNITS:
                       "scorers": g.loc[~g.is_baseline, "scorer"].nunique(),
                       "baselines": ", ".join(sorted(g.loc[g.is_baseline, "scorer"].unique())),
                       "replicates": int(r["replicate"].nunique()) if len(r) else 1,
-                      "reliability": (f"{reliability.at[(b, s), 'reliability_of_mean']:.2f}" if (b, s) in reliability.index
-                                      else "—")})
+                      "reliability": (f"{reliability.at[(b, s), 'reliability_of_mean']:.2f}"
+                                      if (b, s) in reliability.index else "—")})
 inventory = pd.DataFrame(inventory)
 display(booktext.table(inventory))
-n_groups = inventory["group"].nunique()
-n_bench = inventory["benchmark"].nunique()
-medical_bench = sorted(set(inventory.loc[inventory["domain"] == "medical", "benchmark"]))
-mixed = inventory[inventory["domain"] == "mixed"].groupby("benchmark")["medical targets"].max()
-truth_only = sorted(set(inventory.loc[inventory["scorers"] == 0, "benchmark"]))
-booktext.glue(n_bench=n_bench, n_groups=n_groups, n_units=len(inventory), n_medical_bench=len(medical_bench),
+public = inventory[~inventory["benchmark"].isin(OWN)]  # the counts are the public benchmarks'
+n_groups = public["group"].nunique()
+n_bench = public["benchmark"].nunique()
+medical_bench = sorted(set(public.loc[public["domain"] == "medical", "benchmark"]))
+mixed = public[public["domain"] == "mixed"].groupby("benchmark")["medical targets"].max()
+truth_only = sorted(set(public.loc[public["scorers"] == 0, "benchmark"]))
+booktext.glue(n_bench=n_bench, n_groups=n_groups, n_units=len(public), n_medical_bench=len(medical_bench),
               medical_bench=", ".join(medical_bench),
               mixed_bench=", ".join(f"{b} ({int(m)} medical)" for b, m in mixed.items()),
               n_text=len(TEXT), text_bench=", ".join(TEXT), truth_only=", ".join(truth_only),
-              n_rankings=int(inventory["targets"].sum()),
-              own_inventory=(f"The book's own benchmark is the unit {BOOK}." if OWN else
+              n_rankings=int(public["targets"].sum()),
+              own_inventory=(f"The book's own benchmark is the row {BOOK}, not counted among the public ones."
+                             if OWN else
                              "The book's own benchmark is not in it: its results are not there (run the "
                              "Fine-tuning and Scoring chapters first)."))
 
@@ -342,25 +344,29 @@ for (b, s) in UNITS:
                                           f"{int((d.loc[sc.index, 'ci_high'] < 0).sum())}"})
 unit_table = pd.DataFrame(rows)
 display(booktext.table(unit_table))
-clear_wins = unit_table[unit_table["difference CI"].str.match(r"^\[0\.|^\[[1-9]")]
+public_units = unit_table[~unit_table["benchmark"].isin(OWN)]  # the counts are the public evidence's
+clear_wins = public_units[public_units["difference CI"].str.match(r"^\[0\.|^\[[1-9]")]
 booktext.glue(convention=convention, level=int(boot.attrs["level"] * 100), n_boot=n_boot,
-              n_clear_wins=len(clear_wins), n_unit_rows=len(unit_table),
+              n_clear_wins=len(clear_wins), n_unit_rows=len(public_units),
               clear_win_units=", ".join(f"{r.benchmark}/{r.scenario}" for r in clear_wins.itertuples()) or "none",
-              n_no_beat=int((unit_table["scorer − baseline"] < 0).sum()),
-              n_clear_above=sum(int(x.split(" / ")[0]) for x in unit_table["clearly above / below"]),
-              n_clear_below=sum(int(x.split(" / ")[1]) for x in unit_table["clearly above / below"]),
-              n_unit_scorer_pairs=int(sum(int(x.split(" of ")[1]) for x in unit_table["scorers above baseline"])))
+              n_no_beat=int((public_units["scorer − baseline"] < 0).sum()),
+              n_clear_above=sum(int(x.split(" / ")[0]) for x in public_units["clearly above / below"]),
+              n_clear_below=sum(int(x.split(" / ")[1]) for x in public_units["clearly above / below"]),
+              n_unit_scorer_pairs=int(sum(int(x.split(" of ")[1]) for x in public_units["scorers above baseline"])),
+              own_unit_note=(f" The counts are over the public units; the book's own is the row {BOOK}, "
+                             "shown beside them." if OWN else ""))
 
 # %% [markdown]
 # **Table 5.** Per unit, the best static baseline and the best scorer (mean weighted τ, convention
 # {glue:text}`convention`), with {glue:text}`level` % percentile intervals from {glue:text}`n_boot` bootstrap
 # replicates over targets and the paired difference of the best scorer from the best baseline. The best
 # scorer's interval of the difference lies above zero in {glue:text}`n_clear_wins` of {glue:text}`n_unit_rows`
-# units ({glue:text}`clear_win_units`); in {glue:text}`n_no_beat` units no scorer beats the best baseline at all.
+# public units ({glue:text}`clear_win_units`); in {glue:text}`n_no_beat` units no scorer beats the best baseline at
+# all.
 # *Clearly above / below*: how many of the unit's scorers have a paired-difference interval entirely above or
 # entirely below zero (over all units: {glue:text}`n_clear_above` above, {glue:text}`n_clear_below` below, of
 # {glue:text}`n_unit_scorer_pairs` (unit, scorer) pairs). The best scorer is chosen after seeing the results,
-# so its difference is optimistic.
+# so its difference is optimistic.{glue:text}`own_unit_note`
 
 # %% tags=["hide-input"]
 n = len(UNITS)
@@ -743,13 +749,15 @@ for b, g in table.groupby("benchmark", sort=False):
                       "copied targets dropped": int((duplicates["benchmark"] == b).sum())})
 per_bench = pd.DataFrame(per_bench)
 display(booktext.table(per_bench))
-booktext.glue(all_rankings=int(per_bench["targets"].sum()), all_scorer_pairs=int(per_bench["scorers"].sum()))
+pub_bench = per_bench[~per_bench["benchmark"].isin(OWN)]
+booktext.glue(all_rankings=int(pub_bench["targets"].sum()), all_scorer_pairs=int(pub_bench["scorers"].sum()),
+              own_bench_note=f" The book's own benchmark ({BOOK}) is listed and not counted." if OWN else "")
 
 # %% [markdown]
 # **Table 12.** Per benchmark, what this chapter used: scenarios, (scenario, target) rankings, distinct candidates
 # over all its scenarios, transferability scorers and static baselines (the LOTO prior included), after dropping
 # copied targets. In all: {glue:text}`all_rankings` rankings, {glue:text}`all_scorer_pairs` (benchmark, scorer)
-# pairs; the decision table is Table 11.
+# pairs of the public benchmarks; the decision table is Table 11.{glue:text}`own_bench_note`
 
 # %% [markdown]
 # ## What's next
