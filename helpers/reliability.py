@@ -49,6 +49,8 @@ Statistics
 * :func:`correlation_ceiling` and :func:`tau_ceiling`: what a reliability ``R`` leaves to any score: a Pearson
   correlation of at most about ``sqrt(R)`` with the ground truth (attenuation, the score itself taken as exact),
   on the scale of Kendall's tau ``(2 / pi) arcsin(sqrt(R))`` (Greiner's relation for normal scores).
+* :func:`step_reliability`: a reliability measured for a mean of ``n`` replicates stepped to a mean of ``m``
+  (the split-half of a mean of ``2 h`` to the mean of all ``k`` when ``k`` is odd).
 * :func:`reliability_summary` (all of the above per target, one table) and :func:`split_half_by_size` (the
   measured split-half reliability of a mean of 2, 4, ... replicates).
 * :func:`subsweep_replicates`: replicates from a sweep that ran each configuration once ([D]'s).

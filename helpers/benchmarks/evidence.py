@@ -12,6 +12,10 @@ Copied ground truth (:func:`find_duplicate_targets`): papers reuse each other's 
 supervised CNN table reappears in EMMS, ETran and PED). A target of one benchmark whose truth equals, candidate
 for candidate, a target already loaded from another benchmark is a copy and is counted once
 (:func:`drop_duplicate_targets`).
+
+Reliability (:func:`replicate_reliability`): where a benchmark has replicates, the split-half reliability of its
+mean-over-replicates truth, as the Fine-tuning chapter measures the book's own. The book's own benchmark enters
+the same long format through :func:`book_benchmark` / :func:`read_book` (``results/<profile>/``).
 """
 from __future__ import annotations
 
