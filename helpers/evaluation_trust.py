@@ -582,3 +582,113 @@ def cancellation_verdict(kept: float) -> str:
     if kept < 0.9:
         return "it cancels only in part"
     return "it does not cancel here, because the metrics rank the sources too differently to move together"
+
+
+def reliability_verdict(reliability: float | None, replicates: int, best_metric: str, best_mean: float,
+                        best_low: float, best_high: float, baseline: str | None = None,
+                        diff_low: float = float("nan"), diff_high: float = float("nan"), n_other: int = 0,
+                        n_worse: int = 0, needed: float | None = None, level: float = 0.8,
+                        low: float = 0.5) -> str:
+    """What the metrics can and cannot be shown to do against a ground truth of a given reliability, in words
+    (a paragraph for a chapter's prose).
+
+    ``reliability``: the split-half reliability of the ground truth (the mean of ``replicates`` seeds;
+    None or NaN when it could not be measured, and never measured with fewer than 2 replicates);
+    ``best_metric`` with its mean weighted τ and bootstrap interval (``best_mean``, ``best_low``,
+    ``best_high``); ``baseline``: the best static baseline (None: none), with the paired interval of the best
+    metric *minus* that baseline (``diff_low``, ``diff_high``); ``n_other`` other metrics, of which
+    ``n_worse`` have a paired interval against the best metric entirely below zero; ``needed``: the replicates
+    that would reach reliability ``level`` (:func:`helpers.reliability.replicates_needed`). Below ``low`` the
+    ground truth is called mostly noise; from ``level`` up, noise is no longer the main limit.
+
+    The ceiling on the τ scale is :func:`helpers.reliability.tau_ceiling`; the part of the best metric's gap to
+    1 that it accounts for is ``(1 - ceiling) / (1 - best_mean)``, capped at all of it."""
+    from .reliability import correlation_ceiling, replicates_text, tau_ceiling
+
+    if not isinstance(replicates, (int, np.integer)) or replicates < 1:
+        raise ValueError(f"replicates must be a positive integer, got {replicates!r}")
+    measured = reliability is not None and np.isfinite(reliability)
+    if measured and replicates < 2:
+        raise ValueError(f"a reliability ({reliability}) cannot have been measured on {replicates} replicate")
+    if measured and not -1 <= reliability <= 1:
+        raise ValueError(f"a reliability lies in [-1, 1], got {reliability}")
+    if not (np.isfinite(best_mean) and np.isfinite(best_low) and np.isfinite(best_high)) or best_low > best_high:
+        raise ValueError(f"the best metric needs a finite mean and an interval low <= high, got {best_mean}, "
+                         f"({best_low}, {best_high})")
+    if baseline is not None and (not (np.isfinite(diff_low) and np.isfinite(diff_high)) or diff_low > diff_high):
+        raise ValueError(f"the difference from the baseline {baseline!r} needs a finite interval low <= high, "
+                         f"got ({diff_low}, {diff_high})")
+    if not 0 <= n_worse <= n_other:
+        raise ValueError(f"n_worse ({n_worse}) must lie between 0 and n_other ({n_other})")
+    if not 0 < low < level < 1:
+        raise ValueError(f"need 0 < low < level < 1, got low={low}, level={level}")
+    seeds = f"{replicates} seed{'s' if replicates != 1 else ''}"
+    need = (f"; {replicates_text(needed)} seeds would be needed for a reliability of {level:g}"
+            if needed is not None and not (isinstance(needed, float) and np.isnan(needed)) else "")
+    out = []
+    if not measured:
+        why = "one seed" if replicates < 2 else seeds
+        out.append(f"With {why} the reliability of the ground truth cannot be measured, so how much of the best "
+                   f"metric's gap to 1 is the ground truth's own noise is unknown.")
+    elif reliability <= 0:
+        out.append(f"The ground truth (the mean of {seeds}) has a split-half reliability of {reliability:.2f}: it "
+                   "does not agree with itself, so no score can be shown to predict it and all of the best "
+                   "metric's gap to 1 may be noise.")
+    else:
+        c, tc = correlation_ceiling(reliability), tau_ceiling(reliability)
+        out.append(f"The ground truth (the mean of {seeds}) has a split-half reliability of {reliability:.2f}, "
+                   f"which caps any score's correlation with it at about {c:.2f} (about {tc:.2f} on the scale "
+                   "of a τ).")
+        gap = 1 - best_mean
+        if best_mean >= tc:
+            out.append(f"The best metric, {best_metric} ({best_mean:.3f}), reaches that ceiling: all of its gap "
+                       "to 1 may be the ground truth's unreliability.")
+        else:
+            share = (1 - tc) / gap
+            out.append(f"Of the best metric's gap to 1 ({best_metric} at {best_mean:.3f}, a gap of {gap:.2f}), "
+                       f"{1 - tc:.2f} ({share:.0%}) is the ground truth's unreliability and {gap - (1 - tc):.2f} "
+                       "is the metric's own.")
+    where = (f"The interval of {best_metric}'s mean weighted τ ({best_low:.3f} to {best_high:.3f})")
+    if best_low > 0:
+        vs_zero = f"{where} lies above zero, so it is shown to rank the sources better than chance"
+    elif best_high < 0:
+        vs_zero = f"{where} lies below zero, so it ranks the sources worse than chance"
+    else:
+        vs_zero = f"{where} includes zero, so it is not shown to rank the sources better than chance"
+    parts = [vs_zero]
+    if baseline is not None:
+        span = f"paired difference {diff_low:.3f} to {diff_high:.3f}"
+        if diff_low > 0:
+            parts.append(f"it is shown to beat the best static baseline, {baseline} ({span})")
+        elif diff_high < 0:
+            parts.append(f"it is shown to be worse than the best static baseline, {baseline} ({span})")
+        else:
+            parts.append(f"it cannot be told apart from the best static baseline, {baseline} ({span}, which "
+                         "includes zero)")
+    if n_other:
+        if n_worse == 0:
+            parts.append(f"none of the other {n_other} metrics is shown to be worse than it, so the metrics "
+                         "cannot be told apart from each other")
+        elif n_worse == n_other:
+            parts.append(f"all {n_other} other metrics are shown to be worse than it")
+        else:
+            verb = "is" if n_worse == 1 else "are"
+            parts.append(f"{n_worse} of the other {n_other} metrics {verb} shown to be worse than it and "
+                         f"{n_other - n_worse} cannot be told apart from it")
+    out.append("; ".join(parts[:-1]) + ("; and " if len(parts) > 1 else "") + parts[-1] + ".")
+    shown_all = best_low > 0 and (baseline is None or diff_low > 0) and n_worse == n_other
+    if not measured:
+        out.append("Whether more seeds would separate what is not separated here cannot be said.")
+    elif reliability < low:
+        out.append("At this reliability the ground truth is mostly seed noise, so what is not shown here may be "
+                   f"hidden by the noise rather than absent{need}.")
+    elif reliability < level:
+        out.append(f"At this reliability the ground truth's noise still hides part of any difference{need}.")
+    elif shown_all:
+        out.append("At this reliability the seeds are no longer the main limit, and what is shown here is not an "
+                   "artefact of seed noise.")
+    else:
+        out.append("At this reliability the seeds are no longer the main limit: what is not shown here is held "
+                   "back by the few targets and candidate sources the intervals resample, not by the ground "
+                   "truth's noise.")
+    return " ".join(out)

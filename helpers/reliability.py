@@ -46,6 +46,11 @@ Statistics
 * :func:`seed_spread`: the median SD of a source's value over replicates against the median gap between
   neighbouring sources (sorted by their mean): the noise against the signal it has to resolve.
 * :func:`variance_components`: the spread between sources and the noise of one replicate behind ICC(3,1).
+* :func:`correlation_ceiling` and :func:`tau_ceiling`: what a reliability ``R`` leaves to any score: a Pearson
+  correlation of at most about ``sqrt(R)`` with the ground truth (attenuation, the score itself taken as exact),
+  on the scale of Kendall's tau ``(2 / pi) arcsin(sqrt(R))`` (Greiner's relation for normal scores).
+* :func:`step_reliability`: a reliability measured for a mean of ``n`` replicates stepped to a mean of ``m``
+  (the split-half of a mean of ``2 h`` to the mean of all ``k`` when ``k`` is odd).
 * :func:`reliability_summary` (all of the above per target, one table) and :func:`split_half_by_size` (the
   measured split-half reliability of a mean of 2, 4, ... replicates); :func:`measurable_summary`, the summary
   of the targets it can be measured on (what the chapters show).
@@ -74,7 +79,7 @@ __all__ = ["COLUMNS", "tidy_replicates", "check_replicates", "balanced_splits", 
            "replicates_needed", "icc_consistency", "split_half_reliability", "one_seed_reliability",
            "seed_spread", "read_markdown_table", "subsweep_replicates", "variance_components", "reliability_summary", "split_half_by_size", "SplitHalf", "OneSeed",
            "replicates_text", "rule_verdict", "replication_verdict", "chance_correlation", "correlation_verdict",
-           "measurable_summary"]
+           "measurable_summary", "correlation_ceiling", "tau_ceiling", "step_reliability"]
 
 COLUMNS = ("target", "source", "replicate", "value")
 
@@ -159,6 +164,41 @@ def spearman_brown(r, factor):
         raise ValueError(f"a reliability lies in [-1, 1], got {r}")
     out = factor * r / (1 + (factor - 1) * r)
     return float(out) if out.ndim == 0 else out
+
+
+def step_reliability(reliability: float, n_from: int, n_to: int) -> float:
+    """A reliability measured for a mean of ``n_from`` replicates, stepped (Spearman-Brown) to a mean of ``n_to``:
+    how the split-half of a mean of ``n_split`` replicates becomes the reliability of the mean over all ``k``
+    that ran (the same value when ``k`` is even). NaN for a NaN reliability, or for one below -1 (a split-half
+    stepped up from a strongly negative half-correlation: no reliability to step)."""
+    if n_from < 1 or n_to < 1:
+        raise ValueError(f"replicate counts must be at least 1, got {n_from} and {n_to}")
+    if reliability is None or not np.isfinite(reliability) or reliability < -1:
+        return float("nan")
+    if reliability > 1:
+        raise ValueError(f"a reliability is at most 1, got {reliability}")
+    factor = n_to / n_from
+    if 1 + (factor - 1) * reliability <= 0:
+        return float("nan")
+    return spearman_brown(reliability, factor)
+
+
+def correlation_ceiling(reliability: float) -> float:
+    """The highest correlation any exact score can reach with a ground truth of reliability ``reliability``:
+    ``sqrt(R)`` (Spearman's attenuation with the score's own reliability 1); 0 when ``R <= 0`` (a ground truth
+    that does not agree with itself leaves nothing to predict)."""
+    if reliability is None or not np.isfinite(reliability):
+        raise ValueError(f"a reliability must be finite, got {reliability}")
+    if reliability > 1 or reliability < -1:
+        raise ValueError(f"a reliability lies in [-1, 1], got {reliability}")
+    return float(math.sqrt(max(reliability, 0.0)))
+
+
+def tau_ceiling(reliability: float) -> float:
+    """:func:`correlation_ceiling` on the scale of Kendall's tau, ``(2 / pi) arcsin(sqrt(R))`` (the relation of
+    tau to Pearson's r for normal variables): the ceiling to compare a (weighted) tau with. It is lower than
+    ``sqrt(R)``: 0.70 at R = 0.8, 0.33 at R = 0.25."""
+    return float(2 / math.pi * math.asin(correlation_ceiling(reliability)))
 
 
 def replicates_needed(r1: float, level: float = 0.8) -> float:

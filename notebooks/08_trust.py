@@ -30,7 +30,7 @@
 # 4. Ensembles of metrics, and choosing a metric by leave-one-target-out
 # 5. Cost against quality
 # 6. Friedman, Nemenyi and critical differences with the baselines
-# 7. The book's own benchmark
+# 7. The book's own benchmark: how reliable its ground truth is, and what that lets the metrics show
 # 8. Which metric to trust
 #
 # Every number in the text is computed in a (hidden) cell above it and glued into the prose; nothing is typed in
@@ -708,6 +708,76 @@ booktext.glue(**own_text)
 # {glue:text}`own_seed_tau` ({glue:text}`own_seed_pairs` pairs of seeds over the targets).
 
 # %% [markdown]
+# ### How reliable the book's ground truth is, and what that lets the metrics show
+# The Fine-tuning chapter measures how reliable this ground truth (the mean test AUC over the seeds that ran)
+# is: the seeds are split into two halves, the halves' mean AUCs correlated over the candidate sources (Pearson,
+# the target's own source left out) and stepped up with Spearman-Brown (`helpers.reliability`). A reliability
+# $R$ caps the correlation any score can reach with the ground truth at about $\sqrt{R}$, about
+# $(2/\pi)\arcsin\sqrt{R}$ on the scale of a τ: the part of the best metric's gap to a weighted τ of 1 that
+# no metric could close. The verdict below is computed from Table 9, the paired bootstrap of every method
+# against the best metric (`helpers.evaluation_trust.bootstrap_differences`, the same draws of sources) and
+# this reliability (`helpers.evaluation_trust.reliability_verdict`).
+
+# %% tags=["hide-input"]
+from helpers import reliability as REL
+from helpers.names import is_self
+
+rel_text = dict(own_R=NA, own_R_range=NA, own_R_seeds=NA, own_r1=NA, own_r1_low=NA, own_r1_high=NA,
+                own_corr_ceiling=NA, own_tau_ceiling=NA,
+                own_verdict="The book's own results are not there: no verdict (run the Fine-tuning and Scoring "
+                            "chapters first).")
+if have_own:
+    own_rel, own_R, n_seeds, own_needed = None, np.nan, 1, None
+    if seeds_path.is_file():
+        own_reps = gs.rename(columns={"seed": "replicate", "test_auc": "value"})
+        n_seeds = int(own_reps["replicate"].nunique())
+        cand = (own_reps[[not is_self(s_, t_) for s_, t_ in zip(own_reps["source"], own_reps["target"])]]
+                .groupby("target")["source"].nunique())
+        if n_seeds >= 2 and (cand >= 3).any():
+            own_rel = REL.reliability_summary(own_reps[own_reps["target"].isin(cand[cand >= 3].index)],
+                                              n_boot=n_boot, seed=seed)
+            display(booktext.table(own_rel.set_index("target")))
+            last = own_rel.iloc[-1]
+            # the split-half is of a mean of n_split seeds; the ground truth averages all of them
+            per_t = [REL.step_reliability(r, n, n_seeds) for r, n in zip(own_rel.iloc[:-1]["split_half"],
+                                                                          own_rel.iloc[:-1]["n_split"])]
+            own_R = REL.step_reliability(last["split_half"], int(last["n_split"]), n_seeds)
+            own_needed = last["needed"]
+            rel_text.update(own_R=f"{own_R:.2f}" if np.isfinite(own_R) else NA, own_R_range=f"{np.nanmin(per_t):.2f} to {np.nanmax(per_t):.2f}",
+                            own_R_seeds=n_seeds, own_r1=f"{last['r1']:.2f}", own_r1_low=f"{last['r1_low']:.2f}",
+                            own_r1_high=f"{last['r1_high']:.2f}",
+                            own_corr_ceiling=f"{REL.correlation_ceiling(own_R):.2f}" if np.isfinite(own_R) else NA,
+                            own_tau_ceiling=f"{REL.tau_ceiling(own_R):.2f}" if np.isfinite(own_R) else NA)
+    if own_rel is None:
+        print(f"{n_seeds} seed(s) with 3 candidate sources or more: the reliability of this ground truth cannot "
+              "be measured (it needs two seeds or more, `finetuning.seeds` in the profile).")
+    own_metric_names = [m for m in own_scores if m in own_boot.index]
+    own_base_names = [m for m in own_base if m in own_boot.index]
+    ob = own_boot.loc[own_metric_names, "mean"].idxmax()
+    own_diff = T.bootstrap_differences(own_all, own_truth, reference=ob, n_boot=min(n_boot, 200), seed=seed)
+    bb = own_boot.loc[own_base_names, "mean"].idxmax() if own_base_names else None
+    others = [m for m in own_metric_names if m != ob]
+    rel_text["own_verdict"] = T.reliability_verdict(
+        own_R, n_seeds, lab(ob), own_boot.at[ob, "mean"], own_boot.at[ob, "ci_low"], own_boot.at[ob, "ci_high"],
+        baseline=lab(bb) if bb else None,
+        # the difference best metric minus baseline is minus the baseline's row (baseline minus best metric)
+        diff_low=-own_diff.at[bb, "ci_high"] if bb else np.nan,
+        diff_high=-own_diff.at[bb, "ci_low"] if bb else np.nan,
+        n_other=len(others), n_worse=int((own_diff.loc[others, "ci_high"] < 0).sum()), needed=own_needed)
+booktext.glue(**rel_text)
+
+# %% [markdown]
+# **Table 10.** Reliability of the book's ground truth per target and over all targets (the Fine-tuning
+# chapter's Table 7: `split_half` of a mean of `n_split` seeds, `r1` one seed with its 90 % interval,
+# `reliability_now` r1 stepped up to the seeds that ran, `needed` the seeds for 0.8). Stepped up to all
+# {glue:text}`own_R_seeds` seeds, the ground truth's split-half reliability is {glue:text}`own_R` over all
+# targets ({glue:text}`own_R_range` per target); one seed alone {glue:text}`own_r1` ({glue:text}`own_r1_low` to
+# {glue:text}`own_r1_high`). That caps any score's correlation with the ground truth at about
+# {glue:text}`own_corr_ceiling` ({glue:text}`own_tau_ceiling` as a τ).
+#
+# **What the metrics can and cannot be shown to do here.** {glue:text}`own_verdict`
+
+# %% [markdown]
 # ### What holds on both benchmarks
 # The same questions, asked of [D]'s published benchmark (dataset scenario) and of the book's own, answered from
 # the tables above.
@@ -751,12 +821,13 @@ else:
 #   the {glue:text}`n_shared` metrics both compute, the two benchmarks order the metrics with a Spearman
 #   correlation of {glue:text}`rho_benchmarks`.
 # - **The ground truth's own noise**: re-selected from a resampled sweep, [D]'s agrees with itself to
-#   {glue:text}`d_ceiling`, the book's to {glue:text}`o_ceiling`{glue:text}`seed_clause`. The median interval of
+#   {glue:text}`d_ceiling`, the book's to {glue:text}`o_ceiling`{glue:text}`seed_clause`; the book's ground truth
+#   has a split-half reliability of {glue:text}`own_R` over its seeds (Table 10). The median interval of
 #   a mean weighted τ is {glue:text}`d_width` wide on [D]'s benchmark and {glue:text}`o_width` on the book's.
 #
 # Where the two agree, the agreement is worth more than either alone; where they differ, the book's quick
-# benchmark (weak sources, a few epochs, a noisy ground truth) is the one to doubt, and the paper profile is
-# the one to run.
+# benchmark (weak sources, a few epochs, three targets, a ground truth of the reliability in Table 10) is the one
+# to doubt, and the paper profile is the one to run.
 
 # %% [markdown]
 # ## Which metric to trust
@@ -851,13 +922,18 @@ booktext.glue(train_size_mean=f3(ds.at["train_size", "mean"]), num_params_mean=f
 #   {glue:text}`ds_loto_all` (dataset) and {glue:text}`ar_loto_all` (architecture).
 # - Every timed metric costs under {glue:text}`slowest_s:.1f` s per pair at N = {glue:text}`size_used:,`; the
 #   baselines cost nothing.
+# - The book's own benchmark: its ground truth has a split-half reliability of {glue:text}`own_R` over the
+#   seeds (one seed {glue:text}`own_r1`), which caps a score's correlation with it at about
+#   {glue:text}`own_corr_ceiling` (Table 10); what the metrics can be shown to do against it is in the verdict of
+#   section 7.
 
 # %% [markdown]
 # ## What's next
 # The functions used here take any score table, ground-truth table and table of fine-tuning runs
 # (`helpers.evaluation_trust`: `loto_prior`, `training_set_sizes`, `architecture_baselines`, `ensembles`,
-# `loto_selection`, `cost_quality`; `helpers.ground_truth.ground_truth_noise`). The book's own benchmark needs more candidate sources per
-# target and fine-tuning repeated over seeds before these analyses can say something about it; when it has
-# them, section 7 of this chapter runs on it unchanged, with the metrics [D] did not publish among the
-# candidates, such as the k-NN accuracy that Sorkhei et al. {cite}`sorkhei2025knn` found to beat the others
-# (`helpers.metrics.knn_accuracy`).
+# `loto_selection`, `cost_quality`; `helpers.ground_truth.ground_truth_noise`; `reliability_verdict` with
+# `helpers.reliability`). Section 7 runs them on the book's own benchmark, with the metrics [D] did not publish
+# among the candidates, such as the k-NN accuracy that Sorkhei et al. {cite}`sorkhei2025knn` found to beat the
+# others (`helpers.metrics.knn_accuracy`); how far it can go is set by its ground truth's reliability
+# ({glue:text}`own_R`) and by its few targets and candidate sources. The [evidence chapter](11_evidence) sets it
+# beside the public benchmarks.

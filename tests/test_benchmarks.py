@@ -433,3 +433,74 @@ def test_duplicate_targets_found_and_dropped():
     toy = toy.assign(metric="x", score=0.0)
     d = V.find_duplicate_targets(toy)
     assert d[["benchmark", "target", "copy_of"]].values.tolist() == [["b", "T-one", "a/s/t1"]]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the reliability of a replicate table, and the book's own benchmark in the long format
+
+def _replicates(values: dict) -> pd.DataFrame:
+    """``{target: (rep1 values, rep2 values)}`` over candidates a, b, c, d -> a replicate table."""
+    rows = []
+    for t, reps in values.items():
+        for r, vals in enumerate(reps):
+            rows += [{"benchmark": "x", "scenario": "s", "target": t, "candidate": c, "replicate": r, "truth": v}
+                     for c, v in zip("abcd", vals)]
+    return pd.DataFrame(rows)
+
+
+def test_replicate_reliability_known_values():
+    from helpers.benchmarks.evidence import replicate_reliability
+
+    high = replicate_reliability(_replicates({"t1": ([1, 2, 3, 4], [1, 2, 3, 4])})).iloc[0]
+    assert high["split_half"] == pytest.approx(1.0) and high["r1"] == pytest.approx(1.0)
+    # (1, 2, 3, 4) against (2, 4, 1, 3): Pearson 0, so a mean of 2 replicates has no reliability
+    low = replicate_reliability(_replicates({"t1": ([1, 2, 3, 4], [2, 4, 1, 3])})).iloc[0]
+    assert low["split_half"] == pytest.approx(0.0) and low["r1"] == pytest.approx(0.0)
+    both = replicate_reliability(_replicates({"t1": ([1, 2, 3, 4], [1, 2, 3, 4]),
+                                              "t2": ([1, 2, 3, 4], [2, 4, 1, 3])})).iloc[0]
+    # the mean half-correlation 0.5 stepped up: 2 * 0.5 / 1.5
+    assert both["split_half"] == pytest.approx(2 / 3) and both["targets"] == 2
+    assert (both["split_half_min"], both["split_half_max"]) == pytest.approx((0.0, 1.0))
+    assert both["r1"] == pytest.approx(0.5) and both["reliability_of_mean"] == pytest.approx(2 / 3)
+
+
+def test_replicate_reliability_skips_what_cannot_be_measured():
+    from helpers.benchmarks.evidence import replicate_reliability
+
+    one = _replicates({"t1": ([1, 2, 3, 4],)})
+    assert replicate_reliability(one).empty                      # one replicate: nothing to measure
+    holes = _replicates({"t1": ([1, 2, 3, 4], [1, 2, 3, np.nan])}).dropna()
+    assert replicate_reliability(holes).iloc[0]["split_half"] == pytest.approx(1.0)  # d, missing once, left out
+    with pytest.raises(B.BenchmarkError, match="missing column"):
+        replicate_reliability(one.drop(columns="replicate"))
+
+
+def test_book_benchmark_leaves_out_the_targets_own_source_and_unavailable_sources():
+    from helpers.benchmarks.evidence import book_benchmark
+
+    src = ["t1", "t2", "a", "b", "c", "gone"]
+    truth = pd.DataFrame({"t1": [0.9, 0.6, 0.7, 0.5, 0.8, np.nan], "t2": [0.4, 0.9, 0.6, 0.7, 0.5, np.nan]},
+                         index=pd.Index(src, name="source"))
+    score = pd.DataFrame({"t1": [9, 1, 2, 3, 4, 5.0], "t2": [1, 9, 2, 3, 4, 5.0]}, index=src)
+    seeds = pd.DataFrame([{"target": t, "source": s, "seed": k, "test_auc": truth.at[s, t] + 0.01 * k}
+                          for t in truth.columns for s in src[:5] for k in (0, 1)])
+    table, reps = book_benchmark(truth, {"logme": score}, seeds, benchmark="book_quick")
+    assert set(table["benchmark"]) == {"book_quick"} and table["medical"].all()
+    assert sorted(table.loc[table.target == "t1", "candidate"]) == ["a", "b", "c", "t2"]   # no t1, no 'gone'
+    assert set(zip(reps["target"], reps["candidate"])) == set(zip(table["target"], table["candidate"]))
+    assert reps["replicate"].nunique() == 2 and len(reps) == 16
+    assert book_benchmark(truth, {"logme": score})[1] is None
+    with pytest.raises(B.BenchmarkError, match="lacks the column"):
+        book_benchmark(truth, {"logme": score}, seeds.drop(columns="test_auc"))
+    with pytest.raises(B.BenchmarkError, match="candidate"):   # 2 candidates left on each target
+        book_benchmark(truth.iloc[[0, 1, 2]], {"logme": score})
+    with pytest.raises(B.BenchmarkError, match="score table"):
+        book_benchmark(truth, {})
+
+
+def test_read_book_names_the_missing_files_and_chapters(tmp_path):
+    from helpers.benchmarks.evidence import read_book
+
+    pd.DataFrame({"source": ["a"], "t": [0.5]}).to_csv(tmp_path / "ground_truth.csv", index=False)
+    with pytest.raises(FileNotFoundError, match=r"scores\.csv \(the Scoring"):
+        read_book(tmp_path)

@@ -384,3 +384,27 @@ def test_measurable_summary_skips_incomplete_sources_and_small_targets():
     fig = viz.reliability_plot(summary, 2, 0.8)
     assert len(fig.axes) == 2
     viz.pyplot().close(fig)
+
+
+def test_ceilings_of_a_reliability_have_known_values():
+    assert R.correlation_ceiling(0.81) == pytest.approx(0.9)
+    assert R.correlation_ceiling(1.0) == 1.0
+    assert R.correlation_ceiling(-0.3) == 0.0          # no self-agreement leaves nothing to predict
+    assert R.tau_ceiling(0.5) == pytest.approx(0.5)    # (2 / pi) arcsin(sqrt(1/2)) = (2 / pi)(pi / 4)
+    assert R.tau_ceiling(1.0) == pytest.approx(1.0)
+    assert R.tau_ceiling(0.8) < R.correlation_ceiling(0.8)
+    for bad in (float("nan"), 1.5, -2.0, None):
+        with pytest.raises(ValueError, match="reliability"):
+            R.correlation_ceiling(bad)
+
+
+def test_step_reliability_moves_a_split_half_to_all_replicates():
+    assert R.step_reliability(0.5, 2, 2) == pytest.approx(0.5)
+    assert R.step_reliability(0.5, 2, 4) == pytest.approx(2 / 3)      # twice as many: 2 r / (1 + r)
+    assert R.step_reliability(2 / 3, 4, 2) == pytest.approx(0.5)      # and back
+    assert math.isnan(R.step_reliability(float("nan"), 2, 3))
+    assert math.isnan(R.step_reliability(-1.5, 2, 3))                # below -1: nothing to step
+    with pytest.raises(ValueError, match="at least 1"):
+        R.step_reliability(0.5, 0, 3)
+    with pytest.raises(ValueError, match="at most 1"):
+        R.step_reliability(1.5, 2, 3)

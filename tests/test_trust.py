@@ -491,3 +491,62 @@ def test_cancellation_verdict_thresholds():
     assert "only in part" in T.cancellation_verdict(0.89)
     assert "does not cancel" in T.cancellation_verdict(0.9)
     assert "does not cancel" in T.cancellation_verdict(1.2)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# reliability_verdict: what the metrics can be shown to do at a ground truth's reliability
+
+
+def test_reliability_verdict_at_high_reliability_accounts_for_the_gap():
+    text = T.reliability_verdict(0.8, 12, "LogME", 0.3, 0.1, 0.5, baseline="LOTO prior", diff_low=0.02,
+                                 diff_high=0.2, n_other=5, n_worse=5, needed=4)
+    # tau ceiling (2/pi) asin(sqrt(0.8)) = 0.705: 0.295 of the gap of 0.7 (42 %) is the ground truth's
+    assert "split-half reliability of 0.80" in text and "about 0.89" in text and "about 0.70 on the scale" in text
+    assert "a gap of 0.70), 0.30 (42%) is the ground truth's unreliability and 0.40 is the metric's own" in text
+    assert "lies above zero, so it is shown to rank the sources better than chance" in text
+    assert "shown to beat the best static baseline, LOTO prior" in text
+    assert "all 5 other metrics are shown to be worse" in text
+    assert "no longer the main limit, and what is shown here is not an artefact" in text
+
+
+def test_reliability_verdict_at_low_reliability_blames_the_noise():
+    text = T.reliability_verdict(0.3, 3, "LogME", 0.2, -0.1, 0.5, baseline="LOTO prior", diff_low=-0.2,
+                                 diff_high=0.3, n_other=4, n_worse=0, needed=28)
+    assert "includes zero, so it is not shown to rank the sources better than chance" in text
+    assert "cannot be told apart from the best static baseline, LOTO prior" in text
+    assert "none of the other 4 metrics is shown to be worse than it" in text
+    assert "mostly seed noise" in text and "28 seeds would be needed for a reliability of 0.8" in text
+    mid = T.reliability_verdict(0.6, 6, "LogME", 0.2, -0.1, 0.5, n_other=4, n_worse=1)
+    assert "still hides part of any difference" in mid and "1 of the other 4 metrics is shown to be worse" in mid
+    assert "2 of the other 4 metrics are shown" in T.reliability_verdict(0.6, 6, "LogME", 0.2, -0.1, 0.5,
+                                                                           n_other=4, n_worse=2)
+    top = T.reliability_verdict(0.9, 12, "LogME", 0.8, 0.6, 0.9)  # above the tau ceiling of 0.80
+    assert "reaches that ceiling" in top
+    below = T.reliability_verdict(0.9, 12, "LogME", -0.4, -0.6, -0.1, baseline="LOTO prior", diff_low=-0.9,
+                                  diff_high=-0.1)
+    assert "lies below zero" in below and "shown to be worse than the best static baseline" in below
+
+
+def test_reliability_verdict_without_a_measured_reliability():
+    for r, k in ((None, 1), (float("nan"), 1), (float("nan"), 3)):
+        text = T.reliability_verdict(r, k, "LogME", 0.3, 0.1, 0.5)
+        assert "reliability of the ground truth cannot be measured" in text and "cannot be said" in text
+    assert "With one seed" in T.reliability_verdict(None, 1, "LogME", 0.3, 0.1, 0.5)
+    assert "does not agree with itself" in T.reliability_verdict(-0.2, 4, "LogME", 0.3, 0.1, 0.5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(reliability=0.5, replicates=1), "cannot have been measured"),
+    (dict(replicates=0), "positive integer"),
+    (dict(reliability=1.5), r"\[-1, 1\]"),
+    (dict(best_low=0.6), "low <= high"),
+    (dict(best_mean=float("nan")), "finite mean"),
+    (dict(baseline="LOTO prior"), "finite interval"),
+    (dict(n_other=2, n_worse=3), "n_worse"),
+    (dict(low=0.9), "low < level"),
+])
+def test_reliability_verdict_bad_input_names_the_problem(kwargs, message):
+    args = dict(reliability=0.5, replicates=4, best_metric="LogME", best_mean=0.3, best_low=0.1, best_high=0.5)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        T.reliability_verdict(**args)

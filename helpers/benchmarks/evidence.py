@@ -12,6 +12,10 @@ Copied ground truth (:func:`find_duplicate_targets`): papers reuse each other's 
 supervised CNN table reappears in EMMS, ETran and PED). A target of one benchmark whose truth equals, candidate
 for candidate, a target already loaded from another benchmark is a copy and is counted once
 (:func:`drop_duplicate_targets`).
+
+Reliability (:func:`replicate_reliability`): where a benchmark has replicates, the split-half reliability of its
+mean-over-replicates truth, as the Fine-tuning chapter measures the book's own. The book's own benchmark enters
+the same long format through :func:`book_benchmark` / :func:`read_book` (``results/<profile>/``).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from ..names import is_self
 from .conventions import weighted_tau
 from .format import validate
 
@@ -240,3 +245,110 @@ def decision_row(units: pd.DataFrame, min_share: float = 0.5) -> dict:
             "baseline": base, "baseline_tau": comb.at[base, "pooled"] if base else np.nan,
             "wins": wins, "top_single": top, "groups": int(units["group"].nunique()), "units": int(n_units),
             "targets": int(units.groupby(["benchmark", "scenario"])["n_targets"].max().sum())}
+
+
+def replicate_reliability(replicates: pd.DataFrame, exclude_self: bool = True) -> pd.DataFrame:
+    """How reliable each unit's mean-over-replicates truth is, per (benchmark, scenario) of a replicate table
+    (:data:`~helpers.benchmarks.format.REPLICATE_COLUMNS`): the split-half reliability over replicates of
+    :func:`helpers.reliability.split_half_reliability` (Pearson, the candidate equal to the target left out
+    when ``exclude_self``), on the candidates that every replicate of a target holds, over the targets that
+    keep at least 3 of them. Columns ``replicates`` (the most of any target), ``targets`` (measured),
+    ``n_split`` (the split-half's mean is of this many replicates; -1 when targets differ), ``split_half``
+    (Spearman-Brown of the mean half-correlation over targets, as the Fine-tuning chapter reports it),
+    ``split_half_min`` / ``split_half_max`` (over targets), ``r1`` (one replicate: the split-half stepped
+    down) and ``reliability_of_mean`` (the split-half stepped to all ``replicates``,
+    :func:`helpers.reliability.step_reliability`: the truth as published, their mean). Units with fewer than 2 replicates or no measurable target are left out."""
+    from .. import reliability as REL
+    from .format import validate_replicates
+
+    reps = validate_replicates(replicates)
+    rows = []
+    for (b, s), g in reps.groupby(["benchmark", "scenario"], sort=False):
+        keep = []
+        for t, gt in g.groupby("target", sort=False):
+            w = gt.pivot(index="candidate", columns="replicate", values="truth").dropna()
+            if exclude_self:
+                w = w[[not is_self(c, t) for c in w.index]]
+            if w.shape[1] >= 2 and w.shape[0] >= 3:
+                keep.append(w.stack().rename("value").reset_index().assign(target=t))
+        if not keep:
+            continue
+        tidy = pd.concat(keep, ignore_index=True).rename(columns={"candidate": "source"})
+        sh = REL.split_half_reliability(tidy, exclude_self=False)
+        k = int(sh.per_target["replicates"].max())
+        # Spearman-Brown composes: the split-half (a mean of n_split) stepped down by 1 / n_split is one replicate
+        ok = sh.n > 0 and np.isfinite(sh.overall) and -1 <= sh.overall <= 1
+        r1 = REL.spearman_brown(sh.overall, 1.0 / sh.n) if ok else np.nan
+        rows.append({"benchmark": b, "scenario": s, "replicates": k, "targets": len(sh.per_target),
+                     "n_split": sh.n, "split_half": sh.overall,
+                     "split_half_min": sh.min_over_targets,
+                     "split_half_max": float(sh.per_target["reliability"].max()),
+                     "r1": r1, "reliability_of_mean": REL.step_reliability(sh.overall, sh.n, k) if sh.n > 0
+                     else np.nan})
+    return pd.DataFrame(rows, columns=["benchmark", "scenario", "replicates", "targets", "n_split", "split_half",
+                                       "split_half_min", "split_half_max", "r1", "reliability_of_mean"])
+
+
+#: the book's result files the evidence chapter reads, and the chapters that write them
+BOOK_FILES = {"ground_truth.csv": "Fine-tuning (03_finetuning)", "scores.csv": "Scoring (04_scoring)"}
+
+
+def book_benchmark(truth: pd.DataFrame, scores: dict, seeds: pd.DataFrame | None = None,
+                   benchmark: str = "book", scenario: str = "dataset") -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The book's own benchmark in the long format: ``truth`` (sources x targets, the Fine-tuning chapter's
+    ``ground_truth.csv``), ``scores`` (``{metric: sources x targets}``, :func:`helpers.scoring.score_tables`)
+    and optionally ``seeds`` (``target, source, seed, test_auc``: ``ground_truth_seeds.csv``) as replicates.
+    As everywhere in the book, the source equal to the target is no candidate (:func:`helpers.names.is_self`);
+    a source without a finite truth (a source that was unavailable) is left out, and so is a score without a
+    truth. Returns ``(table, replicates)`` (``replicates`` None without ``seeds``). Raises
+    :class:`~helpers.benchmarks.format.BenchmarkError` when a target keeps fewer than 3 candidates."""
+    from .format import BenchmarkError, from_tables
+
+    if not isinstance(truth, pd.DataFrame) or truth.empty:
+        raise BenchmarkError("the book's ground truth must be a non-empty table (sources x targets)")
+    if not scores:
+        raise BenchmarkError("the book's benchmark needs at least one score table")
+    long_truth = (truth.rename_axis(index="candidate", columns="target").stack().rename("truth").reset_index())
+    long_truth = long_truth[np.isfinite(long_truth["truth"].astype(float))
+                            & np.array([not is_self(c, t) for c, t in zip(long_truth["candidate"], long_truth["target"])])]
+    parts = []
+    for m, w in scores.items():
+        lw = w.rename_axis(index="candidate", columns="target").stack().rename("score").reset_index()
+        parts.append(lw.assign(metric=m))
+    long_scores = pd.concat(parts, ignore_index=True)
+    long_scores = long_scores.merge(long_truth[["target", "candidate"]], on=["target", "candidate"])
+    table = from_tables(long_scores, long_truth, benchmark=benchmark, scenario=scenario)
+    table["higher_is_better"] = True
+    table["medical"] = True  # MedMNIST targets
+    reps = None
+    if seeds is not None:
+        need = ["target", "source", "seed", "test_auc"]
+        missing = [c for c in need if c not in seeds.columns]
+        if missing:
+            raise BenchmarkError(f"the seed table lacks the column(s) {missing}; it has {list(seeds.columns)}")
+        keep = seeds.merge(long_truth[["target", "candidate"]], left_on=["target", "source"],
+                           right_on=["target", "candidate"])
+        reps = pd.DataFrame({"benchmark": benchmark, "scenario": scenario, "target": keep["target"],
+                             "candidate": keep["candidate"], "replicate": keep["seed"], "truth": keep["test_auc"]})
+    return table, reps
+
+
+def read_book(results_dir, metrics=None, benchmark: str = "book",
+              scenario: str = "dataset") -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """:func:`book_benchmark` from a results folder (``results/<profile>/``): ``ground_truth.csv``,
+    ``scores.csv`` (read by :func:`helpers.scoring.read_scores`, the ``metrics`` kept in that order) and, if
+    present, ``ground_truth_seeds.csv``. A missing file raises ``FileNotFoundError`` naming it and the chapter
+    that writes it (:data:`BOOK_FILES`)."""
+    from pathlib import Path
+
+    from .. import scoring as S
+
+    d = Path(results_dir)
+    missing = [f"{n} (the {ch} chapter)" for n, ch in BOOK_FILES.items() if not (d / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{d} lacks {', '.join(missing)}: run those chapters first")
+    truth = pd.read_csv(d / "ground_truth.csv", index_col="source")
+    scores = S.score_tables(S.read_scores(d), metrics)
+    seeds_path = d / "ground_truth_seeds.csv"
+    seeds = pd.read_csv(seeds_path) if seeds_path.is_file() else None
+    return book_benchmark(truth, scores, seeds, benchmark, scenario)
