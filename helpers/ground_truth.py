@@ -165,6 +165,11 @@ def ground_truth_noise(runs: pd.DataFrame, rules: Sequence[str] = ("min_val_loss
         raise ValueError("no selection rule given")
     all_rules = list(dict.fromkeys([reference_rule, *rules]))
     parsed, cells = _cells(runs, all_rules, value, strata, source, target)
+    by = [source, target, *strata]
+    if len(runs) and runs.groupby(by).size().max() < 2:
+        raise ValueError(f"every ({', '.join(by)}) cell holds one run: there is no sweep to resample (a ceiling "
+                         "of exactly 1 would say nothing); the noise between replicates is measured by "
+                         "helpers.reliability")
     reference = select_ground_truth(runs, reference_rule, value, strata, source, target)
     _keys(reference.index, "source", "runs", key)
     _keys(reference.columns, "target", "runs", key)

@@ -251,6 +251,10 @@ def test_noise_ceiling_of_a_noisy_sweep_is_below_one_and_seeded():
         G.ground_truth_noise(runs, n_boot=1)
     with pytest.raises(ValueError, match="unknown selection rule"):
         G.ground_truth_noise(runs, rules=["best"], n_boot=5)
+    # one run per cell (a sweep of one configuration per seed): nothing to resample, not a ceiling of 1
+    one = _sweep(0.3, n_runs=1, n_sources=5, n_targets=2)
+    with pytest.raises(ValueError, match="no sweep to resample"):
+        G.ground_truth_noise(one, n_boot=5)
 
 
 def test_noise_replicate_equals_direct_weighted_tau():
