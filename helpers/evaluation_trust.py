@@ -584,6 +584,18 @@ def cancellation_verdict(kept: float) -> str:
     return "it does not cancel here, because the metrics rank the sources too differently to move together"
 
 
+def full_coverage(long: pd.DataFrame, metrics=None, metric: str = "metric", n_sources: str = "n_sources") -> list:
+    """The metrics (of ``metrics``, default all, in their order) that rank as many candidate sources as the
+    best-covered metric on every target of ``long`` (tidy correlations: one row per metric and target with
+    ``n_sources``). A metric that needs something only some sources have (LEEP and NCE: a source
+    classification head) ranks fewer, and a mean weighted τ over fewer sources is not comparable."""
+    if long.empty:
+        raise ValueError("no correlations: the table is empty")
+    cover = long.groupby(metric)[n_sources].min()
+    metrics = list(cover.index) if metrics is None else [m for m in metrics if m in cover.index]
+    return [m for m in metrics if cover[m] == cover.max()]
+
+
 def reliability_verdict(reliability: float | None, replicates: int, best_metric: str, best_mean: float,
                         best_low: float, best_high: float, baseline: str | None = None,
                         diff_low: float = float("nan"), diff_high: float = float("nan"), n_other: int = 0,

@@ -755,11 +755,19 @@ if have_own:
               "be measured (it needs two seeds or more, `finetuning.seeds` in the profile).")
     own_metric_names = [m for m in own_scores if m in own_boot.index]
     own_base_names = [m for m in own_base if m in own_boot.index]
-    ob = own_boot.loc[own_metric_names, "mean"].idxmax()
+    # the verdict is about the best metric that ranks every candidate source (LEEP and NCE need a source head)
+    full = T.full_coverage(own_long, own_metric_names) or own_metric_names
+    ob = own_boot.loc[full, "mean"].idxmax()
+    top = own_boot.loc[own_metric_names, "mean"].idxmax()
+    cover = own_long.groupby("metric")["n_sources"].min()
+    partial_note = ("" if top in full else
+                    f"{lab(top)} has a higher mean weighted τ ({own_boot.at[top, 'mean']:.3f}) but ranks only "
+                    f"{int(cover[top])} of the {int(cover.max())} candidate sources on some target, so the verdict "
+                    f"is about the best metric that ranks them all. ")
     own_diff = T.bootstrap_differences(own_all, own_truth, reference=ob, n_boot=min(n_boot, 200), seed=seed)
     bb = own_boot.loc[own_base_names, "mean"].idxmax() if own_base_names else None
     others = [m for m in own_metric_names if m != ob]
-    rel_text["own_verdict"] = T.reliability_verdict(
+    rel_text["own_verdict"] = partial_note + T.reliability_verdict(
         own_R, n_seeds, lab(ob), own_boot.at[ob, "mean"], own_boot.at[ob, "ci_low"], own_boot.at[ob, "ci_high"],
         baseline=lab(bb) if bb else None,
         # the difference best metric minus baseline is minus the baseline's row (baseline minus best metric)

@@ -554,3 +554,12 @@ def test_reliability_verdict_bad_input_names_the_problem(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         T.reliability_verdict(**args)
+
+
+def test_full_coverage_keeps_the_metrics_that_rank_every_source():
+    long = pd.DataFrame({"metric": ["a", "a", "leep", "leep", "b", "b"], "target": ["t1", "t2"] * 3,
+                         "n_sources": [9, 10, 4, 5, 9, 10]})
+    assert T.full_coverage(long) == ["a", "b"]
+    assert T.full_coverage(long, ["b", "leep", "zzz"]) == ["b"]
+    with pytest.raises(ValueError, match="empty"):
+        T.full_coverage(long.iloc[:0])
