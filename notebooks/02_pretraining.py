@@ -32,7 +32,7 @@
 # | [Data chapter](01_data) | Necessary | the flags and their splits |
 # | Training a CNN with PyTorch | Helpful | optimiser, schedule, early stopping |
 #
-# - **Time to run**: about four minutes on the quick profile (most of it the segmentation bank) (2-core CPU); hours per source on a GPU for the
+# - **Time to run**: about four minutes on the quick profile (2-core CPU; most of it the segmentation bank); hours per source on a GPU for the
 #   paper profile.
 
 # %% tags=["parameters", "hide-input"]
