@@ -60,6 +60,7 @@ max_images = 2000   # target images used (a seeded class-stratified subset when 
 metrics = None      # None: every metric that applies, the baselines and the set-level scores
 n_boot = 100        # bootstrap replicates over the target images
 compare_truth = True  # also rank the profile's sources on its MedMNIST targets and compare with fine-tuning
+compare_max_images = 128  # images per target for that comparison (None: all of fold 1's training subset)
 data_root = None    # None: $DATA_ROOT, else data/
 device = None       # None: the profile's device (auto: cuda when present)
 
@@ -398,8 +399,9 @@ booktext.glue(device=str(device), n_target_images=len(spec))
 # For BUSI there is no ground truth: nobody fine-tuned these candidates on it. The project's MedMNIST targets
 # have one (`results/<profile>/ground_truth.csv`, from the Fine-tuning chapter), so the same tool can be checked
 # there: for each target, rank the profile's sources (the target's own source left out, its leave-target-out
-# union in, at the fine-tuning input size) on the images they were fine-tuned on (fold 1's train subset, the
-# first `finetuning.max_train_images`), and compare each ranking with the fine-tuned test AUC by the weighted
+# union in, at the fine-tuning input size) on the images they were fine-tuned on (fold 1's train subset, at
+# most `compare_max_images` of them: several metrics cost more than linearly in the images, and this check
+# has to fit the quick book's budget), and compare each ranking with the fine-tuned test AUC by the weighted
 # Kendall τ of the Correlation chapter.
 
 # %% tags=["hide-input"]
@@ -414,6 +416,8 @@ if not have_truth:
 else:
     runs, names = {}, {}
     n_ft = cfg.get("finetuning", {}).get("max_train_images")
+    if compare_max_images is not None:
+        n_ft = min(int(compare_max_images), int(n_ft)) if n_ft else int(compare_max_images)
     for t in [t for t in profile_targets(cfg, data_root) if t in truth.columns]:
         cands = R.profile_candidates(cfg, t)
         names.update(cands)
