@@ -177,6 +177,8 @@ class FinetuningSection(_Section):
     max_test_images: Optional[PositiveInt] = None
     #: the sweep repeated over seeds
     seeds: list[StrictInt] = [0]
+    #: fine-tune the target's own flag as a source too ([D] does; it is left out when correlating)
+    self_source: bool = True
     grid: FinetuningGrid
     #: per-target batch sizes replacing ``grid.batch_size`` (:func:`finetune_grid`)
     batch_size_by_target: dict[Flag, list[PositiveInt]] = {}

@@ -172,7 +172,8 @@ truth.round(3)
 # four folds and averaging is this project's extension; the paper profile (5 folds) writes both, the fold-1
 # table to `ground_truth.csv` (what the scores are correlated with, as in [D]) and the mean over folds to
 # `ground_truth_mean.csv`, with the SD per cell in `ground_truth_folds.csv`. The diagonal (a source fine-tuned
-# on its own flag) is kept here and left out when correlating.
+# on its own flag) is left out when correlating; the quick profile does not fine-tune it at all
+# (`finetuning.self_source: false`), which pays for part of its seeds.
 
 # %% tags=["hide-input"]
 folds_table = F.ground_truth_folds(runs)
@@ -205,8 +206,8 @@ booktext.glue(n_seeds=n_seeds)
 
 # %% [markdown]
 # **Figure 2.** Ground-truth test AUC of each source (mean over {glue:text}`n_seeds` seed(s); bars: SD over
-# seeds), one panel per target, sources sorted by AUC; grey: the target's own flag as source (excluded when
-# correlating), dotted line: chance.
+# seeds), one panel per target, sources sorted by AUC; grey: the target's own flag as source, where the
+# profile fine-tunes it (excluded when correlating), dotted line: chance.
 
 # %% tags=["hide-input"]
 first_seed = selected[selected["seed"] == selected["seed"].min()] if "seed" in selected else selected

@@ -40,7 +40,7 @@
 # | Dice coefficient | Necessary | overlap of a predicted and a true mask, 0 to 1 |
 # | 2-Wasserstein distance | Helpful | a distance between Gaussians: means and covariances |
 #
-# - **Time to run**: about 7 minutes on the quick profile (2-core CPU; the fine-tuning runs once per seed).
+# - **Time to run**: about 5 minutes on the quick profile (2-core CPU; the fine-tuning runs once per seed).
 
 # %% tags=["parameters", "hide-input"]
 profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file

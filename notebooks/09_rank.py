@@ -60,7 +60,7 @@ max_images = 2000   # target images used (a seeded class-stratified subset when 
 metrics = None      # None: every metric that applies, the baselines and the set-level scores
 n_boot = 100        # bootstrap replicates over the target images
 compare_truth = True  # also rank the profile's sources on its MedMNIST targets and compare with fine-tuning
-compare_max_images = 128  # images per target for that comparison (None: all of fold 1's training subset)
+compare_max_images = 96   # images per target for that comparison (None: all of fold 1's training subset)
 data_root = None    # None: $DATA_ROOT, else data/
 device = None       # None: the profile's device (auto: cuda when present)
 

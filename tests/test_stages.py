@@ -433,3 +433,17 @@ def test_run_cli_names_the_stage_to_run_first(tiny, tmp_path):
                           capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"run first: python -m helpers.run pretraining --profile {tiny}" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_self_source_false_leaves_the_targets_own_flag_out_of_the_sweep():
+    from helpers.stages import finetuning as F
+
+    profile = load_profile("quick")
+    srcs, tgts = ["random", "breastmnist", "pneumoniamnist"], ["breastmnist", "pneumoniamnist"]
+    keys = {(s, t): "k" for s in srcs for t in tgts}
+    assert profile["finetuning"]["self_source"] is False
+    pairs = {(c["source"], c["target"]) for c in F.finetuning_configs(profile, srcs, tgts, source_keys=keys)}
+    assert pairs == {("random", "breastmnist"), ("pneumoniamnist", "breastmnist"), ("random", "pneumoniamnist"),
+                     ("breastmnist", "pneumoniamnist")}
+    profile["finetuning"]["self_source"] = True  # [D]'s sweep (the default) fine-tunes the diagonal too
+    assert len({(c["source"], c["target"]) for c in F.finetuning_configs(profile, srcs, tgts, source_keys=keys)}) == 6

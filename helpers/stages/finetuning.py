@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import models as M
+from ..names import is_self
 from ..data import TensorImageDataset, medmnist_info, paper_fold_indices
 from ..profiles import finetune_grid, profile_image_size, profile_targets
 from ..trainer import Run, RunConfig, load_flag, subsample, test_run, train_runs
@@ -54,6 +55,8 @@ def finetuning_configs(profile: dict, sources, targets, scenario: str = "dataset
     for t in targets:
         grid = finetune_grid(profile, t)
         for s in sources:
+            if scenario == "dataset" and not ft.get("self_source", True) and is_self(s, t):
+                continue  # the target's own flag: never a candidate, so not fine-tuned when the profile says so
             common = {"stage": "finetuning", "scenario": scenario, "source": s, "target": t,
                       "source_key": source_keys.get((s, t))}
             for fold in range(1, int(data.get("folds", 5)) + 1):
