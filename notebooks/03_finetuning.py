@@ -36,7 +36,7 @@
 # | [Pretraining chapter](02_pretraining) | Necessary | the source checkpoints |
 # | ROC AUC | Necessary | MedMNIST's definitions (binary, multi-class one-vs-rest, multi-label mean) |
 #
-# - **Time to run**: about a quarter of an hour on the quick profile (2-core CPU): twelve seeds of one short
+# - **Time to run**: about 20 minutes on the quick profile (2-core CPU): twelve seeds of one short
 #   fine-tuning per (source, target), the price of a ground truth reliable enough to judge metrics by.
 
 # %% tags=["parameters", "hide-input"]
