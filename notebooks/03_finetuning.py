@@ -657,7 +657,7 @@ booktext.glue(
     fresh_protocol=fresh_protocol, n_fresh=len(fresh_seeds), fresh_seeds=", ".join(map(str, fresh_seeds)),
     fresh_r1=float(r1_fresh["r1"]), fresh_r1_low=float(r1_fresh["r1_low"]), fresh_r1_high=float(r1_fresh["r1_high"]),
     study_r1=float(r1_study["r1"]), study_r1_low=float(r1_study["r1_low"]), study_r1_high=float(r1_study["r1_high"]),
-    p1_r1=float(washout.loc["P1", "r1"]), required_mean=required_mean, required_each=required_each,
+    p1_r1=float(washout.loc["P1", "r1"]),
     n_study_seeds=study_tables[fresh_protocol]["replicate"].nunique(), n_pooled=int(pooled_by_n.index.max()),
     pooled_all=float(pooled_max["all targets"]),
     pooled_per_target=", ".join(f"{t} {pooled_max[t]:.2f}" for t in per_target_cols),
