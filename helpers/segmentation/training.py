@@ -61,6 +61,7 @@ from .data import (SEGMENTATION_SETS, SegAugmentConfig, SegmentationData, Segmen
                    load_segmentation)
 from .dice import (dice_ce_loss, dice_counts, dice_from_counts, dice_per_case, dice_per_class,  # noqa: F401
                    mean_foreground_dice, quiet_nanmean)
+from .seeds import finetuning_seed, finetuning_seeds
 from .model import (DEFAULT_DECODER_CHANNELS, UNet, imagenet_resnet18, load_segmentation_checkpoint, replace_head,
                     save_segmentation_checkpoint)
 
@@ -322,29 +323,6 @@ def segmentation_section(profile: dict) -> dict:
         raise ValueError(f"segmentation sources {bad} are neither {SPECIAL_SOURCES} nor among the sets")
     finetuning_seeds(out)  # a bad segmentation.finetuning.seeds is an error here too (profiles built in code)
     return out
-
-
-def finetuning_seeds(section: dict) -> list[int]:
-    """The fine-tuning seeds of a (filled-in) segmentation section: ``finetuning.seeds``, default
-    ``[seed]`` (one run, today's). Each (source, target) is fine-tuned once per seed; the seed drives the new
-    head's initialisation, the batch order and the augmentation draws, never the image subsets nor the source
-    (both stay on the section's ``seed``)."""
-    seeds = section["finetuning"].get("seeds")
-    if seeds is None:
-        return [int(section["seed"])]
-    if (not isinstance(seeds, (list, tuple)) or not seeds
-            or any(isinstance(x, bool) or not isinstance(x, int) for x in seeds)):
-        raise ValueError(f"segmentation.finetuning.seeds must be a non-empty list of integers, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"segmentation.finetuning.seeds must not repeat a seed, got {list(seeds)}")
-    return [int(x) for x in seeds]
-
-
-def finetuning_seed(config: dict) -> int:
-    """The fine-tuning seed of a fine-tuning unit config: ``finetuning_seed``, present only where it differs
-    from the section's ``seed`` (so that the unit of that seed keeps the key it had before seeds were added),
-    else ``seed``."""
-    return int(config.get("finetuning_seed", config["seed"]))
 
 
 def union_source_name(target: str) -> str:
