@@ -57,6 +57,7 @@ from .ground_truth import (  # noqa: F401  (re-exported: their path before helpe
     select_ground_truth,
 )
 from .names import canonical_name
+from .reliability import correlation_ceiling, replicates_text, tau_ceiling
 
 # ----------------------------------------------------------------------------------------------------
 # baselines that use no target features
@@ -615,8 +616,6 @@ def reliability_verdict(reliability: float | None, replicates: int, best_metric:
 
     The ceiling on the τ scale is :func:`helpers.reliability.tau_ceiling`; the part of the best metric's gap to
     1 that it accounts for is ``(1 - ceiling) / (1 - best_mean)``, capped at all of it."""
-    from .reliability import correlation_ceiling, replicates_text, tau_ceiling
-
     if not isinstance(replicates, (int, np.integer)) or replicates < 1:
         raise ValueError(f"replicates must be a positive integer, got {replicates!r}")
     measured = reliability is not None and np.isfinite(reliability)

@@ -14,6 +14,7 @@ import torch
 from . import similarity as S
 from .data import HALF_MEAN, HALF_STD, MedMNISTData, TensorImageDataset, sample_indices
 from .reference_r import STAGES
+from .reliability import spearman_brown
 from .representations import network_name, similarity_matrix
 
 
@@ -70,8 +71,6 @@ def reliability_plot(summary: pd.DataFrame, n_replicates: int, level: float, rep
     reliability with its interval and the split-half reliability of the mean; right, the Spearman-Brown
     prophecy for a mean of k replicates per target, the ``n_replicates`` that ran dashed and ``level``
     dotted. ``replicate`` names a replicate in the labels (``"seed"``)."""
-    from .reliability import spearman_brown
-
     plt = pyplot()
     per_t = summary.iloc[:-1]
     k_grid = list(range(1, max(30, int(per_t["needed"].replace(float("inf"), 0).max()) + 2)))

@@ -25,9 +25,10 @@ import re
 import numpy as np
 import pandas as pd
 
+from .. import reliability as REL
 from ..names import is_self
 from .conventions import weighted_tau
-from .format import validate
+from .format import BenchmarkError, from_tables, validate, validate_replicates
 
 #: one display name per scorer across the benchmarks' spellings (keys: lower case, letters and digits only)
 SCORER_NAMES = {
@@ -258,9 +259,6 @@ def replicate_reliability(replicates: pd.DataFrame, exclude_self: bool = True) -
     ``split_half_min`` / ``split_half_max`` (over targets), ``r1`` (one replicate: the split-half stepped
     down) and ``reliability_of_mean`` (the split-half stepped to all ``replicates``,
     :func:`helpers.reliability.step_reliability`: the truth as published, their mean). Units with fewer than 2 replicates or no measurable target are left out."""
-    from .. import reliability as REL
-    from .format import validate_replicates
-
     reps = validate_replicates(replicates)
     rows = []
     for (b, s), g in reps.groupby(["benchmark", "scenario"], sort=False):
@@ -302,8 +300,6 @@ def book_benchmark(truth: pd.DataFrame, scores: dict, seeds: pd.DataFrame | None
     a source without a finite truth (a source that was unavailable) is left out, and so is a score without a
     truth. Returns ``(table, replicates)`` (``replicates`` None without ``seeds``). Raises
     :class:`~helpers.benchmarks.format.BenchmarkError` when a target keeps fewer than 3 candidates."""
-    from .format import BenchmarkError, from_tables
-
     if not isinstance(truth, pd.DataFrame) or truth.empty:
         raise BenchmarkError("the book's ground truth must be a non-empty table (sources x targets)")
     if not scores:
@@ -341,7 +337,7 @@ def read_book(results_dir, metrics=None, benchmark: str = "book",
     that writes it (:data:`BOOK_FILES`)."""
     from pathlib import Path
 
-    from .. import scoring as S
+    from .. import scoring as S  # here, not at the top: it imports torch, which the benchmarks never need
 
     d = Path(results_dir)
     missing = [f"{n} (the {ch} chapter)" for n, ch in BOOK_FILES.items() if not (d / n).is_file()]
