@@ -179,6 +179,10 @@ class FinetuningSection(_Section):
     seeds: list[StrictInt] = [0]
     #: fine-tune the target's own flag as a source too ([D] does; it is left out when correlating)
     self_source: bool = True
+    #: fine-tuning tasks run at once by the chapter (more than 1: on a local Ray cluster). Each task keeps its own
+    #: torch threads, so the tables are the same as one at a time; on a 2-core CPU two at once finish the sweep
+    #: about 1.5 times faster (benchmarks/side_by_side.py)
+    side_by_side: PositiveInt = 1
     grid: FinetuningGrid
     #: per-target batch sizes replacing ``grid.batch_size`` (:func:`finetune_grid`)
     batch_size_by_target: dict[Flag, list[PositiveInt]] = {}

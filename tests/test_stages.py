@@ -377,6 +377,27 @@ def test_ray_engine_gives_the_serial_results_and_resumes_across_engines(tiny, tm
     np.testing.assert_array_equal(runs_local["test_auc"].to_numpy(), runs_back["test_auc"].to_numpy())
 
 
+def test_side_by_side_fine_tuning_runs_on_ray_with_room_for_that_many_tasks(monkeypatch):
+    """``finetuning.side_by_side`` is how many fine-tuning tasks the chapter starts at once: the local engine for
+    one; for more, a local Ray cluster told that many times a task's CPUs (each task keeps its own threads, so the
+    tables stay those of one at a time: test_ray_engine_gives_the_serial_results...). Without ray: the local
+    engine, with a warning that says why."""
+    import sys
+
+    from helpers.profiles import load_profile
+    from helpers.stages import finetuning as F
+
+    paper, quick = load_profile("paper"), load_profile("quick")
+    assert paper["finetuning"]["side_by_side"] == 1 and F.side_by_side_engine(paper) == ("local", {})
+    assert quick["finetuning"]["side_by_side"] == 2
+    engine, options = F.side_by_side_engine(quick)
+    assert engine == "ray" and options["num_cpus"] == 2 * F.RESOURCES["num_cpus"] == 4
+    assert options["init_kwargs"]["log_to_driver"] is False  # no worker chatter in the chapter's output
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
+    with pytest.warns(UserWarning, match="needs ray"):
+        assert F.side_by_side_engine(quick) == ("local", {})
+
+
 def test_a_failed_task_blocks_its_dependants_and_the_rest_goes_on(tiny, tmp_path, monkeypatch):
     from helpers.stages import finetuning, pretraining
 

@@ -14,7 +14,9 @@ Tables (:func:`finalize`): ``finetuning.csv`` (every run), ``finetuning_unavaila
 """
 from __future__ import annotations
 
+import logging
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ import pandas as pd
 from .. import models as M
 from ..names import is_self
 from ..data import TensorImageDataset, medmnist_info, paper_fold_indices
-from ..profiles import finetune_grid, profile_image_size, profile_targets
+from ..profiles import finetune_grid, load_profile, profile_image_size, profile_targets
 from ..trainer import Run, RunConfig, load_flag, subsample, test_run, train_runs
 from ..runner import atomic_write_csv, config_key
 from . import inputs, pretraining, throughput
@@ -341,13 +343,35 @@ def write_ground_truth(runs: pd.DataFrame, results_dir) -> Path:
 # what the chapter calls
 
 
+def side_by_side_engine(profile: dict) -> tuple[str, dict]:
+    """``(engine, engine_options)`` that run ``finetuning.side_by_side`` tasks at once on this machine: the local
+    engine for 1; else a local Ray cluster told ``side_by_side`` times a task's CPUs, so that Ray starts that many
+    tasks together. Each task still pins its own torch threads (``RESOURCES["num_cpus"]``, recorded per unit), so
+    the tables do not depend on this choice, only the time does. Without ray installed: the local engine."""
+    n = int(profile["finetuning"].get("side_by_side") or 1)
+    if n <= 1:
+        return "local", {}
+    try:
+        import ray  # noqa: F401  (the ray extra)
+    except ImportError:
+        warnings.warn(f"finetuning.side_by_side: {n} needs ray (pip install '.[ray]'); running one task at a time",
+                      stacklevel=2)
+        return "local", {}
+    return "ray", {"num_cpus": n * int(RESOURCES["num_cpus"]),
+                   "init_kwargs": {"log_to_driver": False, "logging_level": logging.ERROR}}
+
+
 def run_finetuning(profile: dict, sources=None, targets=None, results_dir=None, root=None, device=None,
                    scenario: str = "dataset", progress: bool = True, group_size: int | None = None,
-                   engine: str = "local", **engine_options):
+                   engine: str | None = "local", **engine_options):
     """Run (or resume) the fine-tuning sweep through an engine. Configs of one (source, target, fold) are
-    advanced together in groups of ``group_size`` (default: all of them). Returns ``(runs, unavailable)``: the
-    tidy table of runs and a table of the (source, target, fold) whose source is unavailable here, with the
-    reason; writes the tables of :func:`finalize`. With every unit stored this only reads."""
+    advanced together in groups of ``group_size`` (default: all of them). ``engine=None`` takes the profile's
+    (:func:`side_by_side_engine`). Returns ``(runs, unavailable)``: the tidy table of runs and a table of the
+    (source, target, fold) whose source is unavailable here, with the reason; writes the tables of
+    :func:`finalize`. With every unit stored this only reads."""
+    if engine is None:
+        engine, defaults = side_by_side_engine(load_profile(profile) if not isinstance(profile, dict) else profile)
+        engine_options = {**defaults, **engine_options}
     options = {"scenario": scenario, "group_size": group_size}
     if sources is not None:
         options["sources"] = list(sources)
