@@ -124,8 +124,9 @@ booktext.table(table)
 # %% [markdown]
 # **Table 2.** One row per fine-tuning run: the source, target, fold and hyperparameters, the epochs that ran and the epoch
 # whose checkpoint was kept (best validation AUC), validation and test AUC, accuracy and loss of that
-# checkpoint, and the seconds the run took (its share of its group's time). All runs are written to
-# `results/<profile>/finetuning.csv`.
+# checkpoint, and the seconds the run took (its share of its group's wall time; with two tasks at once, as on
+# the quick profile, each task's time includes sharing the CPU with the other, so the seconds add up to more
+# than the chapter took). All runs are written to `results/<profile>/finetuning.csv`.
 
 # %% tags=["hide-input"]
 unavailable_pairs = (unavailable.groupby("source").agg(targets=("target", lambda s: ", ".join(sorted(set(s)))),
