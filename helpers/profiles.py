@@ -180,8 +180,8 @@ class FinetuningSection(_Section):
     #: fine-tune the target's own flag as a source too ([D] does; it is left out when correlating)
     self_source: bool = True
     #: fine-tuning tasks run at once by the chapter (more than 1: on a local Ray cluster). Each task keeps its own
-    #: torch threads, so the tables are the same as one at a time; on a 2-core CPU two at once finish the sweep
-    #: about 1.5 times faster (benchmarks/side_by_side.py)
+    #: torch threads, so the tables are the same as one at a time; on a 2-core CPU two at once finish the quick
+    #: sweep about 1.4 times sooner (benchmarks/side_by_side.py)
     side_by_side: PositiveInt = 1
     grid: FinetuningGrid
     #: per-target batch sizes replacing ``grid.batch_size`` (:func:`finetune_grid`)
@@ -315,6 +315,9 @@ class SegmentationSection(_Section):
     finetuning: SegmentationFinetuningRecipe
     #: read by the CC-FV scorer
     scoring: Optional[SegmentationScoring] = None
+    #: the bank's pretraining and fine-tuning tasks run at once by the chapters (more than 1: on a local Ray
+    #: cluster); each task keeps its own torch threads, so the tables are the same as one at a time
+    side_by_side: PositiveInt = 1
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -39,6 +39,7 @@
 profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
 data_root = None    # None: $DATA_ROOT, else data/
 device = None       # None: the profile's device (auto: cuda when present)
+engine = None       # the bank's tasks: None runs segmentation.side_by_side at once (the profile's); "local" or "ray"
 
 # %% [markdown]
 # ## Imports
@@ -192,7 +193,8 @@ seg_sources = P.segmentation_encoder_sources(cfg)
 if seg_sources:
     from helpers.stages import segmentation as SG
 
-    seg_pre = SG.run_segmentation_pretraining(cfg, out, root=data_root, device=device, progress=False)
+    seg_pre = SG.run_segmentation_pretraining(cfg, out, root=data_root, device=device, progress=False,
+                                             engine=engine)
     used = {P.segmentation_unit_name(s): s for s in seg_sources}
     seg_table = seg_pre[seg_pre["source"].isin(used)].assign(as_source=lambda d: d["source"].map(used))
     booktext.glue(n_seg=len(seg_table))

@@ -46,6 +46,7 @@
 profile = "quick"   # profile name (profiles/<name>.yml) or path to a profile file
 data_root = None    # None: $DATA_ROOT, else data/
 device = None       # None: the profile's device (auto: cuda when present)
+engine = None       # the bank's tasks: None runs segmentation.side_by_side at once (the profile's); "local" or "ray"
 reliability_level = 0.8  # the reliability a ground truth should reach (seeds needed are computed for it)
 n_boot = 2000       # bootstrap resamplings of the sources for the one-seed reliability's interval
 
@@ -130,7 +131,7 @@ pix = pix[(pix["split"] == "train") & (pix["class_id"] > 0)]
 # every target they are a candidate for; the union source is trained once per target.
 
 # %% tags=["hide-input"]
-pre = SEG.run_segmentation_pretraining(cfg, out, root=data_root, device=device, progress=False)
+pre = SEG.run_segmentation_pretraining(cfg, out, root=data_root, device=device, progress=False, engine=engine)
 cols = [c for c in ["source", "kind", "sets", "train_images", "val_images", "epochs_run", "best_epoch",
                     "val_loss", "val_dice", "train_seconds"] if c in pre.columns]
 pre[cols].round(3).set_index("source")
@@ -159,10 +160,13 @@ booktext.glue(seg_unavailable="; ".join(f"{r.source}: {r.reason}" for r in why.i
 # one run per pair); the seed draws the new head, the batch order and the augmentation, while the image subsets
 # and the source model stay the same. The ground truth of a (source, target) pair is the mean foreground Dice on
 # the target's test subset, averaged over the seeds. One call runs (or reads back) every fine-tuning unit and
-# another turns the runs into the source x target ground truth:
+# another turns the runs into the source x target ground truth. The quick profile runs two of these tasks at
+# once (`segmentation.side_by_side: 2`, a local Ray cluster), each at its own two torch threads, which is what
+# CPU results depend on: the runs are those of one task at a time, only sooner.
 
 # %%
-runs, unavailable = SEG.run_segmentation_finetuning(cfg, out, root=data_root, device=device, progress=False)
+runs, unavailable = SEG.run_segmentation_finetuning(cfg, out, root=data_root, device=device, progress=False,
+                                                    engine=engine)
 truth = S.segmentation_ground_truth(runs)
 seg_seeds = S.finetuning_seeds(sec)
 booktext.glue(seg_n_seeds=len(seg_seeds), seg_seed_list=", ".join(map(str, seg_seeds)))

@@ -386,6 +386,7 @@ def test_side_by_side_fine_tuning_runs_on_ray_with_room_for_that_many_tasks(monk
 
     from helpers.profiles import load_profile
     from helpers.stages import finetuning as F
+    from helpers.stages import launch
 
     paper, quick = load_profile("paper"), load_profile("quick")
     assert paper["finetuning"]["side_by_side"] == 1 and F.side_by_side_engine(paper) == ("local", {})
@@ -393,8 +394,12 @@ def test_side_by_side_fine_tuning_runs_on_ray_with_room_for_that_many_tasks(monk
     engine, options = F.side_by_side_engine(quick)
     assert engine == "ray" and options["num_cpus"] == 2 * F.RESOURCES["num_cpus"] == 4
     assert options["init_kwargs"]["log_to_driver"] is False  # no worker chatter in the chapter's output
+    # the segmentation bank's tasks: their own key, the same rule
+    assert paper["segmentation"].get("side_by_side", 1) == 1 and quick["segmentation"]["side_by_side"] == 2
+    assert launch.side_by_side_engine(3, 2, "segmentation.side_by_side")[1]["num_cpus"] == 6
+    assert launch.side_by_side_engine(1, 2, "segmentation.side_by_side") == ("local", {})
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
-    with pytest.warns(UserWarning, match="needs ray"):
+    with pytest.warns(UserWarning, match="finetuning.side_by_side: 2 needs ray"):
         assert F.side_by_side_engine(quick) == ("local", {})
 
 

@@ -14,9 +14,7 @@ Tables (:func:`finalize`): ``finetuning.csv`` (every run), ``finetuning_unavaila
 """
 from __future__ import annotations
 
-import logging
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +26,7 @@ from ..data import TensorImageDataset, medmnist_info, paper_fold_indices
 from ..profiles import finetune_grid, load_profile, profile_image_size, profile_targets
 from ..trainer import Run, RunConfig, load_flag, subsample, test_run, train_runs
 from ..runner import atomic_write_csv, config_key
-from . import inputs, pretraining, throughput
+from . import inputs, launch, pretraining, throughput
 from .base import Env, Task, problem_reason, read_problems
 from .launch import run_stage
 
@@ -344,21 +342,10 @@ def write_ground_truth(runs: pd.DataFrame, results_dir) -> Path:
 
 
 def side_by_side_engine(profile: dict) -> tuple[str, dict]:
-    """``(engine, engine_options)`` that run ``finetuning.side_by_side`` tasks at once on this machine: the local
-    engine for 1; else a local Ray cluster told ``side_by_side`` times a task's CPUs, so that Ray starts that many
-    tasks together. Each task still pins its own torch threads (``RESOURCES["num_cpus"]``, recorded per unit), so
-    the tables do not depend on this choice, only the time does. Without ray installed: the local engine."""
-    n = int(profile["finetuning"].get("side_by_side") or 1)
-    if n <= 1:
-        return "local", {}
-    try:
-        import ray  # noqa: F401  (the ray extra)
-    except ImportError:
-        warnings.warn(f"finetuning.side_by_side: {n} needs ray (pip install '.[ray]'); running one task at a time",
-                      stacklevel=2)
-        return "local", {}
-    return "ray", {"num_cpus": n * int(RESOURCES["num_cpus"]),
-                   "init_kwargs": {"log_to_driver": False, "logging_level": logging.ERROR}}
+    """``(engine, engine_options)`` that run ``finetuning.side_by_side`` fine-tuning tasks at once
+    (:func:`helpers.stages.launch.side_by_side_engine`): the same tables as one at a time, sooner."""
+    return launch.side_by_side_engine(profile["finetuning"].get("side_by_side") or 1, RESOURCES["num_cpus"],
+                                      "finetuning.side_by_side")
 
 
 def run_finetuning(profile: dict, sources=None, targets=None, results_dir=None, root=None, device=None,

@@ -29,7 +29,8 @@ from ..segmentation import training as ST
 from ..sources import SEGMENTATION, source_kind
 from . import inputs, throughput
 from .base import Env, Task, problem_reason, read_problems
-from .launch import run_stage
+from ..profiles import load_profile
+from .launch import run_stage, side_by_side_engine
 
 NAME = "segmentation"
 PARTS = ("pretraining", "finetuning", "scoring")
@@ -263,13 +264,19 @@ def missing_inputs(profile: dict, env: Env) -> list[dict]:
 
 
 def _run_part(part, profile, results_dir, root, device, progress, engine, **engine_options) -> Env:
+    if engine is None:  # the profile's: segmentation.side_by_side tasks at once (the same tables, sooner)
+        loaded = profile if isinstance(profile, dict) else load_profile(profile)
+        engine, defaults = side_by_side_engine((loaded.get("segmentation") or {}).get("side_by_side") or 1,
+                                               RESOURCES[part]["num_cpus"], "segmentation.side_by_side")
+        engine_options = {**defaults, **engine_options}
     return run_stage(NAME, profile, results_dir, root, device, progress, engine, options={"parts": (part,)},
                      **engine_options)
 
 
 def run_segmentation_pretraining(profile: dict, results_dir=None, root=None, device=None, progress: bool = True,
                                  engine: str = "local", **engine_options) -> pd.DataFrame:
-    """Run (or resume) every pretraining unit of the bank, on ``device`` (default: the profile's ``device``).
+    """Run (or resume) every pretraining unit of the bank, on ``device`` (default: the profile's ``device``), on
+    ``engine`` (``None``: the profile's, ``segmentation.side_by_side`` tasks at once).
 
     Returns the tidy table (one row per source: ``source, kind, sets, n_classes, classes, train_images,
     val_images, epochs_run, best_epoch, val_loss, val_dice, train_seconds, checkpoint, history`` plus the
@@ -282,7 +289,8 @@ def run_segmentation_pretraining(profile: dict, results_dir=None, root=None, dev
 
 def run_segmentation_finetuning(profile: dict, results_dir=None, root=None, device=None, progress: bool = True,
                                 engine: str = "local", **engine_options):
-    """Fine-tune every available (source, target) pair of the bank (or resume).
+    """Fine-tune every available (source, target) pair of the bank (or resume), on ``engine`` (``None``: the
+    profile's, ``segmentation.side_by_side`` tasks at once).
 
     Returns ``(runs, unavailable)``: ``runs`` has one row per (source, target, fold=1, seed) with
     :data:`helpers.segmentation.FINETUNING_COLUMNS`, one ``dice_<class>`` column per foreground class of the
