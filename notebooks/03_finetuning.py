@@ -36,7 +36,7 @@
 # | [Pretraining chapter](02_pretraining) | Necessary | the source checkpoints |
 # | ROC AUC | Necessary | MedMNIST's definitions (binary, multi-class one-vs-rest, multi-label mean) |
 #
-# - **Time to run**: about 15 minutes on the quick profile (2-core CPU, two tasks at once): twelve seeds of
+# - **Time to run**: about 13 minutes on the quick profile (2-core CPU, two tasks at once): twelve seeds of
 #   one short fine-tuning per (source, target), the price of a ground truth reliable enough to judge metrics by.
 
 # %% tags=["parameters", "hide-input"]
