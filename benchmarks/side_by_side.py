@@ -28,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def _classification(args, profile, together):
     """The fine-tuning stage: (source random, target, fold) tasks; returns ``{label: (wall, test AUCs)}``."""
     from helpers.stages import finetuning as F
+    from helpers.stages.launch import side_by_side_engine
 
     profile["data"]["folds"] = together["data"]["folds"] = args.folds  # more tasks than targets, as in the chapter
     together["finetuning"]["side_by_side"] = args.side_by_side
-    engine, options = F.side_by_side_engine(together)
+    engine, options = side_by_side_engine(together, "finetuning", F.RESOURCES["num_cpus"])
     _need_ray(engine)
     print(f"fine-tuning, profile {args.profile}: source random, targets {', '.join(args.targets)}, folds "
           f"1-{args.folds} ({len(args.targets) * args.folds} tasks), {len(profile['finetuning']['seeds'])} seeds "
@@ -58,7 +59,7 @@ def _segmentation(args, profile, together):
         # one task per (source, target, seed): more seeds, more tasks to spread Ray's start over, as in the chapter
         p["segmentation"]["finetuning"] = {**p["segmentation"]["finetuning"], "seeds": list(range(args.seeds))}
     together["segmentation"]["side_by_side"] = args.side_by_side
-    engine, options = side_by_side_engine(args.side_by_side, SEG.RESOURCES["finetuning"]["num_cpus"], "benchmark")
+    engine, options = side_by_side_engine(together, "segmentation", SEG.RESOURCES["finetuning"]["num_cpus"])
     _need_ray(engine)
     targets = profile["segmentation"]["targets"]
     print(f"segmentation fine-tuning, profile {args.profile}: source random, targets {', '.join(targets)}, seeds "

@@ -181,7 +181,7 @@ class FinetuningSection(_Section):
     self_source: bool = True
     #: fine-tuning tasks run at once by the chapter (more than 1: on a local Ray cluster). Each task keeps its own
     #: torch threads, so the tables are the same as one at a time; on a 2-core CPU two at once finish the quick
-    #: sweep about 1.4 times sooner (benchmarks/side_by_side.py)
+    #: sweep about 1.5 times sooner (benchmarks/side_by_side.py)
     side_by_side: PositiveInt = 1
     grid: FinetuningGrid
     #: per-target batch sizes replacing ``grid.batch_size`` (:func:`finetune_grid`)

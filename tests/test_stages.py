@@ -389,18 +389,19 @@ def test_side_by_side_fine_tuning_runs_on_ray_with_room_for_that_many_tasks(monk
     from helpers.stages import launch
 
     paper, quick = load_profile("paper"), load_profile("quick")
-    assert paper["finetuning"]["side_by_side"] == 1 and F.side_by_side_engine(paper) == ("local", {})
+    assert paper["finetuning"]["side_by_side"] == 1
+    assert launch.side_by_side_engine("paper", "finetuning", 2) == ("local", {})  # a name is loaded
     assert quick["finetuning"]["side_by_side"] == 2
-    engine, options = F.side_by_side_engine(quick)
+    engine, options = launch.side_by_side_engine(quick, "finetuning", F.RESOURCES["num_cpus"])
     assert engine == "ray" and options["num_cpus"] == 2 * F.RESOURCES["num_cpus"] == 4
     assert options["init_kwargs"]["log_to_driver"] is False  # no worker chatter in the chapter's output
     # the segmentation bank's tasks: their own key, the same rule
     assert paper["segmentation"].get("side_by_side", 1) == 1 and quick["segmentation"]["side_by_side"] == 2
-    assert launch.side_by_side_engine(3, 2, "segmentation.side_by_side")[1]["num_cpus"] == 6
-    assert launch.side_by_side_engine(1, 2, "segmentation.side_by_side") == ("local", {})
+    assert launch.side_by_side_engine(quick, "segmentation", 3)[1]["num_cpus"] == 6  # 2 tasks x 3 CPUs
+    assert launch.side_by_side_engine(paper, "segmentation", 2) == ("local", {})
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
     with pytest.warns(UserWarning, match="finetuning.side_by_side: 2 needs ray"):
-        assert F.side_by_side_engine(quick) == ("local", {})
+        assert launch.side_by_side_engine(quick, "finetuning", 2) == ("local", {})
 
 
 def test_a_failed_task_blocks_its_dependants_and_the_rest_goes_on(tiny, tmp_path, monkeypatch):

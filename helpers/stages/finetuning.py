@@ -23,12 +23,12 @@ import pandas as pd
 from .. import models as M
 from ..names import is_self
 from ..data import TensorImageDataset, medmnist_info, paper_fold_indices
-from ..profiles import finetune_grid, load_profile, profile_image_size, profile_targets
+from ..profiles import finetune_grid, profile_image_size, profile_targets
 from ..trainer import Run, RunConfig, load_flag, subsample, test_run, train_runs
 from ..runner import atomic_write_csv, config_key
-from . import inputs, launch, pretraining, throughput
+from . import inputs, pretraining, throughput
 from .base import Env, Task, problem_reason, read_problems
-from .launch import run_stage
+from .launch import run_stage, side_by_side_engine
 
 NAME = "finetuning"
 RESOURCES = {"num_cpus": 2, "num_gpus": 0.5}  # num_cpus = the task's torch threads; 2 made the book's tables
@@ -341,23 +341,16 @@ def write_ground_truth(runs: pd.DataFrame, results_dir) -> Path:
 # what the chapter calls
 
 
-def side_by_side_engine(profile: dict) -> tuple[str, dict]:
-    """``(engine, engine_options)`` that run ``finetuning.side_by_side`` fine-tuning tasks at once
-    (:func:`helpers.stages.launch.side_by_side_engine`): the same tables as one at a time, sooner."""
-    return launch.side_by_side_engine(profile["finetuning"].get("side_by_side") or 1, RESOURCES["num_cpus"],
-                                      "finetuning.side_by_side")
-
-
 def run_finetuning(profile: dict, sources=None, targets=None, results_dir=None, root=None, device=None,
                    scenario: str = "dataset", progress: bool = True, group_size: int | None = None,
                    engine: str | None = "local", **engine_options):
     """Run (or resume) the fine-tuning sweep through an engine. Configs of one (source, target, fold) are
     advanced together in groups of ``group_size`` (default: all of them). ``engine=None`` takes the profile's
-    (:func:`side_by_side_engine`). Returns ``(runs, unavailable)``: the tidy table of runs and a table of the
+    (``finetuning.side_by_side`` tasks at once, :func:`helpers.stages.launch.side_by_side_engine`). Returns ``(runs, unavailable)``: the tidy table of runs and a table of the
     (source, target, fold) whose source is unavailable here, with the reason; writes the tables of
     :func:`finalize`. With every unit stored this only reads."""
     if engine is None:
-        engine, defaults = side_by_side_engine(load_profile(profile) if not isinstance(profile, dict) else profile)
+        engine, defaults = side_by_side_engine(profile, NAME, RESOURCES["num_cpus"])
         engine_options = {**defaults, **engine_options}
     options = {"scenario": scenario, "group_size": group_size}
     if sources is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import warnings
 
+from ..profiles import load_profile
+
 
 def run_stage(name: str, profile, results_dir=None, data_root=None, device=None, progress: bool = True,
               engine: str = "local", options: dict | None = None, finalize: bool = True,
@@ -22,20 +24,23 @@ def run_stage(name: str, profile, results_dir=None, data_root=None, device=None,
                       threads, **engine_options)
 
 
-def side_by_side_engine(n: int, task_cpus: int, setting: str) -> tuple[str, dict]:
-    """``(engine, engine_options)`` that run ``n`` tasks of a stage at once on this machine, for the profile key
-    ``setting`` (``finetuning.side_by_side``, ``segmentation.side_by_side``): the local engine for 1; else a local
-    Ray cluster told ``n`` times a task's CPUs (``task_cpus``), so that Ray starts ``n`` tasks together. Each task
-    still pins its own torch threads (its ``num_cpus``, recorded per unit), so the tables do not depend on this
-    choice, only the time does (``benchmarks/side_by_side.py``). Without ray installed: the local engine, with a
-    warning."""
-    n = int(n or 1)
+def side_by_side_engine(profile, section: str, task_cpus: int) -> tuple[str, dict]:
+    """``(engine, engine_options)`` that run ``<section>.side_by_side`` tasks at once on this machine (``profile``:
+    a name, a path or a loaded profile; ``section``: ``finetuning`` or ``segmentation``): the local engine for 1
+    (the default); else a local Ray cluster told that many times a task's CPUs (``task_cpus``), so that Ray
+    starts that many tasks together. Each task still pins its own torch threads (its ``num_cpus``, recorded per
+    unit), so the tables do not depend on this choice, only the time does (``benchmarks/side_by_side.py``).
+    Without ray installed: the local engine, with a warning."""
+    if not isinstance(profile, dict):
+        profile = load_profile(profile)
+    n = int((profile.get(section) or {}).get("side_by_side") or 1)
     if n <= 1:
         return "local", {}
     try:
         import ray  # noqa: F401  (the ray extra)
     except ImportError:
-        warnings.warn(f"{setting}: {n} needs ray (pip install '.[ray]'); running one task at a time", stacklevel=3)
+        warnings.warn(f"{section}.side_by_side: {n} needs ray (pip install '.[ray]'); running one task at a time",
+                      stacklevel=3)
         return "local", {}
     return "ray", {"num_cpus": n * int(task_cpus),
                    "init_kwargs": {"log_to_driver": False, "logging_level": logging.ERROR}}

@@ -29,7 +29,6 @@ from ..segmentation import training as ST
 from ..sources import SEGMENTATION, source_kind
 from . import inputs, throughput
 from .base import Env, Task, problem_reason, read_problems
-from ..profiles import load_profile
 from .launch import run_stage, side_by_side_engine
 
 NAME = "segmentation"
@@ -265,9 +264,7 @@ def missing_inputs(profile: dict, env: Env) -> list[dict]:
 
 def _run_part(part, profile, results_dir, root, device, progress, engine, **engine_options) -> Env:
     if engine is None:  # the profile's: segmentation.side_by_side tasks at once (the same tables, sooner)
-        loaded = profile if isinstance(profile, dict) else load_profile(profile)
-        engine, defaults = side_by_side_engine((loaded.get("segmentation") or {}).get("side_by_side") or 1,
-                                               RESOURCES[part]["num_cpus"], "segmentation.side_by_side")
+        engine, defaults = side_by_side_engine(profile, NAME, RESOURCES[part]["num_cpus"])
         engine_options = {**defaults, **engine_options}
     return run_stage(NAME, profile, results_dir, root, device, progress, engine, options={"parts": (part,)},
                      **engine_options)
